@@ -1,0 +1,1 @@
+"""Persistence layer: models, migrations, shard router, repositories, Redis helpers."""

@@ -1,0 +1,108 @@
+"""Configuration of the databases and Redis, as plain pydantic models.
+
+The server's settings embed these; persistence code takes them as arguments and
+never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+# The service databases. Each physical shard holds one database of each; each
+# service owns its own and never reads another's tables.
+SERVICE_DATABASES: tuple[str, ...] = ("user", "account", "message", "callback")
+
+
+def parse_bucket_ranges(spec: str) -> list[tuple[int, int]]:
+    """Parses "0-511,768-1023" (inclusive ranges) into [(0, 511), (768, 1023)]."""
+    ranges: list[tuple[int, int]] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo_s, sep, hi_s = part.partition("-")
+        lo = int(lo_s)
+        hi = int(hi_s) if sep else lo
+        if lo < 0 or hi < lo:
+            raise ValueError(f"bad bucket range {part!r}")
+        ranges.append((lo, hi))
+    if not ranges:
+        raise ValueError("empty bucket range")
+    return ranges
+
+
+class ShardSpec(BaseModel):
+    """One physical shard: a DSN template and the virtual buckets it holds.
+
+    `dsn` contains the placeholder `{db}`, replaced by the service database name
+    (user, account, message, callback), e.g.
+    `mysql+aiomysql://wework:pw@db-0:3306/wework_{db}_0` or
+    `sqlite+aiosqlite:///var/data/{db}_s0.db`.
+    """
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
+    buckets: str
+    dsn: str
+    replicas: list[str] = Field(default_factory=list)
+
+    @field_validator("buckets")
+    @classmethod
+    def _valid_buckets(cls, value: str) -> str:
+        parse_bucket_ranges(value)
+        return value
+
+    @field_validator("dsn")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if "{db}" not in value:
+            raise ValueError("the shard DSN must contain the {db} placeholder")
+        return value
+
+    def dsn_for(self, db: str) -> str:
+        return self.dsn.replace("{db}", db)
+
+
+class DatabaseConfig(BaseModel):
+    """The shard map: crc32(tenant_id) % bucket_count picks a bucket; bucket ranges pick a shard."""
+
+    bucket_count: int = Field(default=1024, ge=1, le=65536)
+    directory_dsn: str = "sqlite+aiosqlite:///var/data/directory.db"
+    shards: list[ShardSpec] = Field(
+        default_factory=lambda: [
+            ShardSpec(name="s0", buckets="0-1023", dsn="sqlite+aiosqlite:///var/data/{db}_s0.db")
+        ]
+    )
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=20, ge=0)
+    pool_recycle_seconds: int = Field(default=1800, ge=1)
+    echo: bool = False
+
+    @model_validator(mode="after")
+    def _buckets_cover_exactly_once(self) -> "DatabaseConfig":
+        names = [s.name for s in self.shards]
+        if len(set(names)) != len(names):
+            raise ValueError("shard names must be unique")
+        if not self.shards:
+            raise ValueError("at least one shard is needed")
+        owner: dict[int, str] = {}
+        for shard in self.shards:
+            for lo, hi in parse_bucket_ranges(shard.buckets):
+                if hi >= self.bucket_count:
+                    raise ValueError(f"shard {shard.name}: bucket {hi} >= bucket_count {self.bucket_count}")
+                for b in range(lo, hi + 1):
+                    if b in owner:
+                        raise ValueError(f"bucket {b} is in both {owner[b]} and {shard.name}")
+                    owner[b] = shard.name
+        if len(owner) != self.bucket_count:
+            missing = next(b for b in range(self.bucket_count) if b not in owner)
+            raise ValueError(f"bucket {missing} belongs to no shard")
+        return self
+
+
+class RedisConfig(BaseModel):
+    """Redis: `memory://` is the embedded in-process Redis (fakeredis) of the default mode."""
+
+    url: str = "memory://"
+    cluster: bool = False
+    key_prefix: str = "wework:"
+    socket_timeout_seconds: float = Field(default=2.0, gt=0)

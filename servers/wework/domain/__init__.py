@@ -1,0 +1,1 @@
+"""Pure domain of the platform: entities, rules and errors. No I/O, no protobuf, no SQL."""

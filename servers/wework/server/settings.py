@@ -1,0 +1,236 @@
+"""Settings of wework-server and wework-admin (pydantic-settings).
+
+Sources, highest first: environment variables (prefix WEWORK_, nested with __,
+e.g. WEWORK_DATABASE__DIRECTORY_DSN), the YAML file named by WEWORK_CONFIG_FILE
+(or --config), then the defaults. The defaults are the embedded mode: SQLite
+files under data_dir, an in-process Redis, the simulator provider, and secrets
+generated once into data_dir/secrets.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from wework.persistence.config import DatabaseConfig, RedisConfig, ShardSpec
+
+ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message", "callback", "report")
+
+
+class ServerConfig(BaseModel):
+    host: str = "0.0.0.0"
+    port: int = Field(default=50051, ge=0, le=65535)
+    # Which services this process serves: any subset of ALL_SERVICES.
+    services: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(ALL_SERVICES))
+    grace_period_seconds: float = Field(default=10.0, ge=0)
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    keepalive_time_seconds: int = Field(default=60, ge=1)
+    keepalive_timeout_seconds: int = Field(default=20, ge=1)
+    # Clients may ping no more often than this without data (grpc.http2.min_ping_interval_without_data_ms).
+    min_ping_interval_seconds: int = Field(default=30, ge=1)
+    max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+    health_check_interval_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _split_services(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, value: list[str]) -> list[str]:
+        if value == ["all"]:
+            return list(ALL_SERVICES)
+        unknown = [s for s in value if s not in ALL_SERVICES]
+        if unknown:
+            raise ValueError(f"unknown service(s) {unknown}; choose from {list(ALL_SERVICES)} or 'all'")
+        if not value:
+            raise ValueError("at least one service is needed")
+        return value
+
+
+class SecurityConfig(BaseModel):
+    # Platform-admin credential (x-api-key). Required outside the embedded mode.
+    admin_api_key: SecretStr | None = None
+    # HMAC key that signs access tokens (at least 32 bytes).
+    token_secret: SecretStr | None = None
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=86400)
+    # AES-256-GCM keys for sensitive columns: key id -> base64 of 32 bytes. The
+    # active one encrypts; all of them decrypt (rotation).
+    encryption_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    active_encryption_key_id: str | None = None
+    # HMAC key of the keyed hashes used for equality lookups of encrypted columns.
+    lookup_hash_key: SecretStr | None = None
+    max_failed_logins: int = Field(default=5, ge=1)
+    lockout_minutes: int = Field(default=15, ge=1)
+
+    @model_validator(mode="after")
+    def _keys_are_usable(self) -> "SecurityConfig":
+        for key_id, key in self.encryption_keys.items():
+            try:
+                raw = base64.b64decode(key.get_secret_value(), validate=True)
+            except ValueError as exc:
+                raise ValueError(f"encryption_keys.{key_id} is not base64") from exc
+            if len(raw) != 32:
+                raise ValueError(f"encryption_keys.{key_id} must be 32 bytes (AES-256), got {len(raw)}")
+        if self.encryption_keys and self.active_encryption_key_id not in self.encryption_keys:
+            raise ValueError("active_encryption_key_id must name one of encryption_keys")
+        if self.token_secret is not None and len(self.token_secret.get_secret_value()) < 32:
+            raise ValueError("token_secret must be at least 32 characters")
+        return self
+
+
+class ProviderConfig(BaseModel):
+    kind: Literal["simulator", "http"] = "simulator"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+
+
+class LoggingConfig(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WEWORK_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        yaml_file=None,
+    )
+
+    data_dir: Path = Path("var")
+    # Set by `--port` / WEWORK_PORT; kept at top level because the chart and operators rely on it.
+    port: int | None = Field(default=None, ge=0, le=65535)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database: DatabaseConfig | None = None
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("WEWORK_CONFIG_FILE")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _apply_port(self) -> "Settings":
+        if self.port is not None:
+            self.server.port = self.port
+        return self
+
+    # ---- derived -----------------------------------------------------------------
+
+    @property
+    def embedded(self) -> bool:
+        """True when running on the embedded default (SQLite + in-process Redis)."""
+        return self.database_config.directory_dsn.startswith("sqlite")
+
+    @property
+    def database_config(self) -> DatabaseConfig:
+        if self.database is not None:
+            return self.database
+        data = self.data_dir.resolve() / "data"
+        return DatabaseConfig(
+            directory_dsn=f"sqlite+aiosqlite:///{data}/directory.db",
+            shards=[ShardSpec(name="s0", buckets="0-1023", dsn=f"sqlite+aiosqlite:///{data}/{{db}}_s0.db")],
+        )
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names it."""
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Loads settings, names the bad setting on error, and fills embedded-mode secrets."""
+    if config_file:
+        os.environ["WEWORK_CONFIG_FILE"] = config_file
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            env = "WEWORK_" + "__".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"  {name} (env {env}): {err['msg']}")
+        raise SettingsError("invalid settings:\n" + "\n".join(problems)) from None
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"cannot read settings: {exc}") from None
+    _fill_secrets(settings)
+    return settings
+
+
+def _fill_secrets(settings: Settings) -> None:
+    """Embedded mode: generate missing secrets once into data_dir/secrets.json (mode 0600).
+
+    Outside the embedded mode a missing secret is an error that names the setting:
+    a production deployment must never run on a key it did not choose.
+    """
+    sec = settings.security
+    missing = [
+        name
+        for name, value in (
+            ("security.admin_api_key", sec.admin_api_key),
+            ("security.token_secret", sec.token_secret),
+            ("security.lookup_hash_key", sec.lookup_hash_key),
+            ("security.encryption_keys", sec.encryption_keys or None),
+        )
+        if value is None
+    ]
+    if not missing:
+        return
+    if not settings.embedded:
+        envs = ", ".join("WEWORK_" + m.replace(".", "__").upper() for m in missing)
+        raise SettingsError(f"missing secret setting(s) {', '.join(missing)} (env {envs})")
+    path = settings.data_dir / "secrets.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+    else:
+        stored = {
+            "admin_api_key": "wwadmin_" + secrets.token_urlsafe(24),
+            "token_secret": secrets.token_urlsafe(48),
+            "lookup_hash_key": secrets.token_urlsafe(48),
+            "encryption_key_id": "k1",
+            "encryption_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh, indent=2)
+    if sec.admin_api_key is None:
+        sec.admin_api_key = SecretStr(stored["admin_api_key"])
+    if sec.token_secret is None:
+        sec.token_secret = SecretStr(stored["token_secret"])
+    if sec.lookup_hash_key is None:
+        sec.lookup_hash_key = SecretStr(stored["lookup_hash_key"])
+    if not sec.encryption_keys:
+        sec.encryption_keys = {stored["encryption_key_id"]: SecretStr(stored["encryption_key"])}
+        sec.active_encryption_key_id = stored["encryption_key_id"]
