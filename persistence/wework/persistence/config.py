@@ -75,10 +75,16 @@ class DatabaseConfig(BaseModel):
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=20, ge=0)
     pool_recycle_seconds: int = Field(default=1800, ge=1)
+    # How long a caller waits for a pooled connection, and for a new MySQL connection, before
+    # the request fails as UNAVAILABLE instead of hanging.
+    pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # SQLite (embedded mode): how long a writer waits for another writer's lock.
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     echo: bool = False
 
     @model_validator(mode="after")
-    def _buckets_cover_exactly_once(self) -> "DatabaseConfig":
+    def _buckets_cover_exactly_once(self) -> DatabaseConfig:
         names = [s.name for s in self.shards]
         if len(set(names)) != len(names):
             raise ValueError("shard names must be unique")
@@ -96,6 +102,14 @@ class DatabaseConfig(BaseModel):
         if len(owner) != self.bucket_count:
             missing = next(b for b in range(self.bucket_count) if b not in owner)
             raise ValueError(f"bucket {missing} belongs to no shard")
+        # Two shards on one physical database would silently merge their tenants' rows.
+        seen: dict[str, str] = {self.directory_dsn: "the directory"}
+        for shard in self.shards:
+            for db in SERVICE_DATABASES:
+                dsn = shard.dsn_for(db)
+                if dsn in seen:
+                    raise ValueError(f"shard {shard.name} ({db}) uses the same database as {seen[dsn]}")
+                seen[dsn] = f"shard {shard.name}"
         return self
 
 

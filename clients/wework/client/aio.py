@@ -1,0 +1,328 @@
+"""asyncio client: `async with AsyncWeworkClient(options) as c: await c.tenants.get_tenant("...")`.
+
+Same surface as wework.client.sync, on a grpc.aio channel: unary methods are
+coroutines and the iter_* methods are async generators.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar, Self
+
+import grpc
+import grpc.aio
+from wework.v1 import tenant_pb2 as pb
+from wework.v1 import tenant_pb2_grpc
+
+from ._base import (
+    CallSettings,
+    Metadata,
+    build_request,
+    check_per_call_changes,
+    next_page_token,
+    with_page_token,
+    with_request_id,
+)
+from .config import ClientOptions
+from .errors import from_rpc_error
+
+
+class AsyncTransport:
+    """Calls unary methods of a grpc.aio channel with the client's metadata and deadline."""
+
+    def __init__(self, channel: grpc.aio.Channel, settings: CallSettings) -> None:
+        self.channel = channel
+        self.settings = settings
+
+    async def unary(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+        authenticate: bool = True,
+    ) -> Any:
+        # Fill request_id before the call: channel retries then resend the same id.
+        request = with_request_id(request)
+        md = self.settings.metadata(metadata) if authenticate else tuple(metadata)
+        try:
+            return await method(request, timeout=self.settings.timeout(timeout), metadata=md)
+        except grpc.RpcError as exc:  # grpc.aio.AioRpcError is one
+            raise from_rpc_error(exc) from exc
+
+    async def pages(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable,
+        request: Any,
+        items: str,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> AsyncIterator[Any]:
+        """Yields the `items` of every page; each page gets its own deadline."""
+        while True:
+            response = await self.unary(method, request, timeout=timeout, metadata=metadata)
+            for item in getattr(response, items):
+                yield item
+            token = next_page_token(request, response)
+            if not token:
+                return
+            request = with_page_token(request, token)
+
+
+class AsyncService:
+    """Base of an asyncio service wrapper; see wework.client.sync.Service."""
+
+    stub_class: ClassVar[Callable[[grpc.aio.Channel], Any]]
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+        # Generated stubs work on grpc.aio channels too: their multicallables are awaitable.
+        self._stub = self.stub_class(transport.channel)
+
+    def _call(
+        self,
+        rpc: str,
+        request_cls: type,
+        request: Any,
+        fields: dict[str, Any],
+        timeout: float | None,
+        metadata: Metadata,
+        shortcut: str | None = None,
+        *,
+        authenticate: bool = True,
+    ) -> Awaitable[Any]:
+        message = build_request(request_cls, request, fields, shortcut)
+        return self._transport.unary(
+            getattr(self._stub, rpc), message, timeout=timeout, metadata=metadata, authenticate=authenticate
+        )
+
+    def _iter(
+        self,
+        rpc: str,
+        request_cls: type,
+        items: str,
+        request: Any,
+        fields: dict[str, Any],
+        timeout: float | None,
+        metadata: Metadata,
+    ) -> AsyncIterator[Any]:
+        # Build now so a bad argument fails at the call, not at the first iteration.
+        message = build_request(request_cls, request, fields)
+        return self._transport.pages(getattr(self._stub, rpc), message, items, timeout=timeout, metadata=metadata)
+
+
+class AsyncTenantServiceClient(AsyncService):
+    """wework.v1.TenantService (asyncio): tenants, users, roles, API keys and login.
+
+    Every method accepts the request message, or keyword fields of it; where a
+    positional shortcut is noted, a str is the resource id and a resource
+    message is wrapped into its Create/Update request. `timeout` (seconds)
+    overrides the default deadline; `metadata` adds headers.
+    """
+
+    stub_class = tenant_pb2_grpc.TenantServiceStub
+
+    # Tenants (platform admin).
+
+    async def create_tenant(self, request: pb.CreateTenantRequest | pb.Tenant | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.Tenant:
+        """CreateTenant; a Tenant is wrapped. request_id is filled when empty."""
+        return await self._call("CreateTenant", pb.CreateTenantRequest, request, fields, timeout, metadata, "tenant")
+
+    async def get_tenant(self, request: pb.GetTenantRequest | str | None = None, /, *,
+                         timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.Tenant:
+        """GetTenant; a str is the tenant id."""
+        return await self._call("GetTenant", pb.GetTenantRequest, request, fields, timeout, metadata, "id")
+
+    async def list_tenants(self, request: pb.ListTenantsRequest | None = None, /, *,
+                           timeout: float | None = None, metadata: Metadata = (),
+                           **fields: Any) -> pb.ListTenantsResponse:
+        """ListTenants: one page (see iter_tenants for all)."""
+        return await self._call("ListTenants", pb.ListTenantsRequest, request, fields, timeout, metadata)
+
+    async def update_tenant(self, request: pb.UpdateTenantRequest | pb.Tenant | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.Tenant:
+        """UpdateTenant; a Tenant is wrapped, update_mask may be a list of paths."""
+        return await self._call("UpdateTenant", pb.UpdateTenantRequest, request, fields, timeout, metadata, "tenant")
+
+    async def suspend_tenant(self, request: pb.SuspendTenantRequest | str | None = None, /, *,
+                             timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.Tenant:
+        """SuspendTenant; a str is the tenant id (etag= optional)."""
+        return await self._call("SuspendTenant", pb.SuspendTenantRequest, request, fields, timeout, metadata, "id")
+
+    async def resume_tenant(self, request: pb.ResumeTenantRequest | str | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.Tenant:
+        """ResumeTenant; a str is the tenant id (etag= optional)."""
+        return await self._call("ResumeTenant", pb.ResumeTenantRequest, request, fields, timeout, metadata, "id")
+
+    async def delete_tenant(self, request: pb.DeleteTenantRequest | str | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.Tenant:
+        """DeleteTenant (soft); a str is the tenant id (etag= optional)."""
+        return await self._call("DeleteTenant", pb.DeleteTenantRequest, request, fields, timeout, metadata, "id")
+
+    def iter_tenants(self, request: pb.ListTenantsRequest | None = None, /, *,
+                     timeout: float | None = None, metadata: Metadata = (),
+                     **filters: Any) -> AsyncIterator[pb.Tenant]:
+        """Every tenant across pages, e.g. iter_tenants(status=TENANT_STATUS_ACTIVE)."""
+        return self._iter("ListTenants", pb.ListTenantsRequest, "tenants", request, filters, timeout, metadata)
+
+    # Users of the caller's tenant.
+
+    async def create_user(self, request: pb.CreateUserRequest | pb.User | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.User:
+        """CreateUser; a User is wrapped. request_id is filled when empty."""
+        return await self._call("CreateUser", pb.CreateUserRequest, request, fields, timeout, metadata, "user")
+
+    async def get_user(self, request: pb.GetUserRequest | str | None = None, /, *,
+                       timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.User:
+        """GetUser; a str is the user id."""
+        return await self._call("GetUser", pb.GetUserRequest, request, fields, timeout, metadata, "id")
+
+    async def list_users(self, request: pb.ListUsersRequest | None = None, /, *,
+                         timeout: float | None = None, metadata: Metadata = (),
+                         **fields: Any) -> pb.ListUsersResponse:
+        """ListUsers: one page (see iter_users for all)."""
+        return await self._call("ListUsers", pb.ListUsersRequest, request, fields, timeout, metadata)
+
+    async def update_user(self, request: pb.UpdateUserRequest | pb.User | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.User:
+        """UpdateUser; a User is wrapped, update_mask may be a list of paths."""
+        return await self._call("UpdateUser", pb.UpdateUserRequest, request, fields, timeout, metadata, "user")
+
+    async def disable_user(self, request: pb.DisableUserRequest | str | None = None, /, *,
+                           timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.User:
+        """DisableUser; a str is the user id."""
+        return await self._call("DisableUser", pb.DisableUserRequest, request, fields, timeout, metadata, "id")
+
+    async def enable_user(self, request: pb.EnableUserRequest | str | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.User:
+        """EnableUser; a str is the user id."""
+        return await self._call("EnableUser", pb.EnableUserRequest, request, fields, timeout, metadata, "id")
+
+    def iter_users(self, request: pb.ListUsersRequest | None = None, /, *,
+                   timeout: float | None = None, metadata: Metadata = (),
+                   **filters: Any) -> AsyncIterator[pb.User]:
+        """Every user of the tenant across pages, e.g. iter_users(status=USER_STATUS_LOCKED)."""
+        return self._iter("ListUsers", pb.ListUsersRequest, "users", request, filters, timeout, metadata)
+
+    async def login(self, request: pb.LoginRequest | None = None, /, *,
+                    timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.LoginResponse:
+        """Login(tenant_code=, username=, password=). Sends no credential: it needs
+        none, and a stale token held by this client must not fail the re-login."""
+        return await self._call("Login", pb.LoginRequest, request, fields, timeout, metadata, authenticate=False)
+
+    # Roles.
+
+    async def create_role(self, request: pb.CreateRoleRequest | pb.Role | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.Role:
+        """CreateRole; a Role is wrapped. request_id is filled when empty."""
+        return await self._call("CreateRole", pb.CreateRoleRequest, request, fields, timeout, metadata, "role")
+
+    async def get_role(self, request: pb.GetRoleRequest | str | None = None, /, *,
+                       timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.Role:
+        """GetRole; a str is the role id."""
+        return await self._call("GetRole", pb.GetRoleRequest, request, fields, timeout, metadata, "id")
+
+    async def list_roles(self, request: pb.ListRolesRequest | None = None, /, *,
+                         timeout: float | None = None, metadata: Metadata = (),
+                         **fields: Any) -> pb.ListRolesResponse:
+        """ListRoles: one page (see iter_roles for all)."""
+        return await self._call("ListRoles", pb.ListRolesRequest, request, fields, timeout, metadata)
+
+    async def update_role(self, request: pb.UpdateRoleRequest | pb.Role | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.Role:
+        """UpdateRole; a Role is wrapped, update_mask may be a list of paths."""
+        return await self._call("UpdateRole", pb.UpdateRoleRequest, request, fields, timeout, metadata, "role")
+
+    async def delete_role(self, request: pb.DeleteRoleRequest | str | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (),
+                          **fields: Any) -> pb.DeleteRoleResponse:
+        """DeleteRole; a str is the role id."""
+        return await self._call("DeleteRole", pb.DeleteRoleRequest, request, fields, timeout, metadata, "id")
+
+    async def assign_role(self, request: pb.AssignRoleRequest | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (),
+                          **fields: Any) -> pb.AssignRoleResponse:
+        """AssignRole(user_id=, role_id=)."""
+        return await self._call("AssignRole", pb.AssignRoleRequest, request, fields, timeout, metadata)
+
+    async def unassign_role(self, request: pb.UnassignRoleRequest | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (),
+                            **fields: Any) -> pb.UnassignRoleResponse:
+        """UnassignRole(user_id=, role_id=)."""
+        return await self._call("UnassignRole", pb.UnassignRoleRequest, request, fields, timeout, metadata)
+
+    def iter_roles(self, request: pb.ListRolesRequest | None = None, /, *,
+                   timeout: float | None = None, metadata: Metadata = (),
+                   **filters: Any) -> AsyncIterator[pb.Role]:
+        """Every role of the tenant across pages."""
+        return self._iter("ListRoles", pb.ListRolesRequest, "roles", request, filters, timeout, metadata)
+
+    # API keys.
+
+    async def create_api_key(self, request: pb.CreateApiKeyRequest | pb.ApiKey | None = None, /, *,
+                             timeout: float | None = None, metadata: Metadata = (),
+                             **fields: Any) -> pb.CreateApiKeyResponse:
+        """CreateApiKey; an ApiKey is wrapped. The secret is in this response only."""
+        return await self._call("CreateApiKey", pb.CreateApiKeyRequest, request, fields, timeout, metadata, "api_key")
+
+    async def get_api_key(self, request: pb.GetApiKeyRequest | str | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.ApiKey:
+        """GetApiKey; a str is the key id."""
+        return await self._call("GetApiKey", pb.GetApiKeyRequest, request, fields, timeout, metadata, "id")
+
+    async def list_api_keys(self, request: pb.ListApiKeysRequest | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (),
+                            **fields: Any) -> pb.ListApiKeysResponse:
+        """ListApiKeys: one page (see iter_api_keys for all)."""
+        return await self._call("ListApiKeys", pb.ListApiKeysRequest, request, fields, timeout, metadata)
+
+    async def revoke_api_key(self, request: pb.RevokeApiKeyRequest | str | None = None, /, *,
+                             timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> pb.ApiKey:
+        """RevokeApiKey; a str is the key id."""
+        return await self._call("RevokeApiKey", pb.RevokeApiKeyRequest, request, fields, timeout, metadata, "id")
+
+    def iter_api_keys(self, request: pb.ListApiKeysRequest | None = None, /, *,
+                      timeout: float | None = None, metadata: Metadata = (),
+                      **filters: Any) -> AsyncIterator[pb.ApiKey]:
+        """Every API key across pages, e.g. iter_api_keys(show_revoked=True)."""
+        return self._iter("ListApiKeys", pb.ListApiKeysRequest, "api_keys", request, filters, timeout, metadata)
+
+
+class AsyncWeworkClient:
+    """asyncio client of the platform; use `async with` or await close().
+
+    Pass `channel` to use your own grpc.aio channel; the client then does not close it.
+    """
+
+    def __init__(self, options: ClientOptions, *, channel: grpc.aio.Channel | None = None) -> None:
+        self.options = options
+        self._owns_channel = channel is None
+        self.channel: grpc.aio.Channel = options.create_aio_channel() if channel is None else channel
+        transport = AsyncTransport(self.channel, CallSettings(options))
+        self.tenants = AsyncTenantServiceClient(transport)
+
+    def with_options(self, **changes: Any) -> AsyncWeworkClient:
+        """A client on the same channel with other api_key/access_token/tenant_id/timeout.
+
+        A new credential replaces the old one. The returned client does not own the channel.
+        """
+        check_per_call_changes(changes)
+        if changes.get("access_token"):
+            changes.setdefault("api_key", None)
+        if changes.get("api_key"):
+            changes.setdefault("access_token", None)
+        return AsyncWeworkClient(dataclasses.replace(self.options, **changes), channel=self.channel)
+
+    async def close(self) -> None:
+        if self._owns_channel:
+            await self.channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

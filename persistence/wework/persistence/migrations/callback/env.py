@@ -1,0 +1,3 @@
+from wework.persistence.migrations.common import run_env
+
+run_env("callback")

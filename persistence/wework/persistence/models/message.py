@@ -1,0 +1,190 @@
+"""message database: messages, message_templates, batch_send_tasks, message_statistics."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ..ids import new_id
+from .base import (
+    MYSQL_TABLE_ARGS,
+    NAMING_CONVENTION,
+    BigIntPK,
+    IdempotencyKeyMixin,
+    IdMixin,
+    TimestampsMixin,
+    TinyInt,
+    UtcDateTime,
+    VersionedMixin,
+    enum_type,
+    index,
+    utcnow,
+)
+
+MESSAGE_TYPES = ("text", "image", "file", "link", "miniprogram", "at")
+MESSAGE_STATUSES = ("pending", "sending", "sent", "delivered", "failed", "cancelled")
+TARGET_TYPES = ("manual", "import", "group", "filter")
+BATCH_STATUSES = ("created", "running", "paused", "completed", "failed", "cancelled")
+
+
+class MessageBase(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Message(TimestampsMixin, MessageBase):
+    """A message and its delivery state; the durable send queue. Partitioned by year on MySQL."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    # Shadows the mixin's column to put it into the primary key (MySQL error 1503).
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True, default=utcnow)
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    account_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    conversation_id: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    message_type: Mapped[str] = mapped_column(enum_type("message_type", *MESSAGE_TYPES), nullable=False)
+    content: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    template_id: Mapped[str | None] = mapped_column(sa.String(36))
+    status: Mapped[str] = mapped_column(enum_type("message_status", *MESSAGE_STATUSES), nullable=False,
+                                        default="pending", server_default=sa.text("'pending'"))
+    wework_msg_id: Mapped[str | None] = mapped_column(sa.String(100))
+    send_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    callback_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    error_code: Mapped[str | None] = mapped_column(sa.String(50))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    retry_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default=sa.text("0"))
+    batch_id: Mapped[str | None] = mapped_column(sa.String(36))
+    priority: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=5, server_default=sa.text("5"))
+    scheduled_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        index("messages", "idx_tenant_account", "tenant_id", "account_id"),
+        index("messages", "idx_conversation_id", "conversation_id"),
+        index("messages", "idx_status", "status"),
+        index("messages", "idx_batch_id", "batch_id"),
+        index("messages", "idx_template_id", "template_id"),
+        index("messages", "idx_send_time", "send_time"),
+        index("messages", "idx_created_at", "created_at"),
+        index("messages", "idx_scheduled_time", "scheduled_time"),
+        index("messages", "idx_tenant_time_status", "tenant_id", "created_at", "status"),
+        # The design's DESC key parts are dropped: InnoDB reads an index backwards just as fast
+        # when every key part goes the same way.
+        index("messages", "idx_account_send_time", "account_id", "send_time"),
+        index("messages", "idx_conversation_time", "conversation_id", "created_at"),
+        index("messages", "idx_batch_status", "batch_id", "status"),
+        # Design: (scheduled_time, status) WHERE status = 'pending'; without partial indexes the
+        # filtered column leads, so the worker's claim query is a range scan on one status.
+        index("messages", "idx_scheduled_pending", "status", "scheduled_time"),
+        {**MYSQL_TABLE_ARGS, "info": {"partition": ("created_at", "year")}},
+    )
+
+
+class MessageTemplate(IdMixin, VersionedMixin, TimestampsMixin, MessageBase):
+    __tablename__ = "message_templates"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    creator_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    template_name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    template_type: Mapped[str] = mapped_column(sa.String(50), nullable=False)
+    category: Mapped[str | None] = mapped_column(sa.String(50))
+    description: Mapped[str | None] = mapped_column(sa.String(500))
+    template_content: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    variables: Mapped[Any | None] = mapped_column(sa.JSON)
+    preview_data: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    usage_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default=sa.text("0"))
+    last_used_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    is_public: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False,
+                                            server_default=sa.text("0"))
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True,
+                                            server_default=sa.text("1"))
+    tags: Mapped[list[str] | None] = mapped_column(sa.JSON)
+
+    __table_args__ = (
+        index("message_templates", "uk_tenant_template_name", "tenant_id", "template_name"),
+        index("message_templates", "idx_tenant_id", "tenant_id"),
+        index("message_templates", "idx_creator_id", "creator_id"),
+        index("message_templates", "idx_template_type", "template_type"),
+        index("message_templates", "idx_category", "category"),
+        index("message_templates", "idx_is_active", "is_active"),
+        index("message_templates", "idx_usage_count", "usage_count"),
+        index("message_templates", "idx_created_at", "created_at"),
+        dict(MYSQL_TABLE_ARGS),
+    )
+
+
+class BatchSendTask(IdMixin, VersionedMixin, TimestampsMixin, MessageBase):
+    __tablename__ = "batch_send_tasks"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    creator_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    task_name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    account_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    template_id: Mapped[str | None] = mapped_column(sa.String(36))
+    message_content: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    target_type: Mapped[str] = mapped_column(enum_type("target_type", *TARGET_TYPES), nullable=False)
+    target_config: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    send_strategy: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(enum_type("batch_status", *BATCH_STATUSES), nullable=False,
+                                        default="created", server_default=sa.text("'created'"))
+    total_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default=sa.text("0"))
+    sent_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default=sa.text("0"))
+    success_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
+                                               server_default=sa.text("0"))
+    failed_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
+                                              server_default=sa.text("0"))
+    progress_percent: Mapped[Decimal] = mapped_column(sa.Numeric(5, 2), nullable=False, default=Decimal(0),
+                                                      server_default=sa.text("0.00"))
+    start_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    end_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    estimated_duration: Mapped[int | None] = mapped_column(sa.Integer)  # seconds
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        index("batch_send_tasks", "idx_tenant_id", "tenant_id"),
+        index("batch_send_tasks", "idx_creator_id", "creator_id"),
+        index("batch_send_tasks", "idx_account_id", "account_id"),
+        index("batch_send_tasks", "idx_status", "status"),
+        index("batch_send_tasks", "idx_created_at", "created_at"),
+        dict(MYSQL_TABLE_ARGS),
+    )
+
+
+class MessageStatistic(TimestampsMixin, MessageBase):
+    """Hourly (stat_hour 0-23) and daily (stat_hour NULL) counters per tenant and account.
+
+    NULLs are distinct in unique keys, so the daily rows are not protected by the unique key:
+    write them from a single aggregation job, not by concurrent upserts.
+    """
+
+    __tablename__ = "message_statistics"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    account_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    stat_date: Mapped[date] = mapped_column(sa.Date, nullable=False)
+    stat_hour: Mapped[int | None] = mapped_column(TinyInt)
+    total_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default=sa.text("0"))
+    success_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
+                                               server_default=sa.text("0"))
+    failed_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
+                                              server_default=sa.text("0"))
+    avg_response_time: Mapped[Decimal | None] = mapped_column(sa.Numeric(10, 3))
+
+    __table_args__ = (
+        index("message_statistics", "uk_tenant_account_date_hour", "tenant_id", "account_id", "stat_date",
+              "stat_hour"),
+        index("message_statistics", "idx_stat_date", "stat_date"),
+        index("message_statistics", "idx_tenant_date", "tenant_id", "stat_date"),
+        dict(MYSQL_TABLE_ARGS),
+    )
+
+
+class IdempotencyKey(IdempotencyKeyMixin, MessageBase):
+    pass
+
+
+metadata = MessageBase.metadata

@@ -1,0 +1,119 @@
+"""Unit of work: one transaction on one physical database.
+
+A transaction never spans shards or services; work that must touch several goes through
+durable rows and idempotent consumers (see ARCHITECTURE.md, Data).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from wework.domain.errors import Unavailable
+
+from .errors import is_unavailable
+
+log = logging.getLogger(__name__)
+
+AfterCommit = Callable[[], Awaitable[Any] | Any]
+
+
+class UnitOfWork:
+    """`session` is the transaction; the context manager commits on success, rolls back on error."""
+
+    def __init__(self, session: AsyncSession, db: str, shard: str | None, tenant_id: str | None) -> None:
+        self.session = session
+        self.db = db
+        self.shard = shard
+        self.tenant_id = tenant_id
+        self._after_commit: list[AfterCommit] = []
+
+    def after_commit(self, fn: AfterCommit) -> None:
+        """Runs `fn` once the transaction has committed (cache invalidation, worker wake-ups).
+
+        Never before: a reader woken early would not see the rows yet. Failures are logged and
+        swallowed, because the transaction is already durable and the hooks are best-effort.
+        """
+        self._after_commit.append(fn)
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def _run_after_commit(self) -> None:
+        for fn in self._after_commit:
+            try:
+                result = fn()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("after-commit hook failed (db=%s shard=%s)", self.db, self.shard)
+
+
+def unavailable(db: str, shard: str | None, exc: BaseException) -> Unavailable:
+    where = db if shard is None else f"{db} database on shard {shard}"
+    meta = {"database": db}
+    if shard is not None:
+        meta["shard"] = shard
+    return Unavailable(f"the {where} is unavailable: {type(exc).__name__}", metadata=meta)
+
+
+@asynccontextmanager
+async def mapped_errors(db: str, shard: str | None) -> AsyncIterator[None]:
+    """Turns connection-level failures into Unavailable; everything else passes unchanged."""
+    try:
+        yield
+    except Unavailable:
+        raise
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise unavailable(db, shard, exc) from exc
+        raise
+
+
+@asynccontextmanager
+async def open_session(engine: AsyncEngine, db: str, shard: str | None) -> AsyncIterator[AsyncSession]:
+    """A session the caller commits itself; rolled back and closed on exit."""
+    # expire_on_commit=False: objects stay readable after commit, e.g. to build the response.
+    session = AsyncSession(bind=engine, expire_on_commit=False)
+    try:
+        async with mapped_errors(db, shard):
+            yield session
+    finally:
+        await _close_quietly(session)
+
+
+@asynccontextmanager
+async def open_unit_of_work(engine: AsyncEngine, db: str, shard: str | None,
+                            tenant_id: str | None) -> AsyncIterator[UnitOfWork]:
+    session = AsyncSession(bind=engine, expire_on_commit=False)
+    uow = UnitOfWork(session, db, shard, tenant_id)
+    try:
+        async with mapped_errors(db, shard):
+            try:
+                yield uow
+            except BaseException:
+                await _rollback_quietly(session)
+                raise
+            await session.commit()
+    finally:
+        await _close_quietly(session)
+    await uow._run_after_commit()
+
+
+async def _rollback_quietly(session: AsyncSession) -> None:
+    # The original error matters more than a rollback on a connection that may be dead.
+    try:
+        await session.rollback()
+    except Exception:
+        log.debug("rollback failed", exc_info=True)
+
+
+async def _close_quietly(session: AsyncSession) -> None:
+    try:
+        await session.close()
+    except Exception:
+        log.debug("session close failed", exc_info=True)

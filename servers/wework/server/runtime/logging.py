@@ -1,0 +1,97 @@
+"""JSON logs: one object per line on stderr, carrying the call's trace id.
+
+Credentials never reach the output: metadata is never logged, extra fields with a
+sensitive name are redacted, and the credential values of the current call are
+scrubbed from the finished line (tracebacks included) as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from wework.server.runtime.context import current_request
+from wework.server.settings import LoggingConfig
+
+REDACTED = "[REDACTED]"
+SENSITIVE_KEYS: frozenset[str] = frozenset({
+    "authorization", "proxy-authorization", "x-api-key", "api_key", "cookie", "set-cookie",
+    "password", "token", "access_token", "refresh_token", "secret", "metadata",
+})
+
+# Attributes every LogRecord has; anything else came in through `extra=`.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_HANDLER_MARK = "_wework_handler"
+
+
+def _scrub(line: str) -> str:
+    req = current_request()
+    if req is not None:
+        for secret in req.secrets:
+            if secret in line:
+                line = line.replace(secret, REDACTED)
+            escaped = json.dumps(secret)[1:-1]
+            if escaped != secret and escaped in line:
+                line = line.replace(escaped, REDACTED)
+    return line
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        "level": record.levelname,
+        "logger": record.name,
+        "message": record.getMessage(),
+    }
+    req = current_request()
+    trace_id = getattr(record, "trace_id", None) or (req.trace_id if req else None)
+    span_id = getattr(record, "span_id", None) or (req.span_id if req else None)
+    if trace_id:
+        out["trace_id"] = trace_id
+    if span_id:
+        out["span_id"] = span_id
+    for key, value in record.__dict__.items():
+        if key in _RECORD_ATTRS or key in out or key.startswith("_"):
+            continue
+        out[key] = REDACTED if key.lower() in SENSITIVE_KEYS else value
+    return out
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = _fields(record)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return _scrub(json.dumps(out, default=str, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    """For a developer's terminal (logging.json_format=false); same fields, one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = _fields(record)
+        head = f"{out.pop('time')} {out.pop('level'):<7} {out.pop('logger')}: {out.pop('message')}"
+        tail = " ".join(f"{k}={v}" for k, v in out.items())
+        line = f"{head} {tail}" if tail else head
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return _scrub(line)
+
+
+def configure_logging(config: LoggingConfig | None = None, *, stream: IO[str] | None = None) -> logging.Handler:
+    """Installs the handler on the root logger, replacing one installed before."""
+    config = config or LoggingConfig()
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if config.json_format else TextFormatter())
+    setattr(handler, _HANDLER_MARK, True)
+    root.addHandler(handler)
+    root.setLevel(config.level)
+    return handler

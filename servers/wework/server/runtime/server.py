@@ -1,0 +1,171 @@
+"""The grpc.aio server of wework-server: interceptors, health, reflection, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc  # health: SERVICE_NAME only
+from grpc_reflection.v1alpha import reflection
+from wework.server.runtime.health import HealthReporter, ReadinessCheck
+from wework.server.runtime.interceptors import Authenticator, build_interceptors
+from wework.server.runtime.registry import ServiceRegistration, ServiceRegistry, check_permission_tables
+from wework.server.settings import ServerConfig
+
+logger = logging.getLogger(__name__)
+
+ShutdownHook = Callable[[], Awaitable[None]]
+
+
+def install_uvloop() -> bool:
+    """Runs later event loops on uvloop when it is installed; True if it is."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", config.keepalive_time_seconds * 1000),
+        ("grpc.keepalive_timeout_ms", config.keepalive_timeout_seconds * 1000),
+        ("grpc.http2.min_ping_interval_without_data_ms", config.min_ping_interval_seconds * 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Two servers on one port would split traffic silently; fail to bind instead.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    return f"{host}:{port}"
+
+
+class GrpcServer:
+    def __init__(
+        self,
+        config: ServerConfig,
+        registrations: Sequence[ServiceRegistration],
+        authenticator: Authenticator,
+        readiness_checks: Iterable[ReadinessCheck] = (),
+        on_shutdown: Iterable[ShutdownHook] = (),
+    ) -> None:
+        self.config = config
+        self.registry = ServiceRegistry(registrations)
+        self._authenticator = authenticator
+        self._on_shutdown = list(on_shutdown)
+        self.health = HealthReporter(
+            [r.service_full_name for r in self.registry.registrations],
+            readiness_checks,
+            interval_seconds=config.health_check_interval_seconds,
+        )
+        self._server: grpc.aio.Server | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self.port: int | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> int:
+        """Binds, starts serving and returns the bound port (config.port 0 picks a free one)."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        check_permission_tables(self.registry.registrations)
+        server = grpc.aio.server(
+            interceptors=build_interceptors(self.registry, self._authenticator),
+            options=server_options(self.config),
+            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+        )
+        for reg in self.registry.registrations:
+            reg.add_to_server(reg.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        reflection.enable_server_reflection(
+            [*(r.service_full_name for r in self.registry.registrations), health.SERVICE_NAME,
+             reflection.SERVICE_NAME],
+            server,
+        )
+        address = _address(self.config.host, self.config.port)
+        port = server.add_insecure_port(address)  # raises RuntimeError when it cannot bind
+        if not port:
+            raise RuntimeError(f"cannot bind {address}")
+        # Health before traffic: the first probe answer reflects the first readiness check.
+        await self.health.start()
+        await server.start()
+        self._server, self.port = server, port
+        logger.info("gRPC server listening", extra={
+            "address": _address(self.config.host, port),
+            "services": [r.service_full_name for r in self.registry.registrations],
+        })
+        return port
+
+    async def wait_for_termination(self) -> None:
+        if self._server is None:
+            raise RuntimeError("server not started")
+        # Shielded: cancelling grpc's own waiter would also cancel its shutdown future,
+        # and a later stop() would then fail with CancelledError.
+        await asyncio.shield(self._server.wait_for_termination())
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING everywhere, drain in-flight calls for `grace` s, then the shutdown hooks.
+
+        Idempotent: concurrent or repeated calls wait for the first one.
+        """
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(self.config.grace_period_seconds
+                                                              if grace is None else grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float) -> None:
+        logger.info("shutting down", extra={"grace_period_seconds": grace})
+        await self.health.set_all_not_serving()
+        if self._server is not None:
+            # New calls are refused now; running ones get `grace` seconds, then are cancelled.
+            await self._server.stop(grace)
+        for hook in self._on_shutdown:
+            try:
+                await hook()
+            except Exception:  # one failing hook must not keep the others' pools open
+                logger.exception("shutdown hook %s failed", getattr(hook, "__qualname__", hook))
+        logger.info("shutdown complete")
+
+
+async def run_until_signal(
+    server: GrpcServer, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+) -> None:
+    """Serves until SIGTERM/SIGINT (or the server terminates), then stops it gracefully.
+
+    The handlers are removed before the shutdown, so a second Ctrl-C kills the
+    process at once instead of waiting out the grace period.
+    """
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        logger.info("received %s", sig.name)
+        stop_requested.set()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        if not server.started:
+            await server.start()
+        signalled = asyncio.ensure_future(stop_requested.wait())
+        terminated = asyncio.ensure_future(server.wait_for_termination())
+        try:
+            await asyncio.wait([signalled, terminated], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            signalled.cancel()
+            terminated.cancel()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    await server.stop()

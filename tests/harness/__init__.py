@@ -1,0 +1,30 @@
+"""Test harness shared by every integration test: real servers, unique databases, shard maps.
+
+Imported as `harness` (tests/conftest.py puts tests/ on sys.path).
+"""
+
+from .databases import (
+    bucket_ranges,
+    make_database_config,
+    make_sqlite_config,
+    new_db_prefix,
+    physical_database_names,
+)
+from .servers import (
+    INSTALL_HINT,
+    MariaDBServer,
+    RedisServer,
+    ServerUnavailable,
+    find_or_start_mariadb,
+    find_or_start_redis,
+    free_port,
+    start_private_mariadb,
+    start_private_redis,
+)
+
+__all__ = [
+    "INSTALL_HINT", "MariaDBServer", "RedisServer", "ServerUnavailable", "bucket_ranges",
+    "find_or_start_mariadb", "find_or_start_redis", "free_port", "make_database_config",
+    "make_sqlite_config", "new_db_prefix", "physical_database_names", "start_private_mariadb",
+    "start_private_redis",
+]

@@ -1,0 +1,61 @@
+"""Shard maps over real servers, uniquely named so that concurrent runs never collide."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+from wework.persistence.config import DatabaseConfig, ShardSpec
+
+from .servers import MariaDBServer
+
+
+def new_db_prefix(kind: str = "t") -> str:
+    """`wwt_<8 hex>` (or `wwt<kind>_...`): short, because MySQL names stop at 64 characters."""
+    return f"ww{kind}_{secrets.token_hex(4)}"
+
+
+def bucket_ranges(bucket_count: int, parts: int) -> list[str]:
+    """Splits 0..bucket_count-1 into `parts` contiguous inclusive ranges of near-equal size."""
+    return [f"{i * bucket_count // parts}-{(i + 1) * bucket_count // parts - 1}" for i in range(parts)]
+
+
+def make_database_config(prefix: str, servers: Sequence[MariaDBServer], n_shards_per_server: int = 1,
+                         *, bucket_count: int = 1024, **overrides) -> DatabaseConfig:
+    """Shards s0..sN-1 spread round the servers, DSN `.../{prefix}_{db}_{i}`; directory on servers[0]."""
+    if not servers:
+        raise ValueError("at least one server is needed")
+    total = len(servers) * n_shards_per_server
+    ranges = bucket_ranges(bucket_count, total)
+    shards = []
+    for i in range(total):
+        server = servers[i // n_shards_per_server]
+        shards.append(ShardSpec(name=f"s{i}", buckets=ranges[i], dsn=server.url(f"{prefix}_{{db}}_{i}")))
+    overrides.setdefault("pool_size", 2)
+    overrides.setdefault("max_overflow", 5)
+    return DatabaseConfig(bucket_count=bucket_count, directory_dsn=servers[0].url(f"{prefix}_directory"),
+                          shards=shards, **overrides)
+
+
+def make_sqlite_config(directory: Path, n_shards: int = 1, *, bucket_count: int = 1024) -> DatabaseConfig:
+    """The embedded layout (one SQLite file per service db and shard) under `directory`."""
+    ranges = bucket_ranges(bucket_count, n_shards)
+    return DatabaseConfig(
+        bucket_count=bucket_count,
+        directory_dsn=f"sqlite+aiosqlite:///{directory}/directory.db",
+        shards=[ShardSpec(name=f"s{i}", buckets=ranges[i], dsn=f"sqlite+aiosqlite:///{directory}/{{db}}_s{i}.db")
+                for i in range(n_shards)],
+    )
+
+
+def physical_database_names(config: DatabaseConfig) -> dict[tuple[str, str], str]:
+    """(service db, shard name) -> MySQL database name, plus ("directory", "") -> name."""
+    from sqlalchemy.engine import make_url
+    from wework.persistence.config import SERVICE_DATABASES
+
+    names = {("directory", ""): make_url(config.directory_dsn).database}
+    for shard in config.shards:
+        for db in SERVICE_DATABASES:
+            names[(db, shard.name)] = make_url(shard.dsn_for(db)).database
+    return names
