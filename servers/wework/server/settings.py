@@ -24,10 +24,10 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
-
 from wework.persistence.config import DatabaseConfig, RedisConfig, ShardSpec
 
-ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message", "callback", "report")
+# The services this build implements; account, message, callback and report join as they land.
+ALL_SERVICES: tuple[str, ...] = ("tenant",)
 
 
 class ServerConfig(BaseModel):
@@ -80,7 +80,7 @@ class SecurityConfig(BaseModel):
     lockout_minutes: int = Field(default=15, ge=1)
 
     @model_validator(mode="after")
-    def _keys_are_usable(self) -> "SecurityConfig":
+    def _keys_are_usable(self) -> SecurityConfig:
         for key_id, key in self.encryption_keys.items():
             try:
                 raw = base64.b64decode(key.get_secret_value(), validate=True)
@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @model_validator(mode="after")
-    def _apply_port(self) -> "Settings":
+    def _apply_port(self) -> Settings:
         if self.port is not None:
             self.server.port = self.port
         return self

@@ -1,0 +1,1 @@
+"""Application services: one use case per method; transactions, permission checks, quotas."""

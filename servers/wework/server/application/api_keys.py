@@ -1,0 +1,84 @@
+"""API key use cases: keys for backends, bound to a role, secret shown once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from wework.domain.access import Principal
+from wework.domain.errors import FailedPrecondition, NotFound, PreconditionViolation
+from wework.domain.identity import ApiKey, validate_api_key_fields, validate_request_id
+from wework.persistence.ids import new_id
+from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.repositories.identity import ApiKeyRepository, IdempotencyRepository, RoleRepository
+from wework.server.application.context import AppContext, require_id
+from wework.server.security.api_keys import generate_api_key
+
+
+class ApiKeyUseCases:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+
+    async def create_api_key(self, principal: Principal, display_name: str, role_id: str,
+                             expires_at: datetime | None, request_id: str) -> tuple[ApiKey, str]:
+        """Returns the key and its full secret ("" when a retry returns the first key)."""
+        tenant_id = principal.require_tenant()
+        validate_request_id(request_id)
+        now = self._ctx.clock()
+        validate_api_key_fields(display_name, role_id, expires_at, now)
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            keys, idem = ApiKeyRepository(uow.session), IdempotencyRepository(uow.session)
+            if request_id:
+                done = await idem.get(tenant_id, "CreateApiKey", request_id)
+                if done is not None and (existing := await keys.get(tenant_id, done)) is not None:
+                    return existing, ""
+            role = await RoleRepository(uow.session).get(tenant_id, role_id)
+            if role is None:
+                raise NotFound("role", role_id)
+            if not role.is_active:
+                raise FailedPrecondition("the role is inactive",
+                                         [PreconditionViolation("ROLE_INACTIVE", f"roles/{role_id}",
+                                                                "role is inactive")])
+            key_id = new_id()
+            full_key, prefix, secret_hash = generate_api_key(tenant_id, key_id)
+            key = ApiKey(id=key_id, tenant_id=tenant_id, role_id=role_id, display_name=display_name,
+                         prefix=prefix, secret_hash=secret_hash, created_by=principal.subject_id,
+                         created_at=now, expires_at=expires_at)
+            await keys.add(key)
+            if request_id:
+                await idem.put(tenant_id, "CreateApiKey", request_id, key.id, now)
+        return key, full_key
+
+    async def get_api_key(self, principal: Principal, key_id: str) -> ApiKey:
+        tenant_id = principal.require_tenant()
+        require_id(key_id, "id")
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            key = await ApiKeyRepository(uow.session).get(tenant_id, key_id)
+        if key is None:
+            raise NotFound("api_key", key_id)
+        return key
+
+    async def list_api_keys(self, principal: Principal, show_revoked: bool, page_size: int,
+                            page_token: str) -> tuple[list[ApiKey], str]:
+        tenant_id = principal.require_tenant()
+        limit = normalize_page_size(page_size)
+        after = decode_page_token(page_token, "api_keys")["after"] if page_token else None
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            rows = await ApiKeyRepository(uow.session).list_page(tenant_id, show_revoked, after, limit + 1)
+        page = rows[:limit]
+        return page, (encode_page_token({"after": page[-1].id}, "api_keys") if len(rows) > limit else "")
+
+    async def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKey:
+        tenant_id = principal.require_tenant()
+        require_id(key_id, "id")
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            keys = ApiKeyRepository(uow.session)
+            key = await keys.get(tenant_id, key_id, for_update=True)
+            if key is None:
+                raise NotFound("api_key", key_id)
+            if key.revoked_at is None:  # revoking twice is harmless and keeps the first time
+                key = replace(key, revoked_at=self._ctx.clock())
+                await keys.save(key)
+        # Every process drops the key from its L1 through the cache's pub/sub.
+        await self._ctx.credential_cache.invalidate(f"apikey:{key_id}")
+        return key

@@ -1,0 +1,108 @@
+"""Turns the credential in a call's metadata into a Principal.
+
+Three credentials: the platform-admin key (x-api-key, from the settings), a
+tenant API key (x-api-key), and an access token from Login
+(authorization: Bearer ...). What a credential maps to is kept in the
+two-level credential cache, so the hot path does no database read; revoking a
+key or disabling a user invalidates the entry in every process.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import datetime
+
+from wework.domain.access import Principal, PrincipalKind, tenant_grants
+from wework.domain.errors import FailedPrecondition, Unauthenticated
+from wework.domain.identity import TenantStatus, UserStatus
+from wework.persistence.repositories.identity import ApiKeyRepository, RoleRepository, UserRepository
+from wework.server.application.context import AppContext
+from wework.server.application.tenants import TenantUseCases
+from wework.server.security.api_keys import parse_api_key, verify_secret
+
+ADMIN_PERMISSIONS = frozenset({"*"})
+TENANT_HEADER = "x-wework-tenant"
+
+
+class CredentialAuthenticator:
+    def __init__(self, ctx: AppContext, tenants: TenantUseCases) -> None:
+        self._ctx = ctx
+        self._tenants = tenants
+
+    async def authenticate(self, metadata: Mapping[str, str], method: str) -> Principal:
+        api_key = metadata.get("x-api-key")
+        authorization = metadata.get("authorization")
+        if api_key:
+            if hmac.compare_digest(api_key.encode(), self._ctx.admin_api_key.encode()):
+                return Principal(PrincipalKind.PLATFORM_ADMIN, "platform-admin",
+                                 metadata.get(TENANT_HEADER) or None, ADMIN_PERMISSIONS)
+            return await self._api_key_principal(api_key)
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+            return await self._token_principal(token.strip())
+        raise Unauthenticated("no credential: send x-api-key or authorization: Bearer <token>")
+
+    async def _api_key_principal(self, full_key: str) -> Principal:
+        parsed = parse_api_key(full_key)
+        entry = await self._cached(f"apikey:{parsed.key_id}",
+                                   lambda: self._load_api_key(parsed.tenant_id, parsed.key_id))
+        if entry is None or entry["tenant_id"] != parsed.tenant_id \
+                or not verify_secret(parsed.secret, entry["secret_hash"]):
+            raise Unauthenticated("unknown API key")
+        now = self._ctx.clock()
+        if entry["revoked"] or (entry["expires_at"] and datetime.fromisoformat(entry["expires_at"]) <= now):
+            raise Unauthenticated("the API key is revoked or expired")
+        await self._require_usable_tenant(parsed.tenant_id)
+        grants = tenant_grants([entry["permissions"]]) if entry["role_active"] else frozenset()
+        return Principal(PrincipalKind.API_KEY, parsed.key_id, parsed.tenant_id, grants)
+
+    async def _token_principal(self, token: str) -> Principal:
+        claims = self._ctx.tokens.verify(token)
+        entry = await self._cached(f"user:{claims.user_id}",
+                                   lambda: self._load_user(claims.tenant_id, claims.user_id))
+        # A lock only stops new logins: tokens already issued keep working, so that
+        # someone guessing a password cannot log the real user out.
+        if entry is None or entry["status"] not in (UserStatus.ACTIVE.value, UserStatus.LOCKED.value):
+            raise Unauthenticated("the user is disabled or no longer exists")
+        await self._require_usable_tenant(claims.tenant_id)
+        return Principal(PrincipalKind.USER, claims.user_id, claims.tenant_id, frozenset(claims.permissions))
+
+    async def _require_usable_tenant(self, tenant_id: str) -> None:
+        status = await self._tenants.tenant_status(tenant_id)
+        if status is None or status is TenantStatus.DELETED:
+            raise Unauthenticated("the tenant of this credential no longer exists")
+        if status is TenantStatus.SUSPENDED:
+            raise FailedPrecondition("the tenant is suspended", reason="TENANT_SUSPENDED")
+
+    async def _cached(self, key: str, load) -> dict | None:
+        async def loader() -> bytes | None:
+            value = await load()
+            return None if value is None else json.dumps(value).encode()
+
+        raw = await self._ctx.credential_cache.get_or_load(key, loader)
+        return json.loads(raw) if raw else None
+
+    async def _load_api_key(self, tenant_id: str, key_id: str) -> dict | None:
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            key = await ApiKeyRepository(uow.session).get(tenant_id, key_id)
+            if key is None:
+                return None
+            role = await RoleRepository(uow.session).get(tenant_id, key.role_id)
+        return {
+            "tenant_id": key.tenant_id,
+            "secret_hash": key.secret_hash,
+            "revoked": key.revoked_at is not None,
+            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+            "permissions": list(role.permissions) if role else [],
+            "role_active": bool(role and role.is_active),
+        }
+
+    async def _load_user(self, tenant_id: str, user_id: str) -> dict | None:
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            user = await UserRepository(uow.session, self._ctx.cipher).get(tenant_id, user_id)
+        # Only what authentication needs: no personal data goes into Redis.
+        return None if user is None else {"status": user.status.value}

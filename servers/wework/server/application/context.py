@@ -1,0 +1,43 @@
+"""What the use cases need from the outside world, wired once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from wework.domain.errors import FieldViolation, InvalidArgument
+from wework.domain.identity import LoginPolicy
+from wework.persistence.database import Database
+from wework.persistence.redis.cache import TwoLevelCache
+from wework.server.security.field_crypto import FieldCipher
+from wework.server.security.passwords import PasswordHasher
+from wework.server.security.tokens import TokenIssuer
+
+
+def utcnow() -> datetime:
+    """Aware UTC: the persistence layer refuses naive datetimes."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class AppContext:
+    db: Database
+    cipher: FieldCipher
+    passwords: PasswordHasher
+    tokens: TokenIssuer
+    # Two-level caches, by purpose. Invalidated across processes via Redis pub/sub.
+    tenant_cache: TwoLevelCache
+    credential_cache: TwoLevelCache
+    admin_api_key: str
+    login_policy: LoginPolicy = field(default_factory=LoginPolicy)
+    clock: Callable[[], datetime] = utcnow
+
+
+def require_id(value: str, path: str) -> str:
+    """An id field must be present; its shape is not checked (an unknown id is simply NOT_FOUND)."""
+    if not value:
+        raise InvalidArgument(FieldViolation(path, f"{path.rsplit('.', 1)[-1]} is required"))
+    if len(value) > 64:
+        raise InvalidArgument(FieldViolation(path, "must be at most 64 characters"))
+    return value

@@ -1,0 +1,132 @@
+"""Role use cases: permission lists, and giving them to users."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from wework.domain.access import Principal
+from wework.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PreconditionViolation,
+)
+from wework.domain.identity import ROLE_MUTABLE_FIELDS, Role, User, check_etag, validate_request_id
+from wework.persistence.ids import new_id
+from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.repositories.identity import (
+    ApiKeyRepository,
+    IdempotencyRepository,
+    RoleRepository,
+    UserRepository,
+)
+from wework.server.application.context import AppContext, require_id
+
+
+class RoleUseCases:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+
+    async def create_role(self, principal: Principal, role: Role, request_id: str) -> Role:
+        tenant_id = principal.require_tenant()
+        validate_request_id(request_id)
+        role = replace(role, id="", tenant_id=tenant_id, is_system=False, is_active=True)
+        role.validate()
+        now = self._ctx.clock()
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            roles, idem = RoleRepository(uow.session), IdempotencyRepository(uow.session)
+            if request_id:
+                done = await idem.get(tenant_id, "CreateRole", request_id)
+                if done is not None and (existing := await roles.get(tenant_id, done)) is not None:
+                    return existing
+            if await roles.get_by_code(tenant_id, role.role_code) is not None:
+                raise AlreadyExists("role", "role_code", role.role_code)
+            role = replace(role, id=new_id(), created_at=now, updated_at=now, version=1)
+            await roles.add(role)
+            if request_id:
+                await idem.put(tenant_id, "CreateRole", request_id, role.id, now)
+        return role
+
+    async def get_role(self, principal: Principal, role_id: str) -> Role:
+        tenant_id = principal.require_tenant()
+        require_id(role_id, "id")
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            return await self._require(RoleRepository(uow.session), tenant_id, role_id)
+
+    async def list_roles(self, principal: Principal, page_size: int, page_token: str) -> tuple[list[Role], str]:
+        tenant_id = principal.require_tenant()
+        limit = normalize_page_size(page_size)
+        after = decode_page_token(page_token, "roles")["after"] if page_token else None
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            rows = await RoleRepository(uow.session).list_page(tenant_id, after, limit + 1)
+        page = rows[:limit]
+        return page, (encode_page_token({"after": page[-1].id}, "roles") if len(rows) > limit else "")
+
+    async def update_role(self, principal: Principal, changes: Role, paths: list[str], etag: str) -> Role:
+        tenant_id = principal.require_tenant()
+        require_id(changes.id, "role.id")
+        if not paths:
+            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
+        unknown = [p for p in paths if p not in ROLE_MUTABLE_FIELDS]
+        if unknown:
+            raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated")
+                                   for p in unknown])
+        changes.validate(fields=frozenset(paths))
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            roles = RoleRepository(uow.session)
+            current = await self._require(roles, tenant_id, changes.id, for_update=True)
+            current.ensure_mutable()
+            check_etag(etag, current.version, f"roles/{current.id}")
+            updated = replace(current, **{p: getattr(changes, p) for p in paths},
+                              updated_at=self._ctx.clock(), version=current.version + 1)
+            await roles.save(updated, expected_version=current.version)
+            key_ids = await ApiKeyRepository(uow.session).ids_for_role(tenant_id, current.id)
+        # API keys carry their role's permissions in the credential cache: drop them.
+        for key_id in key_ids:
+            await self._ctx.credential_cache.invalidate(f"apikey:{key_id}")
+        return updated
+
+    async def delete_role(self, principal: Principal, role_id: str) -> None:
+        tenant_id = principal.require_tenant()
+        require_id(role_id, "id")
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            roles = RoleRepository(uow.session)
+            role = await self._require(roles, tenant_id, role_id, for_update=True)
+            role.ensure_mutable()
+            holders = await roles.count_holders(role_id)
+            # Revoked keys still name their role (kept for audit), so they count too.
+            keys = await ApiKeyRepository(uow.session).ids_for_role(tenant_id, role_id)
+            if holders or keys:
+                raise FailedPrecondition(
+                    "the role is still in use",
+                    [PreconditionViolation("ROLE_IN_USE", f"roles/{role_id}",
+                                           f"{holders} user(s) and {len(keys)} API key(s) hold the role")])
+            await roles.delete(tenant_id, role_id)
+
+    async def assign(self, principal: Principal, user_id: str, role_id: str, *, assign: bool) -> User:
+        tenant_id = principal.require_tenant()
+        require_id(user_id, "user_id")
+        require_id(role_id, "role_id")
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            users, roles = UserRepository(uow.session, self._ctx.cipher), RoleRepository(uow.session)
+            user = await users.get(tenant_id, user_id)
+            if user is None:
+                raise NotFound("user", user_id)
+            await self._require(roles, tenant_id, role_id)
+            if assign:
+                await roles.assign(tenant_id, user_id, role_id, principal.subject_id, self._ctx.clock())
+            else:
+                await roles.unassign(user_id, role_id)
+            user = await users.get(tenant_id, user_id)
+        await self._ctx.credential_cache.invalidate(f"user:{user_id}")
+        assert user is not None
+        return user
+
+    @staticmethod
+    async def _require(roles: RoleRepository, tenant_id: str, role_id: str, *, for_update: bool = False) -> Role:
+        role = await roles.get(tenant_id, role_id, for_update=for_update)
+        if role is None:
+            raise NotFound("role", role_id)
+        return role

@@ -1,0 +1,180 @@
+"""Tenant use cases: create, read, list, update and the lifecycle of a tenant."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+from wework.domain.access import SYSTEM_ROLES, Principal
+from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from wework.domain.identity import (
+    TENANT_MUTABLE_FIELDS,
+    Role,
+    Tenant,
+    TenantStatus,
+    check_etag,
+    validate_request_id,
+)
+from wework.persistence.ids import new_id
+from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.repositories.identity import (
+    DirectoryRepository,
+    RoleRepository,
+    TenantRepository,
+)
+from wework.server.application.context import AppContext, require_id
+
+# A code reservation whose tenant row never got written (the process died between
+# the directory write and the shard write) may be taken over after this long.
+ORPHAN_RESERVATION_AGE = timedelta(seconds=60)
+
+
+class TenantUseCases:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+
+    # -- create ----------------------------------------------------------------------
+
+    async def create_tenant(self, principal: Principal, tenant: Tenant, request_id: str) -> Tenant:
+        validate_request_id(request_id)
+        tenant.validate()
+        db, now = self._ctx.db, self._ctx.clock()
+
+        # 1. The directory makes the code (and the request id) globally unique.
+        async with db.directory_unit_of_work() as uow:
+            directory = DirectoryRepository(uow.session)
+            if request_id:
+                done_id = await directory.get_idempotent("", "CreateTenant", request_id)
+                if done_id is not None:
+                    existing = await self._find(done_id)
+                    if existing is not None:
+                        return existing
+                    tenant = replace(tenant, id=done_id)  # finish what a crashed attempt began
+            if not tenant.id:
+                tenant = replace(tenant, id=new_id())
+            holder = await directory.tenant_id_for_code(tenant.tenant_code, for_update=True)
+            if holder is not None and holder.tenant_id != tenant.id:
+                orphan = (await self._find(holder.tenant_id) is None
+                          and holder.created_at is not None
+                          and now - holder.created_at > ORPHAN_RESERVATION_AGE)
+                if not orphan:
+                    raise AlreadyExists("tenant", "tenant_code", tenant.tenant_code)
+                await directory.move_tenant_code(tenant.tenant_code, tenant.id, now)
+            elif holder is None:
+                await directory.reserve_tenant_code(tenant.tenant_code, tenant.id, now)
+            if request_id:
+                await directory.put_idempotent("", "CreateTenant", request_id, tenant.id, now)
+
+        # 2. The tenant row and its system roles, in one transaction on its shard.
+        tenant = replace(tenant, status=TenantStatus.ACTIVE, created_at=now, updated_at=now, version=1)
+        async with db.unit_of_work("user", tenant.id) as uow:
+            tenants = TenantRepository(uow.session, self._ctx.cipher)
+            if await tenants.get(tenant.id) is None:
+                await tenants.add(tenant)
+                roles = RoleRepository(uow.session)
+                for code, (name, perms) in SYSTEM_ROLES.items():
+                    await roles.add(Role(id=new_id(), tenant_id=tenant.id, role_code=code, role_name=name,
+                                         permissions=list(perms), description=f"System role {code}",
+                                         is_system=True, created_at=now, updated_at=now))
+        return await self._get(tenant.id)
+
+    # -- read ------------------------------------------------------------------------
+
+    async def get_tenant(self, principal: Principal, tenant_id: str) -> Tenant:
+        require_id(tenant_id, "id")
+        self._check_visible(principal, tenant_id)
+        return await self._get(tenant_id)
+
+    async def list_tenants(self, principal: Principal, status: TenantStatus | None, page_size: int,
+                           page_token: str) -> tuple[list[Tenant], str]:
+        limit = normalize_page_size(page_size)
+        after = decode_page_token(page_token, "tenants")["after"] if page_token else None
+        db = self._ctx.db
+
+        async def one_shard(session):
+            return await TenantRepository(session, self._ctx.cipher).list_page(status, after, limit + 1)
+
+        # Ids are UUIDv7, so merging the shards' pages by id gives one global order.
+        per_shard = await db.for_each_shard("user", one_shard)
+        merged = sorted((t for page in per_shard for t in page), key=lambda t: t.id)
+        page = merged[:limit]
+        next_token = encode_page_token({"after": page[-1].id}, "tenants") if len(merged) > limit else ""
+        return page, next_token
+
+    # -- update ------------------------------------------------------------------------
+
+    async def update_tenant(self, principal: Principal, changes: Tenant, paths: list[str], etag: str) -> Tenant:
+        if not changes.id:
+            raise InvalidArgument(FieldViolation("tenant.id", "id is required"))
+        if not paths:
+            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
+        unknown = [p for p in paths if p not in TENANT_MUTABLE_FIELDS]
+        if unknown:
+            raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated")
+                                   for p in unknown])
+        changes.validate(fields=frozenset(paths))
+        async with self._ctx.db.unit_of_work("user", changes.id) as uow:
+            tenants = TenantRepository(uow.session, self._ctx.cipher)
+            current = await self._get_for_update(tenants, changes.id)
+            check_etag(etag, current.version, f"tenants/{current.id}")
+            updated = replace(current, **{p: getattr(changes, p) for p in paths},
+                              updated_at=self._ctx.clock(), version=current.version + 1)
+            await tenants.save(updated, expected_version=current.version)
+        await self._invalidate(changes.id)
+        return updated
+
+    async def change_status(self, principal: Principal, tenant_id: str, new_status: TenantStatus,
+                            etag: str) -> Tenant:
+        require_id(tenant_id, "id")
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            tenants = TenantRepository(uow.session, self._ctx.cipher)
+            current = await self._get_for_update(tenants, tenant_id)
+            check_etag(etag, current.version, f"tenants/{tenant_id}")
+            updated = replace(current.with_status(new_status), updated_at=self._ctx.clock(),
+                              version=current.version + 1)
+            await tenants.save(updated, expected_version=current.version)
+        await self._invalidate(tenant_id)
+        return updated
+
+    # -- access-control view, cached ---------------------------------------------------------
+
+    async def tenant_status(self, tenant_id: str) -> TenantStatus | None:
+        """The tenant's status from the two-level cache (None: no such tenant)."""
+
+        async def load() -> bytes | None:
+            tenant = await self._find(tenant_id)
+            if tenant is None:
+                return None
+            return json.dumps({"status": tenant.status.value}).encode()
+
+        raw = await self._ctx.tenant_cache.get_or_load(tenant_id, load)
+        return TenantStatus(json.loads(raw)["status"]) if raw else None
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_visible(principal: Principal, tenant_id: str) -> None:
+        # Another tenant's id answers exactly like an absent one.
+        if not principal.is_platform_admin and principal.tenant_id != tenant_id:
+            raise NotFound("tenant", tenant_id)
+
+    async def _find(self, tenant_id: str) -> Tenant | None:
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            return await TenantRepository(uow.session, self._ctx.cipher).get(tenant_id)
+
+    async def _get(self, tenant_id: str) -> Tenant:
+        tenant = await self._find(tenant_id)
+        if tenant is None:
+            raise NotFound("tenant", tenant_id)
+        return tenant
+
+    @staticmethod
+    async def _get_for_update(tenants: TenantRepository, tenant_id: str) -> Tenant:
+        tenant = await tenants.get(tenant_id, for_update=True)
+        if tenant is None:
+            raise NotFound("tenant", tenant_id)
+        return tenant
+
+    async def _invalidate(self, tenant_id: str) -> None:
+        await self._ctx.tenant_cache.invalidate(tenant_id)

@@ -1,0 +1,47 @@
+"""Shared proto <-> Python conversions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+
+def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return ts
+
+
+def from_timestamp(msg: Any, field: str) -> datetime | None:
+    """Aware UTC datetime of an optional Timestamp field, or None when unset."""
+    if not msg.HasField(field):
+        return None
+    return getattr(msg, field).ToDatetime(tzinfo=UTC)
+
+
+def to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:
+    if value is None:
+        return None
+    s = struct_pb2.Struct()
+    s.update(value)
+    return s
+
+
+def from_struct(msg: Any, field: str) -> dict[str, Any] | None:
+    if not msg.HasField(field):
+        return None
+    return json_format.MessageToDict(getattr(msg, field))
+
+
+def peer_ip(peer: str) -> str | None:
+    """'ipv4:1.2.3.4:5678' / 'ipv6:[::1]:5678' -> the address."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return None
