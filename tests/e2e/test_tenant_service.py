@@ -306,6 +306,7 @@ def test_api_key_create_is_idempotent_and_revocation_is_immediate(platform):
                 svc.tenants.list_users(pb.ListUsersRequest())
         listed = {k.id: k for k in client.tenants.iter_api_keys(show_revoked=True)}
         assert listed[first.api_key.id].HasField("revoke_time")
+        assert listed[first.api_key.id].HasField("last_used_time")  # it made one call
         assert first.api_key.id not in {k.id for k in client.tenants.iter_api_keys()}
 
 

@@ -365,6 +365,9 @@ class ApiKeyRepository:
         await self._s.execute(sa.update(um.ApiKey).where(um.ApiKey.id == key.id).values(
             revoked_at=key.revoked_at, last_used_at=key.last_used_at, display_name=key.display_name))
 
+    async def touch(self, key_id: str, now: datetime) -> None:
+        await self._s.execute(sa.update(um.ApiKey).where(um.ApiKey.id == key_id).values(last_used_at=now))
+
     async def list_page(self, tenant_id: str, show_revoked: bool, after_id: str | None,
                         limit: int) -> list[ApiKey]:
         stmt = sa.select(um.ApiKey).where(um.ApiKey.tenant_id == tenant_id).order_by(um.ApiKey.id).limit(limit)

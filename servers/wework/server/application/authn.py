@@ -9,8 +9,11 @@ key or disabling a user invalidates the entry in every process.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -24,12 +27,19 @@ from wework.server.security.api_keys import parse_api_key, verify_secret
 
 ADMIN_PERMISSIONS = frozenset({"*"})
 TENANT_HEADER = "x-wework-tenant"
+# ApiKey.last_used_time is refreshed at most this often per key and process: a
+# write per call would turn every read RPC into a database write.
+LAST_USED_RESOLUTION_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
 
 
 class CredentialAuthenticator:
     def __init__(self, ctx: AppContext, tenants: TenantUseCases) -> None:
         self._ctx = ctx
         self._tenants = tenants
+        self._last_touched: dict[str, float] = {}
+        self._touch_tasks: set[asyncio.Task] = set()
 
     async def authenticate(self, metadata: Mapping[str, str], method: str) -> Principal:
         api_key = metadata.get("x-api-key")
@@ -58,7 +68,24 @@ class CredentialAuthenticator:
             raise Unauthenticated("the API key is revoked or expired")
         await self._require_usable_tenant(parsed.tenant_id)
         grants = tenant_grants([entry["permissions"]]) if entry["role_active"] else frozenset()
+        self._touch_later(parsed.tenant_id, parsed.key_id)
         return Principal(PrincipalKind.API_KEY, parsed.key_id, parsed.tenant_id, grants)
+
+    def _touch_later(self, tenant_id: str, key_id: str) -> None:
+        now = time.monotonic()
+        if now - self._last_touched.get(key_id, float("-inf")) < LAST_USED_RESOLUTION_SECONDS:
+            return
+        self._last_touched[key_id] = now
+        task = asyncio.get_running_loop().create_task(self._touch(tenant_id, key_id))
+        self._touch_tasks.add(task)  # keep a reference until done
+        task.add_done_callback(self._touch_tasks.discard)
+
+    async def _touch(self, tenant_id: str, key_id: str) -> None:
+        try:
+            async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+                await ApiKeyRepository(uow.session).touch(key_id, self._ctx.clock())
+        except Exception:  # noqa: BLE001 - bookkeeping must never fail a call
+            log.warning("could not record last use of API key %s", key_id, exc_info=True)
 
     async def _token_principal(self, token: str) -> Principal:
         claims = self._ctx.tokens.verify(token)
