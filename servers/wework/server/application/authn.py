@@ -84,7 +84,7 @@ class CredentialAuthenticator:
         try:
             async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
                 await ApiKeyRepository(uow.session).touch(key_id, self._ctx.clock())
-        except Exception:  # noqa: BLE001 - bookkeeping must never fail a call
+        except Exception:  # bookkeeping must never fail a call
             log.warning("could not record last use of API key %s", key_id, exc_info=True)
 
     async def _token_principal(self, token: str) -> Principal:
