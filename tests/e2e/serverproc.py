@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,8 +35,10 @@ def free_port() -> int:
 
 
 def settings_yaml(path: Path, database: dict | None, redis_url: str, **extra) -> Path:
+    # Metrics on a free loopback port: concurrent test servers must not fight over 9464.
     doc: dict = {"redis": {"url": redis_url}, "security": TEST_SECURITY,
-                 "server": {"grace_period_seconds": 5, "health_check_interval_seconds": 0.5}}
+                 "server": {"grace_period_seconds": 5, "health_check_interval_seconds": 0.5},
+                 "observability": {"metrics_host": "127.0.0.1", "metrics_port": free_port()}}
     if database is not None:
         doc["database"] = database
     for key, value in extra.items():
@@ -63,6 +66,23 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The /metrics port the server logged ("metrics endpoint listening"), None if none."""
+        for line in self.log().splitlines():
+            if "metrics endpoint listening" in line:
+                found = re.search(r'metrics_port"?[=:] ?(\d+)', line)  # JSON or text log format
+                if found:
+                    return int(found.group(1))
+        return None
+
+    @property
+    def metrics_url(self) -> str:
+        port = self.metrics_port
+        if port is None:
+            raise RuntimeError(f"the server logged no metrics endpoint:\n{self.log()[-4000:]}")
+        return f"http://127.0.0.1:{port}/metrics"
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -82,6 +102,9 @@ def start_server(workdir: Path, config: Path | None = None, *, args: tuple[str, 
     full_env = {**os.environ, **(env or {})}
     if config is not None:
         full_env["WEWORK_CONFIG_FILE"] = str(config)
+    else:
+        # No settings file to carry a free metrics port: let the server pick one (and log it).
+        full_env.setdefault("WEWORK_OBSERVABILITY__METRICS_PORT", "0")
     log = open(log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
     proc = subprocess.Popen([str(BIN / "wework-server"), "--port", str(port), *args], cwd=workdir,
                             env=full_env, stdout=log, stderr=subprocess.STDOUT)

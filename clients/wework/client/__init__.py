@@ -8,7 +8,7 @@
 See docs/client.md.
 """
 
-from .aio import AsyncTenantServiceClient, AsyncWeworkClient
+from .aio import AsyncAccountServiceClient, AsyncTenantServiceClient, AsyncWeworkClient
 from .config import ClientOptions, service_config, service_config_json, wework_service_names
 from .errors import (
     AbortedError,
@@ -29,11 +29,13 @@ from .errors import (
     WeworkError,
     from_rpc_error,
 )
-from .sync import TenantServiceClient, WeworkClient
+from .sync import AccountServiceClient, TenantServiceClient, WeworkClient
 
 __all__ = [
     "AbortedError",
+    "AccountServiceClient",
     "AlreadyExistsError",
+    "AsyncAccountServiceClient",
     "AsyncTenantServiceClient",
     "AsyncWeworkClient",
     "ClientOptions",

@@ -6,14 +6,16 @@ coroutines and the iter_* methods are async generators.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Self
 
 import grpc
 import grpc.aio
+from wework.v1 import account_pb2, account_pb2_grpc, tenant_pb2_grpc
 from wework.v1 import tenant_pb2 as pb
-from wework.v1 import tenant_pb2_grpc
 
 from ._base import (
     CallSettings,
@@ -26,6 +28,7 @@ from ._base import (
 )
 from .config import ClientOptions
 from .errors import from_rpc_error
+from .sync import RESUMABLE_STREAM_CODES, with_cursor
 
 
 class AsyncTransport:
@@ -292,6 +295,171 @@ class AsyncTenantServiceClient(AsyncService):
         return self._iter("ListApiKeys", pb.ListApiKeysRequest, "api_keys", request, filters, timeout, metadata)
 
 
+class AsyncAccountServiceClient(AsyncService):
+    """wework.v1.AccountService (asyncio); see wework.client.sync.AccountServiceClient."""
+
+    stub_class = account_pb2_grpc.AccountServiceStub
+
+    # Accounts.
+
+    async def create_account(self, request: account_pb2.CreateAccountRequest | account_pb2.Account | None = None,
+                             /, *, timeout: float | None = None, metadata: Metadata = (),
+                             **fields: Any) -> account_pb2.Account:
+        """CreateAccount; an Account is wrapped. request_id is filled when empty."""
+        return await self._call("CreateAccount", account_pb2.CreateAccountRequest, request, fields, timeout,
+                                metadata, "account")
+
+    async def get_account(self, request: account_pb2.GetAccountRequest | str | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (),
+                          **fields: Any) -> account_pb2.Account:
+        """GetAccount; a str is the account id."""
+        return await self._call("GetAccount", account_pb2.GetAccountRequest, request, fields, timeout, metadata,
+                                "id")
+
+    async def list_accounts(self, request: account_pb2.ListAccountsRequest | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (),
+                            **fields: Any) -> account_pb2.ListAccountsResponse:
+        """ListAccounts: one page (see iter_accounts for all)."""
+        return await self._call("ListAccounts", account_pb2.ListAccountsRequest, request, fields, timeout,
+                                metadata)
+
+    def iter_accounts(self, request: account_pb2.ListAccountsRequest | None = None, /, *,
+                      timeout: float | None = None, metadata: Metadata = (),
+                      **filters: Any) -> AsyncIterator[account_pb2.Account]:
+        """Every account across pages."""
+        return self._iter("ListAccounts", account_pb2.ListAccountsRequest, "accounts", request, filters, timeout,
+                          metadata)
+
+    async def update_account(self, request: account_pb2.UpdateAccountRequest | account_pb2.Account | None = None,
+                             /, *, timeout: float | None = None, metadata: Metadata = (),
+                             **fields: Any) -> account_pb2.Account:
+        """UpdateAccount; an Account is wrapped, update_mask may be a list of paths."""
+        return await self._call("UpdateAccount", account_pb2.UpdateAccountRequest, request, fields, timeout,
+                                metadata, "account")
+
+    async def delete_account(self, request: account_pb2.DeleteAccountRequest | str | None = None, /, *,
+                             timeout: float | None = None, metadata: Metadata = (),
+                             **fields: Any) -> account_pb2.DeleteAccountResponse:
+        """DeleteAccount; a str is the account id (etag= optional)."""
+        return await self._call("DeleteAccount", account_pb2.DeleteAccountRequest, request, fields, timeout,
+                                metadata, "id")
+
+    # Login.
+
+    async def start_login(self, request: account_pb2.StartLoginRequest | str | None = None, /, *,
+                          timeout: float | None = None, metadata: Metadata = (),
+                          **fields: Any) -> account_pb2.LoginState:
+        """StartLogin; a str is the account id. Returns the QR code to scan."""
+        return await self._call("StartLogin", account_pb2.StartLoginRequest, request, fields, timeout, metadata,
+                                "id")
+
+    async def submit_verification_code(self,
+                                       request: account_pb2.SubmitVerificationCodeRequest | str | None = None,
+                                       /, *, timeout: float | None = None, metadata: Metadata = (),
+                                       **fields: Any) -> account_pb2.LoginState:
+        """SubmitVerificationCode; a str is the account id: submit_verification_code(id, code="...")."""
+        return await self._call("SubmitVerificationCode", account_pb2.SubmitVerificationCodeRequest, request,
+                                fields, timeout, metadata, "id")
+
+    async def logout(self, request: account_pb2.LogoutRequest | str | None = None, /, *,
+                     timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> account_pb2.Account:
+        """Logout; a str is the account id."""
+        return await self._call("Logout", account_pb2.LogoutRequest, request, fields, timeout, metadata, "id")
+
+    async def get_login_state(self, request: account_pb2.GetLoginStateRequest | str | None = None, /, *,
+                              timeout: float | None = None, metadata: Metadata = (),
+                              **fields: Any) -> account_pb2.LoginState:
+        """GetLoginState; a str is the account id."""
+        return await self._call("GetLoginState", account_pb2.GetLoginStateRequest, request, fields, timeout,
+                                metadata, "id")
+
+    # Status history and the change stream.
+
+    async def list_status_history(self, request: account_pb2.ListStatusHistoryRequest | str | None = None, /, *,
+                                  timeout: float | None = None, metadata: Metadata = (),
+                                  **fields: Any) -> account_pb2.ListStatusHistoryResponse:
+        """ListStatusHistory: one page, newest first; a str is the account id."""
+        return await self._call("ListStatusHistory", account_pb2.ListStatusHistoryRequest, request, fields,
+                                timeout, metadata, "account_id")
+
+    def iter_status_history(self, request: account_pb2.ListStatusHistoryRequest | str | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (),
+                            **fields: Any) -> AsyncIterator[account_pb2.AccountStatusChange]:
+        """Every status change of an account, newest first; a str is the account id."""
+        message = build_request(account_pb2.ListStatusHistoryRequest, request, fields, "account_id")
+        return self._transport.pages(self._stub.ListStatusHistory, message, "status_changes", timeout=timeout,
+                                     metadata=metadata)
+
+    def watch_accounts(self, request: account_pb2.WatchAccountsRequest | None = None, /, *,
+                       resume: bool = True, timeout: float | None = None, metadata: Metadata = (),
+                       reconnect_delay: float = 0.1, max_reconnect_delay: float = 5.0,
+                       max_reconnects: int | None = None,
+                       **fields: Any) -> AsyncIterator[account_pb2.WatchAccountsResponse]:
+        """WatchAccounts as an async iterator that resumes from the last cursor after a broken
+        stream; see wework.client.sync.AccountServiceClient.watch_accounts."""
+        message = build_request(account_pb2.WatchAccountsRequest, request, fields)
+        return self._watch(message, resume, timeout, metadata, reconnect_delay, max_reconnect_delay,
+                           max_reconnects)
+
+    async def _watch(self, message: account_pb2.WatchAccountsRequest, resume: bool, timeout: float | None,
+                     metadata: Metadata, delay: float, max_delay: float,
+                     max_reconnects: int | None) -> AsyncIterator[account_pb2.WatchAccountsResponse]:
+        cursor, reconnects, wait, reopened = message.cursor, 0, delay, False
+        while True:
+            call = self._stub.WatchAccounts(with_cursor(message, cursor), timeout=timeout,
+                                            metadata=self._transport.settings.metadata(metadata))
+            try:
+                async for response in call:
+                    wait = delay
+                    reconnects = 0 if response.HasField("change") else reconnects
+                    cursor = response.cursor or cursor
+                    if reopened and not response.HasField("change"):
+                        continue
+                    yield response
+                return  # the server ended the stream
+            except grpc.RpcError as exc:
+                if not (resume and exc.code() in RESUMABLE_STREAM_CODES
+                        and (max_reconnects is None or reconnects < max_reconnects)):
+                    raise from_rpc_error(exc) from exc
+            finally:
+                call.cancel()
+            reconnects += 1
+            reopened = True
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, max_delay)
+
+    # Conversations.
+
+    async def list_conversations(self, request: account_pb2.ListConversationsRequest | str | None = None, /, *,
+                                 timeout: float | None = None, metadata: Metadata = (),
+                                 **fields: Any) -> account_pb2.ListConversationsResponse:
+        """ListConversations: one page; a str is the account id."""
+        return await self._call("ListConversations", account_pb2.ListConversationsRequest, request, fields,
+                                timeout, metadata, "account_id")
+
+    def iter_conversations(self, request: account_pb2.ListConversationsRequest | str | None = None, /, *,
+                           timeout: float | None = None, metadata: Metadata = (),
+                           **fields: Any) -> AsyncIterator[account_pb2.Conversation]:
+        """Every conversation of an account across pages; a str is the account id."""
+        message = build_request(account_pb2.ListConversationsRequest, request, fields, "account_id")
+        return self._transport.pages(self._stub.ListConversations, message, "conversations", timeout=timeout,
+                                     metadata=metadata)
+
+    async def get_conversation(self, request: account_pb2.GetConversationRequest | str | None = None, /, *,
+                               timeout: float | None = None, metadata: Metadata = (),
+                               **fields: Any) -> account_pb2.Conversation:
+        """GetConversation; a str is the conversation id."""
+        return await self._call("GetConversation", account_pb2.GetConversationRequest, request, fields, timeout,
+                                metadata, "id")
+
+    async def update_conversation(
+            self, request: account_pb2.UpdateConversationRequest | account_pb2.Conversation | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> account_pb2.Conversation:
+        """UpdateConversation; a Conversation is wrapped, update_mask may be a list of paths."""
+        return await self._call("UpdateConversation", account_pb2.UpdateConversationRequest, request, fields,
+                                timeout, metadata, "conversation")
+
+
 class AsyncWeworkClient:
     """asyncio client of the platform; use `async with` or await close().
 
@@ -302,8 +470,14 @@ class AsyncWeworkClient:
         self.options = options
         self._owns_channel = channel is None
         self.channel: grpc.aio.Channel = options.create_aio_channel() if channel is None else channel
-        transport = AsyncTransport(self.channel, CallSettings(options))
-        self.tenants = AsyncTenantServiceClient(transport)
+        self._transport = AsyncTransport(self.channel, CallSettings(options))
+        self.tenants = AsyncTenantServiceClient(self._transport)
+
+    @functools.cached_property
+    def accounts(self) -> AsyncAccountServiceClient:
+        """AccountService. Made at first use, so a channel that serves only unary calls (a test
+        double) still works for the other services."""
+        return AsyncAccountServiceClient(self._transport)
 
     def with_options(self, **changes: Any) -> AsyncWeworkClient:
         """A client on the same channel with other api_key/access_token/tenant_id/timeout.

@@ -20,6 +20,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from .tracing import aio_interceptors, sync_interceptors
+
 # Same limit as the server's default (server.max_message_bytes).
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -128,18 +130,24 @@ class ClientOptions:
         return grpc.ssl_channel_credentials(root_certificates=roots)
 
     def create_channel(self) -> grpc.Channel:
+        """The blocking channel; it propagates the caller's trace when OpenTelemetry is installed."""
         creds = self._channel_credentials()
         options = self.grpc_channel_options()
         if creds is None:
-            return grpc.insecure_channel(self.target, options=options)
-        return grpc.secure_channel(self.target, creds, options=options)
+            channel = grpc.insecure_channel(self.target, options=options)
+        else:
+            channel = grpc.secure_channel(self.target, creds, options=options)
+        interceptors = sync_interceptors()
+        return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
 
     def create_aio_channel(self) -> grpc.aio.Channel:
+        """The grpc.aio channel; it propagates the caller's trace when OpenTelemetry is installed."""
         creds = self._channel_credentials()
         options = self.grpc_channel_options()
+        interceptors = aio_interceptors() or None
         if creds is None:
-            return grpc.aio.insecure_channel(self.target, options=options)
-        return grpc.aio.secure_channel(self.target, creds, options=options)
+            return grpc.aio.insecure_channel(self.target, options=options, interceptors=interceptors)
+        return grpc.aio.secure_channel(self.target, creds, options=options, interceptors=interceptors)
 
 
 @functools.cache

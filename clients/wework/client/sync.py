@@ -9,12 +9,14 @@ raises WeworkError subclasses instead of grpc.RpcError.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Self
 
 import grpc
+from wework.v1 import account_pb2, account_pb2_grpc, tenant_pb2_grpc
 from wework.v1 import tenant_pb2 as pb
-from wework.v1 import tenant_pb2_grpc
 
 from ._base import (
     CallSettings,
@@ -295,6 +297,189 @@ class TenantServiceClient(Service):
         return self._iter("ListApiKeys", pb.ListApiKeysRequest, "api_keys", request, filters, timeout, metadata)
 
 
+# Stream failures after which watch_accounts reopens the stream from its last cursor: the
+# server went away, or ended its calls at shutdown (both answer UNAVAILABLE). CANCELLED is left
+# alone: it is what closing this client's own channel causes.
+RESUMABLE_STREAM_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+
+def with_cursor(request: account_pb2.WatchAccountsRequest, cursor: str) -> account_pb2.WatchAccountsRequest:
+    """A copy of the watch request resuming after `cursor`; the caller's message stays as sent."""
+    copy = account_pb2.WatchAccountsRequest()
+    copy.CopyFrom(request)
+    copy.cursor = cursor
+    return copy
+
+
+class AccountServiceClient(Service):
+    """wework.v1.AccountService: WeCom accounts, their QR login, status history and watch,
+    and their conversations. Same conventions as TenantServiceClient; a str is the id."""
+
+    stub_class = account_pb2_grpc.AccountServiceStub
+
+    # Accounts.
+
+    def create_account(self, request: account_pb2.CreateAccountRequest | account_pb2.Account | None = None, /, *,
+                       timeout: float | None = None, metadata: Metadata = (),
+                       **fields: Any) -> account_pb2.Account:
+        """CreateAccount; an Account is wrapped. request_id is filled when empty."""
+        return self._call("CreateAccount", account_pb2.CreateAccountRequest, request, fields, timeout, metadata,
+                          "account")
+
+    def get_account(self, request: account_pb2.GetAccountRequest | str | None = None, /, *,
+                    timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> account_pb2.Account:
+        """GetAccount; a str is the account id."""
+        return self._call("GetAccount", account_pb2.GetAccountRequest, request, fields, timeout, metadata, "id")
+
+    def list_accounts(self, request: account_pb2.ListAccountsRequest | None = None, /, *,
+                      timeout: float | None = None, metadata: Metadata = (),
+                      **fields: Any) -> account_pb2.ListAccountsResponse:
+        """ListAccounts: one page (see iter_accounts for all)."""
+        return self._call("ListAccounts", account_pb2.ListAccountsRequest, request, fields, timeout, metadata)
+
+    def iter_accounts(self, request: account_pb2.ListAccountsRequest | None = None, /, *,
+                      timeout: float | None = None, metadata: Metadata = (),
+                      **filters: Any) -> Iterator[account_pb2.Account]:
+        """Every account across pages, e.g. iter_accounts(status=ACCOUNT_STATUS_ONLINE)."""
+        return self._iter("ListAccounts", account_pb2.ListAccountsRequest, "accounts", request, filters, timeout,
+                          metadata)
+
+    def update_account(self, request: account_pb2.UpdateAccountRequest | account_pb2.Account | None = None, /, *,
+                       timeout: float | None = None, metadata: Metadata = (),
+                       **fields: Any) -> account_pb2.Account:
+        """UpdateAccount; an Account is wrapped, update_mask may be a list of paths."""
+        return self._call("UpdateAccount", account_pb2.UpdateAccountRequest, request, fields, timeout, metadata,
+                          "account")
+
+    def delete_account(self, request: account_pb2.DeleteAccountRequest | str | None = None, /, *,
+                       timeout: float | None = None, metadata: Metadata = (),
+                       **fields: Any) -> account_pb2.DeleteAccountResponse:
+        """DeleteAccount; a str is the account id (etag= optional)."""
+        return self._call("DeleteAccount", account_pb2.DeleteAccountRequest, request, fields, timeout, metadata,
+                          "id")
+
+    # Login.
+
+    def start_login(self, request: account_pb2.StartLoginRequest | str | None = None, /, *,
+                    timeout: float | None = None, metadata: Metadata = (),
+                    **fields: Any) -> account_pb2.LoginState:
+        """StartLogin; a str is the account id. Returns the QR code to scan."""
+        return self._call("StartLogin", account_pb2.StartLoginRequest, request, fields, timeout, metadata, "id")
+
+    def submit_verification_code(self, request: account_pb2.SubmitVerificationCodeRequest | str | None = None,
+                                 /, *, timeout: float | None = None, metadata: Metadata = (),
+                                 **fields: Any) -> account_pb2.LoginState:
+        """SubmitVerificationCode; a str is the account id: submit_verification_code(id, code="123456")."""
+        return self._call("SubmitVerificationCode", account_pb2.SubmitVerificationCodeRequest, request, fields,
+                          timeout, metadata, "id")
+
+    def logout(self, request: account_pb2.LogoutRequest | str | None = None, /, *,
+               timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> account_pb2.Account:
+        """Logout; a str is the account id."""
+        return self._call("Logout", account_pb2.LogoutRequest, request, fields, timeout, metadata, "id")
+
+    def get_login_state(self, request: account_pb2.GetLoginStateRequest | str | None = None, /, *,
+                        timeout: float | None = None, metadata: Metadata = (),
+                        **fields: Any) -> account_pb2.LoginState:
+        """GetLoginState; a str is the account id."""
+        return self._call("GetLoginState", account_pb2.GetLoginStateRequest, request, fields, timeout, metadata,
+                          "id")
+
+    # Status history and the change stream.
+
+    def list_status_history(self, request: account_pb2.ListStatusHistoryRequest | str | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (),
+                            **fields: Any) -> account_pb2.ListStatusHistoryResponse:
+        """ListStatusHistory: one page, newest first; a str is the account id."""
+        return self._call("ListStatusHistory", account_pb2.ListStatusHistoryRequest, request, fields, timeout,
+                          metadata, "account_id")
+
+    def iter_status_history(self, request: account_pb2.ListStatusHistoryRequest | str | None = None, /, *,
+                            timeout: float | None = None, metadata: Metadata = (),
+                            **fields: Any) -> Iterator[account_pb2.AccountStatusChange]:
+        """Every status change of an account, newest first; a str is the account id."""
+        message = build_request(account_pb2.ListStatusHistoryRequest, request, fields, "account_id")
+        return self._transport.pages(self._stub.ListStatusHistory, message, "status_changes", timeout=timeout,
+                                     metadata=metadata)
+
+    def watch_accounts(self, request: account_pb2.WatchAccountsRequest | None = None, /, *,
+                       resume: bool = True, timeout: float | None = None, metadata: Metadata = (),
+                       reconnect_delay: float = 0.1, max_reconnect_delay: float = 5.0,
+                       max_reconnects: int | None = None,
+                       **fields: Any) -> Iterator[account_pb2.WatchAccountsResponse]:
+        """WatchAccounts as an iterator, e.g. watch_accounts(account_ids=[...], cursor=saved).
+
+        The first response carries only the start cursor; every later one a change and the
+        cursor after it. With `resume`, a stream broken by the network or a server restart
+        (UNAVAILABLE) is reopened from the last cursor received,
+        after a backoff, so no change is lost or repeated; the start response of a reopened
+        stream is not yielded again. Stop by breaking out of the loop (or closing the iterator).
+        `timeout` is a deadline per stream (none by default).
+        """
+        message = build_request(account_pb2.WatchAccountsRequest, request, fields)
+        return self._watch(message, resume, timeout, metadata, reconnect_delay, max_reconnect_delay,
+                           max_reconnects)
+
+    def _watch(self, message: account_pb2.WatchAccountsRequest, resume: bool, timeout: float | None,
+               metadata: Metadata, delay: float, max_delay: float,
+               max_reconnects: int | None) -> Iterator[account_pb2.WatchAccountsResponse]:
+        cursor, reconnects, wait, reopened = message.cursor, 0, delay, False
+        while True:
+            call = self._stub.WatchAccounts(with_cursor(message, cursor), timeout=timeout,
+                                            metadata=self._transport.settings.metadata(metadata))
+            try:
+                for response in call:
+                    wait = delay
+                    reconnects = 0 if response.HasField("change") else reconnects
+                    cursor = response.cursor or cursor
+                    if reopened and not response.HasField("change"):
+                        continue
+                    yield response
+                return  # the server ended the stream
+            except grpc.RpcError as exc:
+                if not (resume and exc.code() in RESUMABLE_STREAM_CODES
+                        and (max_reconnects is None or reconnects < max_reconnects)):
+                    raise from_rpc_error(exc) from exc
+            finally:
+                call.cancel()
+            reconnects += 1
+            reopened = True
+            time.sleep(wait)
+            wait = min(wait * 2, max_delay)
+
+    # Conversations.
+
+    def list_conversations(self, request: account_pb2.ListConversationsRequest | str | None = None, /, *,
+                           timeout: float | None = None, metadata: Metadata = (),
+                           **fields: Any) -> account_pb2.ListConversationsResponse:
+        """ListConversations: one page; a str is the account id."""
+        return self._call("ListConversations", account_pb2.ListConversationsRequest, request, fields, timeout,
+                          metadata, "account_id")
+
+    def iter_conversations(self, request: account_pb2.ListConversationsRequest | str | None = None, /, *,
+                           timeout: float | None = None, metadata: Metadata = (),
+                           **fields: Any) -> Iterator[account_pb2.Conversation]:
+        """Every conversation of an account across pages; a str is the account id."""
+        message = build_request(account_pb2.ListConversationsRequest, request, fields, "account_id")
+        return self._transport.pages(self._stub.ListConversations, message, "conversations", timeout=timeout,
+                                     metadata=metadata)
+
+    def get_conversation(self, request: account_pb2.GetConversationRequest | str | None = None, /, *,
+                         timeout: float | None = None, metadata: Metadata = (),
+                         **fields: Any) -> account_pb2.Conversation:
+        """GetConversation; a str is the conversation id."""
+        return self._call("GetConversation", account_pb2.GetConversationRequest, request, fields, timeout,
+                          metadata, "id")
+
+    def update_conversation(self,
+                            request: account_pb2.UpdateConversationRequest | account_pb2.Conversation | None = None,
+                            /, *, timeout: float | None = None, metadata: Metadata = (),
+                            **fields: Any) -> account_pb2.Conversation:
+        """UpdateConversation; a Conversation is wrapped, update_mask may be a list of paths."""
+        return self._call("UpdateConversation", account_pb2.UpdateConversationRequest, request, fields, timeout,
+                          metadata, "conversation")
+
+
 class WeworkClient:
     """Blocking client of the platform; use as a context manager or call close().
 
@@ -306,8 +491,14 @@ class WeworkClient:
         self.options = options
         self._owns_channel = channel is None
         self.channel: grpc.Channel = options.create_channel() if channel is None else channel
-        transport = Transport(self.channel, CallSettings(options))
-        self.tenants = TenantServiceClient(transport)
+        self._transport = Transport(self.channel, CallSettings(options))
+        self.tenants = TenantServiceClient(self._transport)
+
+    @functools.cached_property
+    def accounts(self) -> AccountServiceClient:
+        """AccountService. Made at first use, so a channel that serves only unary calls (a test
+        double) still works for the other services."""
+        return AccountServiceClient(self._transport)
 
     def with_options(self, **changes: Any) -> WeworkClient:
         """A client on the same channel with other api_key/access_token/tenant_id/timeout.

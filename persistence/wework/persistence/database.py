@@ -17,6 +17,7 @@ from .sharding import DIRECTORY, PhysicalDatabase, ShardRouter, physical_databas
 from .uow import UnitOfWork, mapped_errors, open_session, open_unit_of_work, unavailable
 
 T = TypeVar("T")
+EngineCreated = Callable[[AsyncEngine, str, str | None], None]  # (engine, db, shard or None)
 
 # Strict mode turns silent truncation into errors; UTC makes NOW()/CURRENT_TIMESTAMP agree with
 # the application's clock (the columns themselves are DATETIME and never converted).
@@ -92,8 +93,12 @@ class Database:
     MessageService needs no pools to the user databases); the directory is always open.
     """
 
-    def __init__(self, config: DatabaseConfig, databases: Iterable[str] = SERVICE_DATABASES) -> None:
+    def __init__(self, config: DatabaseConfig, databases: Iterable[str] = SERVICE_DATABASES, *,
+                 on_engine_created: EngineCreated | None = None) -> None:
         self.config = config
+        # Called once per engine as it is created, with (engine, db, shard): the server hooks
+        # tracing and pool metrics in here, so persistence needs no telemetry imports.
+        self._on_engine_created = on_engine_created
         self.router = ShardRouter(config)
         self.databases = tuple(databases)
         self._targets = physical_databases(config, self.databases)
@@ -138,6 +143,8 @@ class Database:
             if engine is None:
                 engine = create_engine_for(target.dsn, self.config)
                 self._by_dsn[target.dsn] = engine
+                if self._on_engine_created is not None:
+                    self._on_engine_created(engine, target.db, target.shard)
             self._engines[key] = engine
         return engine
 

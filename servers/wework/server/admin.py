@@ -4,6 +4,9 @@
                               service database on every shard (idempotent)
   wework-admin shard-of ID    which bucket and shard a tenant id lives on
   wework-admin check-config   load the settings and print the shard map, or the error
+  wework-admin maintain       create partitions ahead, delete data past retention
+  wework-admin backup --output DIR     dump every database, with a manifest
+  wework-admin restore --input DIR     restore a backup into empty databases and verify it
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -29,6 +36,23 @@ def main(argv: list[str] | None = None) -> int:
     shard = sub.add_parser("shard-of", help="print the bucket and shard of a tenant id")
     shard.add_argument("tenant_id")
     sub.add_parser("check-config", help="validate the settings and print the shard map")
+    sub.add_parser("maintain", help="create partitions ahead and delete data past retention (docs/maintenance.md)")
+    backup = sub.add_parser("backup", help="dump every database into a directory (docs/backup-restore.md)")
+    backup.add_argument("--output", required=True, type=Path,
+                        help="new or empty directory; otherwise a timestamped directory is made inside it")
+    backup.add_argument("--parallel", type=int, default=4, help="databases dumped at once (default 4)")
+    backup.add_argument("--lock-timeout", type=float, default=600,
+                        help="seconds to wait for a running migration or maintenance (default 600)")
+    restore = sub.add_parser("restore", help="restore a backup into the shard map's databases and verify it")
+    restore.add_argument("--input", required=True, type=Path, help="a backup directory (with manifest.json)")
+    restore.add_argument("--force", action="store_true", help="replace the tables of non-empty databases")
+    restore.add_argument("--dry-run", action="store_true", help="check the files and the targets, change nothing")
+    restore.add_argument("--parallel", type=int, default=4, help="databases restored at once (default 4)")
+    restore.add_argument("--until", type=_utc_time, metavar="TIME",
+                         help="point-in-time recovery: replay the binlogs up to TIME (ISO 8601 with zone, "
+                              "e.g. 2026-11-28T15:40:00Z)")
+    restore.add_argument("--binlog-dir", type=Path,
+                         help="archived binlog files, when the backup's server is gone (with --until)")
     args = parser.parse_args(argv)
 
     try:
@@ -40,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "shard-of":
         return _shard_of(settings, args.tenant_id)
+    if args.command == "maintain":
+        return asyncio.run(_maintain(settings))
+    if args.command == "backup":
+        return _backup(settings, args)
+    if args.command == "restore":
+        return _restore(settings, args)
     return _check_config(settings)
 
 
@@ -80,6 +110,138 @@ def _check_config(settings: Settings) -> int:
     print(f"directory: {_redact(config.directory_dsn)}")
     print(f"services: {', '.join(settings.server.services)}; embedded: {settings.embedded}")
     return 0
+
+
+async def _maintain(settings: Settings) -> int:
+    from wework.persistence.maintenance import maintain_all
+
+    if settings.embedded:
+        console.print("[yellow]SQLite (embedded mode): no partitions; expired rows are deleted only[/yellow]")
+    reports = await maintain_all(settings.database_config, settings.maintenance.policy(),
+                                 progress=lambda r: console.print(f"[cyan]{r.label:<16}[/cyan] {r.status}"))
+    table = Table(title="maintenance")
+    for col in ("database", "status", "table", "partitions created", "partitions dropped", "rows deleted",
+                "note"):
+        table.add_column(col)
+    color = {"done": "green", "skipped": "yellow", "failed": "red"}
+    for r in reports:
+        status = f"[{color[r.status]}]{r.status}[/{color[r.status]}]"
+        if not r.tables:
+            table.add_row(f"{r.label} ({r.database})", status, "", "", "", "", r.message)
+        for i, t in enumerate(r.tables):
+            dropped = ", ".join(t.dropped) + (f" (~{t.dropped_rows_estimate} rows)" if t.dropped else "")
+            table.add_row(f"{r.label} ({r.database})" if i == 0 else "", status if i == 0 else "", t.table,
+                          _names(t.created), dropped, str(t.deleted_rows), r.message if i == 0 else "")
+    Console(stderr=True, width=max(console.width, 160)).print(table)
+    failed = [r for r in reports if r.status == "failed"]
+    skipped = [r for r in reports if r.status == "skipped"]
+    console.print(f"{len(reports) - len(failed) - len(skipped)} done, {len(skipped)} skipped "
+                  f"(another run holds them), {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 4 else f"{names[0]} .. {names[-1]} ({len(names)})"
+
+
+class _RichProgress:
+    """Adapts the backup module's progress callbacks (called from worker threads) to rich."""
+
+    def __init__(self, progress: Any) -> None:
+        self._p = progress
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def start(self, label: str, total: int | None, unit: str) -> None:
+        with self._lock:
+            self._tasks[label] = self._p.add_task(label, total=total, unit=unit)
+
+    def advance(self, label: str, amount: int) -> None:
+        self._p.advance(self._tasks[label], amount)
+
+    def done(self, label: str, summary: str) -> None:
+        task = self._tasks[label]
+        completed = next(t.completed for t in self._p.tasks if t.id == task)
+        # Row totals are the server's estimates: end the bar at what was really done.
+        self._p.update(task, total=max(completed, 1), completed=max(completed, 1),
+                       description=f"{label} [green]done[/green]")
+        self._p.console.print(f"[cyan]{label:<16}[/cyan] {summary}")
+
+
+def _progress_bars():
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description:<24}"), BarColumn(),
+                    TextColumn("{task.completed:>12,.0f} {task.fields[unit]}"), TimeElapsedColumn(),
+                    console=console)
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from wework.persistence.backup import BackupError, backup_all
+
+    try:
+        with _progress_bars() as bars:
+            result = backup_all(settings.database_config, args.output, parallel=args.parallel,
+                                lock_timeout=args.lock_timeout, progress=_RichProgress(bars))
+    except (BackupError, OSError) as exc:
+        console.print(f"[red]backup failed: {exc}[/red]")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        console.print(f"[red]backup failed: {type(exc).__name__}: {exc}[/red]")
+        return 1
+    m = result.manifest
+    no_binlog = [e.label for e in m.databases if e.engine == "mysql" and not e.binlog.enabled]
+    console.print(f"[green]backed up {len(m.databases)} database(s), {m.total_rows} rows in "
+                  f"{result.seconds:.1f} s[/green]")
+    if no_binlog:
+        console.print(f"[yellow]binary logging is off for {len(no_binlog)} database(s): no point-in-time "
+                      "recovery past this backup[/yellow]")
+    print(result.path)  # stdout: for scripts
+    return 0
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from wework.persistence.backup import BackupError, RestoreError, VerificationError, restore_all
+
+    started = datetime.now(UTC)
+    try:
+        with _progress_bars() as bars:
+            result = restore_all(settings.database_config, args.input, force=args.force, parallel=args.parallel,
+                                 progress=_RichProgress(bars), dry_run=args.dry_run, until=args.until,
+                                 binlog_dir=args.binlog_dir)
+    except VerificationError as exc:
+        console.print(f"[red bold]VERIFICATION FAILED[/red bold] [red]{exc}[/red]")
+        return 3
+    except (BackupError, RestoreError, OSError) as exc:
+        console.print(f"[red]restore failed: {exc}[/red]")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        console.print(f"[red]restore failed: {type(exc).__name__}: {exc}[/red]")
+        return 1
+    m = result.manifest
+    if result.dry_run:
+        console.print(f"[green]dry run: the backup of {m.started_at:%Y-%m-%d %H:%M:%S} UTC is intact and "
+                      f"its {len(m.databases)} target database(s) can be restored[/green]")
+        return 0
+    console.print(f"[green]restored and verified {len(result.databases)} database(s), {m.total_rows} rows "
+                  f"(row counts and checksums match the manifest) in {result.seconds:.1f} s[/green]")
+    if result.until is not None:
+        console.print(f"[green]replayed the binlogs of {len(result.databases)} database(s) up to "
+                      f"{result.until:%Y-%m-%d %H:%M:%S} UTC[/green] (point-in-time recovery)")
+    else:
+        console.print(f"data as of {min(e.snapshot_at for e in m.databases):%Y-%m-%d %H:%M:%S} UTC (backup "
+                      f"taken {m.started_at:%Y-%m-%d %H:%M:%S}); restore started {started:%H:%M:%S}")
+    return 0
+
+
+def _utc_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no time zone; add Z for UTC")
+    return parsed.astimezone(UTC)
 
 
 def _redact(dsn: str) -> str:

@@ -4,26 +4,41 @@ from the settings, once, and hands the gRPC runtime what it serves."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from wework.domain.accounts import LoginPolicy as AccountLoginPolicy
+from wework.domain.accounts import RecoveryPolicy
 from wework.domain.identity import LoginPolicy
-from wework.persistence.database import Database
+from wework.persistence.database import Database, EngineCreated
 from wework.persistence.redis.cache import TwoLevelCache
 from wework.persistence.redis.client import create_redis
 from wework.persistence.redis.client import ping as redis_ping
+from wework.server.application.account_events import AccountEvents
+from wework.server.application.accounts import (
+    AccountEventBus,
+    AccountPolicies,
+    AccountStore,
+    AccountUseCases,
+    LoginFlow,
+)
 from wework.server.application.api_keys import ApiKeyUseCases
 from wework.server.application.authn import CredentialAuthenticator
 from wework.server.application.context import AppContext
+from wework.server.application.conversations import ConversationUseCases
 from wework.server.application.roles import RoleUseCases
 from wework.server.application.tenants import TenantUseCases
 from wework.server.application.users import UserUseCases
+from wework.server.handlers import account as account_handler
 from wework.server.handlers import tenant as tenant_handler
+from wework.server.providers.factory import create_provider
 from wework.server.runtime.registry import ServiceRegistration
 from wework.server.security.field_crypto import FieldCipher
 from wework.server.security.passwords import PasswordHasher
 from wework.server.security.tokens import TokenIssuer
 from wework.server.settings import Settings
+from wework.server.workers.heartbeat import HeartbeatMonitor
 
 
 @dataclass
@@ -35,11 +50,22 @@ class Application:
     authenticator: CredentialAuthenticator
     registrations: list[ServiceRegistration]
     caches: list[TwoLevelCache] = field(default_factory=list)
+    # Background work (monitors, provider adapters) stopped first at shutdown, before the pools.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def readiness_checks(self):
-        return [self.db.ping, lambda: redis_ping(self.redis)]
+        # Named functions: the names label wework_readiness{check} and the health log lines.
+        async def database() -> None:
+            await self.db.ping()
+
+        async def redis() -> None:
+            await redis_ping(self.redis)
+
+        return [database, redis]
 
     async def close(self) -> None:
+        for closer in self.closers:
+            await closer()
         for cache in self.caches:
             await cache.close()
         await self.db.dispose()
@@ -48,8 +74,11 @@ class Application:
             await close()
 
 
-async def build_application(settings: Settings) -> Application:
-    db = Database(settings.database_config)
+async def build_application(settings: Settings, *,
+                            on_engine_created: EngineCreated | None = None) -> Application:
+    """`on_engine_created(engine, db, shard)` runs for each database engine as it is made
+    (observability hooks pool metrics and SQL tracing in there)."""
+    db = Database(settings.database_config, on_engine_created=on_engine_created)
     await db.start()
     redis = create_redis(settings.redis)
     sec = settings.security
@@ -79,6 +108,39 @@ async def build_application(settings: Settings) -> Application:
         handler = tenant_handler.TenantServiceHandler(
             tenants, UserUseCases(ctx, tenants), RoleUseCases(ctx), ApiKeyUseCases(ctx))
         registrations.append(tenant_handler.registration(handler))
+    caches, closers = [tenant_cache, credential_cache], []
+    if "account" in settings.server.services:
+        registrations.append(await _account_service(settings, ctx, redis, tenants, caches, closers))
     return Application(settings=settings, db=db, redis=redis, ctx=ctx,
                        authenticator=CredentialAuthenticator(ctx, tenants),
-                       registrations=registrations, caches=[tenant_cache, credential_cache])
+                       registrations=registrations, caches=caches, closers=closers)
+
+
+async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: TenantUseCases,
+                           caches: list, closers: list) -> ServiceRegistration:
+    """AccountService: its cache, watch wake-ups, the provider (whose callbacks it ingests) and
+    the heartbeat monitor, which runs in every process that serves it."""
+    cfg, prefix = settings.account, settings.redis.key_prefix
+    cache = TwoLevelCache(redis, f"{prefix}account", local_ttl=30, redis_ttl=300)
+    await cache.start()
+    caches.append(cache)
+    bus = AccountEventBus(redis, prefix)
+    await bus.start()
+    policies = AccountPolicies(
+        login=AccountLoginPolicy(max_qr_refreshes=cfg.login_max_qr_refreshes),
+        recovery=RecoveryPolicy(max_attempts=cfg.recovery_max_attempts,
+                                backoff_initial=timedelta(seconds=cfg.recovery_backoff_initial_seconds),
+                                backoff_max=timedelta(seconds=cfg.recovery_backoff_max_seconds),
+                                lease=timedelta(seconds=cfg.recovery_lease_seconds)),
+        heartbeat_timeout=timedelta(seconds=cfg.heartbeat_timeout_seconds),
+        watch_poll_seconds=cfg.watch_poll_seconds)
+    store = AccountStore(ctx, cache, bus, policies)
+    login, conversations = LoginFlow(store), ConversationUseCases(store)
+    provider = create_provider(settings.provider, AccountEvents(store, login, conversations))
+    store.provider = provider
+    monitor = HeartbeatMonitor(store, interval_seconds=cfg.monitor_interval_seconds,
+                               batch_size=cfg.monitor_batch_size)
+    await monitor.start()
+    closers.extend([monitor.close, provider.close, bus.close])
+    return account_handler.registration(account_handler.AccountServiceHandler(
+        AccountUseCases(store, login, tenants), conversations))

@@ -74,14 +74,25 @@ def main(argv: list[str] | None = None) -> int:
 async def serve(settings: Settings) -> None:
     from wework.persistence.migrate import migrate_all
     from wework.server.app import build_application
+    from wework.server.observability import Observability
     from wework.server.runtime.server import GrpcServer, run_until_signal
 
-    if settings.embedded:
-        # The embedded mode has no separate migration step: bring SQLite up to date here.
-        await migrate_all(settings.database_config)
-    app = await build_application(settings)
+    # Tracing before the first engine exists (engines are hooked as they are made); /metrics
+    # early, so a slow start (migrations, a database not up yet) is visible too.
+    obs = Observability(settings.observability)
+    obs.start(services=settings.server.services)
+    try:
+        if settings.embedded:
+            # The embedded mode has no separate migration step: bring SQLite up to date here.
+            await migrate_all(settings.database_config)
+        app = await build_application(settings, on_engine_created=obs.on_engine_created)
+        obs.attach(app)
+    except BaseException:
+        await obs.close()
+        raise
     server = GrpcServer(settings.server, app.registrations, app.authenticator,
-                        readiness_checks=await app.readiness_checks(), on_shutdown=[app.close])
+                        readiness_checks=obs.readiness(await app.readiness_checks()),
+                        on_shutdown=[app.close, obs.close])
     port = await server.start()
     _print_banner(settings, port)
     await run_until_signal(server)

@@ -25,9 +25,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 from wework.persistence.config import DatabaseConfig, RedisConfig, ShardSpec
+from wework.server.providers.simulator import SimulatorConfig
 
 # The services this build implements; account, message, callback and report join as they land.
-ALL_SERVICES: tuple[str, ...] = ("tenant",)
+ALL_SERVICES: tuple[str, ...] = ("tenant", "account")
 
 
 class ServerConfig(BaseModel):
@@ -97,15 +98,94 @@ class SecurityConfig(BaseModel):
 
 class ProviderConfig(BaseModel):
     kind: Literal["simulator", "http"] = "simulator"
+    # kind "simulator": the in-process simulator (docs/providers.md)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    # kind "http": a real provider's REST API (docs/provider-http-api.md)
     base_url: str | None = None
     api_key: SecretStr | None = None
     timeout_seconds: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
+    backoff_initial_seconds: float = Field(default=0.2, ge=0)
+    backoff_max_seconds: float = Field(default=5.0, ge=0)
+    backoff_jitter_seconds: float = Field(default=0.2, ge=0)
+
+    @model_validator(mode="after")
+    def _http_needs_base_url(self) -> ProviderConfig:
+        if self.kind == "http" and not self.base_url:
+            raise ValueError("provider.base_url is required when provider.kind is 'http'")
+        return self
+
+
+class MaintenanceConfig(BaseModel):
+    """`wework-admin maintain`: retention and partitions kept ready (docs/maintenance.md)."""
+
+    # Days a row is kept, by its partition column (created_at / received_time); 0 keeps it forever.
+    message_retention_days: int = Field(default=1095, ge=0)
+    status_history_retention_days: int = Field(default=1095, ge=0)
+    callback_event_retention_days: int = Field(default=180, ge=0)
+    # Partitions created ahead of the current period: years (messages, status history), months
+    # (callback events). The job must run at least once within this horizon.
+    partitions_ahead_years: int = Field(default=1, ge=1, le=10)
+    partitions_ahead_months: int = Field(default=3, ge=1, le=36)
+    # Rows per DELETE of expired rows in the partition that straddles the cutoff.
+    delete_batch_size: int = Field(default=10000, ge=1, le=1_000_000)
+    # How long partition DDL waits for a busy table before giving up until the next run.
+    lock_wait_seconds: int = Field(default=10, ge=1, le=3600)
+
+    def policy(self) -> Any:
+        """The persistence layer's MaintenancePolicy with these values."""
+        from wework.persistence.maintenance import MaintenancePolicy
+
+        return MaintenancePolicy(**self.model_dump())
+
+
+class AccountConfig(BaseModel):
+    """AccountService: heartbeats, recovery, QR refreshes, WatchAccounts (docs/operations-login-recovery.md)."""
+
+    # An ONLINE account without a heartbeat for this long goes OFFLINE and recovery starts.
+    heartbeat_timeout_seconds: float = Field(default=60, gt=0)
+    monitor_interval_seconds: float = Field(default=5, gt=0)
+    monitor_batch_size: int = Field(default=100, ge=1, le=10000)
+    # Reconnect attempts before the account goes to ERROR; the waits between them double from
+    # the initial backoff up to the maximum.
+    recovery_max_attempts: int = Field(default=5, ge=1)
+    recovery_backoff_initial_seconds: float = Field(default=5, ge=0)
+    recovery_backoff_max_seconds: float = Field(default=300, ge=0)
+    # How long one monitor holds an account while it waits for the provider's reconnect.
+    recovery_lease_seconds: float = Field(default=30, gt=0)
+    # New QR codes fetched after an expired one, before the login ends in ERROR.
+    login_max_qr_refreshes: int = Field(default=3, ge=0)
+    # WatchAccounts re-reads the change log at least this often (Redis wake-ups come sooner).
+    watch_poll_seconds: float = Field(default=1.0, gt=0)
 
 
 class LoggingConfig(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
+
+
+class ObservabilityConfig(BaseModel):
+    # Prometheus text format on http://<metrics_host>:<metrics_port>/metrics, served by the process.
+    metrics_enabled: bool = True
+    metrics_host: str = "0.0.0.0"
+    # 0 picks a free port (tests); the bound port is logged ("metrics endpoint listening").
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # OTLP/HTTP (protobuf) collector, e.g. http://otel-collector:4318 (/v1/traces is appended).
+    # Unset: spans are still made (trace ids reach the logs) but not exported.
+    otlp_endpoint: str | None = None
+    service_name: str = Field(default="wework", min_length=1)
+    # Share of new traces sampled; a caller's sampled/unsampled decision (traceparent) is kept.
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # WEWORK_OBSERVABILITY__OTLP_ENDPOINT="" turns export off
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("otlp_endpoint must be an http:// or https:// URL (OTLP/HTTP, port 4318)")
+        return value
 
 
 class Settings(BaseSettings):
@@ -124,7 +204,10 @@ class Settings(BaseSettings):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    account: AccountConfig = Field(default_factory=AccountConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -57,6 +57,12 @@ class WeworkAccount(IdMixin, VersionedMixin, TimestampsMixin, AccountBase):
     login_retry_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
                                                    server_default=sa.text("0"))
     error_message: Mapped[str | None] = mapped_column(sa.Text)
+    # Added (0002): the current QR code beside its URL, and recovery bookkeeping of the monitor.
+    qr_payload: Mapped[str | None] = mapped_column(sa.Text)
+    qr_expire_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    recovery_attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
+                                                   server_default=sa.text("0"))
+    next_recovery_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (
         index("wework_accounts", "uk_tenant_account_name", "tenant_id", "account_name"),
@@ -74,6 +80,8 @@ class WeworkAccount(IdMixin, VersionedMixin, TimestampsMixin, AccountBase):
         index("wework_accounts", "idx_online_heartbeat", "status", "last_heartbeat_time"),
         index("wework_accounts", "idx_account_name_search", "tenant_id", "account_name",
               mysql_length={"account_name": 20}),
+        # Added (0002): the heartbeat monitor's scan for recoveries that are due.
+        index("wework_accounts", "idx_recovery_due", "status", "next_recovery_at"),
         dict(MYSQL_TABLE_ARGS),
     )
 
@@ -100,8 +108,13 @@ class AccountStatusHistory(AccountBase):
     operator_id: Mapped[str | None] = mapped_column(sa.String(36))
     operator_type: Mapped[str] = mapped_column(enum_type("operator_type", *OPERATOR_TYPES), nullable=False,
                                                default="system", server_default=sa.text("'system'"))
+    # Added (0002): position in the tenant's change log, allocated under the row lock of
+    # account_event_sequences, so it is gap-free and commits in order (WatchAccounts cursors).
+    seq: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0, server_default=sa.text("0"))
 
     __table_args__ = (
+        index("account_status_history", "idx_tenant_seq", "tenant_id", "seq"),
+        index("account_status_history", "idx_account_seq", "account_id", "seq"),
         index("account_status_history", "idx_account_id", "account_id"),
         index("account_status_history", "idx_account_time", "account_id", "created_at"),
         index("account_status_history", "idx_new_status", "new_status"),
@@ -138,8 +151,22 @@ class Conversation(IdMixin, VersionedMixin, TimestampsMixin, AccountBase):
         index("conversations", "idx_last_msg_time", "last_msg_time"),
         index("conversations", "idx_is_active", "is_active"),
         index("conversations", "idx_updated_at", "updated_at"),
+        # Added (0002): ListConversations, newest message first per account.
+        index("conversations", "idx_account_last_msg", "account_id", "last_msg_time"),
         dict(MYSQL_TABLE_ARGS),
     )
+
+
+class AccountEventSequence(AccountBase):
+    """Added (0002): the last history seq per tenant. Every status-changing transaction locks
+    its tenant's row, which orders the tenant's changes and serializes CreateAccount's quota."""
+
+    __tablename__ = "account_event_sequences"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0, server_default=sa.text("0"))
+
+    __table_args__ = (dict(MYSQL_TABLE_ARGS),)
 
 
 class IdempotencyKey(IdempotencyKeyMixin, AccountBase):

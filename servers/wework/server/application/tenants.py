@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from wework.domain.access import SYSTEM_ROLES, Principal
@@ -28,6 +28,13 @@ from wework.server.application.context import AppContext, require_id
 # A code reservation whose tenant row never got written (the process died between
 # the directory write and the shard write) may be taken over after this long.
 ORPHAN_RESERVATION_AGE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class TenantLimits:
+    status: TenantStatus
+    max_accounts: int
+    max_daily_messages: int
 
 
 class TenantUseCases:
@@ -141,15 +148,34 @@ class TenantUseCases:
 
     async def tenant_status(self, tenant_id: str) -> TenantStatus | None:
         """The tenant's status from the two-level cache (None: no such tenant)."""
+        entry = await self._cached_entry(tenant_id)
+        return TenantStatus(entry["status"]) if entry else None
 
-        async def load() -> bytes | None:
+    async def tenant_limits(self, tenant_id: str) -> TenantLimits | None:
+        """Status and quotas from the same cache entry, for other services' quota checks
+        (None: no such tenant). update_tenant invalidates it, so a new quota applies at once."""
+        entry = await self._cached_entry(tenant_id)
+        if entry is None:
+            return None
+        if "max_accounts" not in entry:  # written by an older build: read the row instead
             tenant = await self._find(tenant_id)
             if tenant is None:
                 return None
-            return json.dumps({"status": tenant.status.value}).encode()
+            entry = self._entry(tenant)
+        return TenantLimits(TenantStatus(entry["status"]), entry["max_accounts"], entry["max_daily_messages"])
+
+    @staticmethod
+    def _entry(tenant: Tenant) -> dict:
+        return {"status": tenant.status.value, "max_accounts": tenant.max_accounts,
+                "max_daily_messages": tenant.max_daily_messages}
+
+    async def _cached_entry(self, tenant_id: str) -> dict | None:
+        async def load() -> bytes | None:
+            tenant = await self._find(tenant_id)
+            return None if tenant is None else json.dumps(self._entry(tenant)).encode()
 
         raw = await self._ctx.tenant_cache.get_or_load(tenant_id, load)
-        return TenantStatus(json.loads(raw)["status"]) if raw else None
+        return json.loads(raw) if raw else None
 
     # -- helpers -----------------------------------------------------------------------------
 

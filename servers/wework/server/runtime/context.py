@@ -19,7 +19,9 @@ class RequestContext:
     trace_id: str
     method: str = ""
     peer: str = ""
-    span_id: str | None = None  # filled by OpenTelemetry later
+    # Ids of the call's OpenTelemetry span (observability.tracing.RpcSpan); span_id is None
+    # when no SDK tracer provider is configured (then the trace id is the caller's or random).
+    span_id: str | None = None
     principal: Principal | None = None
     # Credential values of this call; the log formatter scrubs them from every line.
     secrets: tuple[str, ...] = field(default_factory=tuple)

@@ -24,13 +24,14 @@ import grpc
 from grpc.aio import AbortError
 from wework.domain.access import Principal
 from wework.domain.errors import PermissionDenied, Unauthenticated
+from wework.server.observability.metrics import observe_rpc
+from wework.server.observability.tracing import RpcSpan
 from wework.server.runtime.context import (
     RequestContext,
     bind_request,
     current_request,
     new_trace_id,
     reset_request,
-    trace_id_from_traceparent,
 )
 from wework.server.runtime.errors import status_from_exception, to_grpc_status
 from wework.server.runtime.registry import Access, ServiceRegistry
@@ -143,13 +144,20 @@ def _final_code(context: Any, exc: BaseException | None) -> grpc.StatusCode:
 
 
 class RequestContextInterceptor(_ScopeInterceptor):
-    """Trace id + request contextvar, and exactly one access-log line per call."""
+    """The call's OpenTelemetry span (parent: the caller's `traceparent`), the request
+    contextvar carrying its ids, and per call exactly one access-log line and one
+    wework_rpc_* observation.
+
+    Our own span rather than opentelemetry-instrumentation-grpc's aio interceptor: this
+    scope already knows the final code (after error mapping, cancellations, deadlines)
+    and wraps all four RPC kinds, so span, metrics and access log agree on one status.
+    """
 
     @asynccontextmanager
     async def scope(self, method: str, context: Any) -> AsyncIterator[None]:
         started = time.perf_counter()
         metadata = metadata_dict(context)
-        trace_id = trace_id_from_traceparent(metadata.get("traceparent")) or new_trace_id()
+        span = RpcSpan.start(method, metadata)
         secrets: list[str] = []
         for key in CREDENTIAL_METADATA & metadata.keys():
             value = metadata[key]
@@ -157,7 +165,8 @@ class RequestContextInterceptor(_ScopeInterceptor):
             scheme, _, credential = value.partition(" ")
             if credential and scheme.lower() in ("bearer", "basic"):
                 secrets.append(credential.strip())
-        req = RequestContext(trace_id=trace_id, method=method, peer=context.peer() or "",
+        req = RequestContext(trace_id=span.trace_id, span_id=span.span_id, method=method,
+                             peer=context.peer() or "",
                              secrets=tuple(s for s in secrets if len(s) >= _MIN_SCRUB_LEN))
         token = bind_request(req)
         error: BaseException | None = None
@@ -167,17 +176,25 @@ class RequestContextInterceptor(_ScopeInterceptor):
             error = exc
             raise
         finally:
+            seconds = time.perf_counter() - started
+            code = _final_code(context, error).name
             principal = req.principal
-            access_logger.info("rpc", extra={
-                "method": method,
-                "code": _final_code(context, error).name,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "tenant_id": principal.tenant_id if principal else None,
-                "principal_kind": principal.kind.value if principal else None,
-                "peer": req.peer,
-                "trace_id": trace_id,
-            })
-            reset_request(token)
+            try:
+                observe_rpc(method, code, seconds)
+                # Logged while the span is still current, so the line carries its ids.
+                access_logger.info("rpc", extra={
+                    "method": method,
+                    "code": code,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "tenant_id": principal.tenant_id if principal else None,
+                    "principal_kind": principal.kind.value if principal else None,
+                    "peer": req.peer,
+                    "trace_id": span.trace_id,
+                    "span_id": span.span_id,
+                })
+            finally:
+                span.finish(code, {"wework.tenant_id": principal.tenant_id if principal else None})
+                reset_request(token)
 
 
 class ErrorMappingInterceptor(_ScopeInterceptor):

@@ -1,4 +1,5 @@
-"""JSON logs: one object per line on stderr, carrying the call's trace id.
+"""JSON logs: one object per line on stderr, carrying the trace and span ids of the
+active OpenTelemetry span (the call's, during a call; none outside).
 
 Credentials never reach the output: metadata is never logged, extra fields with a
 sensitive name are redacted, and the credential values of the current call are
@@ -13,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from wework.server.observability.tracing import current_ids
 from wework.server.runtime.context import current_request
 from wework.server.settings import LoggingConfig
 
@@ -39,6 +41,22 @@ def _scrub(line: str) -> str:
     return line
 
 
+_ID_KEYS = frozenset({"trace_id", "span_id"})
+
+
+def _trace_ids(record: logging.LogRecord) -> tuple[str | None, str | None]:
+    """Ids given with the record, else the active OpenTelemetry span's (inside a call: the
+    call's span or a child of it), else the request context's; none outside any span."""
+    trace_id, span_id = getattr(record, "trace_id", None), getattr(record, "span_id", None)
+    if trace_id:
+        return trace_id, span_id
+    ids = current_ids()
+    if ids is not None:
+        return ids
+    req = current_request()
+    return (req.trace_id, req.span_id) if req else (None, None)
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
         "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -46,15 +64,13 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "logger": record.name,
         "message": record.getMessage(),
     }
-    req = current_request()
-    trace_id = getattr(record, "trace_id", None) or (req.trace_id if req else None)
-    span_id = getattr(record, "span_id", None) or (req.span_id if req else None)
+    trace_id, span_id = _trace_ids(record)
     if trace_id:
         out["trace_id"] = trace_id
     if span_id:
         out["span_id"] = span_id
     for key, value in record.__dict__.items():
-        if key in _RECORD_ATTRS or key in out or key.startswith("_"):
+        if key in _RECORD_ATTRS or key in out or key in _ID_KEYS or key.startswith("_"):
             continue
         out[key] = REDACTED if key.lower() in SENSITIVE_KEYS else value
     return out

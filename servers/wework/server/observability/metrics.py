@@ -1,0 +1,192 @@
+"""The platform's Prometheus metrics: one registry, named metric objects, and the
+HTTP endpoint that serves them (docs/metrics.md lists every metric with its meaning).
+
+Code that counts something imports the object and increments or sets it; it never
+creates metrics of its own at call time:
+
+    from wework.server.observability import metrics
+    metrics.MESSAGES_ACCEPTED.labels(message_type="text").inc()
+    metrics.QUEUE_DEPTH.labels(queue="messages", shard="s0").set(42)
+
+Figures that already live somewhere else (counters of an object, pool sizes) are read
+at scrape time by a collector instead: `register_collector(collector)`. A collector's
+`collect()` runs on the metrics server's thread, so it may only read in-memory state
+(no I/O, no awaiting the event loop) and must tolerate values that change meanwhile.
+
+Label values must come from small fixed sets (a status, a code, a shard name), never
+from ids, tenants or free text: every distinct value is a new time series.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+# `<name>_created` series double the output and no dashboard or alert here reads them.
+disable_created_metrics()
+
+# Our own registry rather than prometheus_client's global one: exactly what this module
+# defines is served, whatever else a library registers globally.
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+# Seconds. RPCs: a cache hit is ~1 ms, a cross-shard listing may take seconds; streams
+# count their whole life (they land in the last buckets).
+RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Lags of queued work: from sub-second (woken by Redis) to an hour (a backlog).
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+# ---- gRPC (recorded by the runtime's request-context interceptor for every call) ----------
+
+RPC_DURATION = Histogram(
+    "wework_rpc_duration_seconds",
+    "Server-side duration of gRPC calls, from the first interceptor to the final status.",
+    ("service", "method", "code"), buckets=RPC_BUCKETS, registry=REGISTRY)
+RPC_REQUESTS = Counter(
+    "wework_rpc_requests",  # exposed as wework_rpc_requests_total
+    "gRPC calls finished, by final status code.",
+    ("service", "method", "code"), registry=REGISTRY)
+
+# ---- process ------------------------------------------------------------------------------
+
+BUILD_INFO = Info(
+    "wework_build",  # exposed as wework_build_info{...} 1
+    "Version of the running build and the services this process serves.", registry=REGISTRY)
+READINESS = Gauge(
+    "wework_readiness",
+    "Last result of each readiness check: 1 passed, 0 failed (the health service's input).",
+    ("check",), registry=REGISTRY)
+
+# ---- accounts (AccountService) ------------------------------------------------------------
+
+ACCOUNTS = Gauge(
+    "wework_accounts",
+    "WeCom accounts by status, over every shard (set by the process that counts them).",
+    ("status",), registry=REGISTRY)
+
+# ---- messages (MessageService and its dispatcher) -----------------------------------------
+
+MESSAGES_ACCEPTED = Counter(
+    "wework_messages_accepted",
+    "Messages accepted for sending (stored, queued), idempotent replays not counted.",
+    ("message_type",), registry=REGISTRY)
+MESSAGES_SENT = Counter(
+    "wework_messages_sent",
+    "Messages the provider accepted (each message once, however many attempts it took).",
+    ("message_type",), registry=REGISTRY)
+MESSAGES_FAILED = Counter(
+    "wework_messages_failed",
+    "Messages that ended failed; reason is a fixed code, e.g. PROVIDER_ERROR, ACCOUNT_OFFLINE.",
+    ("message_type", "reason"), registry=REGISTRY)
+MESSAGE_DISPATCH_LAG = Histogram(
+    "wework_message_dispatch_lag_seconds",
+    "From the time a message was due (created, or its scheduled time) to its hand-off to the provider.",
+    ("shard",), buckets=LAG_BUCKETS, registry=REGISTRY)
+QUEUE_DEPTH = Gauge(
+    "wework_queue_depth",
+    "Work items due and not yet claimed, per durable queue and shard (messages, callbacks, webhooks).",
+    ("queue", "shard"), registry=REGISTRY)
+
+# ---- callbacks and webhooks (CallbackService) ---------------------------------------------
+
+CALLBACKS_RECEIVED = Counter(
+    "wework_callbacks_received",
+    "Provider callbacks received, by transport (http, grpc) and outcome (accepted, duplicate, rejected).",
+    ("source", "outcome"), registry=REGISTRY)
+CALLBACKS_PROCESSED = Counter(
+    "wework_callbacks_processed",
+    "Callback events processed, by outcome (processed, retried, failed).",
+    ("outcome",), registry=REGISTRY)
+CALLBACK_PROCESSING_LAG = Histogram(
+    "wework_callback_processing_lag_seconds",
+    "From receiving a callback to finishing its processing.",
+    buckets=LAG_BUCKETS, registry=REGISTRY)
+WEBHOOK_DELIVERIES = Counter(
+    "wework_webhook_deliveries",
+    "Webhook delivery attempts, by outcome (delivered, retrying, failed, skipped).",
+    ("outcome",), registry=REGISTRY)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    "wework_webhook_endpoints_disabled",
+    "Webhook endpoints disabled automatically after repeated delivery failures.",
+    registry=REGISTRY)
+
+# ---- databases (read/write split) ---------------------------------------------------------
+
+DB_REPLICA_LAG = Gauge(
+    "wework_db_replica_lag_seconds",
+    "Replication delay of each replica as last measured; reads fall back to the primary past the bound.",
+    ("db", "shard", "replica"), registry=REGISTRY)
+
+
+# ---- API ----------------------------------------------------------------------------------
+
+
+def split_method(full_method: str) -> tuple[str, str]:
+    """"/wework.v1.TenantService/GetTenant" -> ("wework.v1.TenantService", "GetTenant")."""
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    return service, method
+
+
+def observe_rpc(full_method: str, code: str, seconds: float) -> None:
+    """Records one finished call (called by the runtime for every RPC)."""
+    service, method = split_method(full_method)
+    RPC_DURATION.labels(service, method, code).observe(seconds)
+    RPC_REQUESTS.labels(service, method, code).inc()
+
+
+def register_collector(collector: Collector) -> Callable[[], None]:
+    """Adds a collector (an object with `collect()` yielding metric families) to the
+    served registry; returns the function that removes it again (call it at shutdown)."""
+    REGISTRY.register(collector)
+    done = threading.Event()
+
+    def unregister() -> None:
+        if not done.is_set():
+            done.set()
+            REGISTRY.unregister(collector)
+
+    return unregister
+
+
+@dataclass
+class MetricsServer:
+    """The /metrics endpoint: prometheus_client's HTTP server on a daemon thread."""
+
+    host: str
+    port: int
+    _httpd: WSGIServer
+    _thread: threading.Thread
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+def start_metrics_server(host: str, port: int) -> MetricsServer:
+    """Serves REGISTRY on host:port (0 picks a free port; see .port). Raises OSError if
+    the port cannot be bound."""
+    httpd, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    bound = httpd.server_address[1]
+    return MetricsServer(host, bound, httpd, thread)
