@@ -126,6 +126,22 @@ def tenant(accounts_platform):
         yield t, client, roles
 
 
+def _metric(server, series: str, ok, timeout: float = 20.0) -> float:
+    """Polls the server's /metrics until `series` satisfies ok(value); returns the value."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        for line in httpx.get(server.metrics_url, timeout=5).text.splitlines():
+            if line.startswith(series + " "):
+                value = float(line.split()[-1])
+        if value is not None and ok(value):
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{series} is {value} after {timeout} s")
+
+
 class Watcher:
     """A watch_accounts iterator read by a thread into a queue. close() ends it (closing its
     channel cancels the stream)."""
@@ -216,6 +232,8 @@ def test_qr_login_end_to_end_seen_through_watch(accounts_platform, tenant):
     assert online.phone == "+8613800000001" and online.login_retry_count == 0
     state = client.accounts.get_login_state(account.id)
     assert state.status == pb.ACCOUNT_STATUS_ONLINE and not state.qr_payload
+    # Operators see it too: the monitor publishes accounts per status on /metrics.
+    assert _metric(accounts_platform.servers[0], 'wework_accounts{status="online"}', lambda v: v >= 1)
     history = list(client.accounts.iter_status_history(account.id, page_size=2))
     assert _statuses(history) == ["online", "waiting_confirm", "waiting_scan", "logging_in", "created"]
     # StartLogin again while online: an illegal transition, nothing changes.

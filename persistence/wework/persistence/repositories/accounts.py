@@ -141,6 +141,12 @@ class AccountRepository:
         return (await self._s.execute(sa.select(sa.func.count()).select_from(am.WeworkAccount)
                                       .where(am.WeworkAccount.tenant_id == tenant_id))).scalar_one()
 
+    async def count_by_status(self) -> dict[str, int]:
+        """Accounts of every tenant on this shard, by status (the idx_status index serves it)."""
+        rows = await self._s.execute(sa.select(am.WeworkAccount.status, sa.func.count())
+                                     .group_by(am.WeworkAccount.status))
+        return {status: n for status, n in rows}
+
     async def list_page(self, tenant_id: str, status: AccountStatus | None, user_id: str | None,
                         after_id: str | None, limit: int) -> list[Account]:
         stmt = (sa.select(am.WeworkAccount).where(am.WeworkAccount.tenant_id == tenant_id)

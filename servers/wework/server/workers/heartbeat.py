@@ -32,13 +32,18 @@ from wework.domain.accounts import (
     claim_recovery,
     decide_recovery,
 )
+from wework.persistence.repositories.accounts import AccountRepository
 from wework.server.application.accounts import ACCOUNT_DB, AccountStore
+from wework.server.observability.metrics import ACCOUNTS
 from wework.server.providers.base import InstanceNotFound, ProviderError
 
 log = logging.getLogger(__name__)
 
 # Batches per shard and tick before yielding to the next tick (a backlog drains over ticks).
 MAX_BATCHES_PER_TICK = 10
+# The wework_accounts gauge is refreshed at most this often (or every tick of a slower monitor):
+# a GROUP BY per shard is cheap, but not free at every tick of a fast one.
+STATUS_COUNT_INTERVAL_SECONDS = 5.0
 
 
 @dataclass
@@ -64,6 +69,7 @@ class HeartbeatMonitor:
         self._reconnects = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
+        self._counted_at = float("-inf")
 
     async def start(self) -> None:
         if self._task is None:
@@ -80,6 +86,9 @@ class HeartbeatMonitor:
         while True:
             try:
                 report = await self.run_once()
+                if report.went_offline or report.attempts or \
+                        asyncio.get_running_loop().time() - self._counted_at >= STATUS_COUNT_INTERVAL_SECONDS:
+                    await self.publish_status_counts()
                 if report.went_offline or report.attempts:
                     log.info("heartbeat monitor: %d offline, %d recovery attempt(s), %d recovered, %d failed",
                              report.went_offline, report.attempts, report.recovered, report.failed)
@@ -90,6 +99,22 @@ class HeartbeatMonitor:
                 log.exception("heartbeat monitor tick failed")
             self.ticks += 1
             await asyncio.sleep(self.interval_seconds)
+
+    async def publish_status_counts(self) -> dict[str, int]:
+        """Sets wework_accounts{status} to the counts over every shard (every status present,
+        zeros included, so an alert on online == 0 does not see a missing series)."""
+        totals = {status.value: 0 for status in AccountStatus}
+
+        async def one(session) -> dict[str, int]:
+            return await AccountRepository(session, self._store.ctx.cipher).count_by_status()
+
+        for counts in await self._store.db.for_each_shard(ACCOUNT_DB, one):
+            for status, n in counts.items():
+                totals[status] = totals.get(status, 0) + n
+        for status, n in totals.items():
+            ACCOUNTS.labels(status=status).set(n)
+        self._counted_at = asyncio.get_running_loop().time()
+        return totals
 
     async def run_once(self) -> SweepReport:
         """One tick over every shard."""
