@@ -123,9 +123,9 @@ def test_crd_checks_refuse_broken_monitoring_objects(rendered):
 def test_default_values(rendered):
     objects = rendered("default")
     kinds = sorted(o["kind"] for o in objects)
-    # tenant and account: a Deployment, a PodDisruptionBudget and two Services each.
-    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "Deployment", "Job", "PodDisruptionBudget",
-                     "PodDisruptionBudget", "Service", "Service", "Service", "Service", "ServiceAccount"]
+    # tenant, account and message: a Deployment, a PodDisruptionBudget and two Services each.
+    assert kinds == ["ConfigMap", "ConfigMap", *["Deployment"] * 3, "Job", *["PodDisruptionBudget"] * 3,
+                     *["Service"] * 6, "ServiceAccount"]
     account = pod_spec(one(objects, "Deployment", "wework-account"))["containers"][0]
     assert account["args"] == ["--port", "50051", "--services", "account"]
     assert account["readinessProbe"]["grpc"] == {"port": 50051, "service": "wework.v1.AccountService"}
@@ -292,7 +292,7 @@ def test_custom_image_ports_and_resources(rendered):
     image = ("registry.example.com/team/wework-platform@sha256:"
              "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
     pods = [pod_spec(o) for o in objects if o["kind"] in ("Deployment", "Job")]
-    assert len(pods) == 3  # tenant, account, the migration Job
+    assert len(pods) == 4  # tenant, account, message, the migration Job
     for pod in pods:
         assert [(c["image"], c["imagePullPolicy"]) for c in pod["containers"]] == [(image, "Always")]
     deployment = one(objects, "Deployment", "platform-tenant")

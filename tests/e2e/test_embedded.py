@@ -67,3 +67,27 @@ def test_cli_help_documents_the_port(tmp_path):
                          cwd=tmp_path, timeout=60)
     assert "--port" in out.stdout and "WEWORK_PORT" in out.stdout
     assert Path(BIN / "wework-admin").exists()
+
+
+def test_a_message_only_process_serves_messages_without_serving_accounts(tmp_path, monkeypatch):
+    """The chart runs MessageService in its own Deployment (`--services message`)."""
+    from wework.client import NotFoundError
+    from wework.v1 import message_pb2
+
+    for key in [k for k in os.environ if k.startswith("WEWORK_")]:
+        monkeypatch.delenv(key)
+    server = start_server(tmp_path, args=("--services", "message"), wait_service="wework.v1.MessageService")
+    try:
+        listed = subprocess.run([str(BIN / "grpcurl"), "-plaintext", server.target, "list"], capture_output=True,
+                                text=True, check=False, timeout=60).stdout.split()
+        assert "wework.v1.MessageService" in listed
+        assert "wework.v1.AccountService" not in listed and "wework.v1.TenantService" not in listed
+        secrets = json.loads((tmp_path / "var" / "secrets.json").read_text())
+        options = ClientOptions(target=server.target, api_key=secrets["admin_api_key"],
+                                tenant_id="0190d2f3-0000-7000-8000-000000000000")
+        with WeworkClient(options) as admin, pytest.raises(NotFoundError):
+            admin.messages.send_message(message_pb2.SendMessageRequest(
+                account_id="0190d2f3-0000-7000-8000-000000000001", conversation_id="wm-1",
+                content=message_pb2.MessageContent(text=message_pb2.TextContent(text="hi"))))
+    finally:
+        assert server.stop() == 0

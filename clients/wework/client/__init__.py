@@ -8,7 +8,12 @@
 See docs/client.md.
 """
 
-from .aio import AsyncAccountServiceClient, AsyncTenantServiceClient, AsyncWeworkClient
+from .aio import (
+    AsyncAccountServiceClient,
+    AsyncMessageServiceClient,
+    AsyncTenantServiceClient,
+    AsyncWeworkClient,
+)
 from .config import ClientOptions, service_config, service_config_json, wework_service_names
 from .errors import (
     AbortedError,
@@ -29,13 +34,14 @@ from .errors import (
     WeworkError,
     from_rpc_error,
 )
-from .sync import AccountServiceClient, TenantServiceClient, WeworkClient
+from .sync import AccountServiceClient, MessageServiceClient, TenantServiceClient, WeworkClient
 
 __all__ = [
     "AbortedError",
     "AccountServiceClient",
     "AlreadyExistsError",
     "AsyncAccountServiceClient",
+    "AsyncMessageServiceClient",
     "AsyncTenantServiceClient",
     "AsyncWeworkClient",
     "ClientOptions",
@@ -44,6 +50,7 @@ __all__ = [
     "FieldViolation",
     "InternalError",
     "InvalidArgumentError",
+    "MessageServiceClient",
     "NotFoundError",
     "PermissionDeniedError",
     "PreconditionViolation",

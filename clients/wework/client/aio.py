@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Self
 
 import grpc
 import grpc.aio
-from wework.v1 import account_pb2, account_pb2_grpc, tenant_pb2_grpc
+from wework.v1 import account_pb2, account_pb2_grpc, message_pb2, message_pb2_grpc, tenant_pb2_grpc
 from wework.v1 import tenant_pb2 as pb
 
 from ._base import (
@@ -460,6 +460,144 @@ class AsyncAccountServiceClient(AsyncService):
                                 timeout, metadata, "conversation")
 
 
+class AsyncMessageServiceClient(AsyncService):
+    """wework.v1.MessageService (asyncio): messages, templates and batch tasks. Same conventions
+    as TenantServiceClient; a str is the id."""
+
+    stub_class = message_pb2_grpc.MessageServiceStub
+
+    async def send_message(self, request: message_pb2.SendMessageRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.Message:
+        """SendMessage; request_id is filled when empty (a retry with the same request returns the same message)."""
+        return await self._call("SendMessage", message_pb2.SendMessageRequest, request, fields, timeout, metadata)
+
+    async def get_message(self, request: message_pb2.GetMessageRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.Message:
+        """GetMessage; a str is the message id."""
+        return await self._call("GetMessage", message_pb2.GetMessageRequest, request, fields, timeout, metadata, "id")
+
+    async def list_messages(self, request: message_pb2.ListMessagesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.ListMessagesResponse:
+        """ListMessages: one page, newest first (see iter_messages for all)."""
+        return await self._call("ListMessages", message_pb2.ListMessagesRequest, request, fields, timeout, metadata)
+
+    async def cancel_message(self, request: message_pb2.CancelMessageRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.Message:
+        """CancelMessage; a str is the message id."""
+        return await self._call("CancelMessage", message_pb2.CancelMessageRequest, request, fields, timeout, metadata, "id")
+
+    async def retry_message(self, request: message_pb2.RetryMessageRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.Message:
+        """RetryMessage; a str is the message id."""
+        return await self._call("RetryMessage", message_pb2.RetryMessageRequest, request, fields, timeout, metadata, "id")
+
+    async def create_template(self, request: message_pb2.CreateTemplateRequest | message_pb2.MessageTemplate | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.MessageTemplate:
+        """CreateTemplate; a MessageTemplate is wrapped. request_id is filled when empty."""
+        return await self._call("CreateTemplate", message_pb2.CreateTemplateRequest, request, fields, timeout, metadata, "template")
+
+    async def get_template(self, request: message_pb2.GetTemplateRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.MessageTemplate:
+        """GetTemplate; a str is the template id."""
+        return await self._call("GetTemplate", message_pb2.GetTemplateRequest, request, fields, timeout, metadata, "id")
+
+    async def list_templates(self, request: message_pb2.ListTemplatesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.ListTemplatesResponse:
+        """ListTemplates: one page (see iter_templates for all)."""
+        return await self._call("ListTemplates", message_pb2.ListTemplatesRequest, request, fields, timeout, metadata)
+
+    async def update_template(self, request: message_pb2.UpdateTemplateRequest | message_pb2.MessageTemplate | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.MessageTemplate:
+        """UpdateTemplate; a MessageTemplate is wrapped, update_mask may be a list of paths."""
+        return await self._call("UpdateTemplate", message_pb2.UpdateTemplateRequest, request, fields, timeout, metadata, "template")
+
+    async def delete_template(self, request: message_pb2.DeleteTemplateRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.DeleteTemplateResponse:
+        """DeleteTemplate; a str is the template id."""
+        return await self._call("DeleteTemplate", message_pb2.DeleteTemplateRequest, request, fields, timeout, metadata, "id")
+
+    async def render_template_preview(self, request: message_pb2.RenderTemplatePreviewRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.RenderTemplatePreviewResponse:
+        """RenderTemplatePreview; a str is the template id."""
+        return await self._call("RenderTemplatePreview", message_pb2.RenderTemplatePreviewRequest, request, fields, timeout, metadata, "id")
+
+    async def create_batch_task(self, request: message_pb2.CreateBatchTaskRequest | message_pb2.BatchSendTask | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """CreateBatchTask; a BatchSendTask is wrapped. request_id is filled when empty."""
+        return await self._call("CreateBatchTask", message_pb2.CreateBatchTaskRequest, request, fields, timeout, metadata, "task")
+
+    async def start_batch_task(self, request: message_pb2.StartBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """StartBatchTask; a str is the task id."""
+        return await self._call("StartBatchTask", message_pb2.StartBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    async def pause_batch_task(self, request: message_pb2.PauseBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """PauseBatchTask; a str is the task id."""
+        return await self._call("PauseBatchTask", message_pb2.PauseBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    async def resume_batch_task(self, request: message_pb2.ResumeBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """ResumeBatchTask; a str is the task id."""
+        return await self._call("ResumeBatchTask", message_pb2.ResumeBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    async def cancel_batch_task(self, request: message_pb2.CancelBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """CancelBatchTask; a str is the task id."""
+        return await self._call("CancelBatchTask", message_pb2.CancelBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    async def get_batch_task(self, request: message_pb2.GetBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """GetBatchTask; a str is the task id."""
+        return await self._call("GetBatchTask", message_pb2.GetBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    async def list_batch_tasks(self, request: message_pb2.ListBatchTasksRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.ListBatchTasksResponse:
+        """ListBatchTasks: one page (see iter_batch_tasks for all)."""
+        return await self._call("ListBatchTasks", message_pb2.ListBatchTasksRequest, request, fields, timeout, metadata)
+
+    def iter_messages(self, request: message_pb2.ListMessagesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **filters: Any) -> AsyncIterator[message_pb2.Message]:
+        """Every message across pages, e.g. iter_messages(account_id=..., status=MESSAGE_STATUS_SENT)."""
+        return self._iter("ListMessages", message_pb2.ListMessagesRequest, "messages", request, filters, timeout, metadata)
+
+    def iter_templates(self, request: message_pb2.ListTemplatesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **filters: Any) -> AsyncIterator[message_pb2.MessageTemplate]:
+        """Every template the caller may use, across pages."""
+        return self._iter("ListTemplates", message_pb2.ListTemplatesRequest, "templates", request, filters, timeout, metadata)
+
+    def iter_batch_tasks(self, request: message_pb2.ListBatchTasksRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **filters: Any) -> AsyncIterator[message_pb2.BatchSendTask]:
+        """Every batch task across pages."""
+        return self._iter("ListBatchTasks", message_pb2.ListBatchTasksRequest, "tasks", request, filters, timeout, metadata)
+
+    async def import_batch_targets(self, requests: Any, /, *, timeout: float | None = None,
+                                   metadata: Metadata = ()) -> message_pb2.ImportBatchTargetsResponse:
+        """ImportBatchTargets (client stream): `requests` is an iterable or async iterable of
+        ImportBatchTargetsRequest; the first names the task."""
+        md = self._transport.settings.metadata(metadata)
+        try:
+            return await self._stub.ImportBatchTargets(requests, timeout=self._transport.settings.timeout(timeout),
+                                                       metadata=md)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+    async def watch_batch_task(self, request: message_pb2.WatchBatchTaskRequest | str | None = None, /, *,
+                               timeout: float | None = None, metadata: Metadata = (),
+                               **fields: Any) -> AsyncIterator[message_pb2.BatchTaskProgress]:
+        """WatchBatchTask as an async iterator of progress reports until the task ends; a str is
+        the task id. `timeout` is a deadline for the whole stream (none by default)."""
+        message = build_request(message_pb2.WatchBatchTaskRequest, request, fields, "id")
+        call = self._stub.WatchBatchTask(message, timeout=timeout, metadata=self._transport.settings.metadata(metadata))
+        try:
+            async for progress in call:
+                yield progress
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
+
 class AsyncWeworkClient:
     """asyncio client of the platform; use `async with` or await close().
 
@@ -478,6 +616,11 @@ class AsyncWeworkClient:
         """AccountService. Made at first use, so a channel that serves only unary calls (a test
         double) still works for the other services."""
         return AsyncAccountServiceClient(self._transport)
+
+    @functools.cached_property
+    def messages(self) -> AsyncMessageServiceClient:
+        """MessageService: messages, templates and batch tasks (made at first use)."""
+        return AsyncMessageServiceClient(self._transport)
 
     def with_options(self, **changes: Any) -> AsyncWeworkClient:
         """A client on the same channel with other api_key/access_token/tenant_id/timeout.

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Self
 
 import grpc
-from wework.v1 import account_pb2, account_pb2_grpc, tenant_pb2_grpc
+from wework.v1 import account_pb2, account_pb2_grpc, message_pb2, message_pb2_grpc, tenant_pb2_grpc
 from wework.v1 import tenant_pb2 as pb
 
 from ._base import (
@@ -480,6 +480,147 @@ class AccountServiceClient(Service):
                           metadata, "conversation")
 
 
+class MessageServiceClient(Service):
+    """wework.v1.MessageService: messages, templates and batch tasks. Same conventions
+    as TenantServiceClient; a str is the id."""
+
+    stub_class = message_pb2_grpc.MessageServiceStub
+
+    def send_message(self, request: message_pb2.SendMessageRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.Message:
+        """SendMessage; request_id is filled when empty (a retry with the same request returns the same message)."""
+        return self._call("SendMessage", message_pb2.SendMessageRequest, request, fields, timeout, metadata)
+
+    def get_message(self, request: message_pb2.GetMessageRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.Message:
+        """GetMessage; a str is the message id."""
+        return self._call("GetMessage", message_pb2.GetMessageRequest, request, fields, timeout, metadata, "id")
+
+    def list_messages(self, request: message_pb2.ListMessagesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.ListMessagesResponse:
+        """ListMessages: one page, newest first (see iter_messages for all)."""
+        return self._call("ListMessages", message_pb2.ListMessagesRequest, request, fields, timeout, metadata)
+
+    def cancel_message(self, request: message_pb2.CancelMessageRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.Message:
+        """CancelMessage; a str is the message id."""
+        return self._call("CancelMessage", message_pb2.CancelMessageRequest, request, fields, timeout, metadata, "id")
+
+    def retry_message(self, request: message_pb2.RetryMessageRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.Message:
+        """RetryMessage; a str is the message id."""
+        return self._call("RetryMessage", message_pb2.RetryMessageRequest, request, fields, timeout, metadata, "id")
+
+    def create_template(self, request: message_pb2.CreateTemplateRequest | message_pb2.MessageTemplate | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.MessageTemplate:
+        """CreateTemplate; a MessageTemplate is wrapped. request_id is filled when empty."""
+        return self._call("CreateTemplate", message_pb2.CreateTemplateRequest, request, fields, timeout, metadata, "template")
+
+    def get_template(self, request: message_pb2.GetTemplateRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.MessageTemplate:
+        """GetTemplate; a str is the template id."""
+        return self._call("GetTemplate", message_pb2.GetTemplateRequest, request, fields, timeout, metadata, "id")
+
+    def list_templates(self, request: message_pb2.ListTemplatesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.ListTemplatesResponse:
+        """ListTemplates: one page (see iter_templates for all)."""
+        return self._call("ListTemplates", message_pb2.ListTemplatesRequest, request, fields, timeout, metadata)
+
+    def update_template(self, request: message_pb2.UpdateTemplateRequest | message_pb2.MessageTemplate | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.MessageTemplate:
+        """UpdateTemplate; a MessageTemplate is wrapped, update_mask may be a list of paths."""
+        return self._call("UpdateTemplate", message_pb2.UpdateTemplateRequest, request, fields, timeout, metadata, "template")
+
+    def delete_template(self, request: message_pb2.DeleteTemplateRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.DeleteTemplateResponse:
+        """DeleteTemplate; a str is the template id."""
+        return self._call("DeleteTemplate", message_pb2.DeleteTemplateRequest, request, fields, timeout, metadata, "id")
+
+    def render_template_preview(self, request: message_pb2.RenderTemplatePreviewRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.RenderTemplatePreviewResponse:
+        """RenderTemplatePreview; a str is the template id."""
+        return self._call("RenderTemplatePreview", message_pb2.RenderTemplatePreviewRequest, request, fields, timeout, metadata, "id")
+
+    def create_batch_task(self, request: message_pb2.CreateBatchTaskRequest | message_pb2.BatchSendTask | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """CreateBatchTask; a BatchSendTask is wrapped. request_id is filled when empty."""
+        return self._call("CreateBatchTask", message_pb2.CreateBatchTaskRequest, request, fields, timeout, metadata, "task")
+
+    def start_batch_task(self, request: message_pb2.StartBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """StartBatchTask; a str is the task id."""
+        return self._call("StartBatchTask", message_pb2.StartBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    def pause_batch_task(self, request: message_pb2.PauseBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """PauseBatchTask; a str is the task id."""
+        return self._call("PauseBatchTask", message_pb2.PauseBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    def resume_batch_task(self, request: message_pb2.ResumeBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """ResumeBatchTask; a str is the task id."""
+        return self._call("ResumeBatchTask", message_pb2.ResumeBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    def cancel_batch_task(self, request: message_pb2.CancelBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """CancelBatchTask; a str is the task id."""
+        return self._call("CancelBatchTask", message_pb2.CancelBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    def get_batch_task(self, request: message_pb2.GetBatchTaskRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.BatchSendTask:
+        """GetBatchTask; a str is the task id."""
+        return self._call("GetBatchTask", message_pb2.GetBatchTaskRequest, request, fields, timeout, metadata, "id")
+
+    def list_batch_tasks(self, request: message_pb2.ListBatchTasksRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> message_pb2.ListBatchTasksResponse:
+        """ListBatchTasks: one page (see iter_batch_tasks for all)."""
+        return self._call("ListBatchTasks", message_pb2.ListBatchTasksRequest, request, fields, timeout, metadata)
+
+    def iter_messages(self, request: message_pb2.ListMessagesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **filters: Any) -> Iterator[message_pb2.Message]:
+        """Every message across pages, e.g. iter_messages(account_id=..., status=MESSAGE_STATUS_SENT)."""
+        return self._iter("ListMessages", message_pb2.ListMessagesRequest, "messages", request, filters, timeout, metadata)
+
+    def iter_templates(self, request: message_pb2.ListTemplatesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **filters: Any) -> Iterator[message_pb2.MessageTemplate]:
+        """Every template the caller may use, across pages."""
+        return self._iter("ListTemplates", message_pb2.ListTemplatesRequest, "templates", request, filters, timeout, metadata)
+
+    def iter_batch_tasks(self, request: message_pb2.ListBatchTasksRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **filters: Any) -> Iterator[message_pb2.BatchSendTask]:
+        """Every batch task across pages."""
+        return self._iter("ListBatchTasks", message_pb2.ListBatchTasksRequest, "tasks", request, filters, timeout, metadata)
+
+    def import_batch_targets(self, requests: Any, /, *, timeout: float | None = None,
+                             metadata: Metadata = ()) -> message_pb2.ImportBatchTargetsResponse:
+        """ImportBatchTargets (client stream): `requests` is an iterable of
+        ImportBatchTargetsRequest (a generator for large lists); the first names the task."""
+        md = self._transport.settings.metadata(metadata)
+        try:
+            return self._stub.ImportBatchTargets(iter(requests), timeout=self._transport.settings.timeout(timeout),
+                                                 metadata=md)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+    def watch_batch_task(self, request: message_pb2.WatchBatchTaskRequest | str | None = None, /, *,
+                         timeout: float | None = None, metadata: Metadata = (),
+                         **fields: Any) -> Iterator[message_pb2.BatchTaskProgress]:
+        """WatchBatchTask as an iterator of progress reports until the task ends; a str is the
+        task id. `timeout` is a deadline for the whole stream (none by default)."""
+        message = build_request(message_pb2.WatchBatchTaskRequest, request, fields, "id")
+        return self._watch_task(message, timeout, metadata)
+
+    def _watch_task(self, message: message_pb2.WatchBatchTaskRequest, timeout: float | None,
+                    metadata: Metadata) -> Iterator[message_pb2.BatchTaskProgress]:
+        call = self._stub.WatchBatchTask(message, timeout=timeout, metadata=self._transport.settings.metadata(metadata))
+        try:
+            yield from call
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
+
 class WeworkClient:
     """Blocking client of the platform; use as a context manager or call close().
 
@@ -499,6 +640,11 @@ class WeworkClient:
         """AccountService. Made at first use, so a channel that serves only unary calls (a test
         double) still works for the other services."""
         return AccountServiceClient(self._transport)
+
+    @functools.cached_property
+    def messages(self) -> MessageServiceClient:
+        """MessageService: messages, templates and batch tasks (made at first use)."""
+        return MessageServiceClient(self._transport)
 
     def with_options(self, **changes: Any) -> WeworkClient:
         """A client on the same channel with other api_key/access_token/tenant_id/timeout.

@@ -28,7 +28,7 @@ from wework.persistence.config import DatabaseConfig, RedisConfig, ShardSpec
 from wework.server.providers.simulator import SimulatorConfig
 
 # The services this build implements; account, message, callback and report join as they land.
-ALL_SERVICES: tuple[str, ...] = ("tenant", "account")
+ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message")
 
 
 class ServerConfig(BaseModel):
@@ -159,6 +159,54 @@ class AccountConfig(BaseModel):
     watch_poll_seconds: float = Field(default=1.0, gt=0)
 
 
+class MessageConfig(BaseModel):
+    """MessageService: accepting messages (docs/messages.md). Dispatch fields follow below."""
+
+    # How far ahead scheduled_time may be.
+    max_schedule_days: int = Field(default=30, ge=1, le=365)
+    # Redis keys of the daily quota counters live this long after their UTC day began.
+    quota_key_ttl_seconds: int = Field(default=2 * 86400, ge=86400)
+    # ---- dispatch (docs/pacing.md) ----
+    # wework-server also runs a dispatcher when it serves "message" (wework-worker dispatch is
+    # the dedicated process; any number of either may run).
+    run_dispatcher_in_server: bool = True
+    # Provider attempts of one message before a transient error fails it.
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    # Retry backoff: initial * 2^(n-1), capped, +- jitter fraction.
+    backoff_initial_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=300.0, ge=0)
+    backoff_jitter: float = Field(default=0.2, ge=0, le=1)
+    # A message whose account is not online waits (hold_reason visible) and is re-checked this
+    # often; it fails with ACCOUNT_NOT_ONLINE after hold_timeout_seconds.
+    hold_recheck_seconds: float = Field(default=5.0, gt=0)
+    hold_timeout_seconds: float = Field(default=3600.0, gt=0)
+    # Messages claimed per shard transaction, and sends in flight per worker process.
+    claim_batch_size: int = Field(default=1000, ge=1, le=5000)
+    max_in_flight: int = Field(default=256, ge=1, le=10000)
+    # A claimed message not finished within the lease goes back to the queue (crashed worker).
+    claim_lease_seconds: float = Field(default=60.0, gt=0)
+    # Idle poll when no Redis wake-up arrives.
+    idle_poll_seconds: float = Field(default=1.0, gt=0)
+    # Per-account pacing: at least this many seconds between two sends, plus 0..jitter.
+    account_min_interval_seconds: float = Field(default=1.0, ge=0)
+    account_jitter_seconds: float = Field(default=0.5, ge=0)
+    # Per-recipient limits (WeCom: 30 a minute, 1000 an hour per member).
+    recipient_per_minute: int = Field(default=30, ge=1)
+    recipient_per_hour: int = Field(default=1000, ge=1)
+
+
+class CallbackConfig(BaseModel):
+    """Provider callbacks over HTTP (servers/wework/server/ingress/http.py): POST
+    /provider/callbacks on http_host:http_port, off while http_port is unset. Minimal and not
+    durable yet: the Callback service issue makes it so."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    # Verify X-Provider-Signature (HMAC-SHA256) with this secret; unset accepts unsigned posts.
+    secret: SecretStr | None = None
+    max_skew_seconds: int = Field(default=300, ge=1)
+
+
 class LoggingConfig(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
@@ -207,6 +255,8 @@ class Settings(BaseSettings):
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     account: AccountConfig = Field(default_factory=AccountConfig)
+    message: MessageConfig = Field(default_factory=MessageConfig)
+    callback: CallbackConfig = Field(default_factory=lambda: CallbackConfig())
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 
     @classmethod

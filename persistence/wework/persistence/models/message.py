@@ -60,8 +60,17 @@ class Message(TimestampsMixin, MessageBase):
     batch_id: Mapped[str | None] = mapped_column(sa.String(36))
     priority: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=5, server_default=sa.text("5"))
     scheduled_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Dispatch queue state (migration 0002; see wework.persistence.repositories.dispatch).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    hold_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    held_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    paused: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False, server_default=sa.text("0"))
 
     __table_args__ = (
+        index("messages", "idx_claim", "status", "paused", "priority", "created_at"),
+        index("messages", "idx_claim_lease", "status", "claimed_until"),
         index("messages", "idx_tenant_account", "tenant_id", "account_id"),
         index("messages", "idx_conversation_id", "conversation_id"),
         index("messages", "idx_status", "status"),
@@ -179,6 +188,22 @@ class MessageStatistic(TimestampsMixin, MessageBase):
               "stat_hour"),
         index("message_statistics", "idx_stat_date", "stat_date"),
         index("message_statistics", "idx_tenant_date", "tenant_id", "stat_date"),
+        dict(MYSQL_TABLE_ARGS),
+    )
+
+
+class BatchImportTarget(MessageBase):
+    """Recipients streamed by ImportBatchTargets, staged until StartBatchTask materializes them."""
+
+    __tablename__ = "batch_import_targets"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    conversation_id: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    variables: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+    __table_args__ = (
+        index("batch_import_targets", "idx_task_id", "task_id", "id"),
         dict(MYSQL_TABLE_ARGS),
     )
 

@@ -1,0 +1,107 @@
+"""Provider receipts for sent messages: MESSAGE_SENT, MESSAGE_DELIVERED, MESSAGE_FAILED.
+
+`data.msg_id` is our message id (the idempotency key of the send). The message's shard is not
+known from the callback (the provider knows only the instance), so each shard is asked by
+primary key. A receipt never moves a message backwards (DELIVERED is not overwritten by a late
+SENT); a terminal change writes message_statistics in the same transaction.
+
+`ProviderEventRouter` is the provider's callback sink: message receipts go here, everything
+else to the account service's AccountEvents.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from wework.domain.errors import FailedPrecondition
+from wework.domain.messages import MessageStatus, transition
+from wework.persistence.database import Database
+from wework.persistence.models import message as mm
+from wework.persistence.repositories.messages import (
+    MessageRepository,
+    message_from_row,
+    record_terminal_status,
+)
+from wework.server.application.context import utcnow
+from wework.server.providers.base import CallbackSink, NotifyType, ProviderCallback
+
+log = logging.getLogger(__name__)
+MS = MessageStatus
+MESSAGE_DB = "message"
+
+RECEIPTS = {NotifyType.MESSAGE_SENT: MS.SENT, NotifyType.MESSAGE_DELIVERED: MS.DELIVERED,
+            NotifyType.MESSAGE_FAILED: MS.FAILED}
+
+
+class MessageEvents:
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        self._db, self._clock = db, clock
+        self.applied = 0
+        self.ignored = 0
+
+    async def deliver(self, callback: ProviderCallback) -> None:
+        reported = RECEIPTS.get(NotifyType(callback.notify_type))
+        msg_id = str(callback.data.get("msg_id") or "")
+        if reported is None or not msg_id:
+            self.ignored += 1
+            return
+        for shard in self._db.shard_names:
+            found = await self._apply(shard, msg_id, reported, callback.data)
+            if found:
+                return
+        log.info("receipt for unknown message %s ignored", msg_id)
+        self.ignored += 1
+
+    async def _apply(self, shard: str, msg_id: str, reported: MessageStatus, data: dict[str, Any]) -> bool:
+        now = self._clock()
+        async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
+            s = uow.session
+            row = (await s.execute(sa.select(mm.Message).where(mm.Message.id == msg_id)
+                                   .with_for_update())).scalars().first()
+            if row is None:
+                return False
+            m = message_from_row(row)
+            old = m.status
+            wework_msg_id = str(data.get("wework_msg_id") or "") or None
+            base = m
+            if old == MS.PENDING and reported in (MS.SENT, MS.DELIVERED):
+                # The provider took it although our send saw an error (lost ack) and queued a
+                # retry: the receipt is the truth, and the retry must not happen.
+                base = replace(m, status=MS.SENDING)
+            try:
+                new = transition(base, reported, now=now, wework_msg_id=wework_msg_id,
+                                 error_code=str(data.get("error_code") or "") or None,
+                                 error_message=str(data.get("error_message") or "") or None)
+            except FailedPrecondition:
+                new = None  # e.g. SENT for a message we already failed: keep our final word
+            if new is None:
+                self.ignored += 1
+                return True
+            if not await MessageRepository(s).save_state(new, expected_status=old):
+                self.ignored += 1
+                return True
+            await s.execute(sa.update(mm.Message).where(mm.Message.id == m.id, mm.Message.created_at == m.created_at)
+                            .values(claimed_by=None, claimed_until=None, hold_reason=None, held_since=None))
+            await record_terminal_status(s, new, old, now)
+            self.applied += 1
+            return True
+
+
+class ProviderEventRouter:
+    """The provider's callback sink: message receipts to MessageEvents, the rest to `accounts`."""
+
+    def __init__(self, accounts: CallbackSink | None, messages: MessageEvents | None) -> None:
+        self.accounts, self.messages = accounts, messages
+
+    async def deliver(self, callback: ProviderCallback) -> None:
+        if callback.notify_type in RECEIPTS:
+            if self.messages is not None:
+                await self.messages.deliver(callback)
+            return
+        if self.accounts is not None:
+            await self.accounts.deliver(callback)

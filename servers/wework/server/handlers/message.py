@@ -1,0 +1,301 @@
+"""MessageService handler: maps requests to use cases and results to protos.
+
+Batch RPCs are thin delegations to BatchUseCases (application/batches.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+from wework.domain.access import Permissions as P
+from wework.domain.accounts import ConversationType
+from wework.domain.batches import BatchStatus, BatchTarget, BatchTask, SendStrategy, TargetFilter, TargetType
+from wework.domain.messages import Message, MessageStatus, MessageType, Template, VariableDef, VariableType
+from wework.persistence.repositories.messages import MessageFilter
+from wework.server.application.batches import BatchUseCases
+from wework.server.application.messages import MessageUseCases, SendRequest
+from wework.server.application.templates import TemplateUseCases
+from wework.server.application.templates import etag as template_etag
+from wework.server.handlers.convert import from_struct, from_timestamp, to_struct, to_timestamp
+from wework.server.runtime.context import current_principal
+from wework.server.runtime.registry import ServiceRegistration
+from wework.v1 import account_pb2
+from wework.v1 import message_pb2 as pb
+from wework.v1 import message_pb2_grpc as pb_grpc
+
+METHOD_PERMISSIONS: dict[str, str | None] = {
+    "SendMessage": P.MESSAGES_SEND,
+    "GetMessage": P.MESSAGES_READ,
+    "ListMessages": P.MESSAGES_READ,
+    "CancelMessage": P.MESSAGES_SEND,
+    "RetryMessage": P.MESSAGES_SEND,
+    "CreateTemplate": P.TEMPLATES_WRITE,
+    "GetTemplate": P.TEMPLATES_READ,
+    "ListTemplates": P.TEMPLATES_READ,
+    "UpdateTemplate": P.TEMPLATES_WRITE,
+    "DeleteTemplate": P.TEMPLATES_WRITE,
+    "RenderTemplatePreview": P.TEMPLATES_READ,
+    "CreateBatchTask": P.MESSAGES_SEND,
+    "ImportBatchTargets": P.MESSAGES_SEND,
+    "StartBatchTask": P.MESSAGES_SEND,
+    "PauseBatchTask": P.MESSAGES_SEND,
+    "ResumeBatchTask": P.MESSAGES_SEND,
+    "CancelBatchTask": P.MESSAGES_SEND,
+    "GetBatchTask": P.MESSAGES_READ,
+    "ListBatchTasks": P.MESSAGES_READ,
+    "WatchBatchTask": P.MESSAGES_READ,
+}
+
+_TYPE = {t: getattr(pb, f"MESSAGE_TYPE_{t.name}") for t in MessageType}
+_TYPE_IN = {v: k for k, v in _TYPE.items()}
+_STATUS = {s: getattr(pb, f"MESSAGE_STATUS_{s.name}") for s in MessageStatus}
+_STATUS_IN = {v: k for k, v in _STATUS.items()}
+_VAR_TYPE = {t: getattr(pb, f"VARIABLE_TYPE_{t.name}") for t in VariableType}
+_VAR_TYPE_IN = {v: k for k, v in _VAR_TYPE.items()}
+_VAR_TYPE_IN[pb.VARIABLE_TYPE_UNSPECIFIED] = VariableType.STRING
+_BATCH_STATUS = {s: getattr(pb, f"BATCH_TASK_STATUS_{s.name}") for s in BatchStatus}
+_BATCH_STATUS_IN = {v: k for k, v in _BATCH_STATUS.items()}
+_CONV_TYPE = {account_pb2.CONVERSATION_TYPE_PRIVATE: ConversationType.PRIVATE.value,
+              account_pb2.CONVERSATION_TYPE_GROUP: ConversationType.GROUP.value}
+_CONV_TYPE_OUT = {v: k for k, v in _CONV_TYPE.items()}
+# MessageContent oneof member name per type (the same as the enum value).
+_MEMBER = {t: t.value for t in MessageType}
+
+
+# ---- mapping -------------------------------------------------------------------------------------
+
+
+def content_from_pb(c: pb.MessageContent) -> tuple[MessageType | None, dict[str, Any]]:
+    """(type, dict of the member's fields) of a MessageContent; (None, {}) when none is set."""
+    member = c.WhichOneof("content")
+    if member is None:
+        return None, {}
+    return MessageType(member), json_format.MessageToDict(getattr(c, member), preserving_proto_field_name=True)
+
+
+def content_to_pb(message_type: MessageType | str | None, content: dict[str, Any] | None) -> pb.MessageContent:
+    out = pb.MessageContent()
+    if not message_type:
+        return out
+    member = getattr(out, MessageType(message_type).value)
+    json_format.ParseDict(content or {}, member, ignore_unknown_fields=True)
+    member.SetInParent()
+    return out
+
+
+def message_to_pb(m: Message) -> pb.Message:
+    return pb.Message(
+        id=m.id, tenant_id=m.tenant_id, account_id=m.account_id, conversation_id=m.conversation_id,
+        message_type=_TYPE[m.message_type], content=content_to_pb(m.message_type, m.content),
+        template_id=m.template_id or "", status=_STATUS[m.status], wework_msg_id=m.wework_msg_id or "",
+        send_time=to_timestamp(m.send_time), callback_time=to_timestamp(m.callback_time),
+        error_code=m.error_code or "", error_message=m.error_message or "", retry_count=m.retry_count,
+        batch_id=m.batch_id or "", priority=m.priority, scheduled_time=to_timestamp(m.scheduled_time),
+        hold_reason=m.hold_reason or "",
+        create_time=to_timestamp(m.created_at), update_time=to_timestamp(m.updated_at))
+
+
+def template_to_pb(t: Template) -> pb.MessageTemplate:
+    return pb.MessageTemplate(
+        id=t.id, tenant_id=t.tenant_id, creator_id=t.creator_id, template_name=t.template_name,
+        template_type=_TYPE[t.template_type], category=t.category or "", description=t.description or "",
+        template_content=content_to_pb(t.template_type, t.template_content),
+        variables=[pb.TemplateVariable(name=v.name, type=_VAR_TYPE[v.type], required=v.required,
+                                       default_value=v.default_value, description=v.description)
+                   for v in t.variables],
+        preview_data=to_struct(t.preview_data), usage_count=t.usage_count,
+        last_used_time=to_timestamp(t.last_used_time), is_public=t.is_public, is_active=t.is_active,
+        tags=t.tags, create_time=to_timestamp(t.created_at), update_time=to_timestamp(t.updated_at),
+        etag=template_etag(t))
+
+
+def template_from_pb(m: pb.MessageTemplate) -> Template:
+    member_type, content = content_from_pb(m.template_content)
+    template_type = _TYPE_IN.get(m.template_type) or member_type or MessageType.TEXT
+    return Template(
+        id=m.id, tenant_id="", creator_id="", template_name=m.template_name, template_type=template_type,
+        template_content=content, created_at=None, updated_at=None,  # type: ignore[arg-type]
+        category=m.category or None, description=m.description or None,
+        variables=[VariableDef(name=v.name, type=_VAR_TYPE_IN.get(v.type, VariableType.STRING),
+                               required=v.required, default_value=v.default_value, description=v.description)
+                   for v in m.variables],
+        preview_data=from_struct(m, "preview_data"), is_public=m.is_public, is_active=m.is_active,
+        tags=list(m.tags))
+
+
+def batch_task_from_pb(m: pb.BatchSendTask) -> BatchTask:
+    message_type, content = content_from_pb(m.message_content)
+    kind = m.WhichOneof("targets")
+    task = BatchTask(
+        task_name=m.task_name, account_id=m.account_id, template_id=m.template_id,
+        message_type=message_type.value if message_type else "", content=content,
+        variables=from_struct(m, "variables") or {},
+        target_type=TargetType(kind) if kind else TargetType.MANUAL)
+    if kind == "manual":
+        task.manual_targets = [BatchTarget(t.conversation_id, from_struct(t, "variables") or {})
+                               for t in m.manual.targets]
+    elif kind == "filter":
+        f = m.filter
+        task.target_filter = TargetFilter(tags=tuple(f.tags), conversation_type=_CONV_TYPE.get(f.conversation_type, ""),
+                                          active_since=from_timestamp(f, "active_since"))
+    s = m.send_strategy
+    task.send_strategy = SendStrategy(rate_per_minute=s.rate_per_minute, jitter_seconds=s.jitter_seconds,
+                                      time_zone=s.time_zone or "UTC", window_start=s.window_start,
+                                      window_end=s.window_end, priority=s.priority or 5)
+    return task
+
+
+def batch_task_to_pb(t: BatchTask) -> pb.BatchSendTask:
+    s = t.send_strategy
+    out = pb.BatchSendTask(
+        id=t.id, tenant_id=t.tenant_id, creator_id=t.creator_id, task_name=t.task_name, account_id=t.account_id,
+        template_id=t.template_id or "", message_content=content_to_pb(t.message_type or None, t.content),
+        variables=to_struct(t.variables) if t.variables else None,
+        send_strategy=pb.SendStrategy(rate_per_minute=s.rate_per_minute, jitter_seconds=s.jitter_seconds,
+                                      time_zone=s.time_zone, window_start=s.window_start,
+                                      window_end=s.window_end, priority=s.priority),
+        status=_BATCH_STATUS[t.status], total_count=t.total_count, sent_count=t.sent_count,
+        success_count=t.success_count, failed_count=t.failed_count, progress_percent=float(t.progress_percent),
+        start_time=to_timestamp(t.start_time), end_time=to_timestamp(t.end_time),
+        estimated_duration_seconds=int(t.estimated_duration_seconds or 0), error_message=t.error_message or "",
+        create_time=to_timestamp(t.created_at), update_time=to_timestamp(t.updated_at), etag=t.etag)
+    if t.target_type is TargetType.MANUAL:
+        out.manual.targets.extend(pb.BatchTarget(conversation_id=x.conversation_id,
+                                                 variables=to_struct(x.variables) if x.variables else None)
+                                  for x in t.manual_targets)
+        out.manual.SetInParent()
+    elif t.target_type is TargetType.IMPORT:
+        getattr(out, "import").SetInParent()  # a Python keyword: no attribute syntax
+    elif t.target_type is TargetType.GROUP:
+        out.group.SetInParent()
+    elif t.target_type is TargetType.FILTER:
+        f = t.target_filter or TargetFilter()
+        out.filter.tags.extend(f.tags)
+        out.filter.conversation_type = _CONV_TYPE_OUT.get(f.conversation_type, 0)
+        if f.active_since is not None:
+            out.filter.active_since.CopyFrom(to_timestamp(f.active_since))
+        out.filter.SetInParent()
+    return out
+
+
+# ---- servicer ------------------------------------------------------------------------------------
+
+
+class MessageServiceHandler(pb_grpc.MessageServiceServicer):
+    def __init__(self, messages: MessageUseCases, templates: TemplateUseCases, batches: BatchUseCases) -> None:
+        self._messages, self._templates, self._batches = messages, templates, batches
+
+    # -- messages --
+
+    async def SendMessage(self, request, context):
+        message_type, content = content_from_pb(request.content)
+        req = SendRequest(
+            account_id=request.account_id, conversation_id=request.conversation_id, message_type=message_type,
+            content=content, template_id=request.template_id, variables=from_struct(request, "variables"),
+            priority=request.priority, scheduled_time=from_timestamp(request, "scheduled_time"),
+            request_id=request.request_id)
+        return message_to_pb(await self._messages.send_message(current_principal(), req))
+
+    async def GetMessage(self, request, context):
+        return message_to_pb(await self._messages.get_message(current_principal(), request.id))
+
+    async def ListMessages(self, request, context):
+        f = MessageFilter(account_id=request.account_id or None, conversation_id=request.conversation_id or None,
+                          status=_STATUS_IN.get(request.status), batch_id=request.batch_id or None,
+                          start_time=from_timestamp(request, "start_time"),
+                          end_time=from_timestamp(request, "end_time"))
+        page, token = await self._messages.list_messages(current_principal(), f, request.page_size,
+                                                         request.page_token)
+        return pb.ListMessagesResponse(messages=[message_to_pb(m) for m in page], next_page_token=token)
+
+    async def CancelMessage(self, request, context):
+        return message_to_pb(await self._messages.cancel_message(current_principal(), request.id))
+
+    async def RetryMessage(self, request, context):
+        return message_to_pb(await self._messages.retry_message(current_principal(), request.id))
+
+    # -- templates --
+
+    async def CreateTemplate(self, request, context):
+        return template_to_pb(await self._templates.create_template(
+            current_principal(), template_from_pb(request.template), request.request_id))
+
+    async def GetTemplate(self, request, context):
+        return template_to_pb(await self._templates.get_template(current_principal(), request.id))
+
+    async def ListTemplates(self, request, context):
+        page, token = await self._templates.list_templates(
+            current_principal(), category=request.category, tag=request.tag,
+            template_type=_TYPE_IN.get(request.template_type),
+            is_active=request.is_active if request.HasField("is_active") else None,
+            page_size=request.page_size, page_token=request.page_token)
+        return pb.ListTemplatesResponse(templates=[template_to_pb(t) for t in page], next_page_token=token)
+
+    async def UpdateTemplate(self, request, context):
+        return template_to_pb(await self._templates.update_template(
+            current_principal(), template_from_pb(request.template), list(request.update_mask.paths),
+            request.template.etag))
+
+    async def DeleteTemplate(self, request, context):
+        await self._templates.delete_template(current_principal(), request.id)
+        return pb.DeleteTemplateResponse()
+
+    async def RenderTemplatePreview(self, request, context):
+        message_type, content = await self._templates.render_preview(
+            current_principal(), request.id, from_struct(request, "variables"))
+        return pb.RenderTemplatePreviewResponse(content=content_to_pb(message_type, content))
+
+    # -- batch tasks (BatchUseCases) --
+
+    async def CreateBatchTask(self, request, context):
+        return batch_task_to_pb(await self._batches.create_batch_task(
+            current_principal(), batch_task_from_pb(request.task), request.request_id))
+
+    async def ImportBatchTargets(self, request_iterator, context):
+        async def chunks():
+            async for r in request_iterator:
+                yield r.task_id, [BatchTarget(t.conversation_id, from_struct(t, "variables") or {})
+                                  for t in r.targets]
+
+        imported, total = await self._batches.import_targets(current_principal(), chunks())
+        return pb.ImportBatchTargetsResponse(imported_count=imported, total_count=total)
+
+    async def StartBatchTask(self, request, context):
+        return batch_task_to_pb(await self._batches.start_batch_task(current_principal(), request.id))
+
+    async def PauseBatchTask(self, request, context):
+        return batch_task_to_pb(await self._batches.pause_batch_task(current_principal(), request.id))
+
+    async def ResumeBatchTask(self, request, context):
+        return batch_task_to_pb(await self._batches.resume_batch_task(current_principal(), request.id))
+
+    async def CancelBatchTask(self, request, context):
+        return batch_task_to_pb(await self._batches.cancel_batch_task(current_principal(), request.id))
+
+    async def GetBatchTask(self, request, context):
+        return batch_task_to_pb(await self._batches.get_batch_task(current_principal(), request.id))
+
+    async def ListBatchTasks(self, request, context):
+        page, token = await self._batches.list_batch_tasks(
+            current_principal(), request.page_size, request.page_token, _BATCH_STATUS_IN.get(request.status),
+            request.account_id)
+        return pb.ListBatchTasksResponse(tasks=[batch_task_to_pb(t) for t in page], next_page_token=token)
+
+    async def WatchBatchTask(self, request, context):
+        stream = self._batches.watch_batch_task(current_principal(), request.id)
+        try:
+            async for task, eta in stream:
+                yield pb.BatchTaskProgress(task=batch_task_to_pb(task), eta_seconds=int(eta))
+        finally:
+            await stream.aclose()
+
+
+def registration(handler: MessageServiceHandler) -> ServiceRegistration:
+    return ServiceRegistration(
+        name="message",
+        service_full_name="wework.v1.MessageService",
+        servicer=handler,
+        add_to_server=pb_grpc.add_MessageServiceServicer_to_server,
+        method_permissions=METHOD_PERMISSIONS,
+    )

@@ -1,0 +1,1 @@
+"""Inbound provider traffic (callbacks) over HTTP."""

@@ -1,0 +1,76 @@
+"""`wework-worker`: background workers as their own processes.
+
+    wework-worker dispatch [--config FILE]
+
+`dispatch` sends due messages (workers/dispatch.py). It builds the same composition root as
+wework-server (so the account gateway, provider, caches and wake-ups are wired identically)
+without serving gRPC, and runs until SIGTERM/SIGINT. Any number may run next to the servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from wework.server.settings import ServerConfig, SettingsError, load_settings
+
+log = logging.getLogger("wework.worker")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="wework-worker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    dispatch = sub.add_parser("dispatch", help="send due messages through the provider")
+    dispatch.add_argument("--config", help="YAML settings file (env WEWORK_CONFIG_FILE)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        # The dispatcher asks the account service of its process about accounts.
+        settings.server = ServerConfig(**{**settings.server.model_dump(), "services": ["tenant", "account", "message"]})
+        settings.message.run_dispatcher_in_server = True
+        settings.callback.http_port = None  # callbacks go to the servers; the port is theirs
+    except (SettingsError, ValueError) as exc:
+        print(f"wework-worker: {exc}", file=sys.stderr)
+        return 2
+    from wework.server.runtime.logging import configure_logging
+
+    configure_logging(settings.logging)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_dispatch(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def run_dispatch(settings) -> None:
+    from wework.persistence.migrate import migrate_all
+    from wework.server.app import build_application
+
+    if settings.embedded:
+        await migrate_all(settings.database_config)
+    app = await build_application(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"wework-worker dispatch running (pid {os.getpid()})", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await app.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""The dispatcher: sends due messages from the messages table through the provider.
+
+Safe in any number of processes at once (wework-server and `wework-worker dispatch`). Per shard:
+
+1. One short transaction claims due messages (FOR UPDATE SKIP LOCKED, priority then age) and
+   marks them `sending` with this worker's id and a lease (repositories/dispatch.py).
+2. Outside any lock each message is checked and sent: a paused or cancelled batch puts it
+   back; an account that is not online holds it (hold_reason, re-checked, failed after
+   hold_timeout); pacing (per-account interval + jitter, per-recipient 30/min and 1000/h, the
+   batch's rate and time window) defers it to the time it may go. The provider gets the
+   message id as idempotency key.
+3. A short transaction per message records the result if this worker still owns it: sent,
+   retry later with exponential backoff, or failed (statistics in the same transaction).
+
+A worker killed between 1 and 3 leaves `sending` rows whose lease expires; any dispatcher
+requeues them and the resend carries the same idempotency key, so the provider sends once.
+
+Pacing state lives in this process: with several dispatcher processes an account's interval
+holds per process (docs/pacing.md says how to size it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from wework.domain.accounts import AccountStatus
+from wework.domain.dispatch import AccountPacer, Backoff, RecipientLimiter, TimeWindow, should_retry
+from wework.domain.errors import InvalidArgument, NotFound
+from wework.domain.messages import Message
+from wework.persistence.database import Database
+from wework.persistence.models import message as mm
+from wework.persistence.repositories.batches import BatchRepository
+from wework.persistence.repositories.dispatch import DispatchRepository
+from wework.server.application.context import utcnow
+from wework.server.providers.base import Provider, ProviderError
+
+log = logging.getLogger(__name__)
+MESSAGE_DB = "message"
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    max_attempts: int = 5
+    backoff: Backoff = field(default_factory=Backoff)
+    hold_recheck_seconds: float = 5.0
+    hold_timeout_seconds: float = 3600.0
+    claim_batch_size: int = 1000
+    max_in_flight: int = 256
+    claim_lease_seconds: float = 60.0
+    idle_poll_seconds: float = 1.0
+    account_min_interval_seconds: float = 1.0
+    account_jitter_seconds: float = 0.5
+    recipient_per_minute: int = 30
+    recipient_per_hour: int = 1000
+    # Sends whose pacing wait is at most this long wait in memory instead of going back.
+    inline_wait_seconds: float = 0.25
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> DispatchSettings:
+        return cls(max_attempts=cfg.max_attempts,
+                   backoff=Backoff(cfg.backoff_initial_seconds, 2.0, cfg.backoff_max_seconds, cfg.backoff_jitter),
+                   hold_recheck_seconds=cfg.hold_recheck_seconds, hold_timeout_seconds=cfg.hold_timeout_seconds,
+                   claim_batch_size=cfg.claim_batch_size, max_in_flight=cfg.max_in_flight,
+                   claim_lease_seconds=cfg.claim_lease_seconds, idle_poll_seconds=cfg.idle_poll_seconds,
+                   account_min_interval_seconds=cfg.account_min_interval_seconds,
+                   account_jitter_seconds=cfg.account_jitter_seconds,
+                   recipient_per_minute=cfg.recipient_per_minute, recipient_per_hour=cfg.recipient_per_hour)
+
+
+class AccountLookup:
+    """What the dispatcher needs of the AccountGateway port (application/message_ports.py)."""
+
+    async def account_for_send(self, tenant_id: str, account_id: str) -> tuple[AccountStatus, str | None]:
+        raise NotImplementedError
+
+
+# ---- wake-ups -----------------------------------------------------------------------------------
+
+
+class DispatchWaker:
+    """Redis pub/sub on `<prefix>dispatch-wake`: a commit that makes a message due wakes every
+    idle dispatcher at once. Only a hint: dispatchers also poll every idle_poll_seconds."""
+
+    def __init__(self, redis: Any, key_prefix: str) -> None:
+        self._redis = redis
+        self.channel = f"{key_prefix}dispatch-wake"
+        self._events: set[asyncio.Event] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def wake(self, shard: str | None = None) -> None:
+        self._local()
+        if self._redis is None:
+            return
+        try:
+            await self._redis.publish(self.channel, (shard or "").encode())
+        except Exception as exc:  # noqa: BLE001 - the poll covers a lost wake-up
+            log.warning("dispatch wake-up not published: %r", exc)
+
+    def _local(self) -> None:
+        for e in self._events:
+            e.set()
+
+    def event(self) -> asyncio.Event:
+        e = asyncio.Event()
+        self._events.add(e)
+        return e
+
+    async def start(self) -> None:
+        if self._redis is not None and self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="dispatch-wake")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        delay = 0.1
+        while True:
+            pubsub = None
+            try:
+                pubsub = self._redis.pubsub()
+                await pubsub.subscribe(self.channel)
+                delay = 0.1
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    if msg is not None:
+                        self._local()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect; the poll covers the gap
+                log.warning("dispatch wake-ups: subscriber down, retrying: %r", exc)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+# ---- batch info ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    status: str
+    window: TimeWindow | None
+    min_interval: float
+    jitter: float
+
+
+class BatchInfoCache:
+    """Batch status and strategy, re-read at most every `ttl` seconds (Pause takes effect in-flight
+    within that time; pending messages are excluded by the claim query at once)."""
+
+    def __init__(self, db: Database, ttl: float = 0.5) -> None:
+        self._db, self._ttl = db, ttl
+        self._cache: dict[str, tuple[float, BatchInfo | None]] = {}
+
+    async def get(self, tenant_id: str, batch_id: str) -> BatchInfo | None:
+        hit = self._cache.get(batch_id)
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+            return hit[1]
+        t = mm.BatchSendTask
+        async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
+            row = (await uow.session.execute(
+                sa.select(t.status, t.send_strategy).where(t.id == batch_id, t.tenant_id == tenant_id))).first()
+        info = None
+        if row is not None:
+            s = row.send_strategy or {}
+            try:
+                window = TimeWindow.parse(s.get("time_zone", "UTC"), s.get("window_start", ""),
+                                          s.get("window_end", ""))
+            except InvalidArgument:
+                window = None
+            rate = float(s.get("rate_per_minute") or 0)
+            info = BatchInfo(row.status, window, 60.0 / rate if rate > 0 else 0.0,
+                             float(s.get("jitter_seconds") or 0))
+        self._cache[batch_id] = (time.monotonic(), info)
+        return info
+
+
+# ---- the dispatcher -----------------------------------------------------------------------------
+
+
+@dataclass
+class DispatchStats:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    deferred: int = 0
+    held: int = 0
+    requeued: int = 0
+
+
+class Dispatcher:
+    def __init__(self, db: Database, provider: Provider, accounts: AccountLookup, settings: DispatchSettings,
+                 *, waker: DispatchWaker | None = None, worker_id: str | None = None,
+                 clock: Callable[[], datetime] = utcnow, rnd: random.Random | None = None,
+                 finish_batch: Callable[[str, str], Awaitable[Any]] | None = None) -> None:
+        self._db, self._provider, self._accounts, self._cfg = db, provider, accounts, settings
+        self._waker = waker
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        self._clock, self._rnd = clock, rnd or random.Random()
+        self._pacer = AccountPacer(settings.account_min_interval_seconds, settings.account_jitter_seconds)
+        self._recipients = RecipientLimiter(settings.recipient_per_minute, settings.recipient_per_hour)
+        self._batches = BatchInfoCache(db)
+        self._sem = asyncio.Semaphore(settings.max_in_flight)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lanes: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.stats = DispatchStats()
+        # Ends running batch tasks whose messages are all final (application/batches.py).
+        self._finish_batch = finish_batch
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        if self._waker is not None:
+            await self._waker.start()
+        for shard in self._db.shard_names:
+            self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"dispatch-{shard}"))
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self._waker is not None:
+            await self._waker.close()
+
+    async def _shard_loop(self, shard: str) -> None:
+        event = self._waker.event() if self._waker is not None else asyncio.Event()
+        last_sweep = last_batches = 0.0
+        while True:
+            try:
+                if time.monotonic() - last_sweep > min(self._cfg.claim_lease_seconds / 4, 5.0):
+                    last_sweep = time.monotonic()
+                    self.stats.requeued += await self.requeue_expired(shard)
+                if self._finish_batch is not None and time.monotonic() - last_batches > 1.0:
+                    last_batches = time.monotonic()
+                    await self.finish_batches(shard)
+                event.clear()
+                n = await self.run_once(shard)
+                if n == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), self._cfg.idle_poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatch loop on shard %s failed; retrying", shard)
+                await asyncio.sleep(1.0)
+
+    async def finish_batches(self, shard: str) -> None:
+        if self._finish_batch is None:
+            return
+        async with self._db.shard_unit_of_work(MESSAGE_DB, shard, read_only=True) as uow:
+            running = await BatchRepository(uow.session).active_ids()
+        for tenant_id, task_id in running:
+            await self._finish_batch(tenant_id, task_id)
+
+    async def requeue_expired(self, shard: str) -> int:
+        async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
+            return await DispatchRepository(uow.session).requeue_expired(self._clock())
+
+    async def run_once(self, shard: str) -> int:
+        """Claims one batch on `shard` and processes it to the end; the number claimed."""
+        now = self._clock()
+        async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
+            claimed = await DispatchRepository(uow.session).claim(
+                self.worker_id, now, self._cfg.claim_batch_size, timedelta(seconds=self._cfg.claim_lease_seconds))
+        if not claimed:
+            return 0
+        self.stats.claimed += len(claimed)
+        # One lane per account keeps its sends in claim (priority) order and its pacing exact.
+        lanes: dict[str, list[Message]] = defaultdict(list)
+        for m in claimed:
+            lanes[m.account_id].append(m)
+        # Accepted sends are recorded together, in one transaction per claim: a commit per
+        # message would cap a worker at a few hundred messages/s.
+        sent: list[tuple[Message, str]] = []
+        try:
+            await asyncio.gather(*(self._lane(shard, msgs, sent) for msgs in lanes.values()))
+        finally:
+            if sent:
+                async with await self._tx(shard) as uow:
+                    await DispatchRepository(uow.session).mark_sent_many(sent, self.worker_id, self._clock())
+                self.stats.sent += len(sent)
+        return len(claimed)
+
+    async def _lane(self, shard: str, msgs: list[Message], sent: list[tuple[Message, str]]) -> None:
+        async with self._lanes[msgs[0].account_id]:
+            for i, m in enumerate(msgs):
+                async with self._sem:
+                    try:
+                        deferred_until = await self._process(shard, m, sent)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("dispatch of message %s failed; the lease will requeue it", m.id)
+                        continue
+                if deferred_until is not None:
+                    # The account is paced: the rest of the lane waits too, each one interval
+                    # later, in one transaction (not one per message).
+                    await self._defer_rest(shard, msgs[i + 1:], deferred_until)
+                    return
+
+    async def _defer_rest(self, shard: str, rest: list[Message], first: datetime) -> None:
+        if not rest:
+            return
+        step = timedelta(seconds=max(self._cfg.account_min_interval_seconds, 0.001))
+        items = [(m, first + step * (k + 1)) for k, m in enumerate(rest)]
+        async with await self._tx(shard) as uow:
+            await DispatchRepository(uow.session).defer_many(items, self.worker_id, self._clock())
+        self.stats.deferred += len(items)
+
+    async def _tx(self, shard: str):
+        return self._db.shard_unit_of_work(MESSAGE_DB, shard)
+
+    async def _process(self, shard: str, m: Message, sent: list[tuple[Message, str]]) -> datetime | None:
+        """Sends, holds, defers or fails one claimed message; the time it was deferred to when
+        the account's pacing (not the recipient's or the window) put it back."""
+        cfg = self._cfg
+        now = self._clock()
+        # 1. The batch: paused or cancelled ones go back (the claim query then skips them).
+        batch = await self._batches.get(m.tenant_id, m.batch_id) if m.batch_id else None
+        if m.batch_id and (batch is None or batch.status != "running"):
+            async with await self._tx(shard) as uow:
+                repo = DispatchRepository(uow.session)
+                if batch is not None and batch.status == "paused":
+                    await repo.put_back_paused(m, self.worker_id, now)
+                else:  # cancelled or gone
+                    await repo.cancel_claimed(m, self.worker_id, now)
+            return
+        # 2. The account.
+        try:
+            status, guid = await self._accounts.account_for_send(m.tenant_id, m.account_id)
+        except NotFound:
+            await self._fail(shard, m, "ACCOUNT_NOT_FOUND", "the sending account no longer exists", now)
+            return
+        if status != AccountStatus.ONLINE or not guid:
+            await self._hold(shard, m, f"account is {status.value}", now)
+            return
+        # 3. Pacing: the batch window, the account interval (or the batch rate), the recipient.
+        ready = time.monotonic()
+        if batch is not None and batch.window is not None and not batch.window.open_at(now):
+            await self._defer(shard, m, batch.window.next_open(now), now)
+            return
+        ready = max(ready, self._pacer.ready_at(m.account_id),
+                    self._recipients.ready_at(m.account_id, m.conversation_id, time.monotonic()))
+        account_ready = self._pacer.ready_at(m.account_id)
+        wait = ready - time.monotonic()
+        if wait > cfg.inline_wait_seconds:
+            until = now + timedelta(seconds=wait)
+            await self._defer(shard, m, until, now)
+            return until if account_ready >= ready else None
+        if wait > 0:
+            await asyncio.sleep(wait)
+        sent_at = time.monotonic()
+        self._pacer.record(m.account_id, sent_at, self._rnd,
+                           batch.min_interval if batch else None, batch.jitter if batch else None)
+        self._recipients.record(m.account_id, m.conversation_id, sent_at)
+        # 4. Send.
+        try:
+            result = await self._provider.send_message(
+                guid, conversation_id=m.conversation_id, message_type=m.message_type.value,
+                content=m.content, idempotency_key=m.id)
+        except ProviderError as exc:
+            attempts = m.retry_count + 1
+            code = exc.code or "PROVIDER_ERROR"
+            if should_retry(code, attempts, cfg.max_attempts, retryable=exc.retryable):
+                delay = cfg.backoff.delay(attempts, self._rnd)
+                async with await self._tx(shard) as uow:
+                    await DispatchRepository(uow.session).defer(
+                        m, self.worker_id, self._clock() + timedelta(seconds=delay), self._clock(),
+                        retry_count=attempts, error_code=code, error_message=str(exc))
+                self.stats.retried += 1
+            else:
+                await self._fail(shard, m, code, str(exc), self._clock(), retry_count=attempts)
+            return
+        sent.append((m, result.wework_msg_id))
+        return None
+
+    async def _fail(self, shard: str, m: Message, code: str, message: str, now: datetime,
+                    retry_count: int | None = None) -> None:
+        async with await self._tx(shard) as uow:
+            await DispatchRepository(uow.session).mark_failed(m, self.worker_id, code, message, now,
+                                                               retry_count=retry_count)
+        self.stats.failed += 1
+
+    async def _defer(self, shard: str, m: Message, until: datetime, now: datetime) -> None:
+        async with await self._tx(shard) as uow:
+            await DispatchRepository(uow.session).defer(m, self.worker_id, until, now)
+        self.stats.deferred += 1
+
+    async def _hold(self, shard: str, m: Message, reason: str, now: datetime) -> None:
+        async with await self._tx(shard) as uow:
+            repo = DispatchRepository(uow.session)
+            since = await repo.held_since(m) or now
+            if (now - since).total_seconds() >= self._cfg.hold_timeout_seconds:
+                await repo.mark_failed(m, self.worker_id, "ACCOUNT_NOT_ONLINE",
+                                       f"{reason} for longer than {self._cfg.hold_timeout_seconds:g}s", now)
+                self.stats.failed += 1
+                return
+            await repo.defer(m, self.worker_id, now + timedelta(seconds=self._cfg.hold_recheck_seconds), now,
+                             hold_reason=reason, held_since=now)
+        self.stats.held += 1
