@@ -202,9 +202,17 @@ class CallbackConfig(BaseModel):
 
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(default=None, ge=0, le=65535)
-    # Verify X-Provider-Signature (HMAC-SHA256) with this secret; unset accepts unsigned posts.
+    # Verify X-Provider-Signature (HMAC-SHA256) with this secret. Unset accepts unsigned posts,
+    # which is only allowed on loopback (a simulator on the same machine).
     secret: SecretStr | None = None
     max_skew_seconds: int = Field(default=300, ge=1)
+
+    @model_validator(mode="after")
+    def _signed_beyond_loopback(self) -> CallbackConfig:
+        if self.http_port is not None and self.secret is None \
+                and self.http_host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("callback.secret is required when the callback endpoint listens beyond loopback")
+        return self
 
 
 class LoggingConfig(BaseModel):
