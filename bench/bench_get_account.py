@@ -47,7 +47,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(workdir: Path, args: argparse.Namespace, admin_key: str) -> tuple[subprocess.Popen, int, dict]:
+def start_server(workdir: Path, args: argparse.Namespace, admin_key: str,
+                 extra_settings: dict | None = None) -> tuple[subprocess.Popen, int, dict]:
+    """Starts wework-server; `extra_settings` are top-level sections added to its settings file."""
     port = free_port()
     prefix = f"wwbench_{secrets.token_hex(4)}"
     doc: dict = {
@@ -67,6 +69,7 @@ def start_server(workdir: Path, args: argparse.Namespace, admin_key: str) -> tup
                            "shards": [{"name": "s0", "buckets": "0-1023", "dsn": f"{base}/{prefix}_{{db}}_0"}]}
     if args.redis:
         doc["redis"] = {"url": args.redis, "key_prefix": f"{prefix}:"}
+    doc.update(extra_settings or {})
     config = workdir / "settings.yaml"
     config.write_text(yaml.safe_dump(doc))
     env = {**os.environ, "WEWORK_CONFIG_FILE": str(config)}
