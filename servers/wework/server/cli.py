@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(env WEWORK_SERVER__SERVICES)")
     parser.add_argument("--config", help="YAML settings file (env WEWORK_CONFIG_FILE)")
     parser.add_argument("--data-dir", help="data directory of the embedded mode (env WEWORK_DATA_DIR)")
+    parser.add_argument("--workers", type=int,
+                        help="server processes sharing the port (env WEWORK_SERVER__WORKERS; default 1)")
     return parser.parse_args(argv)
 
 
@@ -40,10 +42,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config, **overrides)
     if args.host:
         settings.server.host = args.host
-    if args.services:
-        # Re-validate through the model so a bad list names the setting.
+    changed = {k: v for k, v in (("services", args.services), ("workers", args.workers)) if v is not None}
+    if changed:
+        # Re-validate through the model so a bad value names the setting.
         from wework.server.settings import ServerConfig
-        settings.server = ServerConfig(**{**settings.server.model_dump(), "services": args.services})
+        settings.server = ServerConfig(**{**settings.server.model_dump(), **changed})
     return settings
 
 
@@ -54,9 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"wework-server: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # a bad --services list
+    except ValueError as exc:  # a bad --services list or --workers count
         print(f"wework-server: invalid settings: {exc}", file=sys.stderr)
         return 2
+    if settings.server.workers > 1 and settings.embedded:
+        print(f"wework-server: server.workers (env WEWORK_SERVER__WORKERS, --workers) is "
+              f"{settings.server.workers}, but the embedded mode needs 1: its in-process Redis and "
+              "SQLite files cannot be shared between processes; configure `database` and `redis.url` "
+              "to run several workers", file=sys.stderr)
+        return 2
+    if settings.server.workers > 1:
+        return run_workers(argv if argv is not None else sys.argv[1:], settings)
+    return run_single(settings)
+
+
+def run_single(settings: Settings) -> int:
+    """Serves in this process until SIGTERM/SIGINT (also the body of each worker process)."""
     from wework.server.runtime.logging import configure_logging
     from wework.server.runtime.server import install_uvloop
 
@@ -96,6 +112,114 @@ async def serve(settings: Settings) -> None:
     port = await server.start()
     _print_banner(settings, port)
     await run_until_signal(server)
+
+
+# ---- several processes on one port (--workers N; docs/multiprocess.md) ------------------------
+
+def run_workers(argv: list[str], settings: Settings) -> int:
+    """Runs settings.server.workers copies of the server on one port and supervises them.
+
+    The children are spawned, not forked: grpc and asyncio objects do not survive a fork, and a
+    spawned child starts clean, re-reads the same settings and binds with SO_REUSEPORT. SIGTERM
+    and SIGINT are forwarded to every child, each drains its calls; 0 only if all exit 0. A child
+    that dies on its own brings the others down and the parent exits 1: a pod with fewer workers
+    than configured would serve at reduced capacity unnoticed, the orchestrator restarts it whole.
+    """
+    import multiprocessing
+    import signal
+    import time
+    from multiprocessing.connection import wait
+
+    from wework.server.runtime.logging import configure_logging
+
+    configure_logging(settings.logging)
+    ctx = multiprocessing.get_context("spawn")
+    parent = os.getpid()
+    children = [ctx.Process(target=_worker_main, args=(argv, index, parent), name=f"wework-server-worker-{index}")
+                for index in range(settings.server.workers)]
+    stop_sent: int | None = None  # the signal forwarded, once a stop was requested
+    deadline: float | None = None
+    failed = False
+
+    def stop_all(sig: int) -> None:
+        nonlocal stop_sent, deadline
+        if stop_sent is None:
+            stop_sent = sig
+            # The children drain for the grace period; beyond that plus their shutdown hooks, kill.
+            deadline = time.monotonic() + settings.server.grace_period_seconds + 30
+        for child in children:
+            if child.pid is not None and child.exitcode is None:
+                try:
+                    os.kill(child.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping %d workers", signal.Signals(signum).name, len(children))
+        stop_all(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for child in children:
+            child.start()
+            if stop_sent is not None:  # a signal arrived while starting: stop the late ones too
+                stop_all(stop_sent)
+        log.info("started %d worker processes", len(children),
+                 extra={"worker_pids": [c.pid for c in children]})
+        running = list(children)
+        while running:
+            wait([c.sentinel for c in running], timeout=1.0)
+            for child in [c for c in running if c.exitcode is not None]:
+                running.remove(child)
+                if child.exitcode != 0:
+                    failed = True
+                if stop_sent is None:
+                    failed = True
+                    log.error("worker %s (pid %s) exited unexpectedly with %s; stopping the others",
+                              child.name, child.pid, child.exitcode)
+                    stop_all(signal.SIGTERM)
+                elif child.exitcode != 0:
+                    log.error("worker %s (pid %s) exited with %s", child.name, child.pid, child.exitcode)
+            if deadline is not None and time.monotonic() > deadline:
+                for child in running:
+                    log.error("worker %s (pid %s) did not stop in time; killing it", child.name, child.pid)
+                    child.kill()
+                failed = failed or bool(running)
+                deadline = None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("all workers stopped", extra={"exit_code": 1 if failed else 0})
+    return 1 if failed else 0
+
+
+def _worker_main(argv: list[str], index: int, parent: int) -> None:
+    """Body of worker `index`: the normal serve path, with its own /metrics port."""
+    import signal
+    import threading
+    import time
+
+    # Own process group: a terminal's Ctrl-C reaches only the parent, which forwards one
+    # SIGTERM; a second signal would cut the child's graceful shutdown short.
+    os.setpgrp()
+    settings = settings_from_args(parse_args(argv))
+    obs = settings.observability
+    if obs.metrics_port:  # 0 stays 0: every worker picks a free port and logs it
+        obs.metrics_port += index
+    if index > 0:
+        # The provider posts callbacks to one HTTP port, bound without SO_REUSEPORT: worker 0
+        # takes them (the work they cause reaches every worker through the database and Redis).
+        settings.callback.http_port = None
+
+    def watch_parent() -> None:
+        # SIGKILLed parent: do not serve on as an orphan nobody supervises.
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    code = run_single(settings)
+    sys.exit(code)
 
 
 def _print_banner(settings: Settings, port: int) -> None:

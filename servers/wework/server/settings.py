@@ -44,6 +44,8 @@ class ServerConfig(BaseModel):
     min_ping_interval_seconds: int = Field(default=30, ge=1)
     max_concurrent_rpcs: int | None = Field(default=None, ge=1)
     health_check_interval_seconds: float = Field(default=5.0, gt=0)
+    # Server processes sharing the port (SO_REUSEPORT); see docs/multiprocess.md.
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("services", mode="before")
     @classmethod

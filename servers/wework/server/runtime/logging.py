@@ -79,6 +79,8 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = _fields(record)
+        # Tells the processes of `wework-server --workers N` apart in one log stream.
+        out.setdefault("pid", record.process)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         if record.stack_info:

@@ -38,8 +38,9 @@ def server_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", config.keepalive_timeout_seconds * 1000),
         ("grpc.http2.min_ping_interval_without_data_ms", config.min_ping_interval_seconds * 1000),
         ("grpc.keepalive_permit_without_calls", 1),
-        # Two servers on one port would split traffic silently; fail to bind instead.
-        ("grpc.so_reuseport", 0),
+        # Two servers on one port would split traffic silently; fail to bind instead. Only the
+        # worker processes of one `--workers N` parent share the port on purpose.
+        ("grpc.so_reuseport", 1 if config.workers > 1 else 0),
     ]
 
 
