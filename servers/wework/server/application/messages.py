@@ -425,18 +425,9 @@ class MessageUseCases:
         require_id(message_id, "id")
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-            repo = MessageRepository(uow.session)
-            current = await repo.get(tenant_id, message_id, for_update=True)
-            if current is None:
-                raise NotFound("message", message_id)
-            if current.status != MessageStatus.PENDING:
-                raise FailedPrecondition(
-                    f"only a pending or scheduled message can be cancelled; this one is {current.status.value}",
-                    [PreconditionViolation("STATUS", f"messages/{message_id}", f"message is {current.status.value}")])
-            updated = transition(current, MessageStatus.CANCELLED, now=now)
-            assert updated is not None
-            if not await repo.save_state(updated, expected_status=current.status):
-                raise FailedPrecondition("the message changed while it was being cancelled; read it again")
+            current, updated = await _change_status(
+                uow, tenant_id, message_id, MessageStatus.PENDING, MessageStatus.CANCELLED, now,
+                "only a pending or scheduled message can be cancelled", "cancelled")
             # Quotas are per UTC day of acceptance: only today's counter can take the unit back.
             if current.created_at.date() == now.date():
                 uow.after_commit(lambda: self._quota.release(tenant_id, now.date()))
@@ -447,18 +438,9 @@ class MessageUseCases:
         require_id(message_id, "id")
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-            repo = MessageRepository(uow.session)
-            current = await repo.get(tenant_id, message_id, for_update=True)
-            if current is None:
-                raise NotFound("message", message_id)
-            if current.status != MessageStatus.FAILED:
-                raise FailedPrecondition(
-                    f"only a failed message can be retried; this one is {current.status.value}",
-                    [PreconditionViolation("STATUS", f"messages/{message_id}", f"message is {current.status.value}")])
-            updated = transition(current, MessageStatus.PENDING, now=now)
-            assert updated is not None
-            if not await repo.save_state(updated, expected_status=current.status):
-                raise FailedPrecondition("the message changed while it was being retried; read it again")
+            current, updated = await _change_status(
+                uow, tenant_id, message_id, MessageStatus.FAILED, MessageStatus.PENDING, now,
+                "only a failed message can be retried", "retried")
             # The failure no longer counts: the next outcome will.
             await record_terminal_status(uow.session, updated, current.status, now)
             for hook in self.on_accepted:
@@ -474,3 +456,22 @@ def database_quota_counter(ctx: AppContext) -> Callable[[str, date], Any]:
             return await MessageRepository(uow.session).count_accepted(tenant_id, day)
 
     return count
+
+
+async def _change_status(uow, tenant_id: str, message_id: str, required: MessageStatus, new: MessageStatus,
+                         now, refusal: str, verb: str) -> tuple[Message, Message]:
+    """Locks the message, checks it is in `required`, moves it to `new` and saves it guarded by
+    the old status. Returns (before, after). FAILED_PRECONDITION, naming the status, otherwise."""
+    repo = MessageRepository(uow.session)
+    current = await repo.get(tenant_id, message_id, for_update=True)
+    if current is None:
+        raise NotFound("message", message_id)
+    if current.status != required:
+        raise FailedPrecondition(
+            f"{refusal}; this one is {current.status.value}",
+            [PreconditionViolation("STATUS", f"messages/{message_id}", f"message is {current.status.value}")])
+    updated = transition(current, new, now=now)
+    assert updated is not None
+    if not await repo.save_state(updated, expected_status=current.status):
+        raise FailedPrecondition(f"the message changed while it was being {verb}; read it again")
+    return current, updated
