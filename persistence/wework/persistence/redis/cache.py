@@ -34,6 +34,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 from wework.persistence.redis.client import RedisClient
 
+from ..background import cancel_and_wait
+
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[], Awaitable[bytes | None]]
@@ -214,10 +216,7 @@ class TwoLevelCache:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._listening = False
         self._clear_local()
 

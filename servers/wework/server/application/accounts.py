@@ -54,6 +54,7 @@ from wework.domain.errors import (
     Unavailable,
 )
 from wework.domain.identity import TenantStatus, check_etag, validate_request_id
+from wework.persistence.background import cancel_and_wait
 from wework.persistence.errors import is_retryable
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
@@ -189,10 +190,7 @@ class AccountEventBus:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _subscribe_loop(self) -> None:
         delay = 0.1

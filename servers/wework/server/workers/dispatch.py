@@ -39,6 +39,7 @@ from wework.domain.accounts import AccountStatus
 from wework.domain.dispatch import AccountPacer, Backoff, RecipientLimiter, TimeWindow, should_retry
 from wework.domain.errors import InvalidArgument, NotFound
 from wework.domain.messages import Message
+from wework.persistence.background import cancel_and_wait
 from wework.persistence.database import Database
 from wework.persistence.models import message as mm
 from wework.persistence.repositories.batches import BatchRepository
@@ -123,10 +124,7 @@ class DispatchWaker:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         delay = 0.1

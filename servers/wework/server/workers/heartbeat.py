@@ -19,7 +19,6 @@ SQLite (embedded mode) has no SKIP LOCKED and runs one process: its writers take
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from wework.domain.accounts import (
     claim_recovery,
     decide_recovery,
 )
+from wework.persistence.background import cancel_and_wait
 from wework.persistence.repositories.accounts import AccountRepository
 from wework.server.application.accounts import ACCOUNT_DB, AccountStore
 from wework.server.observability.metrics import ACCOUNTS
@@ -77,10 +77,7 @@ class HeartbeatMonitor:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while True:
