@@ -321,7 +321,9 @@ def test_lost_connection_recovers_after_a_failed_attempt(accounts_platform, tena
         watcher.close()
     assert _statuses(changes) == ["offline", "recovering", "online"]
     assert changes[0].reason == "connection_lost" and changes[0].extra_data["provider_reason"] == "connection_lost"
-    assert changes[2].extra_data["attempt"] == 2 or changes[2].reason == "reconnected"
+    # Recovered by the monitor's second attempt, or by the provider's own reconnect callback
+    # winning the race (then extra_data has no "attempt": test the reason first).
+    assert changes[2].reason == "reconnected" or changes[2].extra_data["attempt"] == 2
     history = _statuses(client.accounts.iter_status_history(account.id))
     assert history[:3] == ["online", "recovering", "offline"]  # the failed attempt wrote no row
 
