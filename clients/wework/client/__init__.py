@@ -10,7 +10,9 @@ See docs/client.md.
 
 from .aio import (
     AsyncAccountServiceClient,
+    AsyncCallbackServiceClient,
     AsyncMessageServiceClient,
+    AsyncReportServiceClient,
     AsyncTenantServiceClient,
     AsyncWeworkClient,
 )
@@ -34,16 +36,26 @@ from .errors import (
     WeworkError,
     from_rpc_error,
 )
-from .sync import AccountServiceClient, MessageServiceClient, TenantServiceClient, WeworkClient
+from .sync import (
+    AccountServiceClient,
+    CallbackServiceClient,
+    MessageServiceClient,
+    ReportServiceClient,
+    TenantServiceClient,
+    WeworkClient,
+)
 
 __all__ = [
     "AbortedError",
     "AccountServiceClient",
     "AlreadyExistsError",
     "AsyncAccountServiceClient",
+    "AsyncCallbackServiceClient",
     "AsyncMessageServiceClient",
+    "AsyncReportServiceClient",
     "AsyncTenantServiceClient",
     "AsyncWeworkClient",
+    "CallbackServiceClient",
     "ClientOptions",
     "DeadlineExceededError",
     "FailedPreconditionError",
@@ -55,6 +67,7 @@ __all__ = [
     "PermissionDeniedError",
     "PreconditionViolation",
     "QuotaViolation",
+    "ReportServiceClient",
     "ResourceExhaustedError",
     "TenantServiceClient",
     "UnauthenticatedError",

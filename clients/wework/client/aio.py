@@ -14,7 +14,17 @@ from typing import Any, ClassVar, Self
 
 import grpc
 import grpc.aio
-from wework.v1 import account_pb2, account_pb2_grpc, message_pb2, message_pb2_grpc, tenant_pb2_grpc
+from wework.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    callback_pb2,
+    callback_pb2_grpc,
+    message_pb2,
+    message_pb2_grpc,
+    report_pb2,
+    report_pb2_grpc,
+    tenant_pb2_grpc,
+)
 from wework.v1 import tenant_pb2 as pb
 
 from ._base import (
@@ -598,6 +608,132 @@ class AsyncMessageServiceClient(AsyncService):
             call.cancel()
 
 
+class AsyncReportServiceClient(AsyncService):
+    """wework.v1.ReportService: message statistics, account health, batch task reports and
+    template usage (docs/reports.md). Same conventions as the other services."""
+
+    stub_class = report_pb2_grpc.ReportServiceStub
+
+    async def get_message_stats(self, request: report_pb2.GetMessageStatsRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> report_pb2.GetMessageStatsResponse:
+        """GetMessageStats."""
+        return await self._call("GetMessageStats", report_pb2.GetMessageStatsRequest, request, fields, timeout, metadata)
+
+    async def get_account_health(self, request: report_pb2.GetAccountHealthRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> report_pb2.GetAccountHealthResponse:
+        """GetAccountHealth."""
+        return await self._call("GetAccountHealth", report_pb2.GetAccountHealthRequest, request, fields, timeout, metadata)
+
+    async def get_batch_task_report(self, request: report_pb2.GetBatchTaskReportRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> report_pb2.GetBatchTaskReportResponse:
+        """GetBatchTaskReport; a str is the task id."""
+        return await self._call("GetBatchTaskReport", report_pb2.GetBatchTaskReportRequest, request, fields, timeout, metadata, "task_id")
+
+    async def get_template_usage(self, request: report_pb2.GetTemplateUsageRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> report_pb2.GetTemplateUsageResponse:
+        """GetTemplateUsage."""
+        return await self._call("GetTemplateUsage", report_pb2.GetTemplateUsageRequest, request, fields, timeout, metadata)
+
+    async def export_message_stats(self, request: report_pb2.ExportMessageStatsRequest | None = None, /, *,
+                                   timeout: float | None = None, metadata: Metadata = (),
+                                   **fields: Any) -> AsyncIterator[report_pb2.ExportMessageStatsResponse]:
+        """ExportMessageStats as an async iterator of chunks, oldest first; the last has last=True.
+        `timeout` is a deadline for the whole stream (none by default)."""
+        message = build_request(report_pb2.ExportMessageStatsRequest, request, fields)
+        call = self._stub.ExportMessageStats(message, timeout=timeout,
+                                             metadata=self._transport.settings.metadata(metadata))
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
+
+class AsyncCallbackServiceClient(AsyncService):
+    """wework.v1.CallbackService: stored provider callbacks (list, get, replay) and the
+    tenant's webhook endpoints and deliveries (docs/callbacks.md, docs/webhooks.md). Same
+    conventions as the other services; a str is the id."""
+
+    stub_class = callback_pb2_grpc.CallbackServiceStub
+
+    async def ingest_callback(self, request: callback_pb2.IngestCallbackRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.IngestCallbackResponse:
+        """IngestCallback: a provider's signed callback (no tenant credential: the signature authenticates)."""
+        return await self._call("IngestCallback", callback_pb2.IngestCallbackRequest, request, fields, timeout, metadata, authenticate=False)
+
+    async def list_callback_events(self, request: callback_pb2.ListCallbackEventsRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.ListCallbackEventsResponse:
+        """ListCallbackEvents: one page, newest first (see iter_callback_events for all)."""
+        return await self._call("ListCallbackEvents", callback_pb2.ListCallbackEventsRequest, request, fields, timeout, metadata)
+
+    async def get_callback_event(self, request: callback_pb2.GetCallbackEventRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.CallbackEvent:
+        """GetCallbackEvent; a str is the callback event id."""
+        return await self._call("GetCallbackEvent", callback_pb2.GetCallbackEventRequest, request, fields, timeout, metadata, "id")
+
+    async def replay_callbacks(self, request: callback_pb2.ReplayCallbacksRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.ReplayCallbacksResponse:
+        """ReplayCallbacks by ids or by filter and time range."""
+        return await self._call("ReplayCallbacks", callback_pb2.ReplayCallbacksRequest, request, fields, timeout, metadata)
+
+    async def create_webhook_endpoint(self, request: callback_pb2.CreateWebhookEndpointRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.WebhookEndpoint:
+        """CreateWebhookEndpoint; the answer carries the signing secret, shown only here."""
+        return await self._call("CreateWebhookEndpoint", callback_pb2.CreateWebhookEndpointRequest, request, fields, timeout, metadata)
+
+    async def get_webhook_endpoint(self, request: callback_pb2.GetWebhookEndpointRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.WebhookEndpoint:
+        """GetWebhookEndpoint; a str is the endpoint id."""
+        return await self._call("GetWebhookEndpoint", callback_pb2.GetWebhookEndpointRequest, request, fields, timeout, metadata, "id")
+
+    async def list_webhook_endpoints(self, request: callback_pb2.ListWebhookEndpointsRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.ListWebhookEndpointsResponse:
+        """ListWebhookEndpoints: one page (see iter_webhook_endpoints for all)."""
+        return await self._call("ListWebhookEndpoints", callback_pb2.ListWebhookEndpointsRequest, request, fields, timeout, metadata)
+
+    async def update_webhook_endpoint(self, request: callback_pb2.UpdateWebhookEndpointRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.WebhookEndpoint:
+        """UpdateWebhookEndpoint (webhook_endpoint + update_mask; optional etag)."""
+        return await self._call("UpdateWebhookEndpoint", callback_pb2.UpdateWebhookEndpointRequest, request, fields, timeout, metadata)
+
+    async def delete_webhook_endpoint(self, request: callback_pb2.DeleteWebhookEndpointRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.DeleteWebhookEndpointResponse:
+        """DeleteWebhookEndpoint; a str is the endpoint id."""
+        return await self._call("DeleteWebhookEndpoint", callback_pb2.DeleteWebhookEndpointRequest, request, fields, timeout, metadata, "id")
+
+    async def rotate_webhook_secret(self, request: callback_pb2.RotateWebhookSecretRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.WebhookEndpoint:
+        """RotateWebhookSecret; a str is the endpoint id. The answer carries the new secret."""
+        return await self._call("RotateWebhookSecret", callback_pb2.RotateWebhookSecretRequest, request, fields, timeout, metadata, "id")
+
+    async def list_webhook_deliveries(self, request: callback_pb2.ListWebhookDeliveriesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.ListWebhookDeliveriesResponse:
+        """ListWebhookDeliveries: one page, newest first (see iter_webhook_deliveries for all)."""
+        return await self._call("ListWebhookDeliveries", callback_pb2.ListWebhookDeliveriesRequest, request, fields, timeout, metadata)
+
+    async def redeliver_webhook(self, request: callback_pb2.RedeliverWebhookRequest | str | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **fields: Any) -> callback_pb2.WebhookDelivery:
+        """RedeliverWebhook; a str is the delivery id."""
+        return await self._call("RedeliverWebhook", callback_pb2.RedeliverWebhookRequest, request, fields, timeout, metadata, "id")
+
+    def iter_callback_events(self, request: callback_pb2.ListCallbackEventsRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **filters: Any) -> AsyncIterator[callback_pb2.CallbackEvent]:
+        """Every stored callback across pages, e.g. iter_callback_events(filter=CallbackEventFilter(status=...))."""
+        return self._iter("ListCallbackEvents", callback_pb2.ListCallbackEventsRequest, "callback_events", request, filters, timeout, metadata)
+
+    def iter_webhook_endpoints(self, request: callback_pb2.ListWebhookEndpointsRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **filters: Any) -> AsyncIterator[callback_pb2.WebhookEndpoint]:
+        """Every webhook endpoint of the tenant across pages."""
+        return self._iter("ListWebhookEndpoints", callback_pb2.ListWebhookEndpointsRequest, "webhook_endpoints", request, filters, timeout, metadata)
+
+    def iter_webhook_deliveries(self, request: callback_pb2.ListWebhookDeliveriesRequest | None = None, /, *,
+            timeout: float | None = None, metadata: Metadata = (), **filters: Any) -> AsyncIterator[callback_pb2.WebhookDelivery]:
+        """Every delivery to an endpoint across pages, e.g. iter_webhook_deliveries(webhook_endpoint_id=...)."""
+        return self._iter("ListWebhookDeliveries", callback_pb2.ListWebhookDeliveriesRequest, "webhook_deliveries", request, filters, timeout, metadata)
+
+
 class AsyncWeworkClient:
     """asyncio client of the platform; use `async with` or await close().
 
@@ -621,6 +757,16 @@ class AsyncWeworkClient:
     def messages(self) -> AsyncMessageServiceClient:
         """MessageService: messages, templates and batch tasks (made at first use)."""
         return AsyncMessageServiceClient(self._transport)
+
+    @functools.cached_property
+    def reports(self) -> AsyncReportServiceClient:
+        """ReportService: statistics and reports (made at first use)."""
+        return AsyncReportServiceClient(self._transport)
+
+    @functools.cached_property
+    def callbacks(self) -> AsyncCallbackServiceClient:
+        """CallbackService: stored provider callbacks and tenant webhooks (made at first use)."""
+        return AsyncCallbackServiceClient(self._transport)
 
     def with_options(self, **changes: Any) -> AsyncWeworkClient:
         """A client on the same channel with other api_key/access_token/tenant_id/timeout.

@@ -19,6 +19,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_TENANT_SUSPENDED: _ClassVar[ErrorReason]
     ERROR_REASON_DEPENDENCY_UNAVAILABLE: _ClassVar[ErrorReason]
     ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
+    ERROR_REASON_SHUTTING_DOWN: _ClassVar[ErrorReason]
 
 class OperatorType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -39,6 +40,7 @@ ERROR_REASON_USER_LOCKED: ErrorReason
 ERROR_REASON_TENANT_SUSPENDED: ErrorReason
 ERROR_REASON_DEPENDENCY_UNAVAILABLE: ErrorReason
 ERROR_REASON_INTERNAL: ErrorReason
+ERROR_REASON_SHUTTING_DOWN: ErrorReason
 OPERATOR_TYPE_UNSPECIFIED: OperatorType
 OPERATOR_TYPE_USER: OperatorType
 OPERATOR_TYPE_SYSTEM: OperatorType

@@ -73,6 +73,9 @@ class Permissions:
     TEMPLATES_WRITE = "templates.write"
     CALLBACKS_READ = "callbacks.read"
     CALLBACKS_WRITE = "callbacks.write"
+    CALLBACKS_REPLAY = "callbacks.replay"
+    WEBHOOKS_READ = "webhooks.read"
+    WEBHOOKS_WRITE = "webhooks.write"
     REPORTS_READ = "reports.read"
 
 
@@ -89,14 +92,14 @@ SYSTEM_ROLES: dict[str, tuple[str, list[str]]] = {
         "Operator",
         [
             "tenant.read", "users.read", "roles.read", "accounts.*", "messages.*",
-            "templates.*", "callbacks.read", "reports.read",
+            "templates.*", "callbacks.read", "callbacks.replay", "webhooks.read", "reports.read",
         ],
     ),
     "viewer": (
         "Viewer",
         [
             "tenant.read", "users.read", "roles.read", "accounts.read", "messages.read",
-            "templates.read", "callbacks.read", "reports.read",
+            "templates.read", "callbacks.read", "webhooks.read", "reports.read",
         ],
     ),
 }
