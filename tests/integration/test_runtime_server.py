@@ -30,7 +30,7 @@ from wework.server.runtime import (
     run_until_signal,
 )
 from wework.server.settings import LoggingConfig, ServerConfig
-from wework.v1 import tenant_pb2, tenant_pb2_grpc
+from wework.v1 import account_pb2, account_pb2_grpc, tenant_pb2, tenant_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 GRPCURL = ROOT / ".venv" / "bin" / "grpcurl"
@@ -362,6 +362,43 @@ async def test_graceful_shutdown_finishes_in_flight_calls(log_buffer):
     await server.stop()  # idempotent
 
 
+class EndlessWatch(account_pb2_grpc.AccountServiceServicer):
+    """A watch that reports its start cursor and then waits for changes that never come."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def WatchAccounts(self, request, context):
+        try:
+            yield account_pb2.WatchAccountsResponse(cursor="c0")
+            await asyncio.sleep(3600)
+        finally:
+            self.closed.set()
+
+
+async def test_shutdown_ends_watch_streams_at_once_with_shutting_down(log_buffer):
+    probe, watcher = Probe(), EndlessWatch()
+    server = GrpcServer(
+        ServerConfig(host="127.0.0.1", port=0, grace_period_seconds=20),
+        [ServiceRegistration("account", "wework.v1.AccountService", watcher,
+                             account_pb2_grpc.add_AccountServiceServicer_to_server, {"WatchAccounts": None})],
+        KeyAuthenticator())
+    probe.server = server
+    port = await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        watch = account_pb2_grpc.AccountServiceStub(ch).WatchAccounts(account_pb2.WatchAccountsRequest())
+        assert (await watch.read()).cursor == "c0"
+        started = time.monotonic()
+        await server.stop()
+        # Not held for the 20 s grace: the stream ended as the shutdown began.
+        assert time.monotonic() - started < 10
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await watch.read()
+    assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert error_info(err.value).reason == "SHUTTING_DOWN"
+    assert watcher.closed.is_set()  # the handler's generator was closed (its cleanup ran)
+
+
 async def test_run_until_signal_stops_gracefully_on_sigterm(log_buffer):
     probe = Probe()
     server = make_server(probe)
@@ -383,7 +420,7 @@ def test_server_runs_on_uvloop(tmp_path):
         "sys.path.insert(0, TEST_DIR)\n"
         "import test_runtime_server as t\n"
         "from wework.server.runtime import install_uvloop\n"
-        "from wework.v1 import tenant_pb2, tenant_pb2_grpc\n"
+        "from wework.v1 import account_pb2, account_pb2_grpc, tenant_pb2, tenant_pb2_grpc\n"
         "assert install_uvloop()\n"
         "async def main():\n"
         "    import uvloop\n"

@@ -135,3 +135,9 @@ class Unavailable(DomainError):
     """A dependency (database, Redis, provider) cannot be reached; the call may be retried."""
 
     reason = "DEPENDENCY_UNAVAILABLE"
+
+
+class ShuttingDown(Unavailable):
+    """The server is stopping: a long-lived stream ends so the caller reconnects elsewhere."""
+
+    reason = "SHUTTING_DOWN"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from grpc_health.v1 import health_pb2
-from wework.server.runtime.health import HealthReporter
+from wework.server.runtime.health import HealthReporter, non_critical
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -46,3 +46,24 @@ async def test_not_serving_is_final_after_shutdown():
     assert await reporter.check_now() is False
     await asyncio.sleep(0.05)
     assert reporter.status("") == reporter.status("a.B") == NOT_SERVING
+
+
+async def test_a_failing_non_critical_check_is_logged_but_keeps_serving(caplog):
+    state = {"redis_up": True}
+
+    async def database():
+        return None
+
+    async def redis():
+        if not state["redis_up"]:
+            raise ConnectionError("redis down")
+
+    reporter = HealthReporter(["a.B"], [database, non_critical(redis)], interval_seconds=60)
+    await reporter.start()
+    try:
+        state["redis_up"] = False
+        assert await reporter.check_now() is True
+        assert reporter.status("") == reporter.status("a.B") == SERVING
+        assert "readiness check" in caplog.text and "non-critical" in caplog.text
+    finally:
+        await reporter.stop()

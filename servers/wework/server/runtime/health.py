@@ -69,6 +69,18 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
             await changed.wait()
 
 
+def non_critical(check: ReadinessCheck) -> ReadinessCheck:
+    """Marks a check whose failure is logged and exported (wework_readiness) but leaves the
+    server SERVING: for a dependency that every replica shares and that the server can work
+    without (Redis), NOT_SERVING would only take every pod out of its Service at once."""
+    check.critical = False  # type: ignore[attr-defined]
+    return check
+
+
+def _critical(check: ReadinessCheck) -> bool:
+    return getattr(check, "critical", True)
+
+
 def _name(check: ReadinessCheck) -> str:
     return getattr(check, "__qualname__", None) or getattr(check, "__name__", None) or repr(check)
 
@@ -88,6 +100,7 @@ class HealthReporter:
         self._task: asyncio.Task[None] | None = None
         self._shutting_down = False
         self._serving: bool | None = None
+        self._failing: set[str] = set()  # names of the checks failing at the last run
 
     def status(self, service: str = "") -> int | None:
         """Current ServingStatus of `service` (None when unknown)."""
@@ -106,11 +119,16 @@ class HealthReporter:
 
         results = await asyncio.gather(*(run(check) for check in self._checks), return_exceptions=True)
         failures = [(check, r) for check, r in zip(self._checks, results) if isinstance(r, BaseException)]
+        failing = {_name(check) for check, _ in failures}
         for check, error in failures:
-            if self._serving is not False:  # log transitions, not every tick
+            if _name(check) not in self._failing:  # log transitions, not every tick
                 reason = "timed out" if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}"
-                logger.warning("readiness check %s failed: %s", _name(check), reason)
-        serving = not failures
+                effect = "" if _critical(check) else " (non-critical: the server stays SERVING)"
+                logger.warning("readiness check %s failed: %s%s", _name(check), reason, effect)
+        for name in self._failing - failing:
+            logger.info("readiness check %s passes again", name)
+        self._failing = failing
+        serving = not any(_critical(check) for check, _ in failures)
         if self._shutting_down:  # shutdown began while the checks ran: never flip back
             return False
         if serving and self._serving is False:

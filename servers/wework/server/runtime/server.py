@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc  # health: SERVICE_NAME only
 from grpc_reflection.v1alpha import reflection
 from wework.server.runtime.health import HealthReporter, ReadinessCheck
-from wework.server.runtime.interceptors import Authenticator, build_interceptors
+from wework.server.runtime.interceptors import Authenticator, ShutdownSignal, build_interceptors
 from wework.server.runtime.registry import ServiceRegistration, ServiceRegistry, check_permission_tables
 from wework.server.settings import ServerConfig
 
@@ -70,6 +70,7 @@ class GrpcServer:
         )
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self._shutdown_signal = ShutdownSignal()
         self.port: int | None = None
 
     @property
@@ -82,7 +83,7 @@ class GrpcServer:
             raise RuntimeError("server already started")
         check_permission_tables(self.registry.registrations)
         server = grpc.aio.server(
-            interceptors=build_interceptors(self.registry, self._authenticator),
+            interceptors=build_interceptors(self.registry, self._authenticator, self._shutdown_signal),
             options=server_options(self.config),
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
@@ -128,6 +129,7 @@ class GrpcServer:
     async def _stop(self, grace: float) -> None:
         logger.info("shutting down", extra={"grace_period_seconds": grace})
         await self.health.set_all_not_serving()
+        self._shutdown_signal.set()  # watch streams end now; unary calls drain below
         if self._server is not None:
             # New calls are refused now; running ones get `grace` seconds, then are cancelled.
             await self._server.stop(grace)
