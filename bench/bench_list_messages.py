@@ -119,11 +119,11 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=1_000_000, help="rows in the second (default 1,000,000)")
     parser.add_argument("--calls", type=int, default=200, help="calls per listing and size (default 200)")
     args = parser.parse_args()
-    bench_send_message._without_dispatcher()  # nothing else on the server while it is measured
 
     workdir = Path(tempfile.mkdtemp(prefix="wwbench-"))
     admin_key = "wwadmin_" + secrets.token_urlsafe(24)
-    proc, port, info = start_server(workdir, args, admin_key)
+    # No dispatcher: nothing else runs on the server while it is measured.
+    proc, port, info = start_server(workdir, args, admin_key, {"message": {"run_dispatcher_in_server": False}})
     rng = random.Random(7)
     results: dict[int, dict] = {}
     rates: list[float] = []

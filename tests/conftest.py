@@ -74,6 +74,19 @@ def redis_server():
     _servers.forget(server)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A real three-node Redis Cluster (tests/harness/redis_cluster.py), stopped at the end."""
+    from harness.redis_cluster import start_redis_cluster
+
+    try:
+        cluster = start_redis_cluster()
+    except harness.ServerUnavailable as exc:
+        pytest.fail(f"cannot start a Redis Cluster: {exc}", pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def unique_db_prefix():
     """`wwt_<8 hex>`; every database named `<prefix>_...` is dropped after the test."""
@@ -131,3 +144,23 @@ async def sqlite_database(sqlite_config):
     await db.start()
     yield db
     await db.dispose()
+
+
+@pytest.fixture(scope="module")
+def replicated_mariadb():
+    """A private MariaDB primary and a semi-synchronous GTID replica of it (harness/replication.py).
+
+    Module-scoped: tests stop and start the replica's threads; the pair is stopped (and its
+    datadirs removed) when the module ends.
+    """
+    from harness.replication import start_replicated_pair
+
+    try:
+        pair = start_replicated_pair()
+    except harness.ServerUnavailable as exc:
+        _exit_unavailable(exc)
+    _MARIADB_SERVERS.append(pair.primary)  # dropping a prefix there reaches the replica too
+    yield pair
+    if pair.primary in _MARIADB_SERVERS:
+        _MARIADB_SERVERS.remove(pair.primary)
+    pair.stop()

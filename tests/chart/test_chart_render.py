@@ -123,9 +123,15 @@ def test_crd_checks_refuse_broken_monitoring_objects(rendered):
 def test_default_values(rendered):
     objects = rendered("default")
     kinds = sorted(o["kind"] for o in objects)
-    # tenant, account and message: a Deployment, a PodDisruptionBudget and two Services each.
-    assert kinds == ["ConfigMap", "ConfigMap", *["Deployment"] * 3, "Job", *["PodDisruptionBudget"] * 3,
-                     *["Service"] * 6, "ServiceAccount"]
+    # Every service: a Deployment, a PodDisruptionBudget and two Services each.
+    assert kinds == ["ConfigMap", "ConfigMap", *["Deployment"] * 5, "Job", *["PodDisruptionBudget"] * 5,
+                     *["Service"] * 10, "ServiceAccount"]
+    assert {d["metadata"]["name"] for d in chartkit.objects_of(objects, "Deployment")} == {
+        f"wework-{n}" for n in SERVICE_NAMES}
+    # Without callbackIngress the callback server listens on gRPC only.
+    callback = containers(one(objects, "Deployment", "wework-callback"))[0]
+    assert [p["name"] for p in callback["ports"]] == ["grpc"]
+    assert not {"WEWORK_CALLBACK__HTTP_PORT", "WEWORK_CALLBACK__SECRET"} & env_of(callback).keys()
     account = pod_spec(one(objects, "Deployment", "wework-account"))["containers"][0]
     assert account["args"] == ["--port", "50051", "--services", "account"]
     assert account["readinessProbe"]["grpc"] == {"port": 50051, "service": "wework.v1.AccountService"}
@@ -222,6 +228,14 @@ def test_everything(rendered):
         assert server["readinessProbe"]["grpc"]["service"] == f"wework.v1.{name.title()}Service"
         ports = {p["name"] for p in server["ports"]}
         assert ports == ({"grpc", "metrics", "http-callback"} if name == "callback" else {"grpc", "metrics"})
+    # The callback server listens for the provider on every interface, with the signing secret by
+    # reference (the settings refuse an unsigned ingress beyond loopback).
+    callback_env = env_of(containers(deployments["wework-callback"])[0])
+    assert callback_env["WEWORK_CALLBACK__HTTP_HOST"]["value"] == "0.0.0.0"
+    assert callback_env["WEWORK_CALLBACK__HTTP_PORT"]["value"] == "8080"
+    assert callback_env["WEWORK_CALLBACK__SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "wework-app", "key": "provider-callback-secret"}  # everything.yaml names its Secret
+    assert "WEWORK_CALLBACK__HTTP_PORT" not in env_of(containers(deployments["wework-tenant"])[0])
     # Workers: their own command, no gRPC port or probes, a metrics Service.
     (worker,) = containers(deployments["wework-worker-dispatch"])
     assert worker["command"] == ["wework-worker"] and worker["args"] == ["dispatch"]
@@ -292,7 +306,7 @@ def test_custom_image_ports_and_resources(rendered):
     image = ("registry.example.com/team/wework-platform@sha256:"
              "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
     pods = [pod_spec(o) for o in objects if o["kind"] in ("Deployment", "Job")]
-    assert len(pods) == 4  # tenant, account, message, the migration Job
+    assert len(pods) == 6  # tenant, account, message, callback, report, the migration Job
     for pod in pods:
         assert [(c["image"], c["imagePullPolicy"]) for c in pod["containers"]] == [(image, "Always")]
     deployment = one(objects, "Deployment", "platform-tenant")

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -184,31 +185,41 @@ def _mariadb_binaries() -> tuple[str, str]:
     return mariadbd, install
 
 
-def start_private_mariadb() -> MariaDBServer:
-    """Starts a new mariadbd with its own datadir on a free port (root, empty password)."""
+def start_private_mariadb(extra_args: Sequence[str] = ()) -> MariaDBServer:
+    """Starts a new mariadbd with its own datadir on a free port (root, empty password).
+
+    `extra_args` are added to mariadbd's options (replication: server id, binlog, semi-sync);
+    one that enables the binlog replaces the default `--skip-log-bin`.
+    """
     mariadbd, install = _mariadb_binaries()
     basedir = Path(tempfile.mkdtemp(prefix="wwt-mariadb-"))
     datadir = basedir / "data"
     log = basedir / "error.log"
     # mariadbd refuses to run as root unless told to.
     user_args = ["--user=root"] if os.geteuid() == 0 else []
-    res = subprocess.run(
-        [install, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
-         "--skip-test-db", *user_args],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
+    for _attempt in range(2):  # the bootstrap's temporary tables in /tmp were seen to vanish under load
+        res = subprocess.run(
+            [install, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
+             "--skip-test-db", *user_args],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        if res.returncode == 0:
+            break
+        shutil.rmtree(datadir, ignore_errors=True)
     if res.returncode != 0:
         shutil.rmtree(basedir, ignore_errors=True)
         raise ServerUnavailable(f"mariadb-install-db failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     last_error = ""
+    binlog_args = [] if any(a.startswith("--log-bin") for a in extra_args) else ["--skip-log-bin"]
     for _attempt in range(3):  # the free port may be taken between choosing and binding it
         port = free_port()
         proc = subprocess.Popen(
             [mariadbd, "--no-defaults", f"--datadir={datadir}", f"--port={port}",
              "--bind-address=127.0.0.1", f"--socket={basedir}/mysqld.sock",
-             f"--pid-file={basedir}/mysqld.pid", f"--log-error={log}", "--skip-log-bin",
+             f"--pid-file={basedir}/mysqld.pid", f"--log-error={log}", *binlog_args,
              "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--max-connections=500",
-             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci", *user_args],
+             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci", *user_args,
+             *extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         server = MariaDBServer("127.0.0.1", port, "root", "", process=proc, basedir=basedir)

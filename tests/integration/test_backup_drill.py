@@ -83,9 +83,21 @@ def drill_user(mariadb_server, second_mariadb, unique_db_prefix):
         conn.close()
 
 
-async def _write_tenant(db: Database, cipher: FieldCipher, i: int, now: datetime) -> None:
+def _tenant_ids_spread_over_shards(db: Database, per_shard: int) -> list[str]:
+    """Tenant ids with exactly `per_shard` on every shard (random ids could leave one empty)."""
+    counts = dict.fromkeys(db.shard_names, 0)
+    ids: list[str] = []
+    while len(ids) < per_shard * len(counts):
+        tenant_id = new_id()
+        shard = db.shard_for(tenant_id)
+        if counts[shard] < per_shard:
+            counts[shard] += 1
+            ids.append(tenant_id)
+    return ids
+
+
+async def _write_tenant(db: Database, cipher: FieldCipher, i: int, now: datetime, tenant_id: str) -> None:
     """One tenant's rows in every service database of its shard, and its directory rows."""
-    tenant_id = new_id()
     code = f"drill-{i:03d}-{secrets.token_hex(3)}"
     async with db.directory_unit_of_work() as uow:
         await DirectoryRepository(uow.session).reserve_tenant_code(code, tenant_id, now)
@@ -192,8 +204,8 @@ async def test_recovery_drill(mariadb_server, second_mariadb, unique_db_prefix, 
     db = Database(config)
     await db.start()
     try:
-        for i in range(16):
-            await _write_tenant(db, cipher, i, datetime.now(UTC))
+        for i, tenant_id in enumerate(_tenant_ids_spread_over_shards(db, 4)):
+            await _write_tenant(db, cipher, i, datetime.now(UTC), tenant_id)
     finally:
         await db.dispose()
     before = _capture(config, root_servers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-from wework.server.settings import CallbackConfig, ServerConfig
+from wework.server.settings import CallbackConfig, SecurityConfig, ServerConfig
 
 
 def test_unsigned_provider_callbacks_are_refused_beyond_loopback():
@@ -20,3 +20,9 @@ def test_services_are_a_known_subset():
     assert "account" in ServerConfig(services="all").services
     with pytest.raises(ValidationError, match="unknown service"):
         ServerConfig(services="tenant,nonsense")
+
+
+def test_a_short_lookup_hash_key_is_refused():
+    with pytest.raises(ValidationError, match="lookup_hash_key must be at least 32 characters"):
+        SecurityConfig(lookup_hash_key="too-short")
+    assert SecurityConfig(lookup_hash_key="x" * 32).lookup_hash_key is not None

@@ -82,6 +82,21 @@ class DatabaseConfig(BaseModel):
     # SQLite (embedded mode): how long a writer waits for another writer's lock.
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     echo: bool = False
+    # Read replicas (docs/replicas.md). A replica serves reads while its measured lag is at most
+    # replica_max_lag_seconds; the lag comes from a heartbeat row written on the primary every
+    # replica_heartbeat_interval_seconds (in the schema replica_heartbeat_schema).
+    replica_max_lag_seconds: float = Field(default=1.0, gt=0)
+    replica_heartbeat_interval_seconds: float = Field(default=0.25, gt=0)
+    replica_heartbeat_schema: str = Field(default="wework_meta", pattern=r"^[A-Za-z0-9_]+$")
+    # How long a read waits for the replica to apply the caller's own last write (MASTER_GTID_WAIT)
+    # before it reads from the primary instead.
+    replica_wait_seconds: float = Field(default=0.05, ge=0, le=5)
+    # Buckets whose writes are held while a bucket move switches them to another shard
+    # (shardmap.py, bucket_move.py); "" = none. Set only in published runtime shard maps.
+    frozen_buckets: str = ""
+    # How often each process polls the directory for a newer runtime shard map (the fallback
+    # when the Redis nudge is lost); see docs/shard-map.md.
+    shard_map_poll_seconds: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="after")
     def _buckets_cover_exactly_once(self) -> DatabaseConfig:
@@ -99,6 +114,10 @@ class DatabaseConfig(BaseModel):
                     if b in owner:
                         raise ValueError(f"bucket {b} is in both {owner[b]} and {shard.name}")
                     owner[b] = shard.name
+        if self.frozen_buckets:
+            for lo, hi in parse_bucket_ranges(self.frozen_buckets):
+                if hi >= self.bucket_count:
+                    raise ValueError(f"frozen bucket {hi} >= bucket_count {self.bucket_count}")
         if len(owner) != self.bucket_count:
             missing = next(b for b in range(self.bucket_count) if b not in owner)
             raise ValueError(f"bucket {missing} belongs to no shard")

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
+from wework.domain.errors import Unavailable
 
 from .config import SERVICE_DATABASES, DatabaseConfig
+from .replicas import ReplicaRouting
 from .sharding import DIRECTORY, PhysicalDatabase, ShardRouter, physical_databases
 from .uow import UnitOfWork, mapped_errors, open_session, open_unit_of_work, unavailable
 
@@ -104,6 +110,10 @@ class Database:
         self._targets = physical_databases(config, self.databases)
         self._engines: dict[tuple[str, str | None], AsyncEngine] = {}
         self._by_dsn: dict[str, AsyncEngine] = {}
+        self._init_shard_map_state()
+        # Read replicas: which may serve reads, and what each read must see (replicas.py).
+        self.replicas = ReplicaRouting(config)
+        self.on_shard_map_replaced.append(self._replicas_follow_map)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -124,10 +134,14 @@ class Database:
         await asyncio.gather(*(one(t) for t in self._targets))
 
     async def dispose(self) -> None:
-        engines = list(self._by_dsn.values())
+        engines = list(self._by_dsn.values()) + self._retired
+        self._retired = []
+        for task in list(self._retire_tasks):
+            task.cancel()
         self._engines.clear()
         self._by_dsn.clear()
         await asyncio.gather(*(e.dispose() for e in engines), return_exceptions=True)
+        await self.replicas.dispose()
 
     # ---- engines ------------------------------------------------------------------------------
 
@@ -172,13 +186,15 @@ class Database:
     @asynccontextmanager
     async def session(self, db: str, tenant_id: str, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
         """A session on the tenant's shard primary; the caller commits. Rolled back on exit."""
-        shard = self.shard_for(tenant_id)
-        async with open_session(self._bind(self.engine(db, shard), read_only), db, shard) as s:
-            yield s
+        async with self._write_gate(tenant_id=tenant_id, read_only=read_only):
+            shard = self.shard_for(tenant_id)
+            async with self._open_session(db, shard, tenant_id, read_only) as s:
+                yield s
 
     @asynccontextmanager
     async def shard_session(self, db: str, shard: str, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
-        async with open_session(self._bind(self.engine(db, shard), read_only), db, shard) as s:
+        async with self._write_gate(shard=shard, read_only=read_only), \
+                self._open_session(db, shard, None, read_only) as s:
             yield s
 
     @asynccontextmanager
@@ -189,14 +205,21 @@ class Database:
     @asynccontextmanager
     async def unit_of_work(self, db: str, tenant_id: str, *, read_only: bool = False) -> AsyncIterator[UnitOfWork]:
         """One transaction on the tenant's shard: commits on normal exit, rolls back on error."""
-        shard = self.shard_for(tenant_id)
-        async with open_unit_of_work(self._bind(self.engine(db, shard), read_only), db, shard, tenant_id) as uow:
-            yield uow
+        async with self._write_gate(tenant_id=tenant_id, read_only=read_only):
+            shard = self.shard_for(tenant_id)
+            async with self._open_uow(db, shard, tenant_id, read_only) as uow:
+                yield uow
 
     @asynccontextmanager
-    async def shard_unit_of_work(self, db: str, shard: str, *, read_only: bool = False) -> AsyncIterator[UnitOfWork]:
-        """A transaction on a named shard (workers that sweep every shard)."""
-        async with open_unit_of_work(self._bind(self.engine(db, shard), read_only), db, shard, None) as uow:
+    async def shard_unit_of_work(self, db: str, shard: str, *, read_only: bool = False,
+                                 tenants: Iterable[str] = ()) -> AsyncIterator[UnitOfWork]:
+        """A transaction on a named shard (workers that sweep every shard).
+
+        `tenants`: tenants whose rows the caller routed to `shard` before this call (batched
+        writes); Unavailable (retryable) if one of them belongs to another shard by now.
+        """
+        async with self._write_gate(shard=shard, read_only=read_only, tenants=tenants), \
+                self._open_uow(db, shard, None, read_only) as uow:
             yield uow
 
     @asynccontextmanager
@@ -226,6 +249,210 @@ class Database:
         except ExceptionGroup as group:
             raise group.exceptions[0] from group
         return [results[name] for name in self.shard_names]
+
+    # ---- read replicas (replicas.py) ----------------------------------------------------------
+
+    @asynccontextmanager
+    async def _replica_read(self, db: str, shard: str, tenant_id: str | None,
+                            read_only: bool) -> AsyncIterator[AsyncConnection | None]:
+        """A connection to a usable replica for a read_only call on a replicated shard, else None."""
+        conn = None
+        if read_only and self.replicas.has_replicas(shard):
+            conn = await self.replicas.connect_for_read(db, shard, tenant_id, self.engine(db, shard))
+        if conn is None:
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            await _close_quietly(conn)
+
+    @asynccontextmanager
+    async def _tracked_write(self, db: str, shard: str, tenant_id: str | None,
+                             read_only: bool) -> AsyncIterator[AsyncConnection | None]:
+        """For a write on a replicated shard: a primary connection kept past the commit, so that
+        the transaction's GTID can be read and recorded for the next reads of the tenant (of every
+        tenant, for a shard-wide write)."""
+        if read_only or not self.replicas.has_replicas(shard):
+            yield None
+            return
+        async with mapped_errors(db, shard):
+            conn = await self.engine(db, shard).connect()
+        try:
+            yield conn
+        finally:
+            await _close_quietly(conn)
+
+    @asynccontextmanager
+    async def _open_uow(self, db: str, shard: str, tenant_id: str | None,
+                        read_only: bool) -> AsyncIterator[UnitOfWork]:
+        async with self._replica_read(db, shard, tenant_id, read_only) as replica:
+            if replica is not None:
+                async with open_unit_of_work(replica, db, shard, tenant_id) as uow:  # type: ignore[arg-type]
+                    yield uow
+                return
+        async with self._tracked_write(db, shard, tenant_id, read_only) as conn:
+            if conn is not None:
+                async with open_unit_of_work(conn, db, shard, tenant_id) as uow:  # type: ignore[arg-type]
+                    # First hook: recorded before any wake-up lets another reader in.
+                    uow.after_commit(functools.partial(self.replicas.record_write, conn, shard, tenant_id))
+                    yield uow
+                return
+        async with open_unit_of_work(self._bind(self.engine(db, shard), read_only), db, shard, tenant_id) as uow:
+            yield uow
+
+    @asynccontextmanager
+    async def _open_session(self, db: str, shard: str, tenant_id: str | None,
+                            read_only: bool) -> AsyncIterator[AsyncSession]:
+        # Sessions commit themselves (no after-commit hook): their writes are not tracked.
+        async with self._replica_read(db, shard, tenant_id, read_only) as replica:
+            if replica is not None:
+                async with open_session(replica, db, shard) as s:  # type: ignore[arg-type]
+                    yield s
+                return
+        async with open_session(self._bind(self.engine(db, shard), read_only), db, shard) as s:
+            yield s
+
+    def _replicas_follow_map(self, config: DatabaseConfig) -> None:
+        stale = self.replicas.configure(config)
+        if stale:
+            self._retire_later(stale)
+
+    # ---- runtime shard map (shardmap.py) --------------------------------------------------------
+
+    # How long a write to a frozen bucket waits for its bucket move to switch, before UNAVAILABLE.
+    freeze_wait_seconds: float = 10.0
+    # Engines dropped from the map are disposed this long after the switch, so that the
+    # transactions already running on them finish first.
+    retire_grace_seconds: float = 30.0
+
+    def _init_shard_map_state(self) -> None:
+        self.map_version = 0  # the runtime shard map version applied; 0 = the settings' map
+        self._map_changed = asyncio.Event()
+        self._writes_by_bucket: Counter[int] = Counter()
+        self._writes_by_shard: Counter[str] = Counter()
+        self._retired: list[AsyncEngine] = []
+        self._retire_tasks: set[asyncio.Task[None]] = set()
+        # Called with the new config after each replace_shard_map (state derived from the map).
+        self.on_shard_map_replaced: list[Callable[[DatabaseConfig], None]] = []
+
+    def replace_shard_map(self, config: DatabaseConfig, version: int | None = None) -> None:
+        """Routes all new work by `config` from now on, without a restart.
+
+        Transactions already open finish on the engines they started on; engines whose DSN is
+        no longer in the map are disposed `retire_grace_seconds` later. The bucket count and the
+        directory cannot change at runtime.
+        """
+        if config.bucket_count != self.config.bucket_count:
+            raise ValueError(f"bucket_count cannot change ({self.config.bucket_count} -> {config.bucket_count})")
+        if config.directory_dsn != self.config.directory_dsn:
+            raise ValueError("the directory database cannot change at runtime")
+        self.config = config
+        self.router = ShardRouter(config)
+        self._targets = physical_databases(config, self.databases)
+        self._engines.clear()  # (db, shard) -> engine is derived from the map; _by_dsn keeps pools
+        if version is not None:
+            self.map_version = version
+        keep = {t.dsn for t in self._targets} | {config.directory_dsn}
+        retired = [self._by_dsn.pop(dsn) for dsn in list(self._by_dsn) if dsn not in keep]
+        if retired:
+            self._retire_later(retired)
+        for hook in self.on_shard_map_replaced:
+            hook(config)
+        changed, self._map_changed = self._map_changed, asyncio.Event()
+        changed.set()
+
+    def _retire_later(self, engines: list[AsyncEngine]) -> None:
+        self._retired.extend(engines)
+
+        async def later() -> None:
+            await asyncio.sleep(self.retire_grace_seconds)
+            for engine in engines:
+                if engine in self._retired:
+                    self._retired.remove(engine)
+                    await engine.dispose()
+
+        try:
+            task = asyncio.get_running_loop().create_task(later(), name="retire-engines")
+        except RuntimeError:  # no loop: nothing can be running on them; dispose() closes them
+            return
+        self._retire_tasks.add(task)
+        task.add_done_callback(self._retire_tasks.discard)
+
+    async def _wait_map_change(self, deadline: float, what: str) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            try:
+                await asyncio.wait_for(self._map_changed.wait(), remaining)
+                return
+            except TimeoutError:
+                pass
+        raise Unavailable(f"{what} is being moved to another database; retry shortly",
+                          metadata={"frozen": what})
+
+    @asynccontextmanager
+    async def _write_gate(self, *, tenant_id: str | None = None, shard: str | None = None,
+                          read_only: bool = False, tenants: Iterable[str] = ()) -> AsyncIterator[None]:
+        """Holds writes to frozen buckets (a bucket move is switching them) until the map changes.
+
+        A tenant's write waits, then routes by the new map. A batched write for known tenants
+        (`tenants`, routed to `shard` earlier) waits if one of them is frozen and is refused
+        (retryable) if one of them belongs to another shard by then. A sweep (a shard-wide
+        write for unknown tenants) waits while its shard holds frozen buckets. Writes that passed
+        are counted, so that
+        `wait_writes_drained` can tell a bucket move when none is left on the old map.
+        """
+        if read_only:
+            yield
+            return
+        deadline = time.monotonic() + self.freeze_wait_seconds
+        routed = [tenant_id] if tenant_id is not None else list(tenants)
+        counter: Counter[Any]
+        if routed:
+            while frozen := [b for b in map(self.router.bucket_of, routed) if b in self.router.frozen]:
+                await self._wait_map_change(deadline, f"bucket {frozen[0]}")
+            # Checked after the wait and before counting: a later freeze waits for this write.
+            moved = [t for t in routed if shard is not None and self.router.shard_for(t).name != shard]
+            if moved:
+                raise Unavailable(f"tenant {moved[0]} moved off shard {shard} before this write; retry",
+                                  metadata={"shard": str(shard)})
+            counter, keys = self._writes_by_bucket, sorted(set(map(self.router.bucket_of, routed)))
+        else:
+            # A sweep only touches rows it finds on the shard, and a move deletes the rows it
+            # moved before it switches the map: after the wait, the shard holds only its own.
+            assert shard is not None
+            while shard in self.router.frozen_shards:
+                await self._wait_map_change(deadline, f"shard {shard}")
+            counter, keys = self._writes_by_shard, [shard]
+        for key in keys:
+            counter[key] += 1
+        try:
+            yield
+        finally:
+            for key in keys:
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
+
+    async def wait_writes_drained(self, timeout: float) -> bool:
+        """True once no write that passed the gate is still open on a frozen bucket or on a shard
+        holding one (new ones wait at the gate); False after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frozen, shards = self.router.frozen, self.router.frozen_shards
+            if not any(b in frozen for b in self._writes_by_bucket) and \
+                    not any(s in shards for s in self._writes_by_shard):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+
+
+async def _close_quietly(conn: AsyncConnection) -> None:
+    try:
+        await conn.close()
+    except Exception:
+        logging.getLogger(__name__).debug("closing a connection failed", exc_info=True)
 
 
 async def for_each_shard(database: Database, db: str, fn: Callable[[AsyncSession], Awaitable[T]]) -> list[T]:

@@ -33,6 +33,11 @@ class ShardRouter:
         # DatabaseConfig validated full coverage; this guards against configs built unvalidated.
         if any(s is None for s in self._by_bucket):
             raise ValueError("the shard map leaves buckets unassigned")
+        # Buckets being switched by a bucket move: their writes wait (Database write gate).
+        self.frozen: frozenset[int] = frozenset(
+            b for lo, hi in (parse_bucket_ranges(config.frozen_buckets) if config.frozen_buckets else [])
+            for b in range(lo, hi + 1))
+        self.frozen_shards: frozenset[str] = frozenset(self._by_bucket[b].name for b in self.frozen)  # type: ignore[union-attr]
 
     @property
     def bucket_count(self) -> int:

@@ -7,6 +7,11 @@
   wework-admin maintain       create partitions ahead, delete data past retention
   wework-admin backup --output DIR     dump every database, with a manifest
   wework-admin restore --input DIR     restore a backup into empty databases and verify it
+  wework-admin failover --shard NAME [--replica DSN|INDEX|HOST:PORT]
+                              promote a replica and publish the new shard map (docs/failover.md)
+  wework-admin shard-map      print the shard map in force (runtime version or settings)
+  wework-admin move-buckets --buckets 512-767 --to-dsn DSN [--shard-name s2]
+                              move a bucket range to new databases online (docs/bucket-moves.md)
 """
 
 from __future__ import annotations
@@ -53,6 +58,30 @@ def main(argv: list[str] | None = None) -> int:
                               "e.g. 2026-11-28T15:40:00Z)")
     restore.add_argument("--binlog-dir", type=Path,
                          help="archived binlog files, when the backup's server is gone (with --until)")
+    sub.add_parser("shard-map", help="print the shard map in force and its published versions")
+    move = sub.add_parser("move-buckets", help="move a bucket range to new databases online (docs/bucket-moves.md)")
+    move.add_argument("--buckets", help="inclusive ranges, e.g. 512-767")
+    move.add_argument("--to-dsn", help="DSN template of the new databases, with {db}")
+    move.add_argument("--shard-name", help="name of the new shard (default: the next free sN)")
+    move.add_argument("--resume", action="store_true", help="resume the unfinished move")
+    move.add_argument("--abort", action="store_true", help="abandon the unfinished move (before it deletes)")
+    move.add_argument("--ack-timeout", type=float, default=15.0,
+                      help="seconds for every live server to apply a shard map version (default 15)")
+    move.add_argument("--max-freeze", type=float, default=30.0,
+                      help="unfreeze and retry later when the frozen catch-up takes longer (default 30)")
+    move.add_argument("--lease-seconds", type=float, default=30.0,
+                      help="a crashed move can be resumed this long after it died (default 30)")
+    move.add_argument("--batch-size", type=int, default=500, help="rows per page and delete (default 500)")
+    fail = sub.add_parser("failover", help="promote a replica of a shard to primary (docs/failover.md)")
+    fail.add_argument("--shard", required=True, help="the shard whose primary is lost")
+    fail.add_argument("--replica", help="which replica: index in the shard's list, DSN template or host:port "
+                                        "(default: the one that has received the most)")
+    fail.add_argument("--force", action="store_true",
+                      help="switch over although the primary still answers (it is set read-only first)")
+    fail.add_argument("--apply-timeout", type=float, default=60.0,
+                      help="seconds for the replica to apply what it received (default 60)")
+    fail.add_argument("--ack-timeout", type=float, default=15.0,
+                      help="seconds to wait for the running servers to apply the new map (default 15)")
     args = parser.parse_args(argv)
 
     try:
@@ -70,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         return _backup(settings, args)
     if args.command == "restore":
         return _restore(settings, args)
+    if args.command == "shard-map":
+        return asyncio.run(_shard_map(settings))
+    if args.command == "move-buckets":
+        return asyncio.run(_move_buckets(settings, args))
+    if args.command == "failover":
+        return asyncio.run(_failover(settings, args))
     return _check_config(settings)
 
 
@@ -86,14 +121,148 @@ async def _migrate(settings: Settings) -> int:
     except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
         console.print(f"[red]migration failed: {exc}[/red]")
         return 1
+    # Shards added at runtime (bucket moves, failovers) are migrated too.
+    effective = await _effective_config(settings)
+    if effective is not config:
+        try:
+            results += await migrate_all(effective, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+            console.print(f"[red]migration of the runtime shard map failed: {exc}[/red]")
+            return 1
     console.print(f"[green]migrated {len(results)} database(s)[/green]")
     return 0
+
+
+async def _failover(settings: Settings, args: argparse.Namespace) -> int:
+    from wework.persistence.database import Database
+    from wework.persistence.failover import FailoverError, failover
+    from wework.persistence.redis.client import create_redis
+    from wework.persistence.shardmap import ShardMapStore, wait_for_acks
+
+    db = Database(settings.database_config, databases=())
+    redis = None if settings.redis.url.startswith("memory://") else create_redis(settings.redis)
+    prefix = settings.redis.key_prefix
+    try:
+        result = await failover(ShardMapStore(db, redis=redis, key_prefix=prefix), args.shard, args.replica,
+                                force=args.force, apply_timeout=args.apply_timeout,
+                                progress=lambda line: console.print(line))
+        if redis is not None:
+            behind = await wait_for_acks(redis, prefix, result.version, timeout=args.ack_timeout)
+            if behind:
+                console.print(f"[yellow]not yet on version {result.version}: {behind}[/yellow]")
+    except FailoverError as exc:
+        console.print(f"[red]failover refused: {exc}[/red]")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        console.print(f"[red]failover failed: {type(exc).__name__}: {exc}[/red]")
+        return 1
+    finally:
+        await db.dispose()
+        if redis is not None:
+            await redis.aclose()
+    console.print(f"[green]shard {result.shard}: {result.new_primary} is the primary (was {result.old_primary}); "
+                  f"shard map version {result.version}[/green]")
+    print(f"version={result.version} primary={result.new_primary} position={result.applied_position}")
+    return 0
+
+
+async def _effective_config(settings: Settings):
+    """The shard map in force: the published runtime version if any, else the settings' map."""
+    from sqlalchemy.engine import make_url
+    from wework.persistence.database import Database
+    from wework.persistence.shardmap import ShardMapStore
+
+    url = make_url(settings.database_config.directory_dsn)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return settings.database_config  # nothing migrated yet; do not create the file
+    db = Database(settings.database_config, databases=())
+    try:
+        current = await ShardMapStore(db).current()
+    except Exception:  # noqa: BLE001 - directory not migrated yet: the settings rule
+        current = None
+    finally:
+        await db.dispose()
+    return current[1] if current is not None else settings.database_config
+
+
+async def _shard_map(settings: Settings) -> int:
+    from wework.persistence.database import Database
+    from wework.persistence.shardmap import ShardMapStore
+
+    db = Database(settings.database_config, databases=())
+    try:
+        store = ShardMapStore(db)
+        version, config = await store.effective()
+        history = await store.history()
+    finally:
+        await db.dispose()
+    table = Table(title=f"shard map version {version} ({'runtime' if version else 'settings'}, "
+                        f"{config.bucket_count} buckets)")
+    for col in ("shard", "buckets", "dsn template", "replicas"):
+        table.add_column(col)
+    for shard in config.shards:
+        table.add_row(shard.name, shard.buckets, _redact(shard.dsn), str(len(shard.replicas)))
+    Console().print(table)
+    if config.frozen_buckets:
+        print(f"frozen buckets: {config.frozen_buckets}")
+    for v, reason, at in history:
+        print(f"  v{v} {at:%Y-%m-%d %H:%M:%S} {reason}")
+    return 0
+
+
+async def _move_buckets(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from wework.persistence.bucket_move import BucketMover, MoveAlreadyRunning, MoveError, MoveOptions
+    from wework.persistence.redis.client import MEMORY_URL, create_redis
+
+    if not (args.resume or args.abort) and not (args.buckets and args.to_dsn):
+        console.print("[red]move-buckets: --buckets and --to-dsn are needed (or --resume / --abort)[/red]")
+        return 2
+    if settings.redis.url.startswith(MEMORY_URL):
+        console.print("[red]move-buckets needs the servers' Redis (redis.url): it waits there for every "
+                      "server to apply the freeze[/red]")
+        return 2
+    redis = create_redis(settings.redis)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        print(f"[{time.monotonic() - started:7.2f}s] {line}", flush=True)
+
+    options = MoveOptions(ack_timeout_seconds=args.ack_timeout, max_freeze_seconds=args.max_freeze,
+                          lease_seconds=args.lease_seconds, batch_size=args.batch_size)
+    mover = BucketMover(settings.database_config, redis, settings.redis.key_prefix, options=options,
+                        progress=progress)
+    try:
+        if args.abort:
+            move_id = await mover.abort()
+            console.print(f"[yellow]move {move_id} aborted; the range stays where it was[/yellow]")
+            return 0
+        if args.resume:
+            result = await mover.resume()
+        else:
+            result = await mover.move(args.buckets, args.to_dsn, args.shard_name)
+    except MoveAlreadyRunning as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 4
+    except MoveError as exc:
+        console.print(f"[red]move-buckets: {exc}[/red]")
+        return 1
+    finally:
+        await mover.close()
+        await redis.aclose()
+    bad = [c for c in result.checks if not c.ok]
+    console.print(f"[green]moved buckets {result.buckets} to {result.target_shard}: shard map version "
+                  f"{result.version}, {len(result.checks)} tables verified, {result.rows_deleted} source rows "
+                  f"deleted[/green]")
+    print(f"write freeze: {result.freeze_seconds:.3f} s", flush=True)
+    return 1 if bad else 0
 
 
 def _shard_of(settings: Settings, tenant_id: str) -> int:
     from wework.persistence.sharding import ShardRouter, bucket_of
 
-    config = settings.database_config
+    config = asyncio.run(_effective_config(settings))
     shard = ShardRouter(config).shard_for(tenant_id)
     print(f"tenant {tenant_id}: bucket {bucket_of(tenant_id, config.bucket_count)} -> shard {shard.name}")
     return 0

@@ -15,6 +15,8 @@ from wework.persistence.database import Database, EngineCreated
 from wework.persistence.redis.cache import TwoLevelCache
 from wework.persistence.redis.client import create_redis
 from wework.persistence.redis.client import ping as redis_ping
+from wework.persistence.replicas import RedisWriteTracker, ReplicaMonitor, ReplicaRouting
+from wework.persistence.shardmap import ShardMapStore, ShardMapWatcher
 from wework.server.application.account_events import AccountEvents
 from wework.server.application.accounts import (
     AccountEventBus,
@@ -26,27 +28,45 @@ from wework.server.application.accounts import (
 from wework.server.application.api_keys import ApiKeyUseCases
 from wework.server.application.authn import CredentialAuthenticator
 from wework.server.application.batches import BatchUseCases, finish_if_done
+from wework.server.application.callbacks import (
+    CallbackEventUseCases,
+    CallbackInbox,
+    CallbackProcessing,
+    GuidDirectory,
+    InboxSettings,
+    NullWebhookSink,
+    ProcessingSettings,
+)
 from wework.server.application.context import AppContext
 from wework.server.application.conversations import ConversationUseCases
 from wework.server.application.message_events import MessageEvents, ProviderEventRouter
 from wework.server.application.message_ports import InProcessAccountGateway
 from wework.server.application.messages import DailyQuota, MessageUseCases, database_quota_counter
+from wework.server.application.reports import ReportSettings, ReportUseCases
 from wework.server.application.roles import RoleUseCases
 from wework.server.application.templates import TemplateUseCases
 from wework.server.application.tenants import TenantUseCases
 from wework.server.application.users import UserUseCases
+from wework.server.application.webhooks import TargetGuard, WebhookOutbox, WebhookPolicy, WebhookUseCases
 from wework.server.handlers import account as account_handler
+from wework.server.handlers import callback as callback_handler
 from wework.server.handlers import message as message_handler
+from wework.server.handlers import report as report_handler
 from wework.server.handlers import tenant as tenant_handler
+from wework.server.handlers.callback_events import CallbackEvents
 from wework.server.ingress.http import CallbackIngress
+from wework.server.observability.metrics import observe_shard_map
 from wework.server.providers.factory import create_provider
+from wework.server.runtime.health import non_critical
 from wework.server.runtime.registry import ServiceRegistration
 from wework.server.security.field_crypto import FieldCipher
 from wework.server.security.passwords import PasswordHasher
 from wework.server.security.tokens import TokenIssuer
 from wework.server.settings import Settings
+from wework.server.workers.callbacks import CallbackProcessor, CallbackWaker, ProcessorSettings
 from wework.server.workers.dispatch import Dispatcher, DispatchSettings, DispatchWaker
 from wework.server.workers.heartbeat import HeartbeatMonitor
+from wework.server.workers.webhooks import WebhookDeliveryWorker, WebhookWaker, WorkerSettings
 
 
 @dataclass
@@ -60,6 +80,7 @@ class Application:
     caches: list[TwoLevelCache] = field(default_factory=list)
     # Background work (monitors, provider adapters) stopped first at shutdown, before the pools.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    shard_map: ShardMapWatcher | None = None  # applies published shard map versions
 
     async def readiness_checks(self):
         # Named functions: the names label wework_readiness{check} and the health log lines.
@@ -69,7 +90,10 @@ class Application:
         async def redis() -> None:
             await redis_ping(self.redis)
 
-        return [database, redis]
+        # Without Redis, reads and dispatch go on and sends answer UNAVAILABLE (docs/redis.md):
+        # every replica shares the outage, so leaving them all NOT_SERVING would only turn a
+        # partial outage into a total one.
+        return [database, non_critical(redis)]
 
     async def close(self) -> None:
         for closer in self.closers:
@@ -89,6 +113,12 @@ async def build_application(settings: Settings, *,
     db = Database(settings.database_config, on_engine_created=on_engine_created)
     await db.start()
     redis = create_redis(settings.redis)
+    # The runtime shard map: a published version wins over the settings, now and while running.
+    shard_map = ShardMapWatcher(ShardMapStore(db, redis=redis, key_prefix=settings.redis.key_prefix), db, redis,
+                                key_prefix=settings.redis.key_prefix,
+                                poll_seconds=settings.database_config.shard_map_poll_seconds)
+    db.on_shard_map_replaced.append(lambda _config: observe_shard_map(db.map_version, len(db.router.frozen)))
+    await shard_map.start()
     sec = settings.security
     prefix = settings.redis.key_prefix
     tenant_cache = TwoLevelCache(redis, f"{prefix}tenant", local_ttl=30, redis_ttl=300)
@@ -117,26 +147,100 @@ async def build_application(settings: Settings, *,
             tenants, UserUseCases(ctx, tenants), RoleUseCases(ctx), ApiKeyUseCases(ctx))
         registrations.append(tenant_handler.registration(handler))
     caches, closers = [tenant_cache, credential_cache], []
+    await _start_replicas(settings, db, redis, closers)
     shared: dict = {}  # parts one service hands to another in this process (account -> message)
     services = settings.server.services
+    # Tenant webhooks first: the callback inbox built below publishes to shared["webhook_sink"].
+    await _webhooks(settings, ctx, redis, shared, closers)
     # The message service asks the account application layer about accounts in process, so a
     # message-only process builds the account internals too, without serving AccountService.
-    if "account" in services or "message" in services:
+    # The callback inbox (store, then process) too: built before the provider, which delivers
+    # its callbacks into it.
+    if {"account", "message", "callback"} & set(services):
+        await _callback_inbox(settings, ctx, redis, shared)
         account = await _account_service(settings, ctx, redis, tenants, caches, closers, shared)
         if "account" in services:
             registrations.append(account)
     if "message" in settings.server.services:
         registrations.append(await _message_service(settings, ctx, redis, tenants, shared))
         await _start_dispatcher(settings, ctx, redis, shared, closers)
-    if settings.callback.http_port is not None and "callback_sink" in shared:
-        secret = settings.callback.secret
-        ingress = CallbackIngress(shared["callback_sink"], secret=secret.get_secret_value() if secret else None,
-                                  max_skew_seconds=settings.callback.max_skew_seconds)
-        await ingress.start(settings.callback.http_host, settings.callback.http_port)
-        closers.insert(0, ingress.close)
+    if "report" in services:
+        registrations.append(await _report_service(settings, ctx, redis, caches))
+    if "callback_inbox" in shared:
+        await _callback_service(settings, ctx, shared, closers, registrations)
+    closers.append(shard_map.close)
     return Application(settings=settings, db=db, redis=redis, ctx=ctx,
                        authenticator=CredentialAuthenticator(ctx, tenants),
-                       registrations=registrations, caches=caches, closers=closers)
+                       registrations=registrations, caches=caches, closers=closers, shard_map=shard_map)
+
+
+async def _callback_inbox(settings: Settings, ctx: AppContext, redis, shared: dict) -> None:
+    """The durable callback inbox (application/callbacks.py), shared by the HTTP ingress,
+    IngestCallback and the in-process simulator."""
+    cfg = settings.callback
+    waker = CallbackWaker(redis, settings.redis.key_prefix)
+    directory = GuidDirectory(ctx.db)
+    shared["callback_waker"], shared["guid_directory"] = waker, directory
+    shared["callback_inbox"] = CallbackInbox(
+        ctx.db, redis, settings.redis.key_prefix,
+        InboxSettings(secret=cfg.secret.get_secret_value() if cfg.secret else None,
+                      tolerance_seconds=cfg.max_skew_seconds),
+        directory, wake=waker.wake, clock=ctx.clock)
+
+
+async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, closers: list,
+                            registrations: list) -> None:
+    """Callback processing (callback.run_processor_in_server; `wework-worker callbacks` runs the
+    same processor alone), the HTTP ingress (callback.http_port), and CallbackService when served."""
+    cfg = settings.callback
+    waker, inbox = shared["callback_waker"], shared["callback_inbox"]
+    # Tenant webhooks publish from here when _webhooks built a sink; otherwise nothing is sent.
+    webhook_sink = shared.get("webhook_sink") or NullWebhookSink()
+    router = shared["callback_sink"]
+    processing = CallbackProcessing(
+        ctx.db, router.accounts, router.messages, shared["guid_directory"], webhook_sink,
+        ProcessingSettings(max_attempts=cfg.max_attempts, backoff_initial_seconds=cfg.backoff_initial_seconds,
+                           backoff_max_seconds=cfg.backoff_max_seconds,
+                           stale_heartbeat_seconds=cfg.stale_heartbeat_seconds),
+        clock=ctx.clock)
+    shared["callback_processing"] = processing
+    if cfg.run_processor_in_server:
+        processor = CallbackProcessor(ctx.db, processing, ProcessorSettings(
+            batch_size=cfg.batch_size, max_in_flight=cfg.max_in_flight, lease_seconds=cfg.lease_seconds,
+            idle_poll_seconds=cfg.idle_poll_seconds, dedupe_retention=timedelta(days=cfg.dedupe_retention_days),
+            ledger_retention=timedelta(days=cfg.replay_window_days + 1)), waker=waker, clock=ctx.clock)
+        await processor.start()
+        shared["callback_processor"] = processor
+        on_replaced = getattr(ctx.db, "on_shard_map_replaced", None)
+        if on_replaced is not None:
+            on_replaced.append(lambda _config: processor.ensure_shard_loops())
+        closers.insert(0, processor.close)  # before the provider and the pools
+    if cfg.http_port is not None:
+        ingress = CallbackIngress(inbox, bench_routes=cfg.bench_routes)
+        await ingress.start(cfg.http_host, cfg.http_port)
+        shared["callback_ingress"] = ingress
+        closers.insert(0, ingress.close)  # stop taking callbacks first
+    if "callback" in settings.server.services:
+        use_cases = CallbackEventUseCases(ctx.db, replay_window=timedelta(days=cfg.replay_window_days),
+                                          wake=waker.wake, clock=ctx.clock)
+        handler = callback_handler.CallbackServiceHandler(CallbackEvents(inbox, use_cases),
+                                                          shared.get("webhook_use_cases"))
+        registrations.append(callback_handler.registration(handler))
+
+
+async def _start_replicas(settings: Settings, db: Database, redis, closers: list) -> None:
+    """Read replicas (docs/replicas.md): the lag monitor of this process, and read-your-writes
+    shared with the other processes through Redis (the embedded Redis is this process alone)."""
+    from wework.server.observability import metrics
+
+    if not settings.redis.url.startswith("memory://"):
+        db.replicas.tracker = RedisWriteTracker(redis, settings.redis.key_prefix,
+                                                ReplicaRouting.tracker_ttl(settings.database_config))
+    db.replicas.on_read = metrics.observe_db_read
+    monitor = ReplicaMonitor(db, on_lag=lambda shard, replica, lag: metrics.observe_replica_lag(
+        db.databases, shard, replica, lag))
+    await monitor.start()
+    closers.append(monitor.close)
 
 
 async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: TenantUseCases,
@@ -162,7 +266,8 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     # Message receipts go to the message service's MessageEvents, the rest to AccountEvents.
     router = ProviderEventRouter(AccountEvents(store, login, conversations), MessageEvents(ctx.db))
     shared["callback_sink"] = router
-    provider = create_provider(settings.provider, router)
+    # The simulator delivers into the durable inbox (store, then process) like a real provider.
+    provider = create_provider(settings.provider, shared.get("callback_inbox") or router)
     shared["provider"] = provider
     store.provider = provider
     monitor = HeartbeatMonitor(store, interval_seconds=cfg.monitor_interval_seconds,
@@ -187,6 +292,7 @@ async def _start_dispatcher(settings: Settings, ctx: AppContext, redis, shared: 
                             DispatchSettings.from_config(settings.message), waker=waker,
                             finish_batch=lambda tenant_id, task_id: finish_if_done(ctx, tenant_id, task_id))
     await dispatcher.start()
+    ctx.db.on_shard_map_replaced.append(lambda _config: dispatcher.ensure_shard_loops())  # new shards
     closers.insert(0, dispatcher.close)  # before the provider closes
 
 
@@ -203,3 +309,53 @@ async def _message_service(settings: Settings, ctx: AppContext, redis, tenants: 
     shared["batches"] = batches
     return message_handler.registration(message_handler.MessageServiceHandler(
         messages, TemplateUseCases(ctx), batches))
+
+
+async def _report_service(settings: Settings, ctx: AppContext, redis, caches: list) -> ServiceRegistration:
+    """ReportService: read-only use cases over replicas, answers cached for report.cache_ttl_seconds."""
+    cfg = settings.report
+    cache = None
+    if cfg.cache_ttl_seconds > 0:
+        # Half the TTL in each level: a value read from Redis just before it expires lives on in
+        # the process, so the oldest answer served is at most cache_ttl_seconds old. Few local
+        # entries: a 30-day hourly answer is ~50 KB.
+        half = cfg.cache_ttl_seconds / 2
+        cache = TwoLevelCache(redis, f"{settings.redis.key_prefix}report", local_ttl=half, redis_ttl=half,
+                              max_local_entries=1000)
+        await cache.start()
+        caches.append(cache)
+    reports = ReportUseCases(ctx, cache, ReportSettings(
+        max_range_days=cfg.max_range_days, max_export_range_days=cfg.max_export_range_days,
+        cache_ttl_seconds=cfg.cache_ttl_seconds, export_chunk_rows=cfg.export_chunk_rows))
+    return report_handler.registration(report_handler.ReportServiceHandler(reports))
+
+
+async def _webhooks(settings: Settings, ctx: AppContext, redis, shared: dict, closers: list) -> None:
+    """Tenant webhooks: the endpoint use cases (served by CallbackService), the outbox the callback
+    processor publishes to, and - in processes that serve callback, account or message, with
+    webhooks.run_worker_in_server - a delivery worker (`wework-worker webhooks` runs one alone)."""
+    policy = WebhookPolicy.from_config(settings.webhooks)
+    waker = WebhookWaker(redis, settings.redis.key_prefix)
+    guard = TargetGuard(policy)
+    use_cases = WebhookUseCases(ctx, policy, guard, wake=waker.wake)
+    shared["webhook_use_cases"] = use_cases
+    shared["webhook_sink"] = WebhookOutbox(ctx, policy, wake=waker.wake)
+    serves_events = bool({"callback", "account", "message"} & set(settings.server.services))
+    if settings.webhooks.run_worker_in_server and serves_events:
+        worker = await start_webhook_worker(settings, ctx, redis, use_cases=use_cases, waker=waker)
+        closers.insert(0, worker.close)
+
+
+async def start_webhook_worker(settings: Settings, ctx: AppContext, redis, *,
+                               use_cases: WebhookUseCases | None = None,
+                               waker: WebhookWaker | None = None) -> WebhookDeliveryWorker:
+    """A started delivery worker on every callback shard (the caller closes it)."""
+    policy = WebhookPolicy.from_config(settings.webhooks)
+    if use_cases is None:
+        use_cases = WebhookUseCases(ctx, policy, TargetGuard(policy))
+    worker = WebhookDeliveryWorker(ctx.db, policy, TargetGuard(policy), use_cases.reveal,
+                                   WorkerSettings.from_config(settings.webhooks),
+                                   waker=waker or WebhookWaker(redis, settings.redis.key_prefix))
+    await worker.start()
+    ctx.db.on_shard_map_replaced.append(lambda _config: worker.ensure_shard_loops())
+    return worker

@@ -28,7 +28,7 @@ from wework.persistence.config import DatabaseConfig, RedisConfig, ShardSpec
 from wework.server.providers.simulator import SimulatorConfig
 
 # The services this build implements; account, message, callback and report join as they land.
-ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message")
+ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message", "callback", "report")
 
 
 class ServerConfig(BaseModel):
@@ -95,6 +95,9 @@ class SecurityConfig(BaseModel):
             raise ValueError("active_encryption_key_id must name one of encryption_keys")
         if self.token_secret is not None and len(self.token_secret.get_secret_value()) < 32:
             raise ValueError("token_secret must be at least 32 characters")
+        # A short HMAC key makes the lookup hashes of encrypted columns guessable offline.
+        if self.lookup_hash_key is not None and len(self.lookup_hash_key.get_secret_value()) < 32:
+            raise ValueError("lookup_hash_key must be at least 32 characters")
         return self
 
 
@@ -198,22 +201,116 @@ class MessageConfig(BaseModel):
 
 
 class CallbackConfig(BaseModel):
-    """Provider callbacks over HTTP (servers/wework/server/ingress/http.py): POST
-    /provider/callbacks on http_host:http_port, off while http_port is unset. Minimal and not
-    durable yet: the Callback service issue makes it so."""
+    """Provider callbacks (docs/callbacks.md): the HTTP endpoint POST /provider/callbacks on
+    http_host:http_port (off while http_port is unset) and IngestCallback store them durably
+    (callback_events) before answering; processors work them off afterwards."""
 
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(default=None, ge=0, le=65535)
     # Verify X-Provider-Signature (HMAC-SHA256) with this secret. Unset accepts unsigned posts,
-    # which is only allowed on loopback (a simulator on the same machine).
+    # which is only allowed on loopback (a simulator on the same machine); IngestCallback then
+    # refuses every call.
     secret: SecretStr | None = None
+    # Timestamp tolerance of a signature; a (timestamp, signature) pair is accepted once.
     max_skew_seconds: int = Field(default=300, ge=1)
+    # wework-server also runs a callback processor (wework-worker callbacks is the dedicated
+    # process; any number of either may run).
+    run_processor_in_server: bool = True
+    # Callbacks claimed per shard transaction, and processed concurrently per process.
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    max_in_flight: int = Field(default=64, ge=1, le=1000)
+    # A claimed callback not finished within the lease goes back to the queue (crashed processor).
+    lease_seconds: float = Field(default=60.0, gt=0)
+    idle_poll_seconds: float = Field(default=1.0, gt=0)
+    # Attempts before a callback whose processing keeps failing is left `failed`; the waits
+    # between them double from backoff_initial_seconds up to backoff_max_seconds.
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    backoff_initial_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=300.0, ge=0)
+    # Heartbeat callbacks processed later than this are ignored (they say nothing about now).
+    stale_heartbeat_seconds: float = Field(default=60.0, gt=0)
+    # A redelivery of a callback within this many days is recognised as a duplicate.
+    dedupe_retention_days: int = Field(default=7, ge=1)
+    # Effect-ledger rows are kept this long; ReplayCallbacks refuses callbacks older than this
+    # (a replay past it could apply a second effect).
+    replay_window_days: int = Field(default=30, ge=1)
+    # Benchmarks only: also serve POST /provider/noop (the no-op baseline of bench_callback_ingest).
+    bench_routes: bool = False
 
     @model_validator(mode="after")
     def _signed_beyond_loopback(self) -> CallbackConfig:
         if self.http_port is not None and self.secret is None \
                 and self.http_host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("callback.secret is required when the callback endpoint listens beyond loopback")
+        return self
+
+
+class ReportConfig(BaseModel):
+    """ReportService (docs/reports.md): range limits, caching, export chunks."""
+
+    # Longest [start_time, end_time) of GetMessageStats, GetAccountHealth and GetTemplateUsage.
+    max_range_days: int = Field(default=93, ge=1, le=3660)
+    # Longest range of ExportMessageStats (a year and a leap day by default).
+    max_export_range_days: int = Field(default=367, ge=1, le=3660)
+    # Answers are cached in Redis (and in process) this long: the staleness bound. 0 turns it off.
+    cache_ttl_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Buckets per ExportMessageStats response (the most a caller may ask for).
+    export_chunk_rows: int = Field(default=500, ge=1, le=10000)
+
+
+class WebhookConfig(BaseModel):
+    """Tenant webhooks (docs/webhooks.md): delivery worker, retries, SSRF rules."""
+
+    # wework-server also runs a delivery worker (wework-worker webhooks is the dedicated process;
+    # any number of either may run).
+    run_worker_in_server: bool = True
+    # Only a 2xx answer within this many seconds counts as delivered.
+    timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    # Delay before each attempt: the first after the event, each later one after the previous
+    # failure (Svix's: now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); then the delivery fails.
+    retry_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1, max_length=50)
+    # An endpoint whose deliveries have all failed for this long is disabled (DISABLED_FAILING).
+    disable_after_seconds: float = Field(default=5 * 86400, gt=0)
+    # SSRF guard: private, loopback, link-local, multicast and reserved targets are refused
+    # unless allowed here (all of them, or the listed networks, e.g. ["127.0.0.0/8"]).
+    allow_private_targets: bool = False
+    allowed_target_cidrs: list[str] = Field(default_factory=list)
+    # How long the old secret keeps signing after RotateWebhookSecret when the call names no TTL.
+    previous_secret_ttl_seconds: int = Field(default=86400, ge=0, le=7 * 86400)
+    max_endpoints_per_tenant: int = Field(default=20, ge=1, le=1000)
+    # Finished deliveries (and their attempts) are deleted this long after they were queued.
+    delivery_retention_days: float = Field(default=30, gt=0)
+    # Deliveries claimed per shard transaction, posts in flight per worker, and the claim lease
+    # (longer than timeout_seconds: a claim not finished by then is retried by another worker).
+    claim_batch_size: int = Field(default=100, ge=1, le=1000)
+    max_in_flight: int = Field(default=64, ge=1, le=1000)
+    claim_lease_seconds: float = Field(default=60.0, gt=0)
+    idle_poll_seconds: float = Field(default=1.0, gt=0)
+
+    @field_validator("retry_schedule_seconds")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value):
+            raise ValueError("retry delays must not be negative")
+        return value
+
+    @field_validator("allowed_target_cidrs")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for v in value:
+            try:
+                ipaddress.ip_network(v, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{v!r} is not an IP network (CIDR)") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _lease_covers_timeout(self) -> WebhookConfig:
+        if self.claim_lease_seconds <= self.timeout_seconds:
+            raise ValueError("claim_lease_seconds must be longer than timeout_seconds")
         return self
 
 
@@ -268,6 +365,8 @@ class Settings(BaseSettings):
     message: MessageConfig = Field(default_factory=MessageConfig)
     callback: CallbackConfig = Field(default_factory=lambda: CallbackConfig())
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    webhooks: WebhookConfig = Field(default_factory=WebhookConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @classmethod
     def settings_customise_sources(

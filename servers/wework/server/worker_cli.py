@@ -1,10 +1,14 @@
 """`wework-worker`: background workers as their own processes.
 
     wework-worker dispatch [--config FILE]
+    wework-worker webhooks [--config FILE]
+    wework-worker callbacks [--config FILE]
 
 `dispatch` sends due messages (workers/dispatch.py). It builds the same composition root as
 wework-server (so the account gateway, provider, caches and wake-ups are wired identically)
 without serving gRPC, and runs until SIGTERM/SIGINT. Any number may run next to the servers.
+`webhooks` posts tenant webhooks (workers/webhooks.py); any number may run too.
+`callbacks` processes stored provider callbacks (workers/callbacks.py); any number may run too.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     dispatch = sub.add_parser("dispatch", help="send due messages through the provider")
     dispatch.add_argument("--config", help="YAML settings file (env WEWORK_CONFIG_FILE)")
+    webhooks = sub.add_parser("webhooks", help="deliver tenant webhooks (signed, with retries)")
+    webhooks.add_argument("--config", help="YAML settings file (env WEWORK_CONFIG_FILE)")
+    callbacks = sub.add_parser("callbacks", help="process stored provider callbacks (the inbox)")
+    callbacks.add_argument("--config", help="YAML settings file (env WEWORK_CONFIG_FILE)")
     return parser.parse_args(argv)
 
 
@@ -34,10 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = load_settings(args.config)
+        if args.command == "webhooks":
+            return _main_webhooks(settings)
+        settings.webhooks.run_worker_in_server = False  # `wework-worker webhooks` delivers them
         # The dispatcher asks the account service of its process about accounts.
         settings.server = ServerConfig(**{**settings.server.model_dump(), "services": ["tenant", "account", "message"]})
-        settings.message.run_dispatcher_in_server = True
-        settings.callback.http_port = None  # callbacks go to the servers; the port is theirs
+        settings.message.run_dispatcher_in_server = args.command == "dispatch"
+        # Callbacks processed here only by `callbacks`; their HTTP port is the servers'.
+        settings.callback.run_processor_in_server = args.command == "callbacks"
+        settings.callback.http_port = None
     except (SettingsError, ValueError) as exc:
         print(f"wework-worker: {exc}", file=sys.stderr)
         return 2
@@ -46,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.logging)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_dispatch(settings))
+        asyncio.run(run_dispatch(settings, args.command))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def run_dispatch(settings) -> None:
+async def run_dispatch(settings, command: str = "dispatch") -> None:
     from wework.persistence.migrate import migrate_all
     from wework.server.app import build_application
 
@@ -63,7 +76,46 @@ async def run_dispatch(settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"wework-worker dispatch running (pid {os.getpid()})", flush=True)
+    print(f"wework-worker {command} running (pid {os.getpid()})", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await app.close()
+
+
+def _main_webhooks(settings) -> int:
+    """`wework-worker webhooks`: only the webhook delivery worker (workers/webhooks.py); no
+    services, dispatcher or callback ingress of its own."""
+    from wework.server.runtime.logging import configure_logging
+
+    settings.server = ServerConfig(**{**settings.server.model_dump(), "services": ["tenant"]})
+    settings.message.run_dispatcher_in_server = False
+    settings.callback.http_port = None
+    configure_logging(settings.logging)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_webhooks(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def run_webhooks(settings) -> None:
+    from wework.persistence.migrate import migrate_all
+    from wework.server.app import build_application, start_webhook_worker
+
+    if settings.embedded:
+        await migrate_all(settings.database_config)
+    app = await build_application(settings)
+    worker = await start_webhook_worker(settings, app.ctx, app.redis)
+    app.closers.insert(0, worker.close)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"wework-worker webhooks running (pid {os.getpid()})", flush=True)
     try:
         await stop.wait()
     finally:

@@ -369,6 +369,15 @@ async def test_duplicate_idempotency_key_is_sent_once(made, guid):
     assert err.value.code == "IDEMPOTENCY_KEY_REUSED"
 
 
+async def test_the_send_record_keeps_only_the_newest_sends(made, guid):
+    sim, sink = made(send_history=2)
+    await login(sim, sink, guid)
+    for key in ("k1", "k2", "k3"):
+        await send(sim, guid, f"{key}-{guid}")
+    assert list(sim.sent_messages) == [f"k2-{guid}", f"k3-{guid}"]
+    assert sim.send_count(f"k1-{guid}") == 0  # forgotten: the record is bounded
+
+
 async def test_lost_ack_sends_and_the_retry_is_deduplicated(made, guid):
     sim, sink = made()
     await login(sim, sink, guid, lost_ack_rate=1.0)

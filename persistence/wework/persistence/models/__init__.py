@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from . import account, callback, directory, message, user
+from . import webhook as webhook  # registers the webhook tables on callback.metadata
 from .account import AccountStatusHistory, Conversation, WeworkAccount
 from .base import UtcDateTime, utcnow
 from .callback import CallbackEvent

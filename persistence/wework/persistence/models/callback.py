@@ -41,6 +41,14 @@ class CallbackEvent(CallbackBase):
     process_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
     source_ip: Mapped[str | None] = mapped_column(sa.String(45))
     user_agent: Mapped[str | None] = mapped_column(sa.Text)
+    # Added (0002): the inbox. dedupe_key is the provider's event id ("ev:...") or a hash of
+    # guid, notify_type and body ("h:..."); also the key of the effect ledgers downstream.
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(128))
+    # A failed attempt waits until next_attempt_time (backoff); NULL means due at once.
+    next_attempt_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The processor holding a `processing` row and its lease (an expired lease is re-queued).
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (
         index("callback_events", "idx_guid", "guid"),
@@ -52,7 +60,27 @@ class CallbackEvent(CallbackBase):
         # Added: workers claim by status in arrival order; listings are per tenant in time order.
         index("callback_events", "idx_status_received", "status", "received_time"),
         index("callback_events", "idx_tenant_received", "tenant_id", "received_time"),
+        index("callback_events", "idx_dedupe_key", "dedupe_key"),
+        index("callback_events", "idx_claim_lease", "status", "claimed_until"),
         {**MYSQL_TABLE_ARGS, "info": {"partition": ("received_time", "month")}},
+    )
+
+
+class CallbackDedupe(CallbackBase):
+    """Added (0002): one row per distinct callback, so that a duplicate is found by primary key.
+    A partitioned table cannot have a unique key without its partition column, so callback_events
+    itself cannot say "this event_id was seen"; this small table can. Rows older than
+    callback.dedupe_retention_days are purged by the processor."""
+
+    __tablename__ = "callback_dedupe"
+
+    dedupe_key: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    callback_event_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    received_time: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (
+        index("callback_dedupe", "idx_received_time", "received_time"),
+        dict(MYSQL_TABLE_ARGS),
     )
 
 

@@ -8,6 +8,7 @@ from wework.persistence.redis.client import (
     hash_tag,
     key,
     ping,
+    subscriber,
     tenant_key,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "hash_tag",
     "key",
     "ping",
+    "subscriber",
     "tenant_key",
 ]

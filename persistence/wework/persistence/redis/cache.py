@@ -30,9 +30,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
-from wework.persistence.redis.client import RedisClient
+from wework.persistence.redis.client import RedisClient, subscriber
 
 from ..background import cancel_and_wait
 
@@ -114,6 +113,9 @@ class TwoLevelCache:
         self.loads = 0
         self.redis_errors = 0
         self.invalidations_received = 0
+        # Keys whose set/invalidate did not reach Redis: invalidated there once it answers again,
+        # so a copy that survived the outage (a network cut, not a restart) is not served on.
+        self._unsent: set[str] = set()
 
     # ---- public API ----------------------------------------------------------------
 
@@ -175,30 +177,51 @@ class TwoLevelCache:
                 pipe.pexpire(rkey, _ms(self.redis_ttl))
                 await pipe.execute()
                 await self._publish(key)
+                self._unsent.discard(key)
                 self._l2_ok()
             except _REDIS_ERRORS as exc:
+                self._remember_unsent(key)
                 self._l2_failed("set", exc)
             self._l1_put(key, value, pending, generation)
 
     async def invalidate(self, key: str) -> None:
         """Drops the key here, in Redis, and (via pub/sub) in every other process's L1.
 
-        Never raises: if Redis is unreachable the failure is logged, and the Redis copy
-        (if Redis still holds one) lives at most `redis_ttl` more.
+        Never raises: if Redis is unreachable the failure is logged and the invalidation is
+        repeated once Redis answers again (while this process runs; at worst the Redis copy
+        lives `redis_ttl` more).
         """
         self._drop_local(key)
-        rkey = self._rkey(key)
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hincrby(rkey, "g", 1)
-            pipe.hdel(rkey, "v")
-            # Keep "g" as long as any value could live, so a stale write-back stays detectable.
-            pipe.pexpire(rkey, _ms(self.redis_ttl))
-            await pipe.execute()
-            await self._publish(key)
+            await self._invalidate_remote(key)
             self._l2_ok()
         except _REDIS_ERRORS as exc:
+            self._remember_unsent(key)
             self._l2_failed("invalidate", exc, level=logging.ERROR)
+
+    async def _invalidate_remote(self, key: str) -> None:
+        rkey = self._rkey(key)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hincrby(rkey, "g", 1)
+        pipe.hdel(rkey, "v")
+        # Keep "g" as long as any value could live, so a stale write-back stays detectable.
+        pipe.pexpire(rkey, _ms(self.redis_ttl))
+        await pipe.execute()
+        await self._publish(key)
+        self._unsent.discard(key)
+
+    def _remember_unsent(self, key: str) -> None:
+        if len(self._unsent) < 100_000:  # beyond that, redis_ttl bounds the staleness anyway
+            self._unsent.add(key)
+
+    async def _flush_unsent(self) -> None:
+        """Repeats the invalidations Redis missed; stops at the first failure (still down)."""
+        for key in list(self._unsent):
+            try:
+                await self._invalidate_remote(key)
+            except _REDIS_ERRORS:
+                return
+        logger.info("cache %s: invalidations missed during the Redis outage repeated", self.namespace)
 
     async def start(self, *, timeout: float = 5.0) -> None:
         """Starts the invalidation subscriber and waits (up to `timeout`) for its first
@@ -377,14 +400,12 @@ class TwoLevelCache:
         while True:
             pubsub = None
             try:
-                if isinstance(self._redis, RedisCluster):
-                    # ClusterPubSub picks its node from the slot map, which is empty until
-                    # the client's first command (KeyError otherwise).
-                    await self._redis.initialize()
-                pubsub = self._redis.pubsub()
+                pubsub = await subscriber(self._redis)
                 await pubsub.subscribe(self.channel)
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
+                    if self._unsent:
+                        await self._flush_unsent()
                     if message is None:
                         continue
                     kind = message["type"]

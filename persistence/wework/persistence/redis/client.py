@@ -88,6 +88,20 @@ async def ping(client: RedisClient) -> None:
         raise aioredis.ConnectionError("redis did not answer PING")
 
 
+async def subscriber(client: RedisClient) -> aioredis.client.PubSub:
+    """A PubSub for SUBSCRIBE/PSUBSCRIBE that works on a single server and on a Redis Cluster.
+
+    On a cluster, classic pub/sub is cluster-wide: a PUBLISH on any node reaches the
+    subscribers on every node (over the cluster bus), so a subscriber may sit on any node. We
+    load the slot map first (a fresh client has none, and ClusterPubSub would fail with
+    KeyError) and pick a random node, so a reconnect after a node failure can land elsewhere.
+    """
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        return client.pubsub(node=client.get_random_node())
+    return client.pubsub()
+
+
 def hash_tag(value: object) -> str:
     """`{value}`: Redis Cluster hashes only the text inside the first braces, so keys
     sharing a tag land in one slot (needed for multi-key commands and scripts)."""

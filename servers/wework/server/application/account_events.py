@@ -4,12 +4,18 @@ A callback carries only the instance guid: the directory maps it to (tenant, acc
 the callback becomes a status transition (CALLBACK_TRIGGERS), a heartbeat or a conversation
 update. Providers deliver late, twice or out of order: a callback whose transition is illegal
 in the account's current status is logged and ignored, never applied (a late ONLINE cannot undo
-a logout). Deduplication by event_id belongs to the Callback service, which will sit in front.
+a logout).
+
+`apply` is the entry of the callback processor (application/callbacks.py): it raises on
+failures (the processor retries) and, given an effect key, writes it to the effect ledger in
+the transaction of the effect, so a callback processed twice has one effect. `deliver` is the
+older direct sink (no ledger; errors logged), kept for tests of the provider adapters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -27,9 +33,18 @@ from wework.domain.accounts import (
     Trigger,
     apply_trigger,
 )
+from wework.domain.callbacks import (
+    ALREADY_APPLIED,
+    APPLIED,
+    NO_EFFECT,
+    NOTHING_TO_DO,
+    AlreadyApplied,
+    Effect,
+)
 from wework.domain.errors import DomainError, FailedPrecondition, NotFound, Unavailable
 from wework.persistence.repositories.accounts import AccountDirectoryRepository
-from wework.server.application.accounts import ACCOUNT_DB, AccountStore, LoginFlow
+from wework.persistence.repositories.callbacks import EffectLedger
+from wework.server.application.accounts import ACCOUNT_DB, AccountStore, LoginFlow, retrying
 from wework.server.application.conversations import ConversationUseCases
 from wework.server.providers.base import NotifyType, ProviderCallback
 
@@ -86,21 +101,55 @@ class AccountEvents:
                 log.exception("callback %s (%s) for account %s failed", kind.name, callback.event_id,
                               account_id)
 
+    async def route(self, guid: str) -> tuple[str, str] | None:
+        """(tenant_id, account_id) of the instance `guid`, None for an unknown guid."""
+        return await self._route(guid)
+
+    async def apply(self, callback: ProviderCallback, tenant_id: str, account_id: str,
+                    effect_key: str | None) -> Effect:
+        """Applies one callback of the account (notify_type known); raises on failures."""
+        kind = NotifyType(callback.notify_type)
+        # Status callbacks of an instance one at a time; conversation updates lock their own row.
+        serial = kind not in (NotifyType.MESSAGE_RECEIVED, NotifyType.CONVERSATION_CHANGED)
+        async with self._serialized(callback.guid) if serial else contextlib.nullcontext():
+            try:
+                return await self._effect(kind, callback, tenant_id, account_id, effect_key)
+            except AlreadyApplied:
+                return Effect(ALREADY_APPLIED, "applied before", *_event(kind, callback, account_id, None))
+            except NotFound:
+                return Effect(NO_EFFECT, "the account no longer exists")
+            except FailedPrecondition as exc:
+                return Effect(NO_EFFECT, exc.message)
+
     async def _handle(self, kind: NotifyType, cb: ProviderCallback, tenant_id: str, account_id: str) -> None:
+        try:
+            await self._effect(kind, cb, tenant_id, account_id, None)
+        except FailedPrecondition:
+            pass  # logged by _status
+
+    async def _effect(self, kind: NotifyType, cb: ProviderCallback, tenant_id: str, account_id: str,
+                      effect_key: str | None) -> Effect:
         now = self._store.ctx.clock()
         if kind is NotifyType.HEARTBEAT:
+            # No ledger: a heartbeat only moves last_heartbeat_time forward, and twice is once.
             await self._heartbeat(tenant_id, account_id, now)
-        elif kind.name in CALLBACK_TRIGGERS:
-            await self._status(CALLBACK_TRIGGERS[kind.name], cb, tenant_id, account_id, now)
-        elif kind is NotifyType.MESSAGE_RECEIVED:
+            return Effect(APPLIED)
+        if kind.name in CALLBACK_TRIGGERS:
+            previous = await self._status(CALLBACK_TRIGGERS[kind.name], cb, tenant_id, account_id, now, effect_key)
+            return Effect(APPLIED, "", *_event(kind, cb, account_id, previous))
+        if kind in (NotifyType.MESSAGE_RECEIVED, NotifyType.CONVERSATION_CHANGED):
             await self._store.get_cached(tenant_id, account_id)  # the account still exists
-            await self._conversations.record_message(tenant_id, account_id, cb.data, now)
-        elif kind is NotifyType.CONVERSATION_CHANGED:
-            await self._store.get_cached(tenant_id, account_id)
-            await self._conversations.record_conversation(tenant_id, account_id, cb.data, now)
-        else:
-            # LOGIN_CONFIRMED (ONLINE follows) and the message callbacks of the message service.
-            log.debug("callback %s for account %s: nothing to do here", kind.name, account_id)
+            record = (self._conversations.record_message if kind is NotifyType.MESSAGE_RECEIVED
+                      else self._conversations.record_conversation)
+            conversation = await record(tenant_id, account_id, cb.data, now, effect_key=effect_key)
+            if conversation is None:
+                return Effect(NO_EFFECT, "data.conversation_id is missing or too long")
+            event, data = _event(kind, cb, account_id, None)
+            return Effect(APPLIED, "", event, {**(data or {}), "conversation": conversation.id,
+                                               "unread_count": conversation.unread_count})
+        # LOGIN_CONFIRMED (ONLINE follows) and the message callbacks of the message service.
+        log.debug("callback %s for account %s: nothing to do here", kind.name, account_id)
+        return Effect(NOTHING_TO_DO)
 
     async def _heartbeat(self, tenant_id: str, account_id: str, now: datetime) -> None:
         # The cached account shows the last heartbeat written (a write invalidates it): most
@@ -115,7 +164,8 @@ class AccountEvents:
                 self._store.on_commit(uow, [(tenant_id, account_id)], publish=False)
 
     async def _status(self, trigger: Trigger, cb: ProviderCallback, tenant_id: str, account_id: str,
-                      now: datetime) -> None:
+                      now: datetime, effect_key: str | None = None) -> AccountStatus | None:
+        """Applies the trigger; the status before it. FailedPrecondition when it does not apply."""
         data = cb.data or {}
         extra: dict[str, Any] = {"provider_event_id": cb.event_id}
         if data.get("reason"):
@@ -142,7 +192,10 @@ class AccountEvents:
             return apply_trigger(a, trigger, now=now, operator=SYSTEM, extra=extra, **kwargs)
 
         try:
-            account, _ = await self._store.transition(tenant_id, account_id, plan)
+            if effect_key is None:
+                account, _ = await self._store.transition(tenant_id, account_id, plan)
+            else:
+                account = await self._ledgered_transition(tenant_id, account_id, plan, effect_key, now)
         except FailedPrecondition as exc:
             # Late, repeated or out-of-order: the account has moved on. Applying it would corrupt.
             self.ignored += 1
@@ -151,7 +204,7 @@ class AccountEvents:
             repeat = bool(seen) and seen[-1] is TRIGGERS[trigger][1]
             log.log(logging.DEBUG if repeat else logging.INFO, "callback %s (%s) for account %s ignored: %s",
                     trigger.value, cb.event_id, account_id, exc.message)
-            return
+            raise
         if trigger is Trigger.QR_EXPIRED and account.status is AccountStatus.LOGGING_IN:
             try:
                 await self._login.fetch_qr(account)  # the next QR code (login_retry_count counts it)
@@ -159,6 +212,27 @@ class AccountEvents:
                 raise
             except DomainError as exc:  # the provider refused: fetch_qr recorded LOGIN_FAILED
                 log.warning("QR refresh for account %s failed: %s", account_id, exc)
+        return seen[-1] if seen else None
+
+    async def _ledgered_transition(self, tenant_id: str, account_id: str, plan: Any, effect_key: str,
+                                   now: datetime) -> Account:
+        """AccountStore.transition with the callback's key in the effect ledger, same transaction."""
+        store = self._store
+
+        async def run() -> Account:
+            async with store.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
+                if not await EffectLedger.of_account_db(uow.session).record(effect_key, now):
+                    raise AlreadyApplied(effect_key)
+                current = await store.accounts(uow).get(tenant_id, account_id, for_update=True)
+                if current is None:
+                    raise NotFound("account", account_id)
+                planned = plan(current)
+                account, change = ((planned.account, planned.change) if hasattr(planned, "account")
+                                   else planned)
+                await store.write(uow, [(account, current.version)], [change] if change else [])
+                return account
+
+        return await retrying(run)
 
     async def _route(self, guid: str) -> tuple[str, str] | None:
         route = self._routes.get(guid)
@@ -186,3 +260,30 @@ class AccountEvents:
             entry[1] -= 1
             if entry[1] == 0:
                 self._locks.pop(guid, None)
+
+
+# Webhook event of each applied kind (heartbeats and LOGIN_CONFIRMED make none).
+_STATUS_KINDS = frozenset(NotifyType[name] for name in CALLBACK_TRIGGERS)
+
+
+def _event(kind: NotifyType, cb: ProviderCallback, account_id: str,
+           previous: AccountStatus | None) -> tuple[str | None, dict[str, Any] | None]:
+    """(tenant event type, payload) of an applied callback: small, JSON-able, no secrets."""
+    base: dict[str, Any] = {"account_id": account_id, "guid": cb.guid}
+    if kind in _STATUS_KINDS:
+        status = TRIGGERS[CALLBACK_TRIGGERS[kind.name]][1]
+        data = {**base, "status": status.value, "reason": str((cb.data or {}).get("reason") or "")[:200]}
+        if previous is not None:
+            data["previous_status"] = previous.value
+        return "account.status_changed", data
+    if kind is NotifyType.MESSAGE_RECEIVED:
+        d = cb.data or {}
+        return "message.received", {**base, "conversation_id": str(d.get("conversation_id") or ""),
+                                    "sender": d.get("sender"), "content": d.get("content"),
+                                    "time": d.get("time")}
+    if kind is NotifyType.CONVERSATION_CHANGED:
+        d = cb.data or {}
+        return "conversation.changed", {**base, "conversation_id": str(d.get("conversation_id") or ""),
+                                        "conversation_name": d.get("conversation_name"),
+                                        "member_count": d.get("member_count")}
+    return None, None

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -59,7 +60,7 @@ from wework.persistence.errors import is_retryable
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
 from wework.persistence.redis.cache import TwoLevelCache
-from wework.persistence.redis.client import RedisClient
+from wework.persistence.redis.client import RedisClient, subscriber
 from wework.persistence.repositories.accounts import (
     AccountDirectoryRepository,
     AccountRepository,
@@ -156,6 +157,7 @@ class AccountEventBus:
         self._prefix = f"{key_prefix}account-events:"
         self._listeners: dict[str, set[Listener]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._publish_paused_until = 0.0
         self.messages_received = 0
 
     def channel(self, tenant_id: str) -> str:
@@ -179,9 +181,12 @@ class AccountEventBus:
 
     async def publish(self, tenant_id: str) -> None:
         self._wake(tenant_id)  # this process's streams do not wait for the round trip
+        if time.monotonic() < self._publish_paused_until:
+            return  # Redis failed a moment ago: don't add its timeout to every change
         try:
             await self._redis.publish(self.channel(tenant_id), b"1")
         except (RedisError, OSError) as exc:
+            self._publish_paused_until = time.monotonic() + 1.0
             log.warning("account events: publish failed, watchers fall back to polling: %r", exc)
 
     async def start(self) -> None:
@@ -197,7 +202,7 @@ class AccountEventBus:
         while True:
             pubsub = None
             try:
-                pubsub = self._redis.pubsub()
+                pubsub = await subscriber(self._redis)
                 await pubsub.psubscribe(self._prefix + "*")
                 delay = 0.1
                 while True:

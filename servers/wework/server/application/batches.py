@@ -294,7 +294,10 @@ class BatchUseCases:
             else:
                 cancelled = await repo.cancel_pending(tenant_id, task_id, now)
                 task.end_time = now
-                if task.start_time is not None and self.quota is not None and cancelled:
+                # The units were taken on the start day (UTC); only that day's counter can take
+                # them back, as for a single message (messages.cancel_message).
+                if (task.start_time is not None and self.quota is not None and cancelled
+                        and task.start_time.date() == now.date()):
                     quota, n = self.quota, cancelled
                     uow.after_commit(lambda: quota.release(tenant_id, now.date(), n))
             if task.start_time is not None:

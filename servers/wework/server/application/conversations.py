@@ -16,11 +16,13 @@ from wework.domain.accounts import (
     message_preview,
     validate_conversation_update,
 )
+from wework.domain.callbacks import AlreadyApplied
 from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from wework.domain.identity import check_etag
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
 from wework.persistence.repositories.accounts import ConversationRepository
+from wework.persistence.repositories.callbacks import EffectLedger
 from wework.server.application.accounts import ACCOUNT_DB, AccountStore, retrying
 from wework.server.application.context import require_id
 
@@ -92,27 +94,31 @@ class ConversationUseCases:
     # -- provider callbacks -----------------------------------------------------------------------
 
     async def record_message(self, tenant_id: str, account_id: str, data: dict[str, Any],
-                             now: datetime) -> Conversation | None:
-        """An incoming message: the conversation's last message, one more unread."""
+                             now: datetime, *, effect_key: str | None = None) -> Conversation | None:
+        """An incoming message: the conversation's last message, one more unread.
+
+        `effect_key` (a provider callback's dedupe key) goes into the effect ledger in the same
+        transaction: the same callback processed again raises AlreadyApplied and changes nothing,
+        so unread_count counts each incoming message once."""
         def change(c: Conversation) -> Conversation:
             return replace(c, last_msg_time=max(now, c.last_msg_time or now),
                            last_msg_content=message_preview(data.get("content")),
                            unread_count=c.unread_count + 1, is_active=True)
 
-        return await self._upsert(tenant_id, account_id, data, now, change)
+        return await self._upsert(tenant_id, account_id, data, now, change, effect_key)
 
     async def record_conversation(self, tenant_id: str, account_id: str, data: dict[str, Any],
-                                  now: datetime) -> Conversation | None:
+                                  now: datetime, *, effect_key: str | None = None) -> Conversation | None:
         """A conversation appeared or changed (name, members)."""
         def change(c: Conversation) -> Conversation:
             member_count = data.get("member_count")
             return replace(c, member_count=int(member_count) if isinstance(member_count, int) else c.member_count,
                            is_active=bool(data.get("is_active", True)))
 
-        return await self._upsert(tenant_id, account_id, data, now, change)
+        return await self._upsert(tenant_id, account_id, data, now, change, effect_key)
 
     async def _upsert(self, tenant_id: str, account_id: str, data: dict[str, Any], now: datetime,
-                      change) -> Conversation | None:
+                      change, effect_key: str | None = None) -> Conversation | None:
         provider_id = str(data.get("conversation_id") or "")
         if not provider_id or len(provider_id) > MAX_PROVIDER_ID:
             log.warning("callback for account %s without a usable conversation_id; ignored", account_id)
@@ -120,6 +126,9 @@ class ConversationUseCases:
 
         async def run() -> Conversation:
             async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
+                if effect_key is not None and not await EffectLedger.of_account_db(uow.session).record(
+                        effect_key, now):
+                    raise AlreadyApplied(effect_key)
                 repo = ConversationRepository(uow.session)
                 current = await repo.get_by_provider_id(tenant_id, account_id, provider_id, for_update=True)
                 name = data.get("conversation_name")

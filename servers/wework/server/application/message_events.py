@@ -5,8 +5,13 @@ known from the callback (the provider knows only the instance), so each shard is
 primary key. A receipt never moves a message backwards (DELIVERED is not overwritten by a late
 SENT); a terminal change writes message_statistics in the same transaction.
 
-`ProviderEventRouter` is the provider's callback sink: message receipts go here, everything
-else to the account service's AccountEvents.
+`apply` is the entry of the callback processor (application/callbacks.py): given an effect key
+(the callback's dedupe key) it writes the key to the message database's effect ledger in the
+transaction of the status change, so a receipt processed twice has one effect; it returns what
+happened (domain.callbacks.Effect) and raises on failures, which the processor retries.
+
+`ProviderEventRouter` is the direct callback sink (no inbox): message receipts go here,
+everything else to the account service's AccountEvents.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from wework.domain.callbacks import ALREADY_APPLIED, APPLIED, NO_EFFECT, AlreadyApplied, Effect
 from wework.domain.errors import FailedPrecondition
 from wework.domain.messages import MessageStatus, transition
 from wework.persistence.database import Database
 from wework.persistence.models import message as mm
+from wework.persistence.repositories.callbacks import EffectLedger
 from wework.persistence.repositories.messages import (
     MessageRepository,
     message_from_row,
@@ -36,6 +43,10 @@ MESSAGE_DB = "message"
 
 RECEIPTS = {NotifyType.MESSAGE_SENT: MS.SENT, NotifyType.MESSAGE_DELIVERED: MS.DELIVERED,
             NotifyType.MESSAGE_FAILED: MS.FAILED}
+
+
+class _NoEffect(Exception):
+    pass
 
 
 class MessageEvents:
@@ -57,7 +68,34 @@ class MessageEvents:
         log.info("receipt for unknown message %s ignored", msg_id)
         self.ignored += 1
 
-    async def _apply(self, shard: str, msg_id: str, reported: MessageStatus, data: dict[str, Any]) -> bool:
+    async def apply(self, callback: ProviderCallback, effect_key: str | None,
+                    tenant_id: str | None = None) -> Effect:
+        """Applies one receipt (the message is looked up on the tenant's shard when known)."""
+        reported = RECEIPTS[NotifyType(callback.notify_type)]
+        msg_id = str(callback.data.get("msg_id") or "")
+        shards = [self._db.shard_for(tenant_id)] if tenant_id else self._db.shard_names
+        event = f"message.{reported.value}"
+        base = {"message_id": msg_id, "status": reported.value,
+                "wework_msg_id": str(callback.data.get("wework_msg_id") or ""),
+                "error_code": str(callback.data.get("error_code") or ""),
+                "error_message": str(callback.data.get("error_message") or "")[:500]}
+        for shard in shards:
+            outcome: list[Any] = []
+            try:
+                found = await self._apply(shard, msg_id, reported, callback.data, effect_key, outcome)
+            except AlreadyApplied:
+                return Effect(ALREADY_APPLIED, "applied before", event, base)
+            except _NoEffect:
+                return Effect(NO_EFFECT, "the message has moved on (a late or repeated receipt)")
+            if found:
+                m = outcome[0]
+                return Effect(APPLIED, "", event, {**base, "account_id": m.account_id,
+                                                   "conversation_id": m.conversation_id})
+        self.ignored += 1
+        return Effect(NO_EFFECT, f"no message {msg_id!r}")
+
+    async def _apply(self, shard: str, msg_id: str, reported: MessageStatus, data: dict[str, Any],
+                     effect_key: str | None = None, outcome: list[Any] | None = None) -> bool:
         now = self._clock()
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
             s = uow.session
@@ -65,6 +103,10 @@ class MessageEvents:
                                    .with_for_update())).scalars().first()
             if row is None:
                 return False
+            # The ledger first: a receipt applied before (crash before it was marked processed,
+            # replay) is told apart from one that never applied.
+            if effect_key is not None and not await EffectLedger.of_message_db(s).record(effect_key, now):
+                raise AlreadyApplied(effect_key)
             m = message_from_row(row)
             old = m.status
             wework_msg_id = str(data.get("wework_msg_id") or "") or None
@@ -79,16 +121,17 @@ class MessageEvents:
                                  error_message=str(data.get("error_message") or "") or None)
             except FailedPrecondition:
                 new = None  # e.g. SENT for a message we already failed: keep our final word
-            if new is None:
+            if new is None or not await MessageRepository(s).save_state(new, expected_status=old):
                 self.ignored += 1
-                return True
-            if not await MessageRepository(s).save_state(new, expected_status=old):
-                self.ignored += 1
+                if effect_key is not None:
+                    raise _NoEffect  # rolls the ledger row back: this receipt had no effect
                 return True
             await s.execute(sa.update(mm.Message).where(mm.Message.id == m.id, mm.Message.created_at == m.created_at)
                             .values(claimed_by=None, claimed_until=None, hold_reason=None, held_since=None))
             await record_terminal_status(s, new, old, now)
             self.applied += 1
+            if outcome is not None:
+                outcome.append(new)
             return True
 
 

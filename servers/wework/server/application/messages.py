@@ -228,7 +228,9 @@ class MessageWriter:
 
     async def _write(self, shard: str, batch: list[_Pending]) -> None:
         now = self._ctx.clock()
-        async with self._ctx.db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
+        # tenants=: routed before a bucket move may have switched them; refused then (retryable).
+        async with self._ctx.db.shard_unit_of_work(MESSAGE_DB, shard,
+                                                   tenants={i.message.tenant_id for i in batch}) as uow:
             repo = MessageRepository(uow.session)
             await repo.put_idempotent_many([(i.message.tenant_id, SEND_OPERATION, i.request_id, i.message.id)
                                             for i in batch if i.request_id], now)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
@@ -112,11 +112,11 @@ QUEUE_DEPTH = Gauge(
 
 CALLBACKS_RECEIVED = Counter(
     "wework_callbacks_received",
-    "Provider callbacks received, by transport (http, grpc) and outcome (accepted, duplicate, rejected).",
+    "Provider callbacks received, by transport (http, grpc, simulator) and outcome (accepted, duplicate, rejected).",
     ("source", "outcome"), registry=REGISTRY)
 CALLBACKS_PROCESSED = Counter(
     "wework_callbacks_processed",
-    "Callback events processed, by outcome (processed, retried, failed).",
+    "Callback events processed, by outcome (processed, ignored, retried, failed).",
     ("outcome",), registry=REGISTRY)
 CALLBACK_PROCESSING_LAG = Histogram(
     "wework_callback_processing_lag_seconds",
@@ -130,6 +130,21 @@ WEBHOOK_ENDPOINTS_DISABLED = Counter(
     "wework_webhook_endpoints_disabled",
     "Webhook endpoints disabled automatically after repeated delivery failures.",
     registry=REGISTRY)
+WEBHOOK_ATTEMPT_DURATION = Histogram(
+    "wework_webhook_attempt_duration_seconds",
+    "Duration of webhook delivery attempts, by result (success, http_error, timeout, connection_error, refused).",
+    ("result",), buckets=RPC_BUCKETS, registry=REGISTRY)
+
+# ---- reports (ReportService) --------------------------------------------------------------
+
+REPORT_CACHE_REQUESTS = Counter(
+    "wework_report_cache_requests",
+    "Report reads by cache outcome (hit: served from Redis or the process cache, miss: computed).",
+    ("report", "result"), registry=REGISTRY)
+REPORT_CACHE_HIT_RATIO = Gauge(
+    "wework_report_cache_hit_ratio",
+    "Share of this process's cacheable report reads served from the cache since it started (0-1).",
+    registry=REGISTRY)
 
 # ---- databases (read/write split) ---------------------------------------------------------
 
@@ -137,6 +152,37 @@ DB_REPLICA_LAG = Gauge(
     "wework_db_replica_lag_seconds",
     "Replication delay of each replica as last measured; reads fall back to the primary past the bound.",
     ("db", "shard", "replica"), registry=REGISTRY)
+DB_READS = Counter(
+    "wework_db_reads",
+    "Read-only transactions on replicated shards by target (replica, primary) and reason "
+    "(usable, no_usable_replica, wait_timeout, replica_unreachable, writes_unknown).",
+    ("shard", "target", "reason"), registry=REGISTRY)
+
+
+SHARD_MAP_VERSION = Gauge(
+    "wework_shard_map_version",
+    "Runtime shard map version this process applied (0: the settings' map; docs/shard-map.md).",
+    registry=REGISTRY)
+FROZEN_BUCKETS = Gauge(
+    "wework_shard_map_frozen_buckets",
+    "Buckets frozen by a bucket move in the shard map this process applied (writes to them wait).",
+    registry=REGISTRY)
+
+
+def observe_shard_map(version: int, frozen_buckets: int) -> None:
+    SHARD_MAP_VERSION.set(version)
+    FROZEN_BUCKETS.set(frozen_buckets)
+
+
+def observe_replica_lag(dbs: Iterable[str], shard: str, replica: str, seconds: float | None) -> None:
+    """One lag measurement (ReplicaMonitor); an unreachable replica reads +Inf."""
+    value = float("inf") if seconds is None else seconds
+    for db in dbs:  # the replica serves every service database of the shard alike
+        DB_REPLICA_LAG.labels(db, shard, replica).set(value)
+
+
+def observe_db_read(shard: str, target: str, reason: str) -> None:
+    DB_READS.labels(shard, target, reason).inc()
 
 
 # ---- API ----------------------------------------------------------------------------------

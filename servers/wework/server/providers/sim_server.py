@@ -149,7 +149,9 @@ class SimServer:
     async def _faults_and_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/_"):
             return await handler(request)
-        self.requests.append({"method": request.method, "path": request.path})
+        # The idempotency key (our message id) shows the order in which messages were sent.
+        self.requests.append({"method": request.method, "path": request.path,
+                              "idempotency_key": request.headers.get("Idempotency-Key")})
         fault = next((f for f in self.faults if f.matches(request)), None)
         if fault is not None:
             fault.count -= 1

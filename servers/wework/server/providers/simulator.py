@@ -87,6 +87,9 @@ class SimulatorConfig(BaseModel):
     callback_max_attempts: int = Field(default=3, ge=1)
     callback_retry_delay_seconds: float = Field(default=0.1, ge=0)
     callback_history: int = Field(default=1000, ge=0)  # recent callbacks kept in .callbacks
+    # Sends remembered for idempotency (and tests), oldest forgotten first: a long-running
+    # embedded server must not grow without bound. A real provider's dedupe window is finite too.
+    send_history: int = Field(default=1_000_000, ge=1)
     close_drain_seconds: float = Field(default=1.0, ge=0)  # close() delivers what is queued, this long
 
 
@@ -256,6 +259,11 @@ class SimulatorProvider:
         # Recorded on acceptance: a caller that times out or crashes after this point has sent it.
         self.sent_messages[idempotency_key] = record
         self.send_counts[idempotency_key] += 1
+        if len(self.sent_messages) > self.config.send_history:
+            oldest = next(iter(self.sent_messages))
+            del self.sent_messages[oldest]
+            self.send_counts.pop(oldest, None)
+            self.duplicate_sends.pop(oldest, None)
         self._spawn(self._deliver_message(record, fails, cfg.delivery_delay_seconds),
                     f"{self.label}:{guid}:message:{idempotency_key}")
         await self._sleep(cfg.send_latency_seconds)

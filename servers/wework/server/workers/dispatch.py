@@ -42,6 +42,7 @@ from wework.domain.messages import Message
 from wework.persistence.background import cancel_and_wait
 from wework.persistence.database import Database
 from wework.persistence.models import message as mm
+from wework.persistence.redis.client import subscriber
 from wework.persistence.repositories.batches import BatchRepository
 from wework.persistence.repositories.dispatch import DispatchRepository
 from wework.server.application.context import utcnow
@@ -94,19 +95,25 @@ class DispatchWaker:
     """Redis pub/sub on `<prefix>dispatch-wake`: a commit that makes a message due wakes every
     idle dispatcher at once. Only a hint: dispatchers also poll every idle_poll_seconds."""
 
+    # After a failed PUBLISH, skip publishing this long: the wake-up runs after every accepting
+    # commit, and a Redis that times out must not add its timeout to each of them.
+    PUBLISH_PAUSE_SECONDS = 1.0
+
     def __init__(self, redis: Any, key_prefix: str) -> None:
         self._redis = redis
         self.channel = f"{key_prefix}dispatch-wake"
         self._events: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
+        self._publish_paused_until = 0.0
 
     async def wake(self, shard: str | None = None) -> None:
         self._local()
-        if self._redis is None:
+        if self._redis is None or time.monotonic() < self._publish_paused_until:
             return
         try:
             await self._redis.publish(self.channel, (shard or "").encode())
         except Exception as exc:  # noqa: BLE001 - the poll covers a lost wake-up
+            self._publish_paused_until = time.monotonic() + self.PUBLISH_PAUSE_SECONDS
             log.warning("dispatch wake-up not published: %r", exc)
 
     def _local(self) -> None:
@@ -131,7 +138,7 @@ class DispatchWaker:
         while True:
             pubsub = None
             try:
-                pubsub = self._redis.pubsub()
+                pubsub = await subscriber(self._redis)
                 await pubsub.subscribe(self.channel)
                 delay = 0.1
                 while True:
@@ -232,6 +239,15 @@ class Dispatcher:
             await self._waker.start()
         for shard in self._db.shard_names:
             self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"dispatch-{shard}"))
+
+    def ensure_shard_loops(self) -> None:
+        """Starts a loop for each shard added since start (runtime shard map, shardmap.py)."""
+        if not self._tasks:
+            return  # not started, or closed
+        running = {t.get_name() for t in self._tasks}
+        for shard in self._db.shard_names:
+            if f"dispatch-{shard}" not in running:
+                self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"dispatch-{shard}"))
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []

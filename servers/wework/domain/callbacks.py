@@ -1,0 +1,209 @@
+"""Provider callbacks, pure: signature check, parsing, event types, dedupe keys, retry backoff.
+
+A provider callback is a JSON body {event_id, guid, notify_type, data, time} signed with
+HMAC-SHA256 over "<timestamp>.<body>" (docs/callbacks.md). No I/O here: the ingress and the
+processor (application/callbacks.py) call these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+# notify_type -> event_type (the stored, listable name of what the callback means).
+EVENT_TYPES: dict[int, str] = {
+    11001: "account.login_qr",
+    11002: "account.qr_scanned",
+    11003: "account.login_confirmed",
+    11004: "account.need_verify",
+    11005: "account.online",
+    11006: "account.offline",
+    11007: "account.logged_out",
+    11008: "account.qr_expired",
+    11009: "account.login_failed",
+    11010: "account.heartbeat",
+    12001: "message.sent",
+    12002: "message.delivered",
+    12003: "message.failed",
+    12004: "message.received",
+    12005: "conversation.changed",
+}
+UNKNOWN_EVENT_TYPE = "unknown"
+HEARTBEAT = 11010
+MESSAGE_RECEIPTS = (12001, 12002, 12003)
+
+MAX_EVENT_ID = 100  # longer provider ids are hashed into the key
+SIGNATURE_PREFIX = "v1="
+
+
+def event_type_of(notify_type: int) -> str:
+    return EVENT_TYPES.get(notify_type, UNKNOWN_EVENT_TYPE)
+
+
+# ---- signatures ---------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: str | int, body: bytes) -> str:
+    """"v1=" + hex HMAC-SHA256(secret, "<timestamp>.<body>")."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return SIGNATURE_PREFIX + mac.hexdigest()
+
+
+def check_signature(secret: str, timestamp: str, signature: str, body: bytes, now: float,
+                    tolerance_seconds: int) -> str | None:
+    """None when the signature is good and fresh, else the reason it is refused ("missing
+    timestamp", "stale timestamp", "bad signature"). A signature header may carry several
+    space-separated values (a secret rotation on the provider's side): one good one suffices."""
+    if not timestamp or not timestamp.lstrip("-").isdigit():
+        return "missing timestamp"
+    if abs(now - int(timestamp)) > tolerance_seconds:
+        return "stale timestamp"
+    expected = sign(secret, timestamp, body)
+    if not any(hmac.compare_digest(expected, given) for given in signature.split() if given):
+        return "bad signature"
+    return None
+
+
+# ---- parsing ------------------------------------------------------------------------------------
+
+
+class MalformedCallback(ValueError):
+    """The body is not a callback; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the ingress reads of a body before storing it: never fails (a malformed body is
+    stored too, and fails in processing)."""
+
+    guid: str
+    notify_type: int
+    event_id: str | None
+    body: dict[str, Any] | None  # None: not a JSON object
+
+
+def envelope(raw: bytes | str) -> Envelope:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return Envelope("", 0, None, None)
+    if not isinstance(body, dict):
+        return Envelope("", 0, None, None)
+    guid = body.get("guid")
+    notify_type = body.get("notify_type")
+    event_id = body.get("event_id")
+    return Envelope(
+        guid=str(guid)[:100] if isinstance(guid, str | int) and not isinstance(guid, bool) else "",
+        notify_type=notify_type if isinstance(notify_type, int) and not isinstance(notify_type, bool)
+        and -2**31 <= notify_type < 2**31 else 0,
+        event_id=str(event_id) if isinstance(event_id, str | int) and not isinstance(event_id, bool)
+        and str(event_id) else None,
+        body=body)
+
+
+def dedupe_key(raw: bytes, env: Envelope) -> str:
+    """The provider's event id when it sends one, else a hash of guid, notify_type and body."""
+    if env.event_id:
+        if len(env.event_id) <= MAX_EVENT_ID:
+            return "ev:" + env.event_id
+        return "ev#" + hashlib.sha256(env.event_id.encode()).hexdigest()
+    digest = hashlib.sha256(f"{env.guid}\n{env.notify_type}\n".encode() + raw).hexdigest()
+    return "h:" + digest
+
+
+@dataclass(frozen=True)
+class ParsedCallback:
+    guid: str
+    notify_type: int
+    event_id: str
+    data: dict[str, Any]
+    time: datetime | None
+
+
+def parse(raw: str) -> ParsedCallback:
+    """The callback in `raw`, or MalformedCallback saying what is wrong."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise MalformedCallback(f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedCallback("body is not a JSON object")
+    guid = body.get("guid")
+    if not isinstance(guid, str) or not guid:
+        raise MalformedCallback("guid is missing or not a string")
+    if len(guid) > 100:
+        raise MalformedCallback("guid is longer than 100 characters")
+    notify_type = body.get("notify_type")
+    if not isinstance(notify_type, int) or isinstance(notify_type, bool):
+        raise MalformedCallback("notify_type is missing or not an integer")
+    data = body.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise MalformedCallback("data is not a JSON object")
+    t = body.get("time")
+    when: datetime | None = None
+    if t not in (None, ""):
+        if not isinstance(t, str):
+            raise MalformedCallback("time is not an ISO 8601 string")
+        try:
+            when = datetime.fromisoformat(t)
+        except ValueError:
+            raise MalformedCallback(f"time {t!r} is not ISO 8601") from None
+        if when.tzinfo is None:
+            raise MalformedCallback(f"time {t!r} has no UTC offset")
+    event_id = body.get("event_id")
+    return ParsedCallback(guid=guid, notify_type=notify_type, data=data,
+                          event_id=str(event_id) if event_id not in (None, "") else "", time=when)
+
+
+def check_receipt(parsed: ParsedCallback) -> None:
+    """Message receipts must name our message (data.msg_id)."""
+    if parsed.notify_type in MESSAGE_RECEIPTS:
+        msg_id = parsed.data.get("msg_id")
+        if not isinstance(msg_id, str) or not msg_id:
+            raise MalformedCallback("data.msg_id is missing (a message receipt names our message id)")
+
+
+# ---- retries ------------------------------------------------------------------------------------
+
+
+def retry_delay(attempt: int, initial_seconds: float, max_seconds: float) -> timedelta:
+    """Exponential backoff after failed attempt number `attempt` (1-based), capped."""
+    return timedelta(seconds=min(max_seconds, initial_seconds * (2 ** max(attempt - 1, 0))))
+
+
+# ---- effects ------------------------------------------------------------------------------------
+
+
+class AlreadyApplied(Exception):
+    """The effect ledger holds this callback's key: its effect happened before (raised inside the
+    effect's transaction, which then changes nothing)."""
+
+    def __init__(self, effect_key: str) -> None:
+        super().__init__(f"callback {effect_key} was applied before")
+        self.effect_key = effect_key
+
+
+APPLIED = "applied"                  # the effect happened now
+ALREADY_APPLIED = "already_applied"  # the ledger says it happened before (crash, replay)
+NOTHING_TO_DO = "nothing_to_do"      # a callback that needs no effect (LOGIN_CONFIRMED)
+NO_EFFECT = "no_effect"              # refused: illegal transition, unknown message, deleted account
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What processing one callback did, and the tenant event it makes (webhook_event None: none)."""
+
+    outcome: str
+    reason: str = ""
+    webhook_event: str | None = None
+    data: dict[str, Any] | None = None
+
+    @property
+    def processed(self) -> bool:
+        return self.outcome in (APPLIED, ALREADY_APPLIED, NOTHING_TO_DO)

@@ -1,0 +1,314 @@
+"""The webhook delivery worker: posts due deliveries to tenants' endpoints, signed.
+
+Safe in any number of processes (wework-server with webhooks.run_worker_in_server, and
+`wework-worker webhooks`). Per callback shard:
+
+1. A short transaction claims due pending deliveries (FOR UPDATE SKIP LOCKED) with this
+   worker's id and a lease (repositories/webhooks.py). A killed worker's claims expire and are
+   claimed again: at least once, with the same webhook-id, which receivers dedupe on.
+2. Outside any transaction each delivery is checked (endpoint still enabled; its host resolved
+   and every address allowed by the SSRF guard) and posted to the checked address, with the
+   Standard Webhooks headers and one signature per valid secret.
+3. A short transaction records the attempt and the outcome: succeeded (a 2xx within the
+   timeout), pending again at the next time of the retry schedule, or failed when the schedule
+   is used up. An endpoint whose failures have lasted webhooks.disable_after_seconds is
+   disabled (DISABLED_FAILING, with the reason), and its waiting deliveries end failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from wework.domain.webhooks import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    next_attempt_delay,
+    signature_header,
+)
+from wework.persistence.database import Database
+from wework.persistence.repositories.webhooks import WebhookDeliveryRepository, WebhookEndpointRepository
+from wework.server.application.context import utcnow
+from wework.server.application.webhooks import TargetGuard, TargetRefused, WebhookPolicy
+from wework.server.observability import metrics
+from wework.server.workers.dispatch import DispatchWaker
+
+log = logging.getLogger(__name__)
+CALLBACK_DB = "callback"
+USER_AGENT = "wework-webhooks/1"
+
+
+class WebhookWaker(DispatchWaker):
+    """Redis pub/sub on `<prefix>webhook-wake`: a commit that enqueues deliveries wakes idle
+    workers at once (they also poll every idle_poll_seconds)."""
+
+    def __init__(self, redis: Any, key_prefix: str) -> None:
+        super().__init__(redis, key_prefix)
+        self.channel = f"{key_prefix}webhook-wake"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    claim_batch_size: int = 100
+    max_in_flight: int = 64
+    claim_lease_seconds: float = 60.0
+    idle_poll_seconds: float = 1.0
+    retention: timedelta = timedelta(days=30)
+    purge_every_seconds: float = 600.0
+    purge_batch: int = 1000
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> WorkerSettings:
+        return cls(claim_batch_size=cfg.claim_batch_size, max_in_flight=cfg.max_in_flight,
+                   claim_lease_seconds=cfg.claim_lease_seconds, idle_poll_seconds=cfg.idle_poll_seconds,
+                   retention=timedelta(days=cfg.delivery_retention_days))
+
+
+@dataclass
+class WebhookStats:
+    claimed: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+class WebhookDeliveryWorker:
+    def __init__(self, db: Database, policy: WebhookPolicy, guard: TargetGuard,
+                 reveal: Callable[[WebhookEndpoint], WebhookEndpoint], settings: WorkerSettings, *,
+                 waker: WebhookWaker | None = None, worker_id: str | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._db, self._policy, self._guard, self._reveal, self._cfg = db, policy, guard, reveal, settings
+        self._waker, self._clock = waker, clock
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        self._sem = asyncio.Semaphore(settings.max_in_flight)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: httpx.AsyncClient | None = None
+        self._stopping = False
+        self._events: list[asyncio.Event] = []
+        self.stats = WebhookStats()
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        # No redirects (a 3xx is not a 2xx, and following one would skip the SSRF guard); no
+        # proxies from the environment (the guard checks the address actually connected to).
+        self._http = httpx.AsyncClient(timeout=self._policy.timeout_seconds, follow_redirects=False,
+                                       trust_env=False, limits=httpx.Limits(max_connections=self._cfg.max_in_flight))
+        if self._waker is not None:
+            await self._waker.start()
+        for shard in self._db.shard_names:
+            self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"webhooks-{shard}"))
+
+    def ensure_shard_loops(self) -> None:
+        """Starts a loop for each shard added since start (runtime shard map)."""
+        if not self._tasks:
+            return  # not started, or closed
+        running = {t.get_name() for t in self._tasks}
+        for shard in self._db.shard_names:
+            if f"webhooks-{shard}" not in running:
+                self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"webhooks-{shard}"))
+
+    async def close(self, grace_seconds: float = 10.0) -> None:
+        """Lets each loop finish its round (posts in flight get recorded, no needless redelivery,
+        no connection cancelled mid-query), then cancels what is still running."""
+        tasks, self._tasks = self._tasks, []
+        self._stopping = True
+        for e in self._events:
+            e.set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for t in pending:
+                t.cancel()
+            for t in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        if self._waker is not None:
+            await self._waker.close()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def _shard_loop(self, shard: str) -> None:
+        event = self._waker.event() if self._waker is not None else asyncio.Event()
+        self._events.append(event)
+        last_depth = last_purge = 0.0
+        while not self._stopping:
+            try:
+                if time.monotonic() - last_depth > 5.0:
+                    last_depth = time.monotonic()
+                    await self._measure_depth(shard)
+                if time.monotonic() - last_purge > self._cfg.purge_every_seconds:
+                    last_purge = time.monotonic()
+                    await self.purge(shard)
+                event.clear()
+                n = await self.run_once(shard)
+                if n == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), self._cfg.idle_poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook delivery loop on shard %s failed; retrying", shard)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), 1.0)
+
+    async def _measure_depth(self, shard: str) -> None:
+        async with self._db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
+            depth = await WebhookDeliveryRepository(uow.session).due_count(self._clock())
+        metrics.QUEUE_DEPTH.labels(queue="webhooks", shard=shard).set(depth)
+
+    async def purge(self, shard: str) -> int:
+        """Deletes finished deliveries past the retention, in bounded batches; the number deleted."""
+        total = 0
+        while not self._stopping:
+            async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
+                n = await WebhookDeliveryRepository(uow.session).purge(self._clock() - self._cfg.retention,
+                                                                       self._cfg.purge_batch)
+            total += n
+            if n < self._cfg.purge_batch:
+                break
+        return total
+
+    # -- one round --
+
+    async def run_once(self, shard: str) -> int:
+        """Claims one batch on `shard` and posts it; the number claimed."""
+        now = self._clock()
+        async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
+            claimed = await WebhookDeliveryRepository(uow.session).claim(
+                self.worker_id, now, self._cfg.claim_batch_size, timedelta(seconds=self._cfg.claim_lease_seconds))
+        if not claimed:
+            return 0
+        self.stats.claimed += len(claimed)
+        endpoints = await self._endpoints(shard, claimed)
+        await asyncio.gather(*(self._one(shard, d, endpoints.get(d.endpoint_id)) for d in claimed))
+        return len(claimed)
+
+    async def _endpoints(self, shard: str, claimed: list[WebhookDelivery]) -> dict[str, WebhookEndpoint]:
+        out: dict[str, WebhookEndpoint] = {}
+        async with self._db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
+            repo = WebhookEndpointRepository(uow.session)
+            for tenant_id, endpoint_id in {(d.tenant_id, d.endpoint_id) for d in claimed}:
+                ep = await repo.get(tenant_id, endpoint_id)
+                if ep is not None:
+                    out[endpoint_id] = self._reveal(ep)
+        return out
+
+    async def _one(self, shard: str, d: WebhookDelivery, ep: WebhookEndpoint | None) -> None:
+        async with self._sem:
+            try:
+                if ep is None or not ep.enabled:
+                    await self._skip(shard, d)
+                    return
+                attempt = await self._post(d, ep)
+                await self._record(shard, d, ep, attempt)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook delivery %s failed; its lease will bring it back", d.id)
+
+    async def _skip(self, shard: str, d: WebhookDelivery) -> None:
+        """The endpoint was disabled or deleted after the event was queued: failed, no attempt."""
+        async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
+            await WebhookDeliveryRepository(uow.session).finish(
+                d, self.worker_id, status=DeliveryStatus.FAILED, attempt_count=d.attempt_count,
+                next_attempt_at=None, now=self._clock())
+        self.stats.skipped += 1
+        metrics.WEBHOOK_DELIVERIES.labels(outcome="skipped").inc()
+
+    async def _post(self, d: WebhookDelivery, ep: WebhookEndpoint) -> WebhookAttempt:
+        started_at, t0 = self._clock(), time.monotonic()
+        status, error, result = 0, "", "connection_error"
+        try:
+            addresses = await self._guard.addresses(ep.url)
+            body = _body(d)
+            ts = int(time.time())
+            headers = {"content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": d.event_id,
+                       "webhook-timestamp": str(ts),
+                       "webhook-signature": signature_header(ep.signing_secrets(self._clock()), d.event_id, ts, body)}
+            url, extensions = _pinned(ep.url, addresses[0], headers)
+            assert self._http is not None
+            async with asyncio.timeout(self._policy.timeout_seconds):
+                response = await self._http.post(url, content=body, headers=headers, extensions=extensions)
+            status = response.status_code
+            if 200 <= status < 300:
+                result = "success"
+            else:
+                result, error = "http_error", f"HTTP {status}"
+        except TargetRefused as exc:
+            result, error = "refused", str(exc)
+        except (TimeoutError, httpx.TimeoutException):
+            result, error = "timeout", f"no answer within {self._policy.timeout_seconds:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        elapsed = time.monotonic() - t0
+        metrics.WEBHOOK_ATTEMPT_DURATION.labels(result=result).observe(elapsed)
+        return WebhookAttempt(attempt_number=d.attempt_count + 1, attempt_time=started_at, response_status=status,
+                              error="" if result == "success" else error, duration_ms=int(elapsed * 1000))
+
+    async def _record(self, shard: str, d: WebhookDelivery, ep: WebhookEndpoint, a: WebhookAttempt) -> None:
+        now = self._clock()
+        ok = not a.error
+        attempts = a.attempt_number
+        delay = None if ok else next_attempt_delay(self._policy.schedule, attempts)
+        if ok:
+            status, next_at, outcome = DeliveryStatus.SUCCEEDED, None, "delivered"
+        elif delay is not None:
+            status, next_at, outcome = DeliveryStatus.PENDING, now + timedelta(seconds=delay), "retrying"
+        else:
+            status, next_at, outcome = DeliveryStatus.FAILED, None, "failed"
+        disabled = False
+        async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
+            deliveries, endpoints = WebhookDeliveryRepository(uow.session), WebhookEndpointRepository(uow.session)
+            await deliveries.add_attempt(d.id, a)
+            if ok:
+                await endpoints.record_success(ep.id, now)
+            else:
+                disabled = await endpoints.record_failure(ep.id, now, self._policy.disable_after)
+            if disabled and status is DeliveryStatus.PENDING:
+                status, next_at, outcome = DeliveryStatus.FAILED, None, "failed"
+            await deliveries.finish(d, self.worker_id, status=status, attempt_count=attempts, next_attempt_at=next_at,
+                                    now=now)
+            if disabled:
+                await deliveries.fail_pending_of(ep.id, now)
+        setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+        metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+        if disabled:
+            metrics.WEBHOOK_ENDPOINTS_DISABLED.inc()
+            log.warning("webhook endpoint %s of tenant %s disabled after failing for %s", ep.id, ep.tenant_id,
+                        self._policy.disable_after)
+
+
+def _body(d: WebhookDelivery) -> bytes:
+    return d.body.encode()  # the stored JSON text, byte for byte
+
+
+def _pinned(url: str, address: str, headers: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """An http:// `url` aimed at the checked `address` with the original Host header, so that DNS
+    cannot answer differently between the guard's check and the connection (rebinding).
+
+    https:// URLs are left as they are: the certificate must match the URL's host name, so a
+    name re-pointed at an internal address fails the TLS handshake before anything is sent; and
+    pinning would let pooled connections (keyed by address) carry another host's requests over a
+    certificate checked for the first one."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return url, {}
+    headers["host"] = parts.netloc.rsplit("@", 1)[-1]
+    ip_host = f"[{address}]" if ":" in address else address
+    netloc = f"{ip_host}:{parts.port}" if parts.port else ip_host
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), {}
