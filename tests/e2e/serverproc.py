@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -129,3 +130,15 @@ def wait_serving(server: ServerProcess, service: str, timeout: float) -> None:
             time.sleep(0.2)
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"wework-server did not become SERVING in {timeout} s:\n{server.log()[-4000:]}")
+
+
+def wait_http(url: str, timeout: float = 20) -> None:
+    """Waits until an HTTP server answers `url` (any status)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")

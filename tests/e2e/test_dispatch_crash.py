@@ -24,7 +24,7 @@ import harness
 import httpx
 import pytest
 import sqlalchemy as sa
-from serverproc import BIN, TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server
+from serverproc import BIN, TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server, wait_http
 from wework.client import ClientOptions, WeworkClient
 from wework.persistence.database import Database
 from wework.v1 import account_pb2 as apb
@@ -35,16 +35,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.mariadb, pytest.mark.redis]
 N = 300
 SECRET = "crash-test-secret"
 
-
-def _wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
 
 
 def _worker(config, log_path) -> subprocess.Popen:
@@ -67,7 +57,7 @@ def crash_platform(mariadb_server, redis_server, tmp_path):
                                  "send_latency_seconds": 0.002})],
         stdout=sim_log, stderr=subprocess.STDOUT)
     sim_url = f"http://127.0.0.1:{sim_port}"
-    _wait_http(sim_url + "/_requests")
+    wait_http(sim_url + "/_requests")
     settings = settings_yaml(
         tmp_path / "server.yaml", config.model_dump(mode="json"), redis_server.url,
         redis={"key_prefix": f"{prefix}:"},

@@ -26,7 +26,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from harness.replication import start_replicated_pair
-from serverproc import TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server
+from serverproc import TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server, wait_http
 from wework.client import ClientOptions, WeworkClient
 from wework.client.errors import WeworkError
 from wework.persistence.config import DatabaseConfig, ShardSpec
@@ -40,16 +40,6 @@ SECRET = "failover-test-secret"
 BEFORE_KILL = 40
 AFTER_FAILOVER = 40
 
-
-def _wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
 
 
 @pytest.fixture
@@ -74,7 +64,7 @@ def failover_platform(mariadb_server, redis_server, tmp_path):
     sim_url = f"http://127.0.0.1:{sim_port}"
     server = None
     try:
-        _wait_http(sim_url + "/_requests")
+        wait_http(sim_url + "/_requests")
         settings = settings_yaml(
             tmp_path / "server.yaml", config.model_dump(mode="json"), redis_server.url,
             redis={"key_prefix": f"{prefix}:"},

@@ -20,7 +20,7 @@ import harness
 import httpx
 import pytest
 from google.protobuf import timestamp_pb2
-from serverproc import TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server
+from serverproc import TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server, wait_http
 from wework.client import ClientOptions, WeworkClient
 from wework.v1 import account_pb2 as apb
 from wework.v1 import message_pb2 as pb
@@ -29,16 +29,6 @@ from wework.v1 import tenant_pb2 as tpb
 pytestmark = [pytest.mark.e2e, pytest.mark.mariadb, pytest.mark.redis]
 SECRET = "priority-test-secret"
 
-
-def _wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
 
 
 @pytest.fixture
@@ -54,7 +44,7 @@ def http_provider_platform(mariadb_server, redis_server, tmp_path):
                                  "heartbeat_interval_seconds": 1, "delivery_delay_seconds": 0.01})],
         stdout=sim_log, stderr=subprocess.STDOUT)
     sim_url = f"http://127.0.0.1:{sim_port}"
-    _wait_http(sim_url + "/_requests")
+    wait_http(sim_url + "/_requests")
     settings = settings_yaml(
         tmp_path / "server.yaml", config.model_dump(mode="json"), redis_server.url,
         redis={"key_prefix": f"{prefix}:"},

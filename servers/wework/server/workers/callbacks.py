@@ -37,6 +37,7 @@ from wework.server.application.callbacks import CALLBACK_DB, CallbackProcessing
 from wework.server.application.context import utcnow
 from wework.server.observability import metrics
 from wework.server.workers.dispatch import DispatchWaker
+from wework.server.workers.shard_loops import ShardLoops
 
 log = logging.getLogger(__name__)
 
@@ -87,31 +88,20 @@ class CallbackProcessor:
         self._ledger_dbs = tuple(d for d in ledger_dbs if d in db.databases)
         self._sem = asyncio.Semaphore(settings.max_in_flight)
         self._batching = processing.batching()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = ShardLoops(db, "callbacks", self._shard_loop)
         self.processed = 0
 
     async def start(self) -> None:
         if self._waker is not None:
             await self._waker.start()
-        for shard in self._db.shard_names:
-            self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"callbacks-{shard}"))
+        self._loops.start()
 
     def ensure_shard_loops(self) -> None:
         """Starts a loop for each shard added since start (runtime shard map)."""
-        if not self._tasks:
-            return  # not started, or closed
-        running = {t.get_name() for t in self._tasks}
-        for shard in self._db.shard_names:
-            if f"callbacks-{shard}" not in running:
-                self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"callbacks-{shard}"))
+        self._loops.ensure()
 
     async def close(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await self._loops.close()
         if self._waker is not None:
             await self._waker.close()
 

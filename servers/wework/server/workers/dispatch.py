@@ -47,6 +47,7 @@ from wework.persistence.repositories.batches import BatchRepository
 from wework.persistence.repositories.dispatch import DispatchRepository
 from wework.server.application.context import utcnow
 from wework.server.providers.base import Provider, ProviderError
+from wework.server.workers.shard_loops import ShardLoops
 
 log = logging.getLogger(__name__)
 MESSAGE_DB = "message"
@@ -226,7 +227,7 @@ class Dispatcher:
         self._recipients = RecipientLimiter(settings.recipient_per_minute, settings.recipient_per_hour)
         self._batches = BatchInfoCache(db)
         self._sem = asyncio.Semaphore(settings.max_in_flight)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = ShardLoops(db, "dispatch", self._shard_loop)
         self._lanes: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.stats = DispatchStats()
         # Ends running batch tasks whose messages are all final (application/batches.py).
@@ -237,25 +238,14 @@ class Dispatcher:
     async def start(self) -> None:
         if self._waker is not None:
             await self._waker.start()
-        for shard in self._db.shard_names:
-            self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"dispatch-{shard}"))
+        self._loops.start()
 
     def ensure_shard_loops(self) -> None:
         """Starts a loop for each shard added since start (runtime shard map, shardmap.py)."""
-        if not self._tasks:
-            return  # not started, or closed
-        running = {t.get_name() for t in self._tasks}
-        for shard in self._db.shard_names:
-            if f"dispatch-{shard}" not in running:
-                self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"dispatch-{shard}"))
+        self._loops.ensure()
 
     async def close(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await self._loops.close()
         if self._waker is not None:
             await self._waker.close()
 

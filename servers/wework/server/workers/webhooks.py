@@ -45,6 +45,7 @@ from wework.server.application.context import utcnow
 from wework.server.application.webhooks import TargetGuard, TargetRefused, WebhookPolicy
 from wework.server.observability import metrics
 from wework.server.workers.dispatch import DispatchWaker
+from wework.server.workers.shard_loops import ShardLoops
 
 log = logging.getLogger(__name__)
 CALLBACK_DB = "callback"
@@ -95,7 +96,7 @@ class WebhookDeliveryWorker:
         self._waker, self._clock = waker, clock
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._sem = asyncio.Semaphore(settings.max_in_flight)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = ShardLoops(db, "webhooks", self._shard_loop)
         self._http: httpx.AsyncClient | None = None
         self._stopping = False
         self._events: list[asyncio.Event] = []
@@ -110,32 +111,19 @@ class WebhookDeliveryWorker:
                                        trust_env=False, limits=httpx.Limits(max_connections=self._cfg.max_in_flight))
         if self._waker is not None:
             await self._waker.start()
-        for shard in self._db.shard_names:
-            self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"webhooks-{shard}"))
+        self._loops.start()
 
     def ensure_shard_loops(self) -> None:
         """Starts a loop for each shard added since start (runtime shard map)."""
-        if not self._tasks:
-            return  # not started, or closed
-        running = {t.get_name() for t in self._tasks}
-        for shard in self._db.shard_names:
-            if f"webhooks-{shard}" not in running:
-                self._tasks.append(asyncio.create_task(self._shard_loop(shard), name=f"webhooks-{shard}"))
+        self._loops.ensure()
 
     async def close(self, grace_seconds: float = 10.0) -> None:
         """Lets each loop finish its round (posts in flight get recorded, no needless redelivery,
         no connection cancelled mid-query), then cancels what is still running."""
-        tasks, self._tasks = self._tasks, []
         self._stopping = True
         for e in self._events:
             e.set()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-            for t in pending:
-                t.cancel()
-            for t in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+        await self._loops.close(grace_seconds)
         if self._waker is not None:
             await self._waker.close()
         if self._http is not None:
