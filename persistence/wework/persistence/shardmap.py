@@ -19,7 +19,6 @@ version wins over the settings, at start and while running:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -236,29 +235,13 @@ class ShardMapWatcher:
                 log.exception("shard map check failed; retrying")
 
     async def _nudge_loop(self) -> None:
-        from .redis.client import subscriber
+        from .redis.client import as_text, listen
 
-        delay = 0.1
-        while True:
-            pubsub = None
-            try:
-                pubsub = await subscriber(self._redis)
-                await pubsub.subscribe(channel(self._prefix))
-                delay = 0.1
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is not None:
-                        self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reconnect; the poll covers the gap
-                log.warning("shard map nudges: subscriber down, retrying: %r", exc)
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        def on_message(message: dict) -> None:
+            if as_text(message["type"]) == "message":
+                self._wake.set()
+
+        await listen(self._redis, on_message, what="shard map nudges", channels=[channel(self._prefix)])
 
 
 async def live_acks(redis: Any, key_prefix: str, *, stale_after_seconds: float) -> dict[str, int]:

@@ -60,7 +60,7 @@ from wework.persistence.errors import is_retryable
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
 from wework.persistence.redis.cache import TwoLevelCache
-from wework.persistence.redis.client import RedisClient, subscriber
+from wework.persistence.redis.client import RedisClient, as_text, listen
 from wework.persistence.repositories.accounts import (
     AccountDirectoryRepository,
     AccountRepository,
@@ -198,40 +198,17 @@ class AccountEventBus:
         await cancel_and_wait(task)
 
     async def _subscribe_loop(self) -> None:
-        delay = 0.1
-        while True:
-            pubsub = None
-            try:
-                pubsub = await subscriber(self._redis)
-                await pubsub.psubscribe(self._prefix + "*")
-                delay = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    kind = message["type"]
-                    if isinstance(kind, bytes):
-                        kind = kind.decode()
-                    if kind == "psubscribe":
-                        # (Re)subscribed: what was published meanwhile is lost; wake everyone.
-                        for tenant_id in list(self._listeners):
-                            self._wake(tenant_id)
-                    elif kind == "pmessage":
-                        self.messages_received += 1
-                        channel = message["channel"]
-                        if isinstance(channel, bytes):
-                            channel = channel.decode()
-                        self._wake(channel[len(self._prefix):])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reconnect after a pause; streams keep polling
-                log.warning("account events: subscriber down, retrying: %r", exc)
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        await listen(self._redis, self._on_message, what="account events", patterns=[self._prefix + "*"])
+
+    def _on_message(self, message: dict) -> None:
+        kind = as_text(message["type"])
+        if kind == "psubscribe":
+            # (Re)subscribed: what was published meanwhile is lost; wake everyone.
+            for tenant_id in list(self._listeners):
+                self._wake(tenant_id)
+        elif kind == "pmessage":
+            self.messages_received += 1
+            self._wake(as_text(message["channel"])[len(self._prefix):])
 
 
 # ---- the store ------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from wework.domain.messages import Message
 from wework.persistence.background import cancel_and_wait
 from wework.persistence.database import Database
 from wework.persistence.models import message as mm
-from wework.persistence.redis.client import subscriber
+from wework.persistence.redis.client import listen
 from wework.persistence.repositories.batches import BatchRepository
 from wework.persistence.repositories.dispatch import DispatchRepository
 from wework.server.application.context import utcnow
@@ -135,27 +135,10 @@ class DispatchWaker:
         await cancel_and_wait(task)
 
     async def _loop(self) -> None:
-        delay = 0.1
-        while True:
-            pubsub = None
-            try:
-                pubsub = await subscriber(self._redis)
-                await pubsub.subscribe(self.channel)
-                delay = 0.1
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
-                    if msg is not None:
-                        self._local()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reconnect; the poll covers the gap
-                log.warning("dispatch wake-ups: subscriber down, retrying: %r", exc)
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        # Every message, the subscribe confirmation included: after a reconnect a wake-up may
+        # have been missed, so the dispatchers look once more.
+        await listen(self._redis, lambda _message: self._local(), what="dispatch wake-ups",
+                     channels=[self.channel])
 
 
 # ---- batch info ---------------------------------------------------------------------------------
