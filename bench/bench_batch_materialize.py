@@ -1,12 +1,17 @@
 """Batch materialization: 100,000 recipients into MariaDB, as StartBatchTask writes them.
 
-Measures `BatchRepository.materialize` (multi-row INSERTs of 1,000 rows, driver-level SQL) and,
+Measures `BatchRepository.materialize` (pipelined multi-row INSERTs of 1,000 rows rendered as
+literals by wework.persistence.bulk) and,
 as the baseline in the same run against the same table, a plain executemany of the same rows
 through SQLAlchemy (`session.execute(insert(Message), rows)`). Each run is one transaction, as
 in StartBatchTask; rows/s is printed for both with the ratio.
 
     .venv/bin/python bench/bench_batch_materialize.py [--rows 100000] [--rounds 2] \\
-        [--mariadb mysql+aiomysql://root@127.0.0.1:3306]
+        [--mariadb mysql+aiomysql://root@127.0.0.1:3306 | --own-server]
+
+--own-server starts a private mariadbd (tests/harness) with a buffer pool and redo log sized
+like a database host's (the machine's shared server has a 128 MB pool and serves other jobs)
+and stops it at the end.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_get_account import _drop_databases
+from harness.servers import start_private_mariadb
 from wework.persistence.config import DatabaseConfig, ShardSpec
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
@@ -88,7 +95,20 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=1000, help="rows per multi-row INSERT")
     parser.add_argument("--mariadb", default="mysql+aiomysql://root@127.0.0.1:3306")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--own-server", action="store_true",
+                        help="start a private mariadbd with a 2 GB buffer pool and a 1 GB redo log")
+    args = parser.parse_args()
+    if not args.own_server:
+        asyncio.run(run(args))
+        return 0
+    server = start_private_mariadb(["--innodb-buffer-pool-size=2G", "--innodb-log-file-size=1G",
+                                    "--innodb-io-capacity=2000", "--innodb-io-capacity-max=4000"])
+    try:
+        args.mariadb = server.url()
+        print(f"private mariadbd on port {server.port}: 2 GB buffer pool, 1 GB redo log")
+        asyncio.run(run(args))
+    finally:
+        server.stop()
     return 0
 
 

@@ -6,9 +6,8 @@ task's messages (idx_batch_status: batch_id, status) and the task row stores the
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +23,7 @@ from wework.domain.batches import (
     TargetType,
 )
 from wework.domain.messages import MessageStatus
+from wework.persistence.bulk import insert_rows
 from wework.persistence.models import message as mm
 
 B = mm.BatchSendTask
@@ -35,9 +35,11 @@ MS = MessageStatus
 # max_allowed_packet with long contents.
 MATERIALIZE_CHUNK = 1000
 
-# messages columns written by materialization, in order.
+# messages columns written by materialization, in order. status, retry_count and paused are
+# left to their server defaults (pending, 0, false): materialized messages are always new and
+# pending, and every value the server need not parse is cheaper (about 15% of the INSERT).
 _COLUMNS = ("id", "created_at", "updated_at", "tenant_id", "account_id", "conversation_id", "message_type",
-            "content", "template_id", "status", "retry_count", "batch_id", "priority", "paused")
+            "content", "template_id", "batch_id", "priority")
 
 
 def _strategy_to_json(s: SendStrategy) -> dict[str, Any]:
@@ -189,33 +191,10 @@ class BatchRepository:
     # -- materialization --
 
     async def materialize(self, rows: Sequence[dict[str, Any]], chunk: int = MATERIALIZE_CHUNK) -> int:
-        """Inserts message rows (dicts with _COLUMNS keys) with multi-row INSERTs of `chunk` rows.
+        """Inserts new pending messages (dicts with _COLUMNS keys) with multi-row INSERTs of `chunk` rows.
 
-        Driver-level SQL: SQLAlchemy would otherwise compile a 14,000-parameter statement per
-        chunk, which costs more than the round trip it saves. Datetimes must be aware UTC.
+        Rendered as literals (wework.persistence.bulk): SQLAlchemy would compile a 14,000-parameter
+        statement per chunk and the driver escape each parameter in Python, which together cost
+        more than the server's work. Datetimes must be aware UTC.
         """
-        conn = await self._s.connection()
-        dialect = conn.dialect
-        ph = "?" if dialect.paramstyle == "qmark" else "%s"
-        one = "(" + ",".join([ph] * len(_COLUMNS)) + ")"
-        head = f"INSERT INTO messages ({','.join(_COLUMNS)}) VALUES "
-        sqlite = dialect.name == "sqlite"
-        done = 0
-        for start in range(0, len(rows), chunk):
-            part = rows[start:start + chunk]
-            params: list[Any] = []
-            for r in part:
-                for c in _COLUMNS:
-                    v = r[c]
-                    if c == "content":
-                        v = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-                    elif isinstance(v, datetime):
-                        v = v.astimezone(UTC).replace(tzinfo=None)
-                        if sqlite:
-                            v = v.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite form
-                    elif isinstance(v, bool):
-                        v = int(v)
-                    params.append(v)
-            await conn.exec_driver_sql(head + ",".join([one] * len(part)), tuple(params))
-            done += len(part)
-        return done
+        return await insert_rows(await self._s.connection(), M.__tablename__, _COLUMNS, rows, chunk)
