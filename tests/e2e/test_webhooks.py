@@ -218,9 +218,12 @@ def test_full_loop_login_send_and_receipts_arrive_as_verified_webhooks(platform,
             return any(e["type"] == event_type and all(e["data"].get(k) == v for k, v in match.items())
                        for e in events())
 
-        # (message.sent only when the provider's "sent" receipt changes the message: the dispatcher
-        # usually records "sent" first, and an event is published for effects only.)
-        wait_for(lambda: has("message.delivered"), what="message.delivered")
+        # The dispatcher records "sent" from the provider's answer; the provider's "sent" receipt
+        # then confirms it and makes the one message.sent event.
+        wait_for(lambda: has("message.delivered") and has("message.sent"), what="message.sent and .delivered")
+        assert [e["type"] for e in events()].count("message.sent") == 1
+        sent = next(e for e in events() if e["type"] == "message.sent")
+        assert sent["data"]["message_id"] == msg.id and sent["data"]["status"] == "sent"
         assert any(e["type"] == "account.status_changed" for e in events())
         delivered = next(e for e in events() if e["type"] == "message.delivered")
         assert msg.id in str(delivered["data"])

@@ -115,6 +115,18 @@ class BatchRepository:
                 error_message=t.error_message or None, version=t.version, updated_at=t.updated_at))
         return t
 
+    async def count_late_failure(self, tenant_id: str, task_id: str, now: datetime) -> bool:
+        """A message of a completed or failed task failed after it was sent (a late receipt):
+        one moves from success to failed in the task's stored counters, in the receipt's own
+        transaction. Running and paused tasks re-read their counters when they end, and
+        cancelled ones on every read, so they are left alone."""
+        done = (BatchStatus.COMPLETED.value, BatchStatus.FAILED.value)
+        result = await self._s.execute(
+            sa.update(B).where(B.id == task_id, B.tenant_id == tenant_id, B.status.in_(done), B.success_count > 0)
+            .values(success_count=B.success_count - 1, failed_count=B.failed_count + 1,
+                    version=B.version + 1, updated_at=now))
+        return result.rowcount == 1
+
     async def list_page(self, tenant_id: str, status: BatchStatus | None, account_id: str,
                         after: tuple[datetime, str] | None, limit: int) -> list[BatchTask]:
         stmt = sa.select(B).where(B.tenant_id == tenant_id)

@@ -319,8 +319,17 @@ class BatchUseCases:
         """The task with counters read from its messages; a running task whose messages are all
         final is finished here (completed, or failed with the reason)."""
         task = await self._load(tenant_id, task_id)
-        if task.start_time is None or task.status.terminal and task.status is not BatchStatus.CANCELLED:
+        if task.start_time is None:
             return task
+        if task.status.terminal and task.status is not BatchStatus.CANCELLED:
+            # Messages can still change after the end (RetryMessage of a failed one, a late
+            # receipt): the stored counters are rewritten only when they no longer match.
+            async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
+                counters = await BatchRepository(uow.session).counts(tenant_id, task_id)
+            probe = replace(task)
+            apply_counters(probe, counters)
+            if _counters_of(probe) == _counters_of(task):
+                return task
         return await finish_if_done(self._ctx, tenant_id, task_id) or task
 
     async def get_batch_task(self, principal: Principal, task_id: str) -> BatchTask:
@@ -364,6 +373,10 @@ class BatchUseCases:
             if task.status.terminal:
                 return
             await asyncio.sleep(WATCH_POLL_SECONDS)
+
+
+def _counters_of(task: BatchTask) -> tuple[int, int, int, int, int]:
+    return task.total_count, task.sent_count, task.success_count, task.failed_count, task.cancelled_count
 
 
 async def finish_if_done(ctx: AppContext, tenant_id: str, task_id: str) -> BatchTask | None:

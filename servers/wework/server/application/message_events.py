@@ -28,6 +28,7 @@ from wework.domain.errors import FailedPrecondition
 from wework.domain.messages import MessageStatus, transition
 from wework.persistence.database import Database
 from wework.persistence.models import message as mm
+from wework.persistence.repositories.batches import BatchRepository
 from wework.persistence.repositories.callbacks import EffectLedger
 from wework.persistence.repositories.messages import (
     MessageRepository,
@@ -121,6 +122,10 @@ class MessageEvents:
                                  error_message=str(data.get("error_message") or "") or None)
             except FailedPrecondition:
                 new = None  # e.g. SENT for a message we already failed: keep our final word
+            if new is None and old == MS.SENT and reported == MS.SENT and m.callback_time is None:
+                # The provider confirms what the dispatcher recorded from its answer: no change of
+                # status, but the receipt's time is kept and it is an effect (message.sent once).
+                new = replace(m, callback_time=now, updated_at=now, wework_msg_id=m.wework_msg_id or wework_msg_id)
             if new is None or not await MessageRepository(s).save_state(new, expected_status=old):
                 self.ignored += 1
                 if effect_key is not None:
@@ -129,6 +134,8 @@ class MessageEvents:
             await s.execute(sa.update(mm.Message).where(mm.Message.id == m.id, mm.Message.created_at == m.created_at)
                             .values(claimed_by=None, claimed_until=None, hold_reason=None, held_since=None))
             await record_terminal_status(s, new, old, now)
+            if new.batch_id and new.status == MS.FAILED and old in (MS.SENT, MS.DELIVERED):
+                await BatchRepository(s).count_late_failure(new.tenant_id, new.batch_id, now)
             self.applied += 1
             if outcome is not None:
                 outcome.append(new)
