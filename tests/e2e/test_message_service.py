@@ -435,6 +435,30 @@ def test_request_id_makes_send_idempotent_and_costs_quota_once(mp):
             client.messages.send_message(account_id=account.id, conversation_id="c", content=text("third"))
 
 
+async def test_concurrent_sends_of_one_request_id_answer_one_message_and_cost_one_unit(mp):
+    # Sent together they land in one group commit: the batch fails on the duplicate key, is
+    # retried message by message, and the duplicates' quota units are given back.
+    _, key = mp.new_tenant(max_daily_messages=3)
+    with mp.client(api_key=key) as sync_client:
+        account = mp.online_account(sync_client)
+    request_id = str(uuid.uuid4())
+    later = ts(datetime.now(UTC) + timedelta(hours=1))
+    async with AsyncWeworkClient(ClientOptions(mp.server.target, api_key=key)) as client:
+        sent = await asyncio.gather(*(
+            client.messages.send_message(pb.SendMessageRequest(
+                account_id=account.id, conversation_id="c", content=text("dup"), request_id=request_id,
+                scheduled_time=later))
+            for _ in range(6)))
+        assert len({m.id for m in sent}) == 1
+        others = await asyncio.gather(*(
+            client.messages.send_message(account_id=account.id, conversation_id="c", content=text(f"o{i}"),
+                                         scheduled_time=later)
+            for i in range(3)), return_exceptions=True)
+        assert sum(isinstance(r, pb.Message) for r in others) == 2  # 3 units: one went to the duplicates
+        assert sum(isinstance(r, ResourceExhaustedError) for r in others) == 1
+        assert len([x async for x in client.messages.iter_messages()]) == 3
+
+
 # ---- statistics (the helper the dispatcher calls on terminal changes) ---------------------------
 
 

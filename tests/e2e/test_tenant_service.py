@@ -310,6 +310,18 @@ def test_api_key_create_is_idempotent_and_revocation_is_immediate(platform):
         assert first.api_key.id not in {k.id for k in client.tenants.iter_api_keys()}
 
 
+def test_a_known_key_id_with_another_secret_stays_refused(platform):
+    # The authenticator remembers verified keys; that must never let a guessed secret through.
+    _, key, _ = platform.new_tenant()
+    forged = key[:-1] + ("A" if key[-1] != "A" else "B")
+    with platform.client(api_key=key) as client:
+        client.tenants.list_users(pb.ListUsersRequest())
+    with platform.client(api_key=forged) as forger, pytest.raises(UnauthenticatedError):
+        forger.tenants.list_users(pb.ListUsersRequest())
+    with platform.client(api_key=key) as client:
+        client.tenants.list_users(pb.ListUsersRequest())
+
+
 # ---- storage: shards and encryption -------------------------------------------------------------
 
 

@@ -1,97 +1,164 @@
-"""Multi-row INSERTs for bulk writes, rendered as SQL literals on MySQL/MariaDB.
+"""Multi-row INSERTs at driver level: the group commit of SendMessage and batch materialization.
 
-Binding each value through the driver costs about 2 us in pure Python (pymysql's escape_item
-per parameter), which made the client, not the server, half of a 100,000-row batch. Rows of a
-bulk write repeat most of their values (tenant, account, batch, content, timestamps), so each
-distinct non-string object is rendered once per statement and strings go through the
-connection's own escaper (C-level str.translate; it honours NO_BACKSLASH_ESCAPES). SQLite keeps
-parameter binding: its driver binds in C.
+SQLAlchemy's ORM/Core executemany costs ~40 us of Python per row plus ~150 us per statement
+(parameter dicts, defaults, per-row type processing, the compiled-cache lookup), and the
+driver's per-parameter escaping (~2 us each in pure Python) was the larger part of what was
+left. Here values still go through the columns' own bind processors (UTC datetimes, JSON, enum
+validation, SQLite's datetime text), taken once per dialect from the table, so the stored bytes
+are SQLAlchemy's. On MySQL/MariaDB the processed values are written as SQL literals: strings
+through the connection's own escaper (C-level str.translate; it honours NO_BACKSLASH_ESCAPES),
+and each distinct non-scalar object (shared content, timestamps) rendered once per call. The
+statements are pipelined: the next one is rendered while the server runs the current one.
+SQLite binds positional parameters (its driver binds in C). Errors come wrapped by SQLAlchemy as
+usual (IntegrityError for a duplicate key).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-# One encoder: json.dumps with non-default options builds a new JSONEncoder on every call.
-_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Positional placeholder per DBAPI paramstyle (aiomysql: format, aiosqlite: qmark).
+_PLACEHOLDERS = {"format": "%s", "pyformat": "%s", "qmark": "?"}
+# No parameters: the driver must not %-format a statement whose values may hold "%".
+_NO_PARAMETERS = {"no_parameters": True}
+_SCALARS = (str, int, bool, type(None))
 
-
-class LiteralRenderer:
-    """Renders Python values as MySQL literals; caches non-string objects by identity.
-
-    Identity caching is only sound while the rendered objects are alive, so a renderer lives
-    for one bulk write whose rows the caller holds.
-    """
-
-    def __init__(self, escape_string: Callable[[str], str]) -> None:
-        self._escape = escape_string
-        self._by_identity: dict[int, str] = {}
-
-    def literal(self, value: Any) -> str:
-        kind = type(value)
-        if kind is str:
-            return "'" + self._escape(value) + "'"
-        if value is None:
-            return "NULL"
-        if kind is bool:
-            return "1" if value else "0"
-        if kind is int:
-            return str(value)
-        key = id(value)
-        cached = self._by_identity.get(key)
-        if cached is None:
-            cached = self._by_identity[key] = self._render(value)
-        return cached
-
-    def _render(self, value: Any) -> str:
-        if isinstance(value, datetime):
-            if value.tzinfo is not None:
-                value = value.astimezone(UTC).replace(tzinfo=None)  # columns hold naive UTC
-            return "'" + value.isoformat(sep=" ", timespec="microseconds") + "'"
-        if isinstance(value, date):
-            return "'" + value.isoformat() + "'"
-        if isinstance(value, (dict, list)):
-            return "'" + self._escape(_to_json(value)) + "'"
-        if isinstance(value, (int, float, Decimal)):
-            return str(value)
-        if isinstance(value, bytes):
-            return "X'" + value.hex() + "'"
-        raise TypeError(f"cannot render {type(value).__name__} as a SQL literal")
+Processor = Callable[[Any], Any] | None
 
 
-async def insert_rows(conn: AsyncConnection, table: str, columns: Sequence[str],
-                      rows: Sequence[dict[str, Any]], chunk: int) -> int:
-    """INSERTs `rows` (dicts keyed by `columns`) in statements of `chunk` rows; returns the count.
+def sql_literal(value: Any, escape: Callable[[str], str]) -> str:
+    """A bind-processed value as a MySQL literal (datetimes are naive UTC by then)."""
+    kind = type(value)
+    if kind is str:
+        return "'" + escape(value) + "'"
+    if value is None:
+        return "NULL"
+    if kind is bool:
+        return "1" if value else "0"
+    if kind is int:
+        return str(value)
+    if kind is datetime:
+        return "'" + value.isoformat(sep=" ", timespec="microseconds") + "'"
+    if kind is float:
+        return repr(value)
+    if kind is date:
+        return "'" + value.isoformat() + "'"
+    if kind is bytes:
+        return "X'" + value.hex() + "'"
+    raise TypeError(f"cannot write {kind.__name__} as a SQL literal")
 
-    Datetimes must be aware UTC or naive UTC; dicts and lists are stored as JSON text.
-    """
-    if conn.dialect.name == "sqlite":
-        return await _insert_bound(conn, table, columns, rows, chunk)
-    raw = await conn.get_raw_connection()
-    renderer = LiteralRenderer(raw.driver_connection.escape_string)
-    literal = renderer.literal
-    head = f"INSERT INTO {table} ({','.join(columns)}) VALUES "
-    # No parameters: the driver must not %-format the statement (contents may hold '%').
-    conn = await conn.execution_options(no_parameters=True)
 
-    def statement(start: int) -> str:
-        values = ["(" + ",".join([literal(r[c]) for c in columns]) + ")" for r in rows[start:start + chunk]]
-        return head + ",".join(values)
+class MultiRowInsert:
+    """`INSERT INTO t (c1, ...) VALUES (...), (...)` for one table and column list."""
 
-    # Pipelined: while the server executes one statement, this process renders the next, so
-    # the client's CPU and the server's overlap instead of adding up. One statement is in
-    # flight at a time, as the connection requires.
+    CACHED_ROWS = 64  # statement texts (SQLite) cached per row count up to this many rows
+    MAX_ROWS = 500  # rows per statement; SQLite's 32,766-parameter limit lowers it for wide tables
+
+    def __init__(self, table: sa.Table, columns: Sequence[str], max_rows: int = MAX_ROWS) -> None:
+        self._table = table
+        self._columns = tuple(columns)
+        self._max_rows = max_rows
+        self._plans: dict[str, tuple[tuple[Processor, ...], str, str, int] | None] = {}
+        self._texts: dict[tuple[str, int], str] = {}
+
+    def _plan(self, dialect: sa.Dialect) -> tuple[tuple[Processor, ...], str, str, int] | None:
+        key = dialect.name
+        if key in self._plans:
+            return self._plans[key]
+        placeholder = _PLACEHOLDERS.get(dialect.paramstyle)
+        plan = None
+        if placeholder is not None:
+            quote = dialect.identifier_preparer.quote
+            processors = tuple(self._table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+                               for c in self._columns)
+            head = f"INSERT INTO {quote(self._table.name)} ({', '.join(quote(c) for c in self._columns)}) VALUES "
+            row = "(" + ", ".join([placeholder] * len(self._columns)) + ")"
+            max_rows = self._max_rows if dialect.name != "sqlite" else min(self._max_rows, 32766 // len(self._columns))
+            plan = (processors, head, row, max_rows)
+        self._plans[key] = plan
+        return plan
+
+    def _text(self, dialect_name: str, head: str, row: str, n: int) -> str:
+        if n > self.CACHED_ROWS:
+            return head + ", ".join([row] * n)
+        text = self._texts.get((dialect_name, n))
+        if text is None:
+            text = self._texts[(dialect_name, n)] = head + ", ".join([row] * n)
+        return text
+
+    async def execute(self, session: AsyncSession | AsyncConnection, rows: Sequence[Sequence[Any]],
+                      fallback: Callable[[], Awaitable[Any]] | None = None, *, max_rows: int | None = None) -> int:
+        """Inserts `rows` (values in column order) in the session's transaction; returns the count.
+
+        `fallback()` does the same through SQLAlchemy for drivers of another paramstyle;
+        `max_rows` overrides the rows per statement for this call.
+        """
+        if not rows:
+            return 0
+        conn = await session.connection() if isinstance(session, AsyncSession) else session
+        dialect = conn.dialect
+        plan = self._plan(dialect)
+        if plan is None:
+            if fallback is None:
+                raise NotImplementedError(f"no multi-row INSERT for paramstyle {dialect.paramstyle}")
+            await fallback()
+            return len(rows)
+        processors, head, row, per_statement = plan
+        if max_rows is not None:
+            per_statement = min(max_rows, per_statement) if dialect.name == "sqlite" else max_rows
+        if dialect.name in ("mysql", "mariadb"):
+            escape = (await conn.get_raw_connection()).driver_connection.escape_string
+            statements = _literal_statements(head, processors, escape, rows, per_statement)
+            if len(rows) <= per_statement:  # one statement (the group commit): nothing to overlap
+                await conn.exec_driver_sql(next(statements), execution_options=_NO_PARAMETERS)
+            else:
+                await _pipelined(conn, statements)
+            return len(rows)
+        for start in range(0, len(rows), per_statement):
+            part = rows[start:start + per_statement]
+            params: list[Any] = []
+            append = params.append
+            for values in part:
+                for value, process in zip(values, processors, strict=True):
+                    append(value if process is None or value is None else process(value))
+            await conn.exec_driver_sql(self._text(dialect.name, head, row, len(part)), tuple(params))
+        return len(rows)
+
+
+def _literal_statements(head: str, processors: tuple[Processor, ...], escape: Callable[[str], str],
+                        rows: Sequence[Sequence[Any]], per_statement: int):
+    """The statements, rendered lazily. Non-scalar values are rendered once per object: safe
+    because the caller holds `rows` (so no id is reused) until the last statement is made."""
+    rendered: dict[tuple[int, int], str] = {}
+
+    def literal(value: Any, column: int, process: Processor) -> str:
+        if type(value) in _SCALARS:
+            return sql_literal(value if process is None or value is None else process(value), escape)
+        key = (id(value), column)
+        text = rendered.get(key)
+        if text is None:
+            text = rendered[key] = sql_literal(value if process is None else process(value), escape)
+        return text
+
+    columns = tuple(enumerate(processors))
+    for start in range(0, len(rows), per_statement):
+        yield head + ", ".join(["(" + ", ".join([literal(values[i], i, process) for i, process in columns]) + ")"
+                                for values in rows[start:start + per_statement]])
+
+
+async def _pipelined(conn: AsyncConnection, statements) -> None:
+    """Runs the statements one at a time on `conn`, rendering the next one while the server
+    executes the current one, so the client's CPU and the server's overlap."""
+    conn = await conn.execution_options(**_NO_PARAMETERS)
     in_flight: asyncio.Task | None = None
     try:
-        for start in range(0, len(rows), chunk):
-            sql = statement(start)
+        for sql in statements:
             if in_flight is not None:
                 await in_flight
             in_flight = asyncio.ensure_future(conn.exec_driver_sql(sql))
@@ -104,28 +171,3 @@ async def insert_rows(conn: AsyncConnection, table: str, columns: Sequence[str],
             in_flight.cancel()
             await asyncio.gather(in_flight, return_exceptions=True)
         raise
-    return len(rows)
-
-
-async def _insert_bound(conn: AsyncConnection, table: str, columns: Sequence[str],
-                        rows: Sequence[dict[str, Any]], chunk: int) -> int:
-    one = "(" + ",".join("?" * len(columns)) + ")"
-    head = f"INSERT INTO {table} ({','.join(columns)}) VALUES "
-    chunk = min(chunk, 32766 // len(columns))  # SQLite's bound-parameter limit
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        params: list[Any] = []
-        for r in part:
-            for c in columns:
-                v = r[c]
-                if isinstance(v, (dict, list)):
-                    v = _to_json(v)
-                elif isinstance(v, datetime):
-                    if v.tzinfo is not None:
-                        v = v.astimezone(UTC).replace(tzinfo=None)
-                    v = v.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite form
-                elif isinstance(v, bool):
-                    v = int(v)
-                params.append(v)
-        await conn.exec_driver_sql(head + ",".join([one] * len(part)), tuple(params))
-    return len(rows)

@@ -249,3 +249,42 @@ def test_the_logged_otlp_endpoint_drops_credentials():
 
     assert _without_userinfo("https://user:pw@collector:4318/x") == "https://collector:4318/x"
     assert _without_userinfo("http://collector:4318") == "http://collector:4318"
+
+
+def test_without_an_exporter_call_spans_have_ids_and_sampling_but_record_nothing():
+    from opentelemetry import trace as otel_trace
+    from wework.server.observability.tracing import current_ids
+
+    tracing = configure_tracing("wework-test", sample_ratio=1.0, install_global=False)
+    try:
+        assert not tracing.exporting
+        span = RpcSpan.start("/wework.v1.TenantService/GetTenant", {})
+        try:
+            current = otel_trace.get_current_span()
+            assert not current.is_recording() and current.get_span_context().trace_flags.sampled
+            assert current_ids() == (span.trace_id, span.span_id)  # what the log lines carry
+            assert len(span.trace_id) == 32 and len(span.span_id) == 16
+        finally:
+            span.finish("OK")
+        assert current_ids() is None
+        # The caller's trace and sampling decision are kept; the span id is our own.
+        parent_trace, parent_span = secrets.token_hex(16), secrets.token_hex(8)
+        span = RpcSpan.start("/wework.v1.TenantService/GetTenant",
+                             {"traceparent": f"00-{parent_trace}-{parent_span}-00"})
+        try:
+            sc = otel_trace.get_current_span().get_span_context()
+            assert span.trace_id == parent_trace and span.span_id not in (None, parent_span)
+            assert not sc.trace_flags.sampled and not sc.is_remote
+        finally:
+            span.finish("OK")
+    finally:
+        tracing.shutdown()
+    unsampled = configure_tracing("wework-test", sample_ratio=0.0, install_global=False)
+    try:
+        span = RpcSpan.start("/wework.v1.TenantService/GetTenant", {})
+        try:
+            assert not otel_trace.get_current_span().get_span_context().trace_flags.sampled
+        finally:
+            span.finish("OK")
+    finally:
+        unsampled.shutdown()

@@ -228,3 +228,43 @@ async def test_access_line_is_json_with_the_fields(caplog):
     assert {"time", "level", "logger", "message", "method", "code", "duration_ms", "tenant_id",
             "principal_kind", "peer", "trace_id"} <= line.keys()
     assert (line["method"], line["code"], line["level"]) == (f"/{SERVICE}/Login", "OK", "INFO")
+
+
+async def test_the_wrapped_handler_is_made_once_per_method_and_calls_stay_apart(access_log):
+    from wework.server.runtime.interceptors import CallInterceptor
+
+    seen = []
+
+    async def get(request, context):
+        seen.append((current_principal(), current_trace_id()))
+        return "tenant"
+
+    original = grpc.unary_unary_rpc_method_handler(get)
+    interceptor = CallInterceptor(REGISTRY, KeyAuth())
+
+    async def continuation(details):
+        return original
+
+    details = Details(f"/{SERVICE}/GetTenant")
+    first = await interceptor.intercept_service(continuation, details)
+    assert await interceptor.intercept_service(continuation, details) is first
+    assert await first.unary_unary("r", FakeContext([("x-api-key", "good")])) == "tenant"
+    context = FakeContext()
+    with pytest.raises(AbortError):  # the cached handler still authenticates every call
+        await first.unary_unary("r", context)
+    assert context.aborted[0] is grpc.StatusCode.UNAUTHENTICATED
+    assert await first.unary_unary("r", FakeContext([("x-api-key", "good")])) == "tenant"
+    assert len(seen) == 2 and seen[0][1] != seen[1][1]  # a trace id per call
+    assert [r.code for r in access_log()] == ["OK", "UNAUTHENTICATED", "OK"]
+
+
+async def test_an_undeclared_method_is_refused_after_authentication():
+    handler = await intercepted(grpc.unary_unary_rpc_method_handler(lambda r, c: "x"), "DeleteTenant")
+    context = FakeContext()
+    with pytest.raises(AbortError):
+        await handler.unary_unary("req", context)
+    assert context.aborted[0] is grpc.StatusCode.UNAUTHENTICATED
+    context = FakeContext([("x-api-key", "good")])
+    with pytest.raises(AbortError):
+        await handler.unary_unary("req", context)
+    assert context.aborted[0] is grpc.StatusCode.PERMISSION_DENIED

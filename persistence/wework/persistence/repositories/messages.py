@@ -26,6 +26,7 @@ from wework.domain.messages import (
     VariableType,
     terminal_statistics_delta,
 )
+from wework.persistence.bulk import MultiRowInsert
 from wework.persistence.errors import duplicate_key_name
 from wework.persistence.models import message as mm
 
@@ -54,6 +55,25 @@ def message_row_values(m: Message) -> dict[str, Any]:
                 "batch_id": m.batch_id, "priority": m.priority, "scheduled_time": m.scheduled_time, "hold_reason": m.hold_reason}
 
 
+# ---- multi-row INSERTs at driver level (the group commit of SendMessage) ---------------------
+
+_MESSAGE_INSERT_COLUMNS = ("id", "created_at", "updated_at", "tenant_id", "account_id", "conversation_id",
+                           "message_type", "content", "template_id", "status", "wework_msg_id", "send_time",
+                           "callback_time", "error_code", "error_message", "retry_count", "batch_id", "priority",
+                           "scheduled_time", "hold_reason", "paused")
+_MESSAGE_INSERT = MultiRowInsert(mm.Message.__table__, _MESSAGE_INSERT_COLUMNS)
+_IDEMPOTENCY_INSERT = MultiRowInsert(mm.IdempotencyKey.__table__,
+                                     ("tenant_id", "operation", "request_id", "resource_id", "created_at"))
+
+
+def _message_insert_values(m: Message) -> tuple[Any, ...]:
+    """message_row_values(m) in _MESSAGE_INSERT_COLUMNS order, with the column default of
+    `paused` (False) that a Core insert would add."""
+    return (m.id, m.created_at, m.updated_at, m.tenant_id, m.account_id, m.conversation_id, m.message_type.value,
+            m.content, m.template_id, m.status.value, m.wework_msg_id, m.send_time, m.callback_time, m.error_code,
+            m.error_message, m.retry_count, m.batch_id, m.priority, m.scheduled_time, m.hold_reason, False)
+
+
 @dataclass(frozen=True)
 class MessageFilter:
     account_id: str | None = None
@@ -72,9 +92,11 @@ class MessageRepository:
         await self._s.execute(sa.insert(mm.Message).values(**message_row_values(m)))
 
     async def add_many(self, messages: list[Message]) -> None:
-        """One multi-row INSERT (group commit of SendMessage, batch materialization)."""
+        """One multi-row INSERT at driver level (the group commit of SendMessage)."""
         if messages:
-            await self._s.execute(sa.insert(mm.Message), [message_row_values(m) for m in messages])
+            await _MESSAGE_INSERT.execute(
+                self._s, [_message_insert_values(m) for m in messages],
+                lambda: self._s.execute(sa.insert(mm.Message), [message_row_values(m) for m in messages]))
 
     async def get(self, tenant_id: str, message_id: str, *, for_update: bool = False) -> Message | None:
         # The tenant is part of every lookup: an id of another tenant is simply not there.
@@ -133,7 +155,7 @@ class MessageRepository:
         if f.end_time is not None:
             stmt = stmt.where(m.created_at < f.end_time)
         if not (f.conversation_id or f.batch_id):
-            # With a status filter MariaDB prefers idx_status and sorts; the tenant's time index
+            # With a status filter MariaDB prefers an index that leads with status and sorts; the tenant's time index
             # is the one that stops after a page. Conversation and batch have selective indexes.
             stmt = stmt.with_hint(m, "FORCE INDEX (idx_messages_tenant_time_status)", "mysql")
             stmt = stmt.with_hint(m, "FORCE INDEX (idx_messages_tenant_time_status)", "mariadb")
@@ -186,9 +208,11 @@ class MessageRepository:
         if not rows:
             return
         try:
-            await self._s.execute(sa.insert(mm.IdempotencyKey), [
-                {"tenant_id": t, "operation": o, "request_id": r, "resource_id": rid, "created_at": now}
-                for t, o, r, rid in rows])
+            await _IDEMPOTENCY_INSERT.execute(
+                self._s, [(t, o, r, rid, now) for t, o, r, rid in rows],
+                lambda: self._s.execute(sa.insert(mm.IdempotencyKey), [
+                    {"tenant_id": t, "operation": o, "request_id": r, "resource_id": rid, "created_at": now}
+                    for t, o, r, rid in rows]))
         except sa.exc.IntegrityError as exc:
             raise AlreadyExists("request", "request_id", rows[0][2]) from exc
 

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from wework.domain.access import Principal, PrincipalKind, tenant_grants
@@ -23,7 +24,7 @@ from wework.domain.identity import TenantStatus, UserStatus
 from wework.persistence.repositories.identity import ApiKeyRepository, RoleRepository, UserRepository
 from wework.server.application.context import AppContext
 from wework.server.application.tenants import TenantUseCases
-from wework.server.security.api_keys import parse_api_key, verify_secret
+from wework.server.security.api_keys import ParsedApiKey, parse_api_key, verify_secret
 
 ADMIN_PERMISSIONS = frozenset({"*"})
 TENANT_HEADER = "x-wework-tenant"
@@ -33,6 +34,24 @@ LAST_USED_RESOLUTION_SECONDS = 60.0
 
 log = logging.getLogger(__name__)
 
+# Verified API keys remembered per process (one entry per key in use; cleared when full).
+MAX_VERIFIED_KEYS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedKey:
+    """An API key whose secret matched the credential cache entry `raw`: the parse, the hash
+    comparison, the JSON decoding and the grants are done once per key and entry, not per
+    call. Any change of the entry (revocation, expiry, a role edit: the cache entry is
+    invalidated and reloaded) gives other bytes, so the key is verified again from scratch;
+    expiry and the tenant's status are still checked on every call."""
+
+    raw: bytes
+    parsed: ParsedApiKey
+    revoked: bool
+    expires_at: datetime | None
+    principal: Principal
+
 
 class CredentialAuthenticator:
     def __init__(self, ctx: AppContext, tenants: TenantUseCases) -> None:
@@ -40,6 +59,8 @@ class CredentialAuthenticator:
         self._tenants = tenants
         self._last_touched: dict[str, float] = {}
         self._touch_tasks: set[asyncio.Task] = set()
+        # Full API key -> what its cache entry said when the key was last verified.
+        self._verified_keys: dict[str, _VerifiedKey] = {}
 
     async def authenticate(self, metadata: Mapping[str, str], method: str) -> Principal:
         api_key = metadata.get("x-api-key")
@@ -57,19 +78,29 @@ class CredentialAuthenticator:
         raise Unauthenticated("no credential: send x-api-key or authorization: Bearer <token>")
 
     async def _api_key_principal(self, full_key: str) -> Principal:
-        parsed = parse_api_key(full_key)
-        entry = await self._cached(f"apikey:{parsed.key_id}",
-                                   lambda: self._load_api_key(parsed.tenant_id, parsed.key_id))
-        if entry is None or entry["tenant_id"] != parsed.tenant_id \
-                or not verify_secret(parsed.secret, entry["secret_hash"]):
-            raise Unauthenticated("unknown API key")
+        known = self._verified_keys.get(full_key)
+        parsed = known.parsed if known is not None else parse_api_key(full_key)
+        raw = await self._cached_raw(f"apikey:{parsed.key_id}",
+                                     lambda: self._load_api_key(parsed.tenant_id, parsed.key_id))
+        if known is None or known.raw != raw:
+            # First call with this key, or its cache entry changed (revoked, role edited...).
+            entry = json.loads(raw) if raw else None
+            if entry is None or entry["tenant_id"] != parsed.tenant_id \
+                    or not verify_secret(parsed.secret, entry["secret_hash"]):
+                raise Unauthenticated("unknown API key")
+            grants = tenant_grants([entry["permissions"]]) if entry["role_active"] else frozenset()
+            known = _VerifiedKey(raw, parsed, bool(entry["revoked"]),  # type: ignore[arg-type]
+                                 datetime.fromisoformat(entry["expires_at"]) if entry["expires_at"] else None,
+                                 Principal(PrincipalKind.API_KEY, parsed.key_id, parsed.tenant_id, grants))
+            if len(self._verified_keys) >= MAX_VERIFIED_KEYS:
+                self._verified_keys.clear()
+            self._verified_keys[full_key] = known
         now = self._ctx.clock()
-        if entry["revoked"] or (entry["expires_at"] and datetime.fromisoformat(entry["expires_at"]) <= now):
+        if known.revoked or (known.expires_at is not None and known.expires_at <= now):
             raise Unauthenticated("the API key is revoked or expired")
         await self._require_usable_tenant(parsed.tenant_id)
-        grants = tenant_grants([entry["permissions"]]) if entry["role_active"] else frozenset()
         self._touch_later(parsed.tenant_id, parsed.key_id)
-        return Principal(PrincipalKind.API_KEY, parsed.key_id, parsed.tenant_id, grants)
+        return known.principal
 
     def _touch_later(self, tenant_id: str, key_id: str) -> None:
         now = time.monotonic()
@@ -106,12 +137,15 @@ class CredentialAuthenticator:
             raise FailedPrecondition("the tenant is suspended", reason="TENANT_SUSPENDED")
 
     async def _cached(self, key: str, load) -> dict | None:
+        raw = await self._cached_raw(key, load)
+        return json.loads(raw) if raw else None
+
+    async def _cached_raw(self, key: str, load) -> bytes | None:
         async def loader() -> bytes | None:
             value = await load()
             return None if value is None else json.dumps(value).encode()
 
-        raw = await self._ctx.credential_cache.get_or_load(key, loader)
-        return json.loads(raw) if raw else None
+        return await self._ctx.credential_cache.get_or_load(key, loader)
 
     async def _load_api_key(self, tenant_id: str, key_id: str) -> dict | None:
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from wework.domain.access import Principal
 from wework.domain.errors import (
     AlreadyExists,
@@ -60,8 +60,9 @@ MESSAGE_DB = "message"
 SEND_OPERATION = "SendMessage"
 
 # Called once per accepting transaction with the messages it makes due (a group commit holds
-# several); the dispatcher registers its wake-up here (uow.after_commit(...)), so an idle worker
-# starts them at once. Once per transaction, not per message: one wake-up serves them all.
+# several; a transaction of scheduled messages only calls no hook); the dispatcher registers its
+# wake-up here (uow.after_commit(...)), so an idle worker starts them at once. Once per
+# transaction, not per message: one wake-up serves them all.
 OnAccepted = Callable[[UnitOfWork, list[Message]], None]
 
 
@@ -71,16 +72,25 @@ OnAccepted = Callable[[UnitOfWork, list[Message]], None]
 class DailyQuota:
     """The tenant's max_daily_messages per UTC day, counted in Redis.
 
-    acquire(): INCRBY n; a result above the limit is given back at once (DECRBY n) and refused.
+    take(): INCRBY n; a result above the limit is given back at once (DECRBY n) and refused.
     Every INCRBY returns a distinct total, so under any concurrency, in any number of
     processes, exactly `limit` units are granted and the counter never stays above the limit:
-    no Lua script, no lock. Concurrent acquires of one tenant in this process share one INCRBY
-    (their units are numbered in arrival order; those past the limit are refused and given back
-    with one DECRBY), which keeps Redis off the hot path's critical cost.
+    no lock. Requests taken together share one INCRBY (their units are numbered in arrival
+    order; those past the limit are refused and given back with one DECRBY): SendMessage's
+    group commit takes the units of a whole batch at once, and concurrent acquire() calls of
+    one tenant in this process share one INCRBY too, which keeps Redis off the hot path's
+    critical cost.
     The database is the truth: a missing key (Redis restarted or evicted it) is first seeded
-    with SET NX from the count of the day's accepted messages. If Redis cannot be reached,
-    sends are refused with UNAVAILABLE rather than accepted unchecked (docs/messages.md).
+    with SET NX from the count of the day's accepted messages. On a real Redis the existence
+    check and the INCRBY are one Lua script (one round trip, and no INCRBY can create an
+    unseeded key); where scripting is refused (the embedded fakeredis has no Lua) EXISTS runs
+    before INCRBY. If Redis cannot be reached, sends are refused with UNAVAILABLE rather than
+    accepted unchecked (docs/messages.md).
     """
+
+    # nil when the key is missing (to be seeded first), else the total after INCRBY.
+    _INCR_IF_EXISTS = ("if redis.call('EXISTS', KEYS[1]) == 0 then return false end "
+                       "return redis.call('INCRBY', KEYS[1], ARGV[1])")
 
     def __init__(self, redis: Any, redis_config: Any, ttl_seconds: int,
                  count_accepted: Callable[[str, date], Any]) -> None:
@@ -90,9 +100,18 @@ class DailyQuota:
         self._count = count_accepted  # async (tenant_id, day) -> int, from the database
         self._queues: dict[str, list[tuple[int, int, asyncio.Future]]] = {}
         self._tasks: dict[str, asyncio.Task] = {}
+        self._keys: dict[tuple[str, date], str] = {}
+        self._script: Any = None
+        self._scripting = True  # until the server refuses EVALSHA/EVAL
 
     def key(self, tenant_id: str, day: date) -> str:
-        return tenant_key(self._cfg, tenant_id, "quota", "messages", day.strftime("%Y%m%d"))
+        found = self._keys.get((tenant_id, day))
+        if found is None:
+            found = tenant_key(self._cfg, tenant_id, "quota", "messages", day.strftime("%Y%m%d"))
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            self._keys[(tenant_id, day)] = found
+        return found
 
     async def acquire(self, tenant_id: str, limit: int, day: date, n: int = 1) -> None:
         """Takes n units or raises QuotaExceeded (nothing taken) or Unavailable (Redis down)."""
@@ -116,40 +135,67 @@ class DailyQuota:
                 batch = list(queue)
                 queue.clear()
                 try:
-                    await self._take(key, tenant_id, day, batch)
-                except RedisError as exc:
-                    error = Unavailable("the quota counter (Redis) is unavailable; sending is refused until "
-                                        "it is back", metadata={"dependency": "redis"})
-                    error.__cause__ = exc
+                    refusals = await self.take(tenant_id, day, [(n, limit) for n, limit, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting callers
+                    error = unavailable_quota(exc)
                     for _, _, future in batch:
                         fail(future, error)
-                except Exception as exc:  # noqa: BLE001 - handed to the waiting callers
-                    for _, _, future in batch:
-                        fail(future, exc)
+                    continue
+                for (_, _, future), refusal in zip(batch, refusals, strict=True):
+                    if refusal is None:
+                        resolve(future)
+                    else:
+                        fail(future, refusal)
         finally:
             self._tasks.pop(key, None)
             if not self._queues.get(key):
                 self._queues.pop(key, None)
 
-    async def _take(self, key: str, tenant_id: str, day: date, batch: list[tuple[int, int, asyncio.Future]]) -> None:
-        if not await self._redis.exists(key):
-            seed = await self._count(tenant_id, day)
-            await self._redis.set(key, seed, nx=True, ex=self._ttl)
-        wanted = sum(n for n, _, _ in batch)
-        used = await self._redis.incrby(key, wanted) - wanted  # units before ours, in every process
+    async def take(self, tenant_id: str, day: date, wants: list[tuple[int, int]]) -> list[QuotaExceeded | None]:
+        """Takes the units of several requests, each (n, limit), with one INCRBY: per request
+        None (granted) or its QuotaExceeded (its units were given back). Raises RedisError."""
+        key = self.key(tenant_id, day)
+        wanted = sum(n for n, _ in wants)
+        total = await self._incr_seeded(key, tenant_id, day, wanted)
+        used = total - wanted  # units before ours, in every process
         refused = 0
-        for n, limit, future in batch:
+        out: list[QuotaExceeded | None] = []
+        for n, limit in wants:
             if used + n <= limit:
                 used += n
-                resolve(future)
+                out.append(None)
             else:
                 refused += n
-                fail(future, QuotaExceeded(
+                out.append(QuotaExceeded(
                     f"the tenant's daily message quota ({limit}) is used up",
                     [QuotaViolation(f"tenants/{tenant_id}",
                                     f"max_daily_messages={limit} for {day.isoformat()} (UTC) reached")]))
         if refused:
             await self._redis.decrby(key, refused)
+        return out
+
+    async def _incr_seeded(self, key: str, tenant_id: str, day: date, wanted: int) -> int:
+        if self._scripting:
+            try:
+                if self._script is None:
+                    self._script = self._redis.register_script(self._INCR_IF_EXISTS)
+                total = await self._script(keys=[key], args=[wanted])
+            except ResponseError as exc:
+                # No scripting here (fakeredis without Lua, an ACL without EVAL): EXISTS + INCRBY.
+                log.info("quota counter without Lua (%s): EXISTS before each INCRBY", exc)
+                self._scripting = False
+            else:
+                if total is not None:
+                    return int(total)
+                await self._seed(key, tenant_id, day)
+                return int(await self._redis.incrby(key, wanted))
+        if not await self._redis.exists(key):
+            await self._seed(key, tenant_id, day)
+        return int(await self._redis.incrby(key, wanted))
+
+    async def _seed(self, key: str, tenant_id: str, day: date) -> None:
+        seed = await self._count(tenant_id, day)
+        await self._redis.set(key, seed, nx=True, ex=self._ttl)
 
     async def release(self, tenant_id: str, day: date, n: int = 1) -> None:
         """Gives units back (cancel, or a failed accept). Best effort: the seed from the database
@@ -165,66 +211,150 @@ class DailyQuota:
 # ---- group commit ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     message: Message
     request_id: str
+    limit: int  # the tenant's max_daily_messages
+    day: date  # the UTC day whose quota the message counts against
     future: asyncio.Future
+    charged: bool = False  # holds a unit of the day's quota
 
 
 class MessageWriter:
-    """Group commit of accepted messages, one writer task per shard.
+    """Group commit of accepted messages, quota included, one writer task per shard.
 
-    Concurrent SendMessage calls hand their rows here; the writer takes whatever has queued up,
-    writes it in one transaction (multi-row INSERTs of the idempotency keys and the messages,
-    the templates' usage counters) and answers every caller after the commit. Under light load
-    a batch is one message and nothing waits; under load one commit serves many calls, which is
-    what makes accepting cheap (docs/decisions/0011-message-accept-path.md). If a batch fails,
-    each of its messages is retried in its own transaction so that one duplicate request_id
-    fails alone.
+    Concurrent SendMessage calls hand their messages here; the writer takes whatever has queued
+    up, takes the batch's quota units with one INCRBY per tenant and day (refused messages fail
+    with RESOURCE_EXHAUSTED and are not written), writes the others in one transaction
+    (multi-row INSERTs of the idempotency keys and the messages, the templates' usage counters)
+    and answers every caller after the commit. Under light load a batch is one message and
+    nothing waits; under load one INCRBY and one commit serve many calls, which is what makes
+    accepting cheap (docs/decisions/0011-message-accept-path.md). If a batch fails, each of its
+    messages is retried in its own transaction so that one duplicate request_id fails alone;
+    the quota unit of a message that is not written is given back.
     """
 
-    def __init__(self, ctx: AppContext, on_accepted: list[OnAccepted], max_batch: int = 500) -> None:
+    def __init__(self, ctx: AppContext, quota: DailyQuota, on_accepted: list[OnAccepted],
+                 max_batch: int = 500) -> None:
         self._ctx = ctx
+        self._quota = quota
         self._on_accepted = on_accepted
         self._max_batch = max_batch
         self._queues: dict[str, list[_Pending]] = {}
         self._tasks: dict[str, asyncio.Task] = {}
+        # (tenant, request_id) of the sends queued or being written by this process.
+        self._by_request: dict[tuple[str, str], _Pending] = {}
 
-    def submit(self, message: Message, request_id: str) -> asyncio.Future:
-        """A future that completes once `message` is committed (or fails with the error)."""
+    def submit(self, message: Message, request_id: str, limit: int, day: date) -> _Pending:
+        """Queues `message`; its future completes once it is committed, or fails with the error
+        (QuotaExceeded, AlreadyExists for a taken request_id, Unavailable...)."""
+        loop = asyncio.get_running_loop()
+        key = (message.tenant_id, request_id)
+        first = self._by_request.get(key) if request_id else None
+        if first is not None:
+            # The same request is already queued or being written here: this one neither takes
+            # a unit nor writes; it learns the first one's outcome (AlreadyExists once that is
+            # committed, so the caller answers with the first message).
+            follower = _Pending(message, request_id, limit, day, loop.create_future())
+            first.future.add_done_callback(lambda done: self._follow(done, follower))
+            return follower
         shard = self._ctx.db.shard_for(message.tenant_id)
-        future = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(shard, []).append(_Pending(message, request_id, future))
+        item = _Pending(message, request_id, limit, day, loop.create_future())
+        if request_id:
+            self._by_request[key] = item
+            item.future.add_done_callback(lambda _done: self._by_request.pop(key, None)
+                                          if self._by_request.get(key) is item else None)
+        self._queues.setdefault(shard, []).append(item)
         if shard not in self._tasks:
             self._tasks[shard] = asyncio.create_task(self._drain(shard), name=f"message-writer-{shard}")
-        return future
+        return item
+
+    def _follow(self, first: asyncio.Future, follower: _Pending) -> None:
+        if follower.future.done():  # its caller went away
+            return
+        if first.cancelled():  # the first caller went away before its message was taken: go alone
+            again = self.submit(follower.message, follower.request_id, follower.limit, follower.day)
+            again.future.add_done_callback(lambda done: _copy_outcome(done, follower.future))
+            follower.future.add_done_callback(lambda mine: again.future.cancel() if mine.cancelled() else None)
+            return
+        error = first.exception()
+        fail(follower.future, error if error is not None else AlreadyExists("request", "request_id", follower.request_id))
+
+    def withdraw(self, item: _Pending) -> bool:
+        """Takes back a message the writer has not started on (its caller went away): True if
+        it will be neither charged nor written."""
+        queue = self._queues.get(self._ctx.db.shard_for(item.message.tenant_id))
+        if queue is not None and item in queue:
+            queue.remove(item)
+            return True
+        return False
 
     async def _drain(self, shard: str) -> None:
         try:
             queue = self._queues[shard]
             while queue:
+                # Let the calls that are ready to run join this batch first: under load the
+                # event loop holds several that are about to submit, and each joining call saves
+                # a share of a round trip to Redis and of a transaction.
+                await asyncio.sleep(0)
                 batch = queue[:self._max_batch]
                 del queue[:len(batch)]
-                try:
-                    await self._write(shard, batch)
-                except Exception as exc:  # noqa: BLE001 - handed to the waiting callers
-                    if len(batch) == 1:
-                        fail(batch[0].future, exc)
-                        continue
-                    for item in batch:
-                        try:
-                            await self._write(shard, [item])
-                        except Exception as one:  # noqa: BLE001 - handed to its caller
-                            fail(item.future, one)
-                        else:
-                            resolve(item.future)
-                else:
-                    for item in batch:
-                        resolve(item.future)
+                charged = await self._charge(batch)
+                if charged:
+                    await self._commit(shard, charged)
         finally:
             # No await between the last `while queue` check and here: nothing can be left behind.
             self._tasks.pop(shard, None)
+
+    async def _charge(self, batch: list[_Pending]) -> list[_Pending]:
+        """The messages of `batch` that got their quota unit; the others' callers are answered."""
+        groups: dict[tuple[str, date], list[_Pending]] = {}
+        for item in batch:
+            groups.setdefault((item.message.tenant_id, item.day), []).append(item)
+        charged: list[_Pending] = []
+        for (tenant_id, day), items in groups.items():
+            try:
+                refusals = await self._quota.take(tenant_id, day, [(1, i.limit) for i in items])
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting callers
+                error = unavailable_quota(exc)
+                for item in items:
+                    fail(item.future, error)
+                continue
+            for item, refusal in zip(items, refusals, strict=True):
+                if refusal is None:
+                    item.charged = True
+                    charged.append(item)
+                else:
+                    fail(item.future, refusal)
+        return charged
+
+    async def _commit(self, shard: str, batch: list[_Pending]) -> None:
+        try:
+            await self._write(shard, batch)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting callers
+            if len(batch) == 1:
+                await self._refund(batch)
+                fail(batch[0].future, exc)
+                return
+            for item in batch:
+                try:
+                    await self._write(shard, [item])
+                except Exception as one:  # noqa: BLE001 - handed to its caller
+                    await self._refund([item])
+                    fail(item.future, one)
+                else:
+                    resolve(item.future)
+        else:
+            for item in batch:
+                resolve(item.future)
+
+    async def _refund(self, items: list[_Pending]) -> None:
+        """Gives back the quota units of messages that were not written."""
+        for item in items:
+            if item.charged:
+                item.charged = False
+                await self._quota.release(item.message.tenant_id, item.day)
 
     async def _write(self, shard: str, batch: list[_Pending]) -> None:
         now = self._ctx.clock()
@@ -239,8 +369,33 @@ class MessageWriter:
             templates = TemplateRepository(uow.session)
             for (tenant_id, template_id), n in sorted(usage.items()):
                 await templates.record_use(tenant_id, template_id, now, n)  # type: ignore[arg-type]
-            for hook in self._on_accepted:
-                hook(uow, [i.message for i in batch])
+            # Only messages due now wake the dispatchers: a scheduled one is found by their poll
+            # (idle_poll_seconds) once due, and a wake-up now would only make them look in vain.
+            due = [i.message for i in batch if i.message.scheduled_time is None or i.message.scheduled_time <= now]
+            if due:
+                for hook in self._on_accepted:
+                    hook(uow, due)
+
+
+def unavailable_quota(exc: BaseException) -> BaseException:
+    """What the callers of a failed quota take get: UNAVAILABLE when Redis failed."""
+    if not isinstance(exc, RedisError):
+        return exc
+    error = Unavailable("the quota counter (Redis) is unavailable; sending is refused until it is back",
+                        metadata={"dependency": "redis"})
+    error.__cause__ = exc
+    return error
+
+
+def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
 
 
 def resolve(future: asyncio.Future) -> None:
@@ -278,7 +433,7 @@ class MessageUseCases:
         self._quota = quota
         self._max_schedule = max_schedule
         self.on_accepted: list[OnAccepted] = []
-        self._writer = MessageWriter(ctx, self.on_accepted)
+        self._writer = MessageWriter(ctx, quota, self.on_accepted)
 
     # -- shared checks (also used by batch tasks) ----------------------------------------------
 
@@ -342,34 +497,24 @@ class MessageUseCases:
             id=new_id(), tenant_id=tenant_id, account_id=req.account_id, conversation_id=req.conversation_id,
             message_type=message_type, content=content, created_at=now, updated_at=now,
             template_id=req.template_id or None, priority=priority, scheduled_time=req.scheduled_time)
-        day = now.date()
-        # 3. The quota, then the write. A retry of an accepted request (same request_id) finds its
-        # key taken at the write and returns the first message; the unit it took goes back. Only
-        # when the quota is used up is the key looked up first, so that such a retry still
-        # answers with its message instead of RESOURCE_EXHAUSTED.
+        # 3. The quota and the write, both by the group commit (MessageWriter). A retry of an
+        # accepted request (same request_id) finds its key taken at the write and returns the
+        # first message; the unit it took goes back. When the quota is used up the key is looked
+        # up, so that such a retry still answers with its message instead of RESOURCE_EXHAUSTED.
+        pending = self._writer.submit(message, req.request_id, limit, now.date())
         try:
-            await self._quota.acquire(tenant_id, limit, day)
-        except QuotaExceeded:
+            # Not shielded: a cancelled caller cancels the future, and the writer only ever sets
+            # a future that is still pending.
+            await pending.future
+        except (QuotaExceeded, AlreadyExists):
             existing = await self._idempotent(tenant_id, req.request_id) if req.request_id else None
             if existing is None:
                 raise
             return existing
-        written = self._writer.submit(message, req.request_id)
-        try:
-            await asyncio.shield(written)
-        except AlreadyExists:
-            await self._quota.release(tenant_id, day)
-            existing = await self._idempotent(tenant_id, req.request_id)
-            if existing is None:
-                raise
-            return existing
         except asyncio.CancelledError:
-            # The caller went away; the write goes on. Give the unit back only if it fails.
-            written.add_done_callback(lambda f: f.cancelled() or f.exception() is None or asyncio.ensure_future(
-                self._quota.release(tenant_id, day)))
-            raise
-        except Exception:
-            await self._quota.release(tenant_id, day)
+            # The caller went away: a message still queued is dropped; one the writer has taken
+            # is written (a retry finds it by request_id), its unit given back if that fails.
+            self._writer.withdraw(pending)
             raise
         return message
 

@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -194,11 +195,21 @@ def split_method(full_method: str) -> tuple[str, str]:
     return service, method
 
 
+# (full method, code) -> the two labelled children: .labels() takes a lock and builds a key on
+# every call. Methods are the served ones and codes a fixed set, so this stays small.
+_RPC_CHILDREN: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
 def observe_rpc(full_method: str, code: str, seconds: float) -> None:
     """Records one finished call (called by the runtime for every RPC)."""
-    service, method = split_method(full_method)
-    RPC_DURATION.labels(service, method, code).observe(seconds)
-    RPC_REQUESTS.labels(service, method, code).inc()
+    children = _RPC_CHILDREN.get((full_method, code))
+    if children is None:
+        service, method = split_method(full_method)
+        children = (RPC_DURATION.labels(service, method, code), RPC_REQUESTS.labels(service, method, code))
+        if len(_RPC_CHILDREN) < 10_000:
+            _RPC_CHILDREN[(full_method, code)] = children
+    children[0].observe(seconds)
+    children[1].inc()
 
 
 def register_collector(collector: Collector) -> Callable[[], None]:

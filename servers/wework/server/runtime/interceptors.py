@@ -1,14 +1,12 @@
 """grpc.aio server interceptors: request context + access log, error mapping,
-authentication, permission check.
+authentication, permission check (one CallInterceptor), and the end of streams at shutdown.
 
-Each interceptor wraps the behaviour of the RpcMethodHandler in an async context
-manager ("scope") so that one implementation serves all four RPC kinds. The list
-from build_interceptors() is outermost first:
+CallInterceptor runs its four layers around the handler, outermost first:
 
     RequestContext -> ErrorMapping -> Authentication -> Permission -> handler
 
 so the access log (outermost) sees the final status, and errors raised by
-authentication are mapped like those of handlers.
+authentication are mapped like those of handlers. It serves all four RPC kinds.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import grpc
@@ -28,15 +25,9 @@ from wework.domain.access import Principal
 from wework.domain.errors import PermissionDenied, ShuttingDown, Unauthenticated
 from wework.server.observability.metrics import observe_rpc
 from wework.server.observability.tracing import RpcSpan
-from wework.server.runtime.context import (
-    RequestContext,
-    bind_request,
-    current_request,
-    new_trace_id,
-    reset_request,
-)
+from wework.server.runtime.context import RequestContext, bind_request, reset_request
 from wework.server.runtime.errors import status_from_exception, to_grpc_status
-from wework.server.runtime.registry import Access, ServiceRegistry
+from wework.server.runtime.registry import Access, MethodRule, ServiceRegistry
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("wework.access")
@@ -52,9 +43,6 @@ class Authenticator(Protocol):
         ...
 
 
-Scope = Callable[[Any], AbstractAsyncContextManager[None]]  # servicer context -> scope
-
-
 def metadata_dict(context: Any) -> dict[str, str]:
     """Text metadata of the call (binary "-bin" entries skipped; first value wins)."""
     out: dict[str, str] = {}
@@ -64,13 +52,6 @@ def metadata_dict(context: Any) -> dict[str, str]:
     return out
 
 
-async def _call_unary(behaviour: Callable, request: Any, context: Any) -> Any:
-    result = behaviour(request, context)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 async def _iterate(responses: Any) -> AsyncIterator[Any]:
     if hasattr(responses, "__aiter__"):
         async for item in responses:
@@ -78,58 +59,6 @@ async def _iterate(responses: Any) -> AsyncIterator[Any]:
     elif responses is not None:
         for item in responses:
             yield item
-
-
-def _wrap_unary_response(behaviour: Callable, scope: Scope) -> Callable:
-    async def wrapped(request_or_iterator: Any, context: Any) -> Any:
-        async with scope(context):
-            return await _call_unary(behaviour, request_or_iterator, context)
-
-    return wrapped
-
-
-def _wrap_stream_response(behaviour: Callable, scope: Scope) -> Callable:
-    # grpc.aio tells the two styles apart by the function's kind, so keep it:
-    # a coroutine writes with context.write(), a generator yields.
-    if inspect.iscoroutinefunction(behaviour):
-        async def wrapped_writer(request_or_iterator: Any, context: Any) -> None:
-            async with scope(context):
-                await behaviour(request_or_iterator, context)
-
-        return wrapped_writer
-
-    async def wrapped_generator(request_or_iterator: Any, context: Any) -> AsyncIterator[Any]:
-        async with scope(context):
-            async for response in _iterate(behaviour(request_or_iterator, context)):
-                yield response
-
-    return wrapped_generator
-
-
-def wrap_handler(handler: grpc.RpcMethodHandler, scope: Scope) -> grpc.RpcMethodHandler:
-    """The same handler with its behaviour run inside `scope(context)`."""
-    des, ser = handler.request_deserializer, handler.response_serializer
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(_wrap_unary_response(handler.unary_unary, scope), des, ser)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(_wrap_stream_response(handler.unary_stream, scope), des, ser)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(_wrap_unary_response(handler.stream_unary, scope), des, ser)
-    if handler.stream_stream:
-        return grpc.stream_stream_rpc_method_handler(_wrap_stream_response(handler.stream_stream, scope), des, ser)
-    return handler
-
-
-class _ScopeInterceptor(grpc.aio.ServerInterceptor):
-    def scope(self, method: str, context: Any) -> AbstractAsyncContextManager[None]:
-        raise NotImplementedError
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED
-            return None
-        method = handler_call_details.method
-        return wrap_handler(handler, lambda context: self.scope(method, context))
 
 
 def _final_code(context: Any, exc: BaseException | None) -> grpc.StatusCode:
@@ -145,44 +74,113 @@ def _final_code(context: Any, exc: BaseException | None) -> grpc.StatusCode:
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
 
 
-class RequestContextInterceptor(_ScopeInterceptor):
-    """The call's OpenTelemetry span (parent: the caller's `traceparent`), the request
-    contextvar carrying its ids, and per call exactly one access-log line and one
-    wework_rpc_* observation.
+class _UndeclaredMethod(PermissionDenied):
+    def __init__(self, method: str) -> None:
+        super().__init__("(undeclared)")
+        self.message = "this method is not open to any caller"
+        self.args = (self.message,)
+        self.metadata = {"method": method}
 
+
+class _Call:
+    """State of one call between CallInterceptor._begin and _end."""
+
+    __slots__ = ("request", "span", "started", "token")
+
+    def __init__(self, started: float, span: RpcSpan, request: RequestContext, token: Any) -> None:
+        self.started, self.span, self.request, self.token = started, span, request, token
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Everything the runtime does around a handler, in this order (outermost first):
+
+    1. request context: the call's OpenTelemetry span (parent: the caller's `traceparent`), the
+       request contextvar carrying its ids, and per call exactly one access-log line and one
+       wework_rpc_* observation, all with the final code (after error mapping, cancellations,
+       deadlines);
+    2. error mapping: DomainError / unexpected exceptions -> rich status; the handler's own
+       aborts pass;
+    3. authentication: the principal of non-public methods; public ones run without one;
+    4. permission: principal.require(permission); undeclared methods are refused.
+
+    One interceptor rather than four stacked ones: grpc.aio runs every interceptor's
+    intercept_service for every call, and each layer wrapped the handler again (a new
+    RpcMethodHandler and an async context manager per layer and call). Here the wrapped
+    handler and the method's access rule are computed once per method and reused.
     Our own span rather than opentelemetry-instrumentation-grpc's aio interceptor: this
-    scope already knows the final code (after error mapping, cancellations, deadlines)
-    and wraps all four RPC kinds, so span, metrics and access log agree on one status.
+    scope already knows the final code and wraps all four RPC kinds, so span, metrics and
+    access log agree on one status.
     """
 
-    @asynccontextmanager
-    async def scope(self, method: str, context: Any) -> AsyncIterator[None]:
+    def __init__(self, registry: ServiceRegistry, authenticator: Authenticator) -> None:
+        self._registry = registry
+        self._authenticator = authenticator
+        # method -> (handler from the continuation, the same handler wrapped). Keyed by the
+        # methods the server knows (unknown ones have no handler), so it stays small.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED
+            return None
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    # -- the four layers -------------------------------------------------------------------------
+
+    def _begin(self, method: str, context: Any, metadata: dict[str, str]) -> _Call:
         started = time.perf_counter()
-        metadata = metadata_dict(context)
         span = RpcSpan.start(method, metadata)
         secrets: list[str] = []
-        for key in CREDENTIAL_METADATA & metadata.keys():
-            value = metadata[key]
-            secrets.append(value)
-            scheme, _, credential = value.partition(" ")
-            if credential and scheme.lower() in ("bearer", "basic"):
-                secrets.append(credential.strip())
+        if not CREDENTIAL_METADATA.isdisjoint(metadata):
+            for key in CREDENTIAL_METADATA & metadata.keys():
+                value = metadata[key]
+                secrets.append(value)
+                scheme, _, credential = value.partition(" ")
+                if credential and scheme.lower() in ("bearer", "basic"):
+                    secrets.append(credential.strip())
         req = RequestContext(trace_id=span.trace_id, span_id=span.span_id, method=method,
                              peer=context.peer() or "",
                              secrets=tuple(s for s in secrets if len(s) >= _MIN_SCRUB_LEN))
-        token = bind_request(req)
-        error: BaseException | None = None
-        try:
-            yield
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            seconds = time.perf_counter() - started
-            code = _final_code(context, error).name
+        return _Call(started, span, req, bind_request(req))
+
+    async def _admit(self, method: str, rule: MethodRule, metadata: dict[str, str], req: RequestContext) -> None:
+        """Authentication, then the permission check (both inside the error mapping)."""
+        if rule.access is not Access.PUBLIC:
+            principal = await self._authenticator.authenticate(metadata, method)
+            if principal is None:  # a buggy authenticator must not let the call through
+                raise Unauthenticated("no credential")
+            req.principal = principal
+        if rule.access is Access.UNDECLARED:
+            logger.error("method %s has no entry in its permission table; refused "
+                         "(add it to ServiceRegistration.method_permissions)", method)
+            raise _UndeclaredMethod(method)
+        if rule.access is Access.PROTECTED:
             principal = req.principal
-            try:
-                observe_rpc(method, code, seconds)
+            if principal is None:
+                raise Unauthenticated("no credential")
+            principal.require(rule.permission)
+
+    @staticmethod
+    async def _map_error(context: Any, exc: Exception, req: RequestContext) -> None:
+        status = to_grpc_status(status_from_exception(exc, req.trace_id))
+        # aio's abort() sends the status and raises AbortError, which replaces `exc`.
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    @staticmethod
+    def _end(method: str, context: Any, error: BaseException | None, call: _Call) -> None:
+        seconds = time.perf_counter() - call.started
+        code = _final_code(context, error).name
+        req, span = call.request, call.span
+        principal = req.principal
+        try:
+            observe_rpc(method, code, seconds)
+            if access_logger.isEnabledFor(logging.INFO):
                 # Logged while the span is still current, so the line carries its ids.
                 access_logger.info("rpc", extra={
                     "method": method,
@@ -194,75 +192,87 @@ class RequestContextInterceptor(_ScopeInterceptor):
                     "trace_id": span.trace_id,
                     "span_id": span.span_id,
                 })
-            finally:
-                span.finish(code, {"wework.tenant_id": principal.tenant_id if principal else None})
-                reset_request(token)
+        finally:
+            span.finish(code, {"wework.tenant_id": principal.tenant_id if principal else None})
+            reset_request(call.token)
 
+    # -- wrapping the four RPC kinds ---------------------------------------------------------------
 
-class ErrorMappingInterceptor(_ScopeInterceptor):
-    """DomainError / unexpected exceptions -> rich status; the handler's own aborts pass."""
-
-    @asynccontextmanager
-    async def scope(self, method: str, context: Any) -> AsyncIterator[None]:
-        try:
-            yield
-        except AbortError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapping every error to a status is the point
-            trace_id = (current_request() or RequestContext(trace_id=new_trace_id())).trace_id
-            status = to_grpc_status(status_from_exception(exc, trace_id))
-            # aio's abort() sends the status and raises AbortError, which replaces `exc`.
-            await context.abort(status.code, status.details, status.trailing_metadata)
-
-
-class AuthenticationInterceptor(_ScopeInterceptor):
-    """Resolves the principal of non-public methods; public ones run without one."""
-
-    def __init__(self, registry: ServiceRegistry, authenticator: Authenticator) -> None:
-        self._registry = registry
-        self._authenticator = authenticator
-
-    @asynccontextmanager
-    async def scope(self, method: str, context: Any) -> AsyncIterator[None]:
-        if self._registry.rule(method).access is not Access.PUBLIC:
-            principal = await self._authenticator.authenticate(metadata_dict(context), method)
-            if principal is None:  # a buggy authenticator must not let the call through
-                raise Unauthenticated("no credential")
-            req = current_request()
-            if req is not None:
-                req.principal = principal
-            else:
-                raise RuntimeError("AuthenticationInterceptor needs RequestContextInterceptor outside it")
-        yield
-
-
-class _UndeclaredMethod(PermissionDenied):
-    def __init__(self, method: str) -> None:
-        super().__init__("(undeclared)")
-        self.message = "this method is not open to any caller"
-        self.args = (self.message,)
-        self.metadata = {"method": method}
-
-
-class PermissionInterceptor(_ScopeInterceptor):
-    """principal.require(permission) before the handler; undeclared methods are refused."""
-
-    def __init__(self, registry: ServiceRegistry) -> None:
-        self._registry = registry
-
-    @asynccontextmanager
-    async def scope(self, method: str, context: Any) -> AsyncIterator[None]:
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """The same handler with its behaviour run inside the four layers."""
         rule = self._registry.rule(method)
-        if rule.access is Access.UNDECLARED:
-            logger.error("method %s has no entry in its permission table; refused "
-                         "(add it to ServiceRegistration.method_permissions)", method)
-            raise _UndeclaredMethod(method)
-        if rule.access is Access.PROTECTED:
-            req = current_request()
-            if req is None or req.principal is None:
-                raise Unauthenticated("no credential")
-            req.principal.require(rule.permission)
-        yield
+        des, ser = handler.request_deserializer, handler.response_serializer
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method, rule), des, ser)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, method, rule), des, ser)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method, rule), des, ser)
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, method, rule),
+                                                         des, ser)
+        return handler
+
+    def _unary(self, behaviour: Callable, method: str, rule: MethodRule) -> Callable:
+        begin, admit, map_error, end = self._begin, self._admit, self._map_error, self._end
+        needs_admission = rule.access is not Access.PUBLIC
+
+        async def wrapped(request_or_iterator: Any, context: Any) -> Any:
+            metadata = metadata_dict(context)
+            call = begin(method, context, metadata)
+            error: BaseException | None = None
+            try:
+                try:
+                    if needs_admission:
+                        await admit(method, rule, metadata, call.request)
+                    result = behaviour(request_or_iterator, context)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    return result
+                except AbortError:
+                    raise
+                except Exception as exc:  # every error becomes a status
+                    await map_error(context, exc, call.request)
+                    raise
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                end(method, context, error, call)
+
+        return wrapped
+
+    def _stream(self, behaviour: Callable, method: str, rule: MethodRule) -> Callable:
+        begin, admit, map_error, end = self._begin, self._admit, self._map_error, self._end
+        needs_admission = rule.access is not Access.PUBLIC
+
+        # grpc.aio tells the two styles apart by the function's kind, so keep it: a coroutine
+        # writes with context.write() and is wrapped like a unary behaviour; a generator yields.
+        if inspect.iscoroutinefunction(behaviour):
+            return self._unary(behaviour, method, rule)
+
+        async def wrapped_generator(request_or_iterator: Any, context: Any) -> AsyncIterator[Any]:
+            metadata = metadata_dict(context)
+            call = begin(method, context, metadata)
+            error: BaseException | None = None
+            try:
+                try:
+                    if needs_admission:
+                        await admit(method, rule, metadata, call.request)
+                    async for response in _iterate(behaviour(request_or_iterator, context)):
+                        yield response
+                except AbortError:
+                    raise
+                except Exception as exc:  # every error becomes a status
+                    await map_error(context, exc, call.request)
+                    raise
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                end(method, context, error, call)
+
+        return wrapped_generator
 
 
 class ShutdownSignal:
@@ -333,12 +343,7 @@ class StreamShutdownInterceptor(grpc.aio.ServerInterceptor):
 def build_interceptors(registry: ServiceRegistry, authenticator: Authenticator,
                        shutdown: ShutdownSignal | None = None) -> list[grpc.aio.ServerInterceptor]:
     """Outermost first (grpc.aio runs the first interceptor outermost)."""
-    interceptors: list[grpc.aio.ServerInterceptor] = [
-        RequestContextInterceptor(),
-        ErrorMappingInterceptor(),
-        AuthenticationInterceptor(registry, authenticator),
-        PermissionInterceptor(registry),
-    ]
+    interceptors: list[grpc.aio.ServerInterceptor] = [CallInterceptor(registry, authenticator)]
     if shutdown is not None:
         # Innermost, so that its ShuttingDown error is mapped and logged like any other.
         interceptors.append(StreamShutdownInterceptor(shutdown))

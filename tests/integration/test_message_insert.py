@@ -1,0 +1,71 @@
+"""The group commit's driver-level multi-row INSERTs (MessageRepository.add_many and
+put_idempotent_many) store exactly what SQLAlchemy's own INSERT stores, on MariaDB and SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from wework.domain.errors import AlreadyExists
+from wework.domain.messages import Message, MessageStatus, MessageType
+from wework.persistence.ids import new_id
+from wework.persistence.models import message as mm
+from wework.persistence.repositories.messages import MessageRepository, message_row_values
+
+pytestmark = pytest.mark.mariadb
+
+NOW = datetime(2026, 11, 28, 21, 30, 15, 123456, tzinfo=UTC)
+
+
+def sample(tenant_id: str, i: int) -> Message:
+    return Message(
+        id=new_id(), tenant_id=tenant_id, account_id=new_id(), conversation_id=f"wm{i}",
+        message_type=MessageType.TEXT if i % 2 else MessageType.IMAGE,
+        content={"text": f"héllo 100% 'quoted' \\ {i} 你好", "n": [1, None, True]} if i % 2 else {"media_id": "m"},
+        created_at=NOW, updated_at=NOW + timedelta(microseconds=i), status=MessageStatus.PENDING,
+        template_id=new_id() if i == 2 else None, priority=i % 10,
+        scheduled_time=NOW + timedelta(days=1, microseconds=7) if i % 3 == 0 else None)
+
+
+def stored(row: mm.Message) -> dict:
+    return {c.name: getattr(row, c.name) for c in mm.Message.__table__.columns}
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+def database(request):
+    return request.getfixturevalue(f"{request.param}_database")
+
+
+@pytest.mark.parametrize("count", [1, 3, 70])  # 70: beyond the cached statement texts
+async def test_rows_match_sqlalchemys_insert(database, count):
+    tenant_id = new_id()
+    ours = [sample(tenant_id, i) for i in range(count)]
+    theirs = [sample(tenant_id, i) for i in range(count)]
+    async with database.unit_of_work("message", tenant_id) as uow:
+        await MessageRepository(uow.session).add_many(ours)
+        await uow.session.execute(sa.insert(mm.Message), [message_row_values(m) for m in theirs])
+    async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
+        rows = {r.id: r for r in (await uow.session.execute(
+            sa.select(mm.Message).where(mm.Message.tenant_id == tenant_id))).scalars()}
+        repo = MessageRepository(uow.session)
+        for a, b in zip(ours, theirs, strict=True):
+            mine, reference = stored(rows[a.id]), stored(rows[b.id])
+            assert {**mine, "id": None, "account_id": None, "template_id": None} == \
+                   {**reference, "id": None, "account_id": None, "template_id": None}
+            assert mine["paused"] is False and mine["created_at"] == NOW
+            assert await repo.get(tenant_id, a.id) == a  # reads back as the entity that was written
+
+
+async def test_a_taken_request_id_fails_the_whole_insert(database):
+    tenant_id = new_id()
+    async with database.unit_of_work("message", tenant_id) as uow:
+        await MessageRepository(uow.session).put_idempotent_many([(tenant_id, "SendMessage", "r1", "m1")], NOW)
+    with pytest.raises(AlreadyExists):
+        async with database.unit_of_work("message", tenant_id) as uow:
+            await MessageRepository(uow.session).put_idempotent_many(
+                [(tenant_id, "SendMessage", "r2", "m2"), (tenant_id, "SendMessage", "r1", "m3")], NOW)
+    async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
+        repo = MessageRepository(uow.session)
+        assert await repo.get_idempotent(tenant_id, "SendMessage", "r1") == "m1"
+        assert await repo.get_idempotent(tenant_id, "SendMessage", "r2") is None  # rolled back together
