@@ -12,6 +12,7 @@ idempotency key and answered from the provider's record instead of going out twi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -43,8 +44,9 @@ def _worker(config, log_path) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT)
 
 
-@pytest.fixture
-def crash_platform(mariadb_server, redis_server, tmp_path):
+@contextlib.contextmanager
+def split_platform(mariadb_server, redis_server, tmp_path, **message_settings):
+    """The simulator over HTTP, a wework-server without a dispatcher, and room for workers."""
     prefix = harness.new_db_prefix("k")
     config = harness.make_database_config(prefix, [mariadb_server], 2)
     sim_port, ingress_port = free_port(), free_port()
@@ -64,20 +66,44 @@ def crash_platform(mariadb_server, redis_server, tmp_path):
         provider={"kind": "http", "base_url": sim_url},
         callback={"http_port": ingress_port, "secret": SECRET},
         message={"run_dispatcher_in_server": False, "claim_lease_seconds": 2, "claim_batch_size": 20,
-                 "account_min_interval_seconds": 0.004, "account_jitter_seconds": 0, "idle_poll_seconds": 0.2})
+                 "account_min_interval_seconds": 0.004, "account_jitter_seconds": 0, "idle_poll_seconds": 0.2,
+                 **message_settings})
     assert run_admin(settings, "migrate").returncode == 0
     server = start_server(tmp_path, settings, name="server", wait_service="wework.v1.MessageService")
     workers: list[subprocess.Popen] = []
-    yield {"server": server, "settings": settings, "sim_url": sim_url, "config": config, "workers": workers,
-           "tmp": tmp_path}
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-            w.wait(20)
-    server.stop(signal.SIGTERM)
-    sim.send_signal(signal.SIGTERM)
-    sim.wait(10)
-    mariadb_server.drop_databases(prefix + "_")
+    try:
+        yield {"server": server, "settings": settings, "sim_url": sim_url, "config": config, "workers": workers,
+               "tmp": tmp_path}
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+                w.wait(20)
+        server.stop(signal.SIGTERM)
+        sim.send_signal(signal.SIGTERM)
+        sim.wait(10)
+        mariadb_server.drop_databases(prefix + "_")
+
+
+@pytest.fixture
+def crash_platform(mariadb_server, redis_server, tmp_path):
+    with split_platform(mariadb_server, redis_server, tmp_path) as p:
+        yield p
+
+
+def online_tenant_account(p) -> tuple[str, str]:
+    """A new tenant with an account logged in through the simulator: (tenant_id, account_id)."""
+    code = f"t{uuid.uuid4().hex[:12]}"
+    with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY)) as admin:
+        tenant = admin.tenants.create_tenant(tpb.Tenant(tenant_code=code, tenant_name=code))
+    with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY, tenant_id=tenant.id)) as client:
+        account = client.accounts.create_account(apb.Account(account_name="sender"))
+        client.accounts.start_login(account.id)
+        deadline = time.monotonic() + 20
+        while client.accounts.get_account(account.id).status != apb.ACCOUNT_STATUS_ONLINE:
+            assert time.monotonic() < deadline, "account did not come online through the ingress"
+            time.sleep(0.1)
+    return tenant.id, account.id
 
 
 def _message_rows(config, tenant_id: str, task_id: str):
@@ -94,20 +120,11 @@ def _message_rows(config, tenant_id: str, task_id: str):
 
 def test_kill_9_mid_batch_sends_every_message_exactly_once(crash_platform):
     p = crash_platform
-    client_opts = ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY)
-    code = f"t{uuid.uuid4().hex[:12]}"
-    with WeworkClient(client_opts) as admin:
-        tenant = admin.tenants.create_tenant(tpb.Tenant(tenant_code=code, tenant_name=code))
-    with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY, tenant_id=tenant.id)) as client:
-        account = client.accounts.create_account(apb.Account(account_name="sender"))
-        client.accounts.start_login(account.id)
-        deadline = time.monotonic() + 20
-        while client.accounts.get_account(account.id).status != apb.ACCOUNT_STATUS_ONLINE:
-            assert time.monotonic() < deadline, "account did not come online through the ingress"
-            time.sleep(0.1)
+    tenant_id, account_id = online_tenant_account(p)
+    with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY, tenant_id=tenant_id)) as client:
         httpx.delete(p["sim_url"] + "/_requests")
         task = client.messages.create_batch_task(pb.BatchSendTask(
-            task_name="crash", account_id=account.id,
+            task_name="crash", account_id=account_id,
             message_content=pb.MessageContent(text=pb.TextContent(text="survive")),
             manual=pb.ManualTargets(targets=[pb.BatchTarget(conversation_id=f"c-{i}") for i in range(N)])))
         client.messages.start_batch_task(task.id)
@@ -123,7 +140,7 @@ def test_kill_9_mid_batch_sends_every_message_exactly_once(crash_platform):
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        rows = _message_rows(p["config"], tenant.id, task.id)
+        rows = _message_rows(p["config"], tenant_id, task.id)
         assert any(r.status == "pending" for r in rows), "the batch ended before the kill: nothing was tested"
 
         second = _worker(p["settings"], p["tmp"] / "worker2.log")
@@ -131,7 +148,7 @@ def test_kill_9_mid_batch_sends_every_message_exactly_once(crash_platform):
         final = list(client.messages.watch_batch_task(task.id, timeout=90))[-1].task
         assert final.status == pb.BATCH_TASK_STATUS_COMPLETED, final
 
-    rows = _message_rows(p["config"], tenant.id, task.id)
+    rows = _message_rows(p["config"], tenant_id, task.id)
     assert len(rows) == N
     # Every message final, each with its own provider message id. Re-sends after the kill carry
     # the message id as idempotency key; the provider answers them from its record (the

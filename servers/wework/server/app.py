@@ -66,6 +66,7 @@ from wework.server.settings import Settings
 from wework.server.workers.callbacks import CallbackProcessor, CallbackWaker, ProcessorSettings
 from wework.server.workers.dispatch import Dispatcher, DispatchSettings, DispatchWaker
 from wework.server.workers.heartbeat import HeartbeatMonitor
+from wework.server.workers.pacing import RedisPacing
 from wework.server.workers.webhooks import WebhookDeliveryWorker, WebhookWaker, WorkerSettings
 
 
@@ -288,8 +289,14 @@ async def _start_dispatcher(settings: Settings, ctx: AppContext, redis, shared: 
     batches.wake = waker.wake
     if not settings.message.run_dispatcher_in_server:
         return
-    dispatcher = Dispatcher(ctx.db, shared["provider"], shared["account_gateway"],
-                            DispatchSettings.from_config(settings.message), waker=waker,
+    dispatch_settings = DispatchSettings.from_config(settings.message)
+    pacing = None
+    if not settings.redis.url.startswith("memory://"):  # the embedded Redis is this process alone
+        pacing = RedisPacing(redis, settings.redis.key_prefix, dispatch_settings.account_min_interval_seconds,
+                             dispatch_settings.account_jitter_seconds, dispatch_settings.recipient_per_minute,
+                             dispatch_settings.recipient_per_hour)
+    dispatcher = Dispatcher(ctx.db, shared["provider"], shared["account_gateway"], dispatch_settings,
+                            waker=waker, pacing=pacing,
                             finish_batch=lambda tenant_id, task_id: finish_if_done(ctx, tenant_id, task_id))
     await dispatcher.start()
     ctx.db.on_shard_map_replaced.append(lambda _config: dispatcher.ensure_shard_loops())  # new shards

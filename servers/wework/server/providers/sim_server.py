@@ -10,7 +10,8 @@ Besides the API it offers, for tests (under /_, no API key: bind it to loopback 
 - POST /_faults {"status": 503, "count": 2} or {"delay_seconds": 3, "count": 1}, optionally
   "path" (substring of the request path) and "method": the next matching API requests fail or
   stall; GET /_faults lists what is left; DELETE /_faults clears them.
-- GET /_requests: every API request seen ({method, path}); DELETE /_requests resets the list.
+- GET /_requests: every API request seen ({method, path, idempotency_key, at: epoch seconds});
+  DELETE /_requests resets the list.
 - POST /_sim/instances/{guid}/{hook} with the hook's keyword arguments as JSON: the simulator's
   test hooks (scan, confirm, disconnect, expire_qr, remote_logout, incoming_message,
   conversation_changed).
@@ -27,6 +28,7 @@ import hmac
 import json
 import logging
 import signal
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -151,7 +153,7 @@ class SimServer:
             return await handler(request)
         # The idempotency key (our message id) shows the order in which messages were sent.
         self.requests.append({"method": request.method, "path": request.path,
-                              "idempotency_key": request.headers.get("Idempotency-Key")})
+                              "idempotency_key": request.headers.get("Idempotency-Key"), "at": time.time()})
         fault = next((f for f in self.faults if f.matches(request)), None)
         if fault is not None:
             fault.count -= 1

@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import heapq
+import itertools
 import logging
 import random
 import uuid
@@ -144,6 +146,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _wake_up(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _iso(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
@@ -168,6 +175,12 @@ class SimulatorProvider:
         self.duplicate_sends: Counter[str] = Counter()
         self.callbacks: deque[ProviderCallback] = deque(maxlen=self.config.callback_history)
         self.callback_failures = 0  # deliveries given up after callback_max_attempts
+        # Accepted sends waiting for their delivery outcome: (due loop time, order, record, fails),
+        # worked off by one task (not a task and a timer per send: a dispatcher sends thousands a second).
+        self._outcomes: list[tuple[float, int, SentMessage, bool]] = []
+        self._outcome_order = itertools.count()
+        self._outcomes_task: asyncio.Task[None] | None = None
+        self._outcomes_wake: asyncio.Future[None] | None = None
 
     # ---- Provider ------------------------------------------------------------------------
 
@@ -264,8 +277,7 @@ class SimulatorProvider:
             del self.sent_messages[oldest]
             self.send_counts.pop(oldest, None)
             self.duplicate_sends.pop(oldest, None)
-        self._spawn(self._deliver_message(record, fails, cfg.delivery_delay_seconds),
-                    f"{self.label}:{guid}:message:{idempotency_key}")
+        self._schedule_outcome(record, fails, cfg.delivery_delay_seconds)
         await self._sleep(cfg.send_latency_seconds)
         if lost_ack:
             raise ProviderUnavailable("simulated lost response: the message was sent", status=504)
@@ -308,6 +320,7 @@ class SimulatorProvider:
         for task in producers:
             task.cancel()
         await asyncio.gather(*producers, return_exceptions=True)
+        self._outcomes.clear()  # outcomes not reported yet are lost, as with a provider going away
         if self._dispatcher is not None and self._queue is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), self.config.close_drain_seconds)
@@ -487,21 +500,47 @@ class SimulatorProvider:
         inst.state = state
         inst.login_token = None  # a logged-out session cannot be reconnected
 
-    async def _deliver_message(self, record: SentMessage, fails: bool, delay: float) -> None:
-        base = {"msg_id": record.idempotency_key, "idempotency_key": record.idempotency_key,
+    def _schedule_outcome(self, record: SentMessage, fails: bool, delay: float) -> None:
+        """A delivered message reports MESSAGE_SENT now and MESSAGE_DELIVERED `delay` later; a
+        failing one reports MESSAGE_FAILED `delay` later (callbacks are queued, not delivered here)."""
+        if not fails:
+            record.outcome = "sent"
+            self._emit(record.guid, NotifyType.MESSAGE_SENT, self._receipt(record))
+        loop = asyncio.get_running_loop()
+        item = (loop.time() + delay, next(self._outcome_order), record, fails)
+        heapq.heappush(self._outcomes, item)
+        if self._outcomes_task is None or self._outcomes_task.done():
+            self._outcomes_task = self._spawn(self._report_outcomes(), f"{self.label}:message:outcomes")
+        elif self._outcomes[0] is item and self._outcomes_wake is not None:
+            _wake_up(self._outcomes_wake)  # due before the one the task sleeps for
+
+    async def _report_outcomes(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._outcomes:
+            due = self._outcomes[0][0]
+            if due > loop.time():
+                self._outcomes_wake = wake = loop.create_future()
+                timer = loop.call_at(due, _wake_up, wake)
+                try:
+                    await wake
+                finally:
+                    timer.cancel()
+                    self._outcomes_wake = None
+                continue
+            _, _, record, fails = heapq.heappop(self._outcomes)
+            if fails:
+                record.outcome = "failed"
+                self._emit(record.guid, NotifyType.MESSAGE_FAILED, {
+                    **self._receipt(record), "error_code": "SIM_DELIVERY_FAILED",
+                    "error_message": "simulated delivery failure"})
+            else:
+                record.outcome = "delivered"
+                self._emit(record.guid, NotifyType.MESSAGE_DELIVERED, self._receipt(record))
+
+    @staticmethod
+    def _receipt(record: SentMessage) -> dict[str, Any]:
+        return {"msg_id": record.idempotency_key, "idempotency_key": record.idempotency_key,
                 "wework_msg_id": record.wework_msg_id}
-        if fails:
-            await asyncio.sleep(delay)
-            record.outcome = "failed"
-            self._emit(record.guid, NotifyType.MESSAGE_FAILED, {
-                **base, "error_code": "SIM_DELIVERY_FAILED",
-                "error_message": "simulated delivery failure"})
-            return
-        record.outcome = "sent"
-        self._emit(record.guid, NotifyType.MESSAGE_SENT, base)
-        await asyncio.sleep(delay)
-        record.outcome = "delivered"
-        self._emit(record.guid, NotifyType.MESSAGE_DELIVERED, base)
 
     # ---- callbacks -----------------------------------------------------------------------------
 

@@ -9,8 +9,14 @@ Safe in any number of processes at once (wework-server and `wework-worker dispat
    hold_timeout); pacing (per-account interval + jitter, per-recipient 30/min and 1000/h, the
    batch's rate and time window) defers it to the time it may go. The provider gets the
    message id as idempotency key.
-3. A short transaction per message records the result if this worker still owns it: sent,
-   retry later with exponential backoff, or failed (statistics in the same transaction).
+3. The accepted sends of a claim are recorded together in one short transaction, for the
+   messages this worker still owns (statistics in the same transaction); retries (exponential
+   backoff), holds and failures are recorded one message at a time as they happen.
+
+While a full batch is being sent, the loop already claims the next one and still records the
+previous one (each in its own transaction): the database round trips overlap the sends instead
+of adding to them. One claim ahead and one record behind at most; a loop that stops records
+what it sent and puts its claim ahead back to pending.
 
 A worker killed between 1 and 3 leaves `sending` rows whose lease expires; any dispatcher
 requeues them and the resend carries the same idempotency key, so the provider sends once.
@@ -36,7 +42,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from wework.domain.accounts import AccountStatus
-from wework.domain.dispatch import AccountPacer, Backoff, RecipientLimiter, TimeWindow, should_retry
+from wework.domain.dispatch import Backoff, TimeWindow, should_retry
 from wework.domain.errors import InvalidArgument, NotFound
 from wework.domain.messages import Message
 from wework.persistence.background import cancel_and_wait
@@ -47,6 +53,7 @@ from wework.persistence.repositories.batches import BatchRepository
 from wework.persistence.repositories.dispatch import DispatchRepository
 from wework.server.application.context import utcnow
 from wework.server.providers.base import Provider, ProviderError
+from wework.server.workers.pacing import LocalPacing, Pacing
 from wework.server.workers.shard_loops import ShardLoops
 
 log = logging.getLogger(__name__)
@@ -201,13 +208,16 @@ class Dispatcher:
     def __init__(self, db: Database, provider: Provider, accounts: AccountLookup, settings: DispatchSettings,
                  *, waker: DispatchWaker | None = None, worker_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow, rnd: random.Random | None = None,
-                 finish_batch: Callable[[str, str], Awaitable[Any]] | None = None) -> None:
+                 finish_batch: Callable[[str, str], Awaitable[Any]] | None = None,
+                 pacing: Pacing | None = None) -> None:
         self._db, self._provider, self._accounts, self._cfg = db, provider, accounts, settings
         self._waker = waker
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._clock, self._rnd = clock, rnd or random.Random()
-        self._pacer = AccountPacer(settings.account_min_interval_seconds, settings.account_jitter_seconds)
-        self._recipients = RecipientLimiter(settings.recipient_per_minute, settings.recipient_per_hour)
+        # Shared through Redis by the composition root (pacing.RedisPacing); this process alone otherwise.
+        self._pacing: Pacing = pacing or LocalPacing(
+            settings.account_min_interval_seconds, settings.account_jitter_seconds,
+            settings.recipient_per_minute, settings.recipient_per_hour, self._rnd)
         self._batches = BatchInfoCache(db)
         self._sem = asyncio.Semaphore(settings.max_in_flight)
         self._loops = ShardLoops(db, "dispatch", self._shard_loop)
@@ -235,24 +245,79 @@ class Dispatcher:
     async def _shard_loop(self, shard: str) -> None:
         event = self._waker.event() if self._waker is not None else asyncio.Event()
         last_sweep = last_batches = 0.0
-        while True:
-            try:
-                if time.monotonic() - last_sweep > min(self._cfg.claim_lease_seconds / 4, 5.0):
-                    last_sweep = time.monotonic()
-                    self.stats.requeued += await self.requeue_expired(shard)
-                if self._finish_batch is not None and time.monotonic() - last_batches > 1.0:
-                    last_batches = time.monotonic()
-                    await self.finish_batches(shard)
-                event.clear()
-                n = await self.run_once(shard)
-                if n == 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), self._cfg.idle_poll_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dispatch loop on shard %s failed; retrying", shard)
-                await asyncio.sleep(1.0)
+        ahead: asyncio.Task[list[Message]] | None = None  # the next claim, taken while a batch is sent
+        recording: asyncio.Task[None] | None = None  # the previous batch's results being written
+        try:
+            while True:
+                try:
+                    if time.monotonic() - last_sweep > min(self._cfg.claim_lease_seconds / 4, 5.0):
+                        last_sweep = time.monotonic()
+                        self.stats.requeued += await self.requeue_expired(shard)
+                    if self._finish_batch is not None and time.monotonic() - last_batches > 1.0:
+                        last_batches = time.monotonic()
+                        await self.finish_batches(shard)
+                    event.clear()
+                    if ahead is not None:
+                        # Shielded: a loop stopped meanwhile releases this claim (finally below).
+                        claimed = await asyncio.shield(ahead)
+                        ahead = None
+                    else:
+                        claimed = await self._claim(shard)
+                    if not claimed:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(event.wait(), self._cfg.idle_poll_seconds)
+                        continue
+                    if len(claimed) >= self._cfg.claim_batch_size:  # more are probably due
+                        ahead = asyncio.create_task(self._claim(shard), name=f"dispatch-claim-{shard}")
+                    sent: list[tuple[Message, str]] = []
+                    try:
+                        await self._send_batch(shard, claimed, sent)
+                    finally:
+                        # Recorded while the next batch is sent, after the previous record (order),
+                        # which this loop waits for first (at most one record behind).
+                        previous = recording
+                        recording = asyncio.create_task(self._record_sent(shard, sent, after=previous),
+                                                        name=f"dispatch-record-{shard}")
+                        await self._settle(previous)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("dispatch loop on shard %s failed; retrying", shard)
+                    await asyncio.sleep(1.0)
+        finally:
+            await self._settle(recording)
+            await self._release_claim(shard, ahead)
+
+    @staticmethod
+    async def _settle(task: asyncio.Task[None] | None) -> None:
+        """Waits for a record to end and logs its failure. Shielded: a stopping loop lets it
+        finish, since it writes sends that already happened."""
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                log.error("recording a dispatch batch failed; leases will requeue its messages",
+                          exc_info=task.exception())
+            raise
+        except Exception:
+            log.exception("recording a dispatch batch failed; leases will requeue its messages")
+
+    async def _release_claim(self, shard: str, ahead: asyncio.Task[list[Message]] | None) -> None:
+        """A claim taken ahead that the stopping loop will not send goes back to pending now,
+        not when its lease expires."""
+        if ahead is None:
+            return
+        try:
+            claimed = await asyncio.shield(ahead)
+        except Exception:
+            log.exception("claiming ahead on shard %s failed", shard)  # nothing was claimed
+            return
+        if claimed:
+            async with await self._tx(shard) as uow:
+                await DispatchRepository(uow.session).release(claimed, self.worker_id, self._clock())
 
     async def finish_batches(self, shard: str) -> None:
         if self._finish_batch is None:
@@ -268,33 +333,51 @@ class Dispatcher:
 
     async def run_once(self, shard: str) -> int:
         """Claims one batch on `shard` and processes it to the end; the number claimed."""
+        claimed = await self._claim(shard)
+        if not claimed:
+            return 0
+        sent: list[tuple[Message, str]] = []
+        try:
+            await self._send_batch(shard, claimed, sent)
+        finally:
+            await self._record_sent(shard, sent)
+        return len(claimed)
+
+    async def _claim(self, shard: str) -> list[Message]:
         now = self._clock()
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
             claimed = await DispatchRepository(uow.session).claim(
                 self.worker_id, now, self._cfg.claim_batch_size, timedelta(seconds=self._cfg.claim_lease_seconds))
-        if not claimed:
-            return 0
         self.stats.claimed += len(claimed)
+        return claimed
+
+    async def _send_batch(self, shard: str, claimed: list[Message], sent: list[tuple[Message, str]]) -> None:
+        """Processes every claimed message; the accepted sends are appended to `sent` (recorded
+        together afterwards: a commit per message would cap a worker at a few hundred a second)."""
         # One lane per account keeps its sends in claim (priority) order and its pacing exact.
         lanes: dict[str, list[Message]] = defaultdict(list)
         for m in claimed:
             lanes[m.account_id].append(m)
-        # Accepted sends are recorded together, in one transaction per claim: a commit per
-        # message would cap a worker at a few hundred messages/s.
-        sent: list[tuple[Message, str]] = []
-        try:
-            await asyncio.gather(*(self._lane(shard, msgs, sent) for msgs in lanes.values()))
-        finally:
-            if sent:
-                async with await self._tx(shard) as uow:
-                    await DispatchRepository(uow.session).mark_sent_many(sent, self.worker_id, self._clock())
-                self.stats.sent += len(sent)
-        return len(claimed)
+        await asyncio.gather(*(self._lane(shard, msgs, sent) for msgs in lanes.values()))
+
+    async def _record_sent(self, shard: str, sent: list[tuple[Message, str]],
+                           after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:
+            await asyncio.wait([after])  # its outcome is logged by the loop (_settle)
+        if not sent:
+            return
+        async with await self._tx(shard) as uow:
+            await DispatchRepository(uow.session).mark_sent_many(sent, self.worker_id, self._clock())
+        self.stats.sent += len(sent)
 
     async def _lane(self, shard: str, msgs: list[Message], sent: list[tuple[Message, str]]) -> None:
+        rest: list[Message] = []
+        deferred_until: datetime | None = None
         async with self._lanes[msgs[0].account_id]:
-            for i, m in enumerate(msgs):
-                async with self._sem:
+            # A lane sends one message at a time, so one max_in_flight slot per lane bounds the
+            # sends in flight as one per message did, without a semaphore round per message.
+            async with self._sem:
+                for i, m in enumerate(msgs):
                     try:
                         deferred_until = await self._process(shard, m, sent)
                     except asyncio.CancelledError:
@@ -302,11 +385,13 @@ class Dispatcher:
                     except Exception:
                         log.exception("dispatch of message %s failed; the lease will requeue it", m.id)
                         continue
-                if deferred_until is not None:
-                    # The account is paced: the rest of the lane waits too, each one interval
-                    # later, in one transaction (not one per message).
-                    await self._defer_rest(shard, msgs[i + 1:], deferred_until)
-                    return
+                    if deferred_until is not None:
+                        rest = msgs[i + 1:]
+                        break
+            if deferred_until is not None:
+                # The account is paced: the rest of the lane waits too, each one interval
+                # later, in one transaction (not one per message).
+                await self._defer_rest(shard, rest, deferred_until)
 
     async def _defer_rest(self, shard: str, rest: list[Message], first: datetime) -> None:
         if not rest:
@@ -345,24 +430,18 @@ class Dispatcher:
             await self._hold(shard, m, f"account is {status.value}", now)
             return
         # 3. Pacing: the batch window, the account interval (or the batch rate), the recipient.
-        ready = time.monotonic()
         if batch is not None and batch.window is not None and not batch.window.open_at(now):
             await self._defer(shard, m, batch.window.next_open(now), now)
             return
-        ready = max(ready, self._pacer.ready_at(m.account_id),
-                    self._recipients.ready_at(m.account_id, m.conversation_id, time.monotonic()))
-        account_ready = self._pacer.ready_at(m.account_id)
-        wait = ready - time.monotonic()
-        if wait > cfg.inline_wait_seconds:
-            until = now + timedelta(seconds=wait)
+        slot = await self._pacing.reserve(m.account_id, m.conversation_id, m.id, horizon=cfg.inline_wait_seconds,
+                                          min_interval=batch.min_interval if batch else None,
+                                          jitter=batch.jitter if batch else None)
+        if not slot.reserved:
+            until = now + timedelta(seconds=slot.wait)
             await self._defer(shard, m, until, now)
-            return until if account_ready >= ready else None
-        if wait > 0:
-            await asyncio.sleep(wait)
-        sent_at = time.monotonic()
-        self._pacer.record(m.account_id, sent_at, self._rnd,
-                           batch.min_interval if batch else None, batch.jitter if batch else None)
-        self._recipients.record(m.account_id, m.conversation_id, sent_at)
+            return until if slot.account_bound else None
+        if slot.wait > 0:
+            await asyncio.sleep(slot.wait)
         # 4. Send.
         try:
             result = await self._provider.send_message(
