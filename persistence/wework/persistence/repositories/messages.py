@@ -121,27 +121,21 @@ class MessageRepository:
                         limit: int) -> tuple[list[Message], tuple[Any, ...] | None]:
         """Newest first: a keyset page that costs the same on page 1 and page 1000, at any size.
 
-        The order is (created_at, status, id), all descending. The query orders by (created_at,
-        status) only: that is the order of idx_tenant_time_status (tenant_id, created_at,
-        status), which MariaDB then reads backwards for `limit` entries and stops. With id in
-        the ORDER BY it sorts every row of the tenant instead (on a partitioned table the
-        optimizer does not use InnoDB's implicit primary-key suffix), and cost grows with the
-        table. Rows that tie with the page's last (created_at, status) are then fetched as a
-        group (normally one row) and the page is finished in id order here.
-        MySQL sorts an ENUM by its declaration index, so the cursor compares `status + 0`
-        there; SQLite stores text and compares text. The cursor is (created_at, status key, id).
+        The order is (created_at, id), both descending: keys that never change, so a message
+        whose status changes between two pages is neither skipped nor shown twice. The query
+        orders by created_at only: idx_tenant_time_status (tenant_id, created_at, status) gives
+        that order, and MariaDB reads it backwards for `limit` entries and stops. With id in the
+        ORDER BY it sorts every row of the tenant instead (on a partitioned table the optimizer
+        does not use InnoDB's implicit primary-key suffix), and cost grows with the table. Rows
+        that tie with the page's last created_at are then fetched as a group (one row, as every
+        message gets its own microsecond) and the page is finished in id order here. The cursor
+        is (created_at, id).
         """
         m = mm.Message
-        mysql = self._s.bind.dialect.name != "sqlite"
-        status_key: Any = sa.type_coerce(m.status, sa.Integer) + 0 if mysql else m.status
-
-        def skey(status: str) -> Any:
-            return mm.MESSAGE_STATUSES.index(status) + 1 if mysql else status
-
         # Keys first, rows after ("deferred join"): selecting only index columns lets MariaDB
         # range-scan idx_tenant_time_status from the cursor; with SELECT * it picks a ref scan
         # on tenant_id and reads every newer row before the cursor.
-        stmt = sa.select(m.id, m.created_at, m.status).where(m.tenant_id == tenant_id)
+        stmt = sa.select(m.id, m.created_at).where(m.tenant_id == tenant_id)
         if f.account_id:
             stmt = stmt.where(m.account_id == f.account_id)
         if f.conversation_id:
@@ -155,29 +149,24 @@ class MessageRepository:
         if f.end_time is not None:
             stmt = stmt.where(m.created_at < f.end_time)
         if not (f.conversation_id or f.batch_id):
-            # With a status filter MariaDB prefers an index that leads with status and sorts; the tenant's time index
-            # is the one that stops after a page. Conversation and batch have selective indexes.
+            # With a status filter MariaDB prefers an index that leads with status and sorts; the
+            # tenant's time index is the one that stops after a page. Conversation and batch have
+            # selective indexes.
             stmt = stmt.with_hint(m, "FORCE INDEX (idx_messages_tenant_time_status)", "mysql")
             stmt = stmt.with_hint(m, "FORCE INDEX (idx_messages_tenant_time_status)", "mariadb")
         if after is not None:
-            t, sk, last_id = after
-            stmt = stmt.where(m.created_at <= t, sa.or_(
-                m.created_at < t,
-                sa.and_(m.created_at == t, sa.or_(status_key < sk, sa.and_(status_key == sk, m.id < last_id)))))
-        rows = list((await self._s.execute(
-            # A status filter makes status constant: naming it in ORDER BY makes MariaDB sort.
-            stmt.order_by(*([m.created_at.desc()] if f.status else [m.created_at.desc(), m.status.desc()]))
-            .limit(limit + 1))).all())
+            t, last_id = after
+            stmt = stmt.where(m.created_at <= t, sa.or_(m.created_at < t, sa.and_(m.created_at == t, m.id < last_id)))
+        rows = list((await self._s.execute(stmt.order_by(m.created_at.desc()).limit(limit + 1))).all())
         if len(rows) > limit:
             edge = rows[-1]
-            group = (await self._s.execute(stmt.where(m.created_at == edge.created_at,
-                                                      m.status == edge.status))).all()
-            rows = [r for r in rows if (r.created_at, r.status) != (edge.created_at, edge.status)] + list(group)
-        rows.sort(key=lambda r: (r.created_at, skey(r.status), r.id), reverse=True)
+            group = (await self._s.execute(stmt.where(m.created_at == edge.created_at))).all()
+            rows = [r for r in rows if r.created_at != edge.created_at] + list(group)
+        rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            cursor = (rows[-1].created_at, skey(rows[-1].status), rows[-1].id)
+            cursor = (rows[-1].created_at, rows[-1].id)
         if not rows:
             return [], None
         full = (await self._s.execute(sa.select(m).where(

@@ -32,6 +32,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from wework.domain.access import Principal
@@ -253,7 +254,10 @@ class BatchUseCases:
                         rendered_once = content
             else:
                 content = task.content
-            rows.append({"id": new_id(), "created_at": now, "updated_at": now, "tenant_id": task.tenant_id,
+            # Each its own microsecond: created_at orders listings (MessageRepository.list_page),
+            # and a tie group as large as the batch would make a page edge read all of it.
+            rows.append({"id": new_id(), "created_at": now + timedelta(microseconds=i), "updated_at": now,
+                         "tenant_id": task.tenant_id,
                          "account_id": task.account_id, "conversation_id": t.conversation_id,
                          "message_type": mtype.value, "content": content, "template_id": task.template_id or None,
                          "status": MessageStatus.PENDING.value, "retry_count": 0, "batch_id": task.id,

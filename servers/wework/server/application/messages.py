@@ -557,12 +557,12 @@ class MessageUseCases:
         if page_token:
             body = decode_page_token(page_token, "messages")
             try:
-                after = (body["t"], body["s"], body["id"])
+                after = (body["t"], body["id"])  # tokens made before 2026-11-28 also hold "s"
             except KeyError:
                 raise InvalidArgument(FieldViolation("page_token", "the page token is not valid")) from None
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             rows, last = await MessageRepository(uow.session).list_page(tenant_id, f, after, limit)
-        token = encode_page_token({"t": last[0], "s": last[1], "id": last[2]}, "messages") if last else ""
+        token = encode_page_token({"t": last[0], "id": last[1]}, "messages") if last else ""
         return rows, token
 
     # -- cancel / retry --------------------------------------------------------------------------
