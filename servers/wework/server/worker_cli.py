@@ -42,15 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = load_settings(args.config)
-        if args.command == "webhooks":
-            return _main_webhooks(settings)
-        settings.webhooks.run_worker_in_server = False  # `wework-worker webhooks` delivers them
-        # The dispatcher asks the account service of its process about accounts.
-        settings.server = ServerConfig(**{**settings.server.model_dump(), "services": ["tenant", "account", "message"]})
-        settings.message.run_dispatcher_in_server = args.command == "dispatch"
-        # Callbacks processed here only by `callbacks`; their HTTP port is the servers'.
-        settings.callback.run_processor_in_server = args.command == "callbacks"
-        settings.callback.http_port = None
+        _configure_for(settings, args.command)
     except (SettingsError, ValueError) as exc:
         print(f"wework-worker: {exc}", file=sys.stderr)
         return 2
@@ -59,63 +51,44 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.logging)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_dispatch(settings, args.command))
+        asyncio.run(run_worker(settings, args.command))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def run_dispatch(settings, command: str = "dispatch") -> None:
-    from wework.persistence.migrate import migrate_all
-    from wework.server.app import build_application
-
-    if settings.embedded:
-        await migrate_all(settings.database_config)
-    app = await build_application(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"wework-worker {command} running (pid {os.getpid()})", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await app.close()
-
-
-def _main_webhooks(settings) -> int:
-    """`wework-worker webhooks`: only the webhook delivery worker (workers/webhooks.py); no
-    services, dispatcher or callback ingress of its own."""
-    from wework.server.runtime.logging import configure_logging
-
-    settings.server = ServerConfig(**{**settings.server.model_dump(), "services": ["tenant"]})
-    settings.message.run_dispatcher_in_server = False
+def _configure_for(settings, command: str) -> None:
+    """Only what `command` runs: no gRPC, no callback HTTP port (that is the servers')."""
     settings.callback.http_port = None
-    configure_logging(settings.logging)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    try:
-        asyncio.run(run_webhooks(settings))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    if command == "webhooks":
+        # Only the webhook delivery worker: no services, dispatcher or callback processing.
+        settings.server = ServerConfig(**{**settings.server.model_dump(), "services": ["tenant"]})
+        settings.message.run_dispatcher_in_server = False
+        return
+    settings.webhooks.run_worker_in_server = False  # `wework-worker webhooks` delivers them
+    # The dispatcher asks the account service of its process about accounts.
+    settings.server = ServerConfig(**{**settings.server.model_dump(), "services": ["tenant", "account", "message"]})
+    settings.message.run_dispatcher_in_server = command == "dispatch"
+    settings.callback.run_processor_in_server = command == "callbacks"
 
 
-async def run_webhooks(settings) -> None:
+async def run_worker(settings, command: str) -> None:
+    """Builds the composition root of wework-server (so the account gateway, provider, caches and
+    wake-ups are wired identically) without serving gRPC, and runs until SIGTERM/SIGINT."""
     from wework.persistence.migrate import migrate_all
     from wework.server.app import build_application, start_webhook_worker
 
     if settings.embedded:
         await migrate_all(settings.database_config)
     app = await build_application(settings)
-    worker = await start_webhook_worker(settings, app.ctx, app.redis)
-    app.closers.insert(0, worker.close)
+    if command == "webhooks":
+        worker = await start_webhook_worker(settings, app.ctx, app.redis)
+        app.closers.insert(0, worker.close)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"wework-worker webhooks running (pid {os.getpid()})", flush=True)
+    print(f"wework-worker {command} running (pid {os.getpid()})", flush=True)
     try:
         await stop.wait()
     finally:
