@@ -68,23 +68,21 @@ class Message(TimestampsMixin, MessageBase):
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     paused: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False, server_default=sa.text("0"))
 
-    # The design's idx_status, idx_batch_id, idx_conversation_id, idx_created_at, idx_send_time
-    # and idx_scheduled_time are dropped (migration 0004, docs/decisions/0019-messages-indexes.md):
-    # prefixes of other indexes or read by no query, and each costs every write.
+    # Only the indexes a query reads: each one costs every insert and every status change.
+    # Dropped from the design: idx_status, idx_batch_id, idx_conversation_id, idx_created_at,
+    # idx_send_time and idx_scheduled_time (migration 0004), idx_scheduled_pending,
+    # idx_claim_lease, idx_template_id, idx_tenant_account and idx_account_send_time (migration
+    # 0005); see docs/decisions/0019-messages-indexes.md.
     __table_args__ = (
+        # The dispatch claim (status, paused, priority band, then age) and the expired-lease sweep.
         index("messages", "idx_claim", "status", "paused", "priority", "created_at"),
-        index("messages", "idx_claim_lease", "status", "claimed_until"),
-        index("messages", "idx_tenant_account", "tenant_id", "account_id"),
-        index("messages", "idx_template_id", "template_id"),
+        # ListMessages of a tenant, newest first, and every per-tenant time range.
         index("messages", "idx_tenant_time_status", "tenant_id", "created_at", "status"),
-        # The design's DESC key parts are dropped: InnoDB reads an index backwards just as fast
-        # when every key part goes the same way.
-        index("messages", "idx_account_send_time", "account_id", "send_time"),
+        # ListMessages by conversation. The design's DESC key parts are dropped: InnoDB reads an
+        # index backwards just as fast when every key part goes the same way.
         index("messages", "idx_conversation_time", "conversation_id", "created_at"),
+        # A batch task's counters, pause, resume and cancel.
         index("messages", "idx_batch_status", "batch_id", "status"),
-        # Design: (scheduled_time, status) WHERE status = 'pending'; without partial indexes the
-        # filtered column leads, so the worker's claim query is a range scan on one status.
-        index("messages", "idx_scheduled_pending", "status", "scheduled_time"),
         {**MYSQL_TABLE_ARGS, "info": {"partition": ("created_at", "year")}},
     )
 

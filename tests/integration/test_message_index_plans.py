@@ -1,0 +1,135 @@
+"""Every statement the repositories run on `messages` is served by one of its indexes.
+
+`messages` keeps only the secondary indexes a query reads (message migrations 0004 and 0005,
+docs/decisions/0019-messages-indexes.md): each one costs every insert and every status change.
+This test runs the repositories' reads and updates on a MariaDB shard holding a realistic mix
+of messages (most of them finished, a few pending and in flight), captures the SQL they send,
+and asks MariaDB for each statement's plan: none may scan the whole table, and each must use
+the primary key or one of the kept indexes. Dropping an index a query needs fails here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from wework.domain.messages import MessageStatus
+from wework.persistence.ids import new_id
+from wework.persistence.repositories.batches import BatchRepository
+from wework.persistence.repositories.dispatch import DispatchRepository
+from wework.persistence.repositories.messages import MessageFilter, MessageRepository
+
+
+async def _fill(session, tenant_id: str, batch_id: str, now: datetime) -> None:
+    """6,000 messages of three tenants over 20 accounts and 700 conversations, a batch of 120
+    among them: most sent, the rest pending (some scheduled for tomorrow), in flight with an
+    expired lease, or failed. Plans depend on the statistics, so the mix is a live shard's."""
+    rows, by_status = [], {"sent": [], "sending": [], "failed": [], "scheduled": []}
+    for i in range(6000):
+        created = now - timedelta(minutes=6000 - i)
+        rows.append({"id": new_id(), "created_at": created, "updated_at": created,
+                     "tenant_id": tenant_id if i % 3 else f"other-tenant-{i % 2}",
+                     "account_id": f"acc-{i % 20}", "conversation_id": f"wmchat-{i % 700}", "message_type": "text",
+                     "content": {"text": f"m{i}"}, "template_id": None,
+                     "batch_id": batch_id if i % 50 == 0 else None, "priority": 1 + i % 10})
+        fate = "sent" if i % 10 < 9 and i < 5500 else ("sending", "failed", "scheduled", "pending")[i % 4]
+        if fate != "pending":
+            by_status[fate].append(rows[-1]["id"])
+    await BatchRepository(session).materialize(rows)
+    changes = {"sent": "status = 'sent', send_time = updated_at",
+               "sending": "status = 'sending', claimed_by = 'w0', claimed_until = :t",
+               "failed": "status = 'failed'", "scheduled": "scheduled_time = :later"}
+    for fate, ids in by_status.items():
+        for start in range(0, len(ids), 1000):
+            await session.execute(
+                sa.text(f"UPDATE messages SET {changes[fate]} WHERE id IN :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)),
+                {"ids": ids[start:start + 1000], "t": (now - timedelta(minutes=1)).replace(tzinfo=None),
+                 "later": (now + timedelta(days=1)).replace(tzinfo=None)})
+    await session.execute(sa.text("ANALYZE TABLE messages"))
+
+
+async def _plans(conn, statements: list[tuple[str, object]]) -> list[tuple[str, dict]]:
+    plans = []
+    for sql, params in statements:
+        raw = (await conn.exec_driver_sql("EXPLAIN FORMAT=JSON " + sql, params)).scalar_one()
+        plans.append((sql, json.loads(raw)))
+    return plans
+
+
+def _tables(node) -> list[dict]:
+    """Every access of `messages` in an EXPLAIN FORMAT=JSON tree."""
+    found = []
+    if isinstance(node, dict):
+        if node.get("table_name") == "messages" or str(node.get("table_name", "")).startswith("messages"):
+            found.append(node)
+        for value in node.values():
+            found += _tables(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _tables(value)
+    return found
+
+
+CLAIM, TIME, CONVERSATION, BATCH = ("idx_messages_claim", "idx_messages_tenant_time_status",
+                                    "idx_messages_conversation_time", "idx_messages_batch_status")
+
+
+async def test_every_repository_statement_on_messages_uses_its_index(mariadb_database):
+    db = mariadb_database
+    tenant_id, batch_id = new_id(), new_id()
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with db.unit_of_work("message", tenant_id) as uow:
+        await _fill(uow.session, tenant_id, batch_id, now)
+
+    async with db.unit_of_work("message", tenant_id) as uow:
+        conn = await uow.session.connection()
+        dispatch, listing, batches = (DispatchRepository(uow.session), MessageRepository(uow.session),
+                                      BatchRepository(uow.session))
+
+        async def pages(f: MessageFilter) -> None:
+            _page, after = await listing.list_page(tenant_id, f, None, 20)
+            if after is not None:
+                await listing.list_page(tenant_id, f, after, 20)
+
+        # (what runs, the indexes its statements may use; PRIMARY for rows addressed by key)
+        calls = [
+            ("claim", lambda: dispatch.claim("w1", now, 50, timedelta(seconds=30)), {CLAIM, "PRIMARY"}),
+            ("requeue_expired", lambda: dispatch.requeue_expired(now), {CLAIM, "PRIMARY"}),
+            ("next_due", lambda: dispatch.next_due(now), {CLAIM}),
+            ("list all", lambda: pages(MessageFilter()), {TIME, "PRIMARY"}),
+            ("list by account", lambda: pages(MessageFilter(account_id="acc-3")), {TIME, "PRIMARY"}),
+            ("list by status", lambda: pages(MessageFilter(status=MessageStatus.FAILED)), {TIME, "PRIMARY"}),
+            ("list by time", lambda: pages(MessageFilter(start_time=now - timedelta(days=1), end_time=now)),
+             {TIME, "PRIMARY"}),
+            ("list by conversation", lambda: pages(MessageFilter(conversation_id="wmchat-7")),
+             {CONVERSATION, "PRIMARY"}),
+            ("list by batch", lambda: pages(MessageFilter(batch_id=batch_id)), {BATCH, "PRIMARY"}),
+            ("batch counts", lambda: batches.counts(tenant_id, batch_id), {BATCH}),
+            ("pause", lambda: batches.set_paused(tenant_id, batch_id, True), {BATCH}),
+            ("resume", lambda: batches.set_paused(tenant_id, batch_id, False), {BATCH}),
+            ("cancel pending", lambda: batches.cancel_pending(tenant_id, batch_id, now), {BATCH}),
+        ]
+        checked = 0
+        for name, call, expected in calls:
+            captured: list[tuple[str, object]] = []
+
+            def capture(_conn, _cursor, statement, parameters, _context, _executemany, into=captured):
+                if "messages" in statement and statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
+                    into.append((statement, parameters))
+
+            event.listen(conn.sync_connection, "before_cursor_execute", capture)
+            try:
+                await call()
+            finally:
+                event.remove(conn.sync_connection, "before_cursor_execute", capture)
+            assert captured, name
+            for sql, plan in await _plans(conn, captured):
+                for access in _tables(plan) or [{}]:
+                    where = f"{name}:\n{sql}\n{json.dumps(plan, indent=1)}"
+                    assert access.get("access_type") not in (None, "ALL"), f"full scan of messages in {where}"
+                    assert access.get("key") in expected, f"{access.get('key')} used in {where}"
+                    checked += 1
+        assert checked >= 20
