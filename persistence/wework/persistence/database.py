@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import NullPool
 from wework.domain.errors import Unavailable
 
+from . import local_infile
 from .config import SERVICE_DATABASES, DatabaseConfig
 from .replicas import ReplicaRouting
 from .sharding import DIRECTORY, PhysicalDatabase, ShardRouter, physical_databases
@@ -44,14 +45,17 @@ def create_engine_for(dsn: str, config: DatabaseConfig | None = None, *, pooled:
     url = make_url(dsn)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(dsn, config, pooled)
+    local_infile.install()
     kwargs: dict[str, Any] = {
         "echo": config.echo,
         # A connection dropped by a failover or an idle timeout is replaced, not handed out.
         "pool_pre_ping": True,
         # Fewer gap locks than REPEATABLE READ; nothing here depends on repeatable reads.
         "isolation_level": "READ COMMITTED",
+        # local_infile: bulk loads (batch materialization) use LOAD DATA LOCAL, answered from
+        # memory only, never from a file the server names (wework.persistence.local_infile).
         "connect_args": {"charset": "utf8mb4", "init_command": _MYSQL_INIT,
-                         "connect_timeout": config.connect_timeout_seconds},
+                         "connect_timeout": config.connect_timeout_seconds, "local_infile": True},
     }
     if pooled:
         kwargs.update(pool_size=config.pool_size, max_overflow=config.max_overflow,
