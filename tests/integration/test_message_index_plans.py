@@ -20,6 +20,7 @@ from wework.persistence.ids import new_id
 from wework.persistence.repositories.batches import BatchRepository
 from wework.persistence.repositories.dispatch import DispatchRepository
 from wework.persistence.repositories.messages import MessageFilter, MessageRepository
+from wework.persistence.repositories.reports import ReportRepository
 
 
 async def _fill(session, tenant_id: str, batch_id: str, now: datetime) -> None:
@@ -74,7 +75,12 @@ def _tables(node) -> list[dict]:
 
 
 CLAIM, TIME, CONVERSATION, BATCH = ("idx_messages_claim", "idx_messages_tenant_time_status",
-                                    "idx_messages_conversation_time", "idx_messages_batch_status")
+                                    "idx_messages_conversation_time", "idx_messages_batch_counts")
+
+
+# Read on every GetBatchTask, every 0.5 s per WatchBatchTask and every second per running task
+# by each dispatcher: from the index alone, not one row lookup per message of the batch.
+INDEX_ONLY = {"batch counts", "batch report counts"}
 
 
 async def test_every_repository_statement_on_messages_uses_its_index(mariadb_database):
@@ -86,8 +92,8 @@ async def test_every_repository_statement_on_messages_uses_its_index(mariadb_dat
 
     async with db.unit_of_work("message", tenant_id) as uow:
         conn = await uow.session.connection()
-        dispatch, listing, batches = (DispatchRepository(uow.session), MessageRepository(uow.session),
-                                      BatchRepository(uow.session))
+        dispatch, listing, batches, reports = (DispatchRepository(uow.session), MessageRepository(uow.session),
+                                               BatchRepository(uow.session), ReportRepository(uow.session))
 
         async def pages(f: MessageFilter) -> None:
             _page, after = await listing.list_page(tenant_id, f, None, 20)
@@ -108,6 +114,8 @@ async def test_every_repository_statement_on_messages_uses_its_index(mariadb_dat
              {CONVERSATION, "PRIMARY"}),
             ("list by batch", lambda: pages(MessageFilter(batch_id=batch_id)), {BATCH, "PRIMARY"}),
             ("batch counts", lambda: batches.counts(tenant_id, batch_id), {BATCH}),
+            ("batch report counts", lambda: reports.batch_status_counts(tenant_id, batch_id), {BATCH}),
+            ("batch failure reasons", lambda: reports.batch_failure_reasons(tenant_id, batch_id), {BATCH}),
             ("pause", lambda: batches.set_paused(tenant_id, batch_id, True), {BATCH}),
             ("resume", lambda: batches.set_paused(tenant_id, batch_id, False), {BATCH}),
             ("cancel pending", lambda: batches.cancel_pending(tenant_id, batch_id, now), {BATCH}),
@@ -131,5 +139,7 @@ async def test_every_repository_statement_on_messages_uses_its_index(mariadb_dat
                     where = f"{name}:\n{sql}\n{json.dumps(plan, indent=1)}"
                     assert access.get("access_type") not in (None, "ALL"), f"full scan of messages in {where}"
                     assert access.get("key") in expected, f"{access.get('key')} used in {where}"
+                    if name in INDEX_ONLY:
+                        assert access.get("using_index") is True, f"rows read beside the index in {where}"
                     checked += 1
         assert checked >= 20

@@ -72,7 +72,8 @@ class Message(TimestampsMixin, MessageBase):
     # Dropped from the design: idx_status, idx_batch_id, idx_conversation_id, idx_created_at,
     # idx_send_time and idx_scheduled_time (migration 0004), idx_scheduled_pending,
     # idx_claim_lease, idx_template_id, idx_tenant_account and idx_account_send_time (migration
-    # 0005); see docs/decisions/0019-messages-indexes.md.
+    # 0005); idx_batch_status became idx_batch_counts (0006). See
+    # docs/decisions/0019-messages-indexes.md.
     __table_args__ = (
         # The dispatch claim (status, paused, priority band, then age) and the expired-lease sweep.
         index("messages", "idx_claim", "status", "paused", "priority", "created_at"),
@@ -81,8 +82,9 @@ class Message(TimestampsMixin, MessageBase):
         # ListMessages by conversation. The design's DESC key parts are dropped: InnoDB reads an
         # index backwards just as fast when every key part goes the same way.
         index("messages", "idx_conversation_time", "conversation_id", "created_at"),
-        # A batch task's counters, pause, resume and cancel.
-        index("messages", "idx_batch_status", "batch_id", "status"),
+        # A batch task's counters (from the index alone: status and whether it reached the
+        # provider), pause, resume, cancel and the batch report (migration 0006).
+        index("messages", "idx_batch_counts", "tenant_id", "batch_id", "status", "send_time"),
         {**MYSQL_TABLE_ARGS, "info": {"partition": ("created_at", "year")}},
     )
 

@@ -1,7 +1,8 @@
 """Batch send tasks: rows, the import staging table, bulk materialization, counters.
 
 Counters are never kept as running sums that could drift: `counts()` reads them from the
-task's messages (idx_batch_status: batch_id, status) and the task row stores the last reading.
+task's messages, from idx_batch_counts alone (tenant_id, batch_id, status, send_time), and the
+task row stores the last reading.
 """
 
 from __future__ import annotations

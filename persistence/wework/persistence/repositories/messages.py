@@ -156,7 +156,7 @@ class MessageRepository:
         # sorted (index-only, bounded by the batch); the time index would be read from the
         # newest message of the tenant back to the batch, unbounded for an old batch.
         index = ("idx_messages_conversation_time" if f.conversation_id
-                 else "idx_messages_batch_status" if f.batch_id else "idx_messages_tenant_time_status")
+                 else "idx_messages_batch_counts" if f.batch_id else "idx_messages_tenant_time_status")
         for dialect in ("mysql", "mariadb"):
             stmt = stmt.with_hint(m, f"FORCE INDEX ({index})", dialect)
         if after is not None:
