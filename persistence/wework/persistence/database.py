@@ -48,8 +48,8 @@ def create_engine_for(dsn: str, config: DatabaseConfig | None = None, *, pooled:
     local_infile.install()
     kwargs: dict[str, Any] = {
         "echo": config.echo,
-        # A connection dropped by a failover or an idle timeout is replaced, not handed out.
-        "pool_pre_ping": True,
+        # Pre-ping and the reset on return are done by _lean_pool's listeners (below).
+        "pool_reset_on_return": None,
         # Fewer gap locks than REPEATABLE READ; nothing here depends on repeatable reads.
         "isolation_level": "READ COMMITTED",
         # local_infile: bulk loads (batch materialization) use LOAD DATA LOCAL, answered from
@@ -62,7 +62,73 @@ def create_engine_for(dsn: str, config: DatabaseConfig | None = None, *, pooled:
                       pool_recycle=config.pool_recycle_seconds, pool_timeout=config.pool_timeout_seconds)
     else:
         kwargs["poolclass"] = NullPool
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    _lean_pool(engine)
+    return engine
+
+
+# A pooled connection used less than this long ago is handed out without a ping.
+PING_IF_IDLE_SECONDS = 1.0
+_IDLE_SINCE = "wework_idle_since"  # connection record info: monotonic time of the last checkin
+_COMMITTED = "wework_committed"  # ... True from a COMMIT until the next BEGIN or error
+
+
+def _lean_pool(engine: AsyncEngine) -> None:
+    """pool_pre_ping and the rollback on return, without their two round trips per transaction
+    where they cannot matter (each is a full round trip through the pure-Python driver, and the
+    group commit of SendMessage paid both on every batch).
+
+    - Ping: a connection dropped by a failover or an idle timeout is still replaced, not handed
+      out, when it has been idle for PING_IF_IDLE_SECONDS; one returned a moment ago was just
+      working (a database lost since then fails the next statement, which invalidates the pool
+      as a failed ping would).
+    - Reset: the rollback on return is skipped when the connection's last act was a successful
+      COMMIT (nothing is open then). Every statement runs in a transaction SQLAlchemy begins, so
+      a BEGIN clears the mark; so does any error, including one raised by the COMMIT itself.
+    """
+    sync = engine.sync_engine
+    dialect = sync.dialect
+
+    @sa.event.listens_for(sync, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @sa.event.listens_for(sync, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)  # None: a fresh connection (info is cleared on reconnect)
+        if idle_since is None or time.monotonic() - idle_since < PING_IF_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # As pool_pre_ping: reconnect, and replace every connection older than this one.
+                raise sa.exc.InvalidatePoolError() from exc
+            raise
+
+    @sa.event.listens_for(sync, "begin")
+    def _began(conn: sa.Connection) -> None:
+        conn.info[_COMMITTED] = False
+
+    @sa.event.listens_for(sync, "commit")
+    def _committing(conn: sa.Connection) -> None:
+        conn.info[_COMMITTED] = True  # the COMMIT runs next; an error in it clears this (below)
+
+    @sa.event.listens_for(sync, "handle_error")
+    def _failed(ctx: sa.engine.ExceptionContext) -> None:
+        conn = ctx.connection
+        if conn is not None and not conn.closed and not conn.invalidated:
+            conn.info[_COMMITTED] = False
+
+    @sa.event.listens_for(sync, "reset")
+    def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        committed = record.info.pop(_COMMITTED, False)
+        # As the pool's own rollback-on-return: not outside the event loop (a connection being
+        # garbage collected is terminated instead), nor after a rollback already done.
+        if committed or state.transaction_was_reset or not state.asyncio_safe:
+            return
+        dialect.do_rollback(dbapi_connection)
 
 
 def _sqlite_engine(dsn: str, config: DatabaseConfig, pooled: bool) -> AsyncEngine:

@@ -211,6 +211,12 @@ class DailyQuota:
 # ---- group commit ----------------------------------------------------------------------------
 
 
+# How long a forming batch may wait for more sends when the previous one had company, and how
+# often it looks (MessageWriter._gather): at most this much latency for fewer transactions.
+LINGER_SECONDS = 0.002
+LINGER_STEP_SECONDS = 0.0005
+
+
 @dataclass(eq=False)
 class _Pending:
     message: Message
@@ -236,11 +242,12 @@ class MessageWriter:
     """
 
     def __init__(self, ctx: AppContext, quota: DailyQuota, on_accepted: list[OnAccepted],
-                 max_batch: int = 500) -> None:
+                 max_batch: int = 500, linger_seconds: float = LINGER_SECONDS) -> None:
         self._ctx = ctx
         self._quota = quota
         self._on_accepted = on_accepted
         self._max_batch = max_batch
+        self._linger = linger_seconds
         self._queues: dict[str, list[_Pending]] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         # (tenant, request_id) of the sends queued or being written by this process.
@@ -293,12 +300,11 @@ class MessageWriter:
     async def _drain(self, shard: str) -> None:
         try:
             queue = self._queues[shard]
+            last_batch = 0
             while queue:
-                # Let the calls that are ready to run join this batch first: under load the
-                # event loop holds several that are about to submit, and each joining call saves
-                # a share of a round trip to Redis and of a transaction.
-                await asyncio.sleep(0)
+                await self._gather(queue, last_batch)
                 batch = queue[:self._max_batch]
+                last_batch = len(batch)
                 del queue[:len(batch)]
                 charged = await self._charge(batch)
                 if charged:
@@ -306,6 +312,23 @@ class MessageWriter:
         finally:
             # No await between the last `while queue` check and here: nothing can be left behind.
             self._tasks.pop(shard, None)
+
+    async def _gather(self, queue: list[_Pending], last_batch: int) -> None:
+        """Lets more sends join the next batch: each one that joins saves a share of a round
+        trip to Redis and of a transaction, the largest costs of a send in this process."""
+        # The calls that are ready to run go first: under load the event loop holds several
+        # that are about to submit.
+        await asyncio.sleep(0)
+        if last_batch > 1 and self._linger > 0:
+            # The previous batch had company, so more sends are on their way (its callers come
+            # back once answered): wait a little for them, as MySQL's group commit delay does
+            # (binlog_group_commit_sync_delay and _no_delay_count, the count taken from the load
+            # here). A lone send, or the first after a pause, never waits.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._linger
+            enough = min(2 * last_batch, self._max_batch)
+            while len(queue) < enough and loop.time() < deadline:
+                await asyncio.sleep(LINGER_STEP_SECONDS)
 
     async def _charge(self, batch: list[_Pending]) -> list[_Pending]:
         """The messages of `batch` that got their quota unit; the others' callers are answered."""

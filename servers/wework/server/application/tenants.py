@@ -37,9 +37,31 @@ class TenantLimits:
     max_daily_messages: int
 
 
+# Decoded tenant cache entries remembered per process (cleared when full).
+MAX_DECODED_TENANTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _DecodedEntry:
+    """A tenant cache entry as read from its bytes `raw`."""
+
+    raw: bytes
+    status: TenantStatus
+    limits: TenantLimits | None  # None: an entry of an older build, without the quotas
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _DecodedEntry:
+        entry = json.loads(raw)
+        status = TenantStatus(entry["status"])
+        limits = (TenantLimits(status, entry["max_accounts"], entry["max_daily_messages"])
+                  if "max_accounts" in entry else None)
+        return cls(raw, status, limits)
+
+
 class TenantUseCases:
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
+        self._decoded: dict[str, _DecodedEntry] = {}
 
     # -- create ----------------------------------------------------------------------
 
@@ -149,7 +171,7 @@ class TenantUseCases:
     async def tenant_status(self, tenant_id: str) -> TenantStatus | None:
         """The tenant's status from the two-level cache (None: no such tenant)."""
         entry = await self._cached_entry(tenant_id)
-        return TenantStatus(entry["status"]) if entry else None
+        return entry.status if entry else None
 
     async def tenant_limits(self, tenant_id: str) -> TenantLimits | None:
         """Status and quotas from the same cache entry, for other services' quota checks
@@ -157,25 +179,35 @@ class TenantUseCases:
         entry = await self._cached_entry(tenant_id)
         if entry is None:
             return None
-        if "max_accounts" not in entry:  # written by an older build: read the row instead
+        if entry.limits is None:  # written by an older build: read the row instead
             tenant = await self._find(tenant_id)
             if tenant is None:
                 return None
-            entry = self._entry(tenant)
-        return TenantLimits(TenantStatus(entry["status"]), entry["max_accounts"], entry["max_daily_messages"])
+            return TenantLimits(tenant.status, tenant.max_accounts, tenant.max_daily_messages)
+        return entry.limits
 
     @staticmethod
     def _entry(tenant: Tenant) -> dict:
         return {"status": tenant.status.value, "max_accounts": tenant.max_accounts,
                 "max_daily_messages": tenant.max_daily_messages}
 
-    async def _cached_entry(self, tenant_id: str) -> dict | None:
+    async def _cached_entry(self, tenant_id: str) -> _DecodedEntry | None:
         async def load() -> bytes | None:
             tenant = await self._find(tenant_id)
             return None if tenant is None else json.dumps(self._entry(tenant)).encode()
 
         raw = await self._ctx.tenant_cache.get_or_load(tenant_id, load)
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        # Every authenticated call and every send reads this entry: decode it once per version
+        # of the bytes (a changed tenant is invalidated and reloaded, which gives other bytes).
+        known = self._decoded.get(tenant_id)
+        if known is None or known.raw != raw:
+            known = _DecodedEntry.decode(raw)
+            if len(self._decoded) >= MAX_DECODED_TENANTS:
+                self._decoded.clear()
+            self._decoded[tenant_id] = known
+        return known
 
     # -- helpers -----------------------------------------------------------------------------
 
