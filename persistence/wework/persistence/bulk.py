@@ -49,19 +49,26 @@ def sql_literal(value: Any, escape: Callable[[str], str]) -> str:
         return "'" + escape(value) + "'"
     if value is None:
         return "NULL"
+    if kind is bytes:
+        return "X'" + value.hex() + "'"
+    text = _plain_text(value, "a SQL literal")
+    return "'" + text + "'" if kind is datetime or kind is date else text
+
+
+def _plain_text(value: Any, what: str) -> str:
+    """A bool, int, float, datetime or date as the text MariaDB reads for it, unquoted."""
+    kind = type(value)
     if kind is bool:
         return "1" if value else "0"
     if kind is int:
         return str(value)
     if kind is datetime:
-        return "'" + value.isoformat(sep=" ", timespec="microseconds") + "'"
+        return value.isoformat(sep=" ", timespec="microseconds")
     if kind is float:
         return repr(value)
     if kind is date:
-        return "'" + value.isoformat() + "'"
-    if kind is bytes:
-        return "X'" + value.hex() + "'"
-    raise TypeError(f"cannot write {kind.__name__} as a SQL literal")
+        return value.isoformat()
+    raise TypeError(f"cannot write {kind.__name__} as {what}")
 
 
 class MultiRowInsert:
@@ -211,22 +218,11 @@ _TSV_SPECIAL = re.compile("[\\\\\t\n\r\0]")
 
 def tsv_field(value: Any) -> str:
     """A bind-processed value as a field of LOAD DATA's default format."""
-    kind = type(value)
-    if kind is str:
+    if type(value) is str:
         return value.translate(_TSV_ESCAPES) if _TSV_SPECIAL.search(value) else value
     if value is None:
         return "\\N"
-    if kind is bool:
-        return "1" if value else "0"
-    if kind is int:
-        return str(value)
-    if kind is datetime:
-        return value.isoformat(sep=" ", timespec="microseconds")
-    if kind is float:
-        return repr(value)
-    if kind is date:
-        return value.isoformat()
-    raise TypeError(f"cannot write {kind.__name__} as a LOAD DATA field")
+    return _plain_text(value, "a LOAD DATA field")
 
 
 class BulkLoadIncomplete(RuntimeError):
