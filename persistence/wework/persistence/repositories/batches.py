@@ -215,5 +215,4 @@ class BatchRepository:
         INSERTs. SQLAlchemy's executemany would cost more in Python than the server's work.
         Datetimes must be aware UTC.
         """
-        values = _row_values
-        return await _MATERIALIZE.execute(self._s, [values(r) for r in rows], max_rows=chunk)
+        return await _MATERIALIZE.execute(self._s, rows, values=_row_values, max_rows=chunk)
