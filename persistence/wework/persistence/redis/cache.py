@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from redis.exceptions import RedisError, ResponseError
 from wework.persistence.redis.client import RedisClient, subscriber
@@ -38,6 +38,7 @@ from ..background import cancel_and_wait
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[], Awaitable[bytes | None]]
+T = TypeVar("T")
 
 _NEGATIVE = object()  # L1 value meaning "the loader found nothing"
 _POSITIVE_TAG = b"="
@@ -470,3 +471,33 @@ def _consume_exception(task: asyncio.Task) -> None:
     # "exception was never retrieved" when every waiter was cancelled.
     if not task.cancelled():
         task.exception()
+
+
+class DecodedEntries(Generic[T]):
+    """What callers decoded from cache entries, kept per key while the entry's bytes stay the
+    same: hot paths (every authenticated call, every send) read the same few entries over and
+    over, and JSON decoding, hashing or decryption is then done once per version of an entry.
+    A changed entry (invalidated and reloaded) has other bytes and is decoded again, so this
+    adds no staleness to the cache's own. Bounded: emptied when `max_entries` keys are held.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max_entries = max_entries
+        self._known: dict[str, tuple[bytes | None, T]] = {}
+
+    def get(self, key: str, raw: bytes | None, decode: Callable[[bytes | None], T]) -> T:
+        """decode(raw), or what it gave for the same `key` and bytes before. An exception
+        from `decode` propagates and nothing is kept."""
+        known = self._known.get(key)
+        if known is not None and known[0] == raw:
+            return known[1]
+        value = decode(raw)
+        if len(self._known) >= self._max_entries:
+            self._known.clear()
+        self._known[key] = (raw, value)
+        return value
+
+    def last(self, key: str) -> T | None:
+        """The value last decoded for `key`, whatever the entry holds now."""
+        known = self._known.get(key)
+        return None if known is None else known[1]

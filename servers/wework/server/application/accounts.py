@@ -59,7 +59,7 @@ from wework.persistence.background import cancel_and_wait
 from wework.persistence.errors import is_retryable
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
-from wework.persistence.redis.cache import TwoLevelCache
+from wework.persistence.redis.cache import DecodedEntries, TwoLevelCache
 from wework.persistence.redis.client import RedisClient, as_text, listen
 from wework.persistence.repositories.accounts import (
     AccountDirectoryRepository,
@@ -216,9 +216,6 @@ class AccountEventBus:
 _DATETIME_FIELDS = frozenset(f.name for f in fields(Account)
                              if f.name.endswith(("_time", "_at")))
 _CACHE_SECRETS = {"phone": "cache.wework_accounts.phone", "email": "cache.wework_accounts.email"}
-# Decoded account cache entries remembered per process (cleared when full).
-MAX_DECODED_ACCOUNTS = 10_000
-
 
 def _shallow_copy(account: Account) -> Account:
     """copy.copy(account) at a fifth of its cost (it goes through __reduce_ex__): a plain
@@ -240,8 +237,8 @@ class AccountStore:
         self.bus = bus
         self.policies = policies
         self.provider: Provider | None = None
-        # Cache key -> (entry bytes, the Account decoded from them): see get_cached.
-        self._decoded: dict[str, tuple[bytes, Account]] = {}
+        # Accounts decoded from cache entries: see get_cached.
+        self._decoded: DecodedEntries[Account] = DecodedEntries()
 
     @property
     def db(self):
@@ -284,15 +281,9 @@ class AccountStore:
         if raw is None:
             raise NotFound("account", account_id)
         # Every send reads its account here: JSON, decryption and datetimes once per version of
-        # the entry's bytes (a changed account is invalidated and reloaded, giving other bytes).
-        known = self._decoded.get(key)
-        if known is None or known[0] != raw:
-            known = (raw, self._from_cache(raw))
-            if len(self._decoded) >= MAX_DECODED_ACCOUNTS:
-                self._decoded.clear()
-            self._decoded[key] = known
-        # A copy per caller, which may change its fields (config and user_info are shared).
-        return _shallow_copy(known[1])
+        # the entry. A copy per caller, which may change its fields (config and user_info are
+        # shared).
+        return _shallow_copy(self._decoded.get(key, raw, self._from_cache))
 
     def _to_cache(self, a: Account) -> bytes:
         # No personal data in Redis in clear: phone and email stay encrypted, the token stays out.

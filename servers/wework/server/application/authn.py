@@ -21,6 +21,7 @@ from datetime import datetime
 from wework.domain.access import Principal, PrincipalKind, tenant_grants
 from wework.domain.errors import FailedPrecondition, Unauthenticated
 from wework.domain.identity import TenantStatus, UserStatus
+from wework.persistence.redis.cache import DecodedEntries
 from wework.persistence.repositories.identity import ApiKeyRepository, RoleRepository, UserRepository
 from wework.server.application.context import AppContext
 from wework.server.application.tenants import TenantUseCases
@@ -34,23 +35,31 @@ LAST_USED_RESOLUTION_SECONDS = 60.0
 
 log = logging.getLogger(__name__)
 
-# Verified API keys remembered per process (one entry per key in use; cleared when full).
-MAX_VERIFIED_KEYS = 10_000
-
-
 @dataclass(frozen=True, slots=True)
 class _VerifiedKey:
-    """An API key whose secret matched the credential cache entry `raw`: the parse, the hash
+    """An API key whose secret matched its credential cache entry: the parse, the hash
     comparison, the JSON decoding and the grants are done once per key and entry, not per
     call. Any change of the entry (revocation, expiry, a role edit: the cache entry is
     invalidated and reloaded) gives other bytes, so the key is verified again from scratch;
     expiry and the tenant's status are still checked on every call."""
 
-    raw: bytes
     parsed: ParsedApiKey
     revoked: bool
     expires_at: datetime | None
     principal: Principal
+
+
+def _verify(parsed: ParsedApiKey, raw: bytes | None) -> _VerifiedKey:
+    """The key checked against its credential cache entry (first call with this key, or the
+    entry changed: revoked, role edited...)."""
+    entry = json.loads(raw) if raw else None
+    if entry is None or entry["tenant_id"] != parsed.tenant_id \
+            or not verify_secret(parsed.secret, entry["secret_hash"]):
+        raise Unauthenticated("unknown API key")
+    grants = tenant_grants([entry["permissions"]]) if entry["role_active"] else frozenset()
+    return _VerifiedKey(parsed, bool(entry["revoked"]),
+                        datetime.fromisoformat(entry["expires_at"]) if entry["expires_at"] else None,
+                        Principal(PrincipalKind.API_KEY, parsed.key_id, parsed.tenant_id, grants))
 
 
 class CredentialAuthenticator:
@@ -60,7 +69,7 @@ class CredentialAuthenticator:
         self._last_touched: dict[str, float] = {}
         self._touch_tasks: set[asyncio.Task] = set()
         # Full API key -> what its cache entry said when the key was last verified.
-        self._verified_keys: dict[str, _VerifiedKey] = {}
+        self._verified_keys: DecodedEntries[_VerifiedKey] = DecodedEntries()
 
     async def authenticate(self, metadata: Mapping[str, str], method: str) -> Principal:
         api_key = metadata.get("x-api-key")
@@ -78,23 +87,11 @@ class CredentialAuthenticator:
         raise Unauthenticated("no credential: send x-api-key or authorization: Bearer <token>")
 
     async def _api_key_principal(self, full_key: str) -> Principal:
-        known = self._verified_keys.get(full_key)
-        parsed = known.parsed if known is not None else parse_api_key(full_key)
+        last = self._verified_keys.last(full_key)
+        parsed = last.parsed if last is not None else parse_api_key(full_key)
         raw = await self._cached_raw(f"apikey:{parsed.key_id}",
                                      lambda: self._load_api_key(parsed.tenant_id, parsed.key_id))
-        if known is None or known.raw != raw:
-            # First call with this key, or its cache entry changed (revoked, role edited...).
-            entry = json.loads(raw) if raw else None
-            if entry is None or entry["tenant_id"] != parsed.tenant_id \
-                    or not verify_secret(parsed.secret, entry["secret_hash"]):
-                raise Unauthenticated("unknown API key")
-            grants = tenant_grants([entry["permissions"]]) if entry["role_active"] else frozenset()
-            known = _VerifiedKey(raw, parsed, bool(entry["revoked"]),  # type: ignore[arg-type]
-                                 datetime.fromisoformat(entry["expires_at"]) if entry["expires_at"] else None,
-                                 Principal(PrincipalKind.API_KEY, parsed.key_id, parsed.tenant_id, grants))
-            if len(self._verified_keys) >= MAX_VERIFIED_KEYS:
-                self._verified_keys.clear()
-            self._verified_keys[full_key] = known
+        known = self._verified_keys.get(full_key, raw, lambda entry: _verify(parsed, entry))
         now = self._ctx.clock()
         if known.revoked or (known.expires_at is not None and known.expires_at <= now):
             raise Unauthenticated("the API key is revoked or expired")

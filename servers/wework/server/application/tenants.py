@@ -18,6 +18,7 @@ from wework.domain.identity import (
 )
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.redis.cache import DecodedEntries
 from wework.persistence.repositories.identity import (
     DirectoryRepository,
     RoleRepository,
@@ -37,15 +38,10 @@ class TenantLimits:
     max_daily_messages: int
 
 
-# Decoded tenant cache entries remembered per process (cleared when full).
-MAX_DECODED_TENANTS = 10_000
-
-
 @dataclass(frozen=True, slots=True)
 class _DecodedEntry:
-    """A tenant cache entry as read from its bytes `raw`."""
+    """A tenant cache entry as read from its bytes."""
 
-    raw: bytes
     status: TenantStatus
     limits: TenantLimits | None  # None: an entry of an older build, without the quotas
 
@@ -55,13 +51,13 @@ class _DecodedEntry:
         status = TenantStatus(entry["status"])
         limits = (TenantLimits(status, entry["max_accounts"], entry["max_daily_messages"])
                   if "max_accounts" in entry else None)
-        return cls(raw, status, limits)
+        return cls(status, limits)
 
 
 class TenantUseCases:
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
-        self._decoded: dict[str, _DecodedEntry] = {}
+        self._decoded: DecodedEntries[_DecodedEntry] = DecodedEntries()
 
     # -- create ----------------------------------------------------------------------
 
@@ -199,15 +195,8 @@ class TenantUseCases:
         raw = await self._ctx.tenant_cache.get_or_load(tenant_id, load)
         if not raw:
             return None
-        # Every authenticated call and every send reads this entry: decode it once per version
-        # of the bytes (a changed tenant is invalidated and reloaded, which gives other bytes).
-        known = self._decoded.get(tenant_id)
-        if known is None or known.raw != raw:
-            known = _DecodedEntry.decode(raw)
-            if len(self._decoded) >= MAX_DECODED_TENANTS:
-                self._decoded.clear()
-            self._decoded[tenant_id] = known
-        return known
+        # Every authenticated call and every send reads this entry.
+        return self._decoded.get(tenant_id, raw, _DecodedEntry.decode)
 
     # -- helpers -----------------------------------------------------------------------------
 
