@@ -64,3 +64,34 @@ async def test_a_failed_materialization_leaves_nothing(database):
         count = (await uow.session.execute(sa.select(sa.func.count()).select_from(mm.Message).where(
             mm.Message.batch_id == batch_id))).scalar_one()
     assert count == 0
+
+
+async def test_values_shared_by_the_batch_are_stored_on_every_row(database):
+    tenant_id, batch_id = new_id(), new_id()
+    base = datetime(2026, 11, 29, 9, 30, 0, 654321, tzinfo=UTC)
+    awkward = "it's 100% %s \\ \t 你好 🎉"
+    shared = {"updated_at": base, "tenant_id": tenant_id, "account_id": awkward, "message_type": "link",
+              "content": {"title": awkward, "url": "https://example.com/?q=1"}, "template_id": None,
+              "batch_id": batch_id, "priority": 7}
+    rows = [{"id": new_id(), "created_at": base + timedelta(microseconds=i), "conversation_id": f"c-{i}"}
+            for i in range(1_234)]
+    async with database.unit_of_work("message", tenant_id) as uow:
+        assert await BatchRepository(uow.session).materialize(rows, chunk=500, shared=shared) == len(rows)
+    async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
+        stored = {m.id: m for m in (await uow.session.execute(
+            sa.select(mm.Message).where(mm.Message.batch_id == batch_id))).scalars()}
+    assert len(stored) == len(rows)
+    for r in rows:
+        m = stored[r["id"]]
+        assert (m.created_at, m.conversation_id) == (r["created_at"], r["conversation_id"])
+        assert (m.updated_at, m.tenant_id, m.account_id, m.message_type, m.content, m.template_id, m.priority) == (
+            base, tenant_id, awkward, "link", shared["content"], None, 7)
+        assert (m.status, m.retry_count, m.paused) == ("pending", 0, False)
+
+
+async def test_a_shared_value_for_a_column_materialization_does_not_write_is_refused(database):
+    tenant_id = new_id()
+    with pytest.raises(ValueError, match="does not write"):
+        async with database.unit_of_work("message", tenant_id) as uow:
+            await BatchRepository(uow.session).materialize(
+                [{"id": new_id()}], shared={"status": "sent", "tenant_id": tenant_id})

@@ -49,6 +49,26 @@ async def test_materialization_loads_its_rows_with_load_data_local(mariadb_datab
     assert await _batch_count(mariadb_database, tenant_id, batch_id) == 12_000
 
 
+async def test_values_shared_by_every_row_go_once_into_the_statement(mariadb_database):
+    tenant_id, batch_id = new_id(), new_id()
+    rows = _rows(tenant_id, batch_id, 6_000)
+    shared = {c: rows[0][c] for c in ("updated_at", "tenant_id", "account_id", "message_type", "batch_id")}
+    statements: list[str] = []
+    async with mariadb_database.unit_of_work("message", tenant_id) as uow:
+        conn = await uow.session.connection()
+        event.listen(conn.sync_connection, "before_cursor_execute",
+                     lambda _c, _cur, sql, *_: statements.append(sql))
+        per_row = [{k: v for k, v in r.items() if k not in shared} for r in rows]
+        assert await BatchRepository(uow.session).materialize(per_row, shared=shared) == 6_000
+    loads = [s for s in statements if s.startswith("LOAD DATA LOCAL INFILE")]
+    assert len(loads) == 2
+    for sql in loads:
+        fields, assignments = sql.split(") SET ")
+        assert "batch_id" not in fields and f"batch_id = '{batch_id}'" in assignments
+        assert "updated_at = '2026-11-29 08:00:00.000000'" in assignments
+    assert await _batch_count(mariadb_database, tenant_id, batch_id) == 6_000
+
+
 async def test_a_load_that_skips_a_duplicate_fails_and_leaves_nothing(mariadb_database):
     tenant_id, batch_id = new_id(), new_id()
     async with mariadb_database.unit_of_work("message", tenant_id) as uow:
@@ -83,14 +103,16 @@ async def test_a_server_that_refuses_local_infile_gets_the_rows_by_insert(mariad
     engine = create_async_engine(url, connect_args={"charset": "utf8mb4", "local_infile": False,
                                                     "init_command": "SET time_zone = '+00:00'"})
     tenant_id, batch_id = new_id(), new_id()
-    loader = LocalInfileLoad(mm.Message.__table__, _COLUMNS)
+    per_row = tuple(c for c in _COLUMNS if c not in ("tenant_id", "batch_id"))
+    loader = LocalInfileLoad(mm.Message.__table__, per_row)
     rows = _rows(tenant_id, batch_id, 3_000)
     statements: list[str] = []
     try:
         async with engine.begin() as conn:
             event.listen(conn.sync_connection, "before_cursor_execute",
                          lambda _c, _cur, sql, *_: statements.append(sql))
-            assert await loader.execute(conn, [tuple(r[c] for c in _COLUMNS) for r in rows]) == 3_000
+            assert await loader.execute(conn, [tuple(r[c] for c in per_row) for r in rows],
+                                        shared={"tenant_id": tenant_id, "batch_id": batch_id}) == 3_000
         async with engine.connect() as conn:
             stored = (await conn.execute(sa.select(sa.func.count()).select_from(mm.Message).where(
                 mm.Message.batch_id == batch_id))).scalar_one()

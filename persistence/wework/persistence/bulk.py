@@ -23,7 +23,7 @@ import asyncio
 import itertools
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -250,30 +250,40 @@ class LocalInfileLoad:
         self._processors: dict[str, tuple[Processor, ...]] = {}
         self._refused = False  # the server refused local infile once: INSERT from then on
 
-    def _statement(self, dialect: sa.Dialect) -> str:
+    def _statement(self, dialect: sa.Dialect, shared: Mapping[str, Any], escape: Callable[[str], str]) -> str:
         quote = dialect.identifier_preparer.quote
         # The file name is never opened: wework.persistence.local_infile sends the served bytes.
-        return (f"LOAD DATA LOCAL INFILE 'wework-bulk-load' INTO TABLE {quote(self._table.name)} "
-                f"CHARACTER SET utf8mb4 ({', '.join(quote(c) for c in self._columns)})")
+        sql = (f"LOAD DATA LOCAL INFILE 'wework-bulk-load' INTO TABLE {quote(self._table.name)} "
+               f"CHARACTER SET utf8mb4 ({', '.join(quote(c) for c in self._columns)})")
+        if not shared:
+            return sql
+        processors = bind_processors(self._table, tuple(shared), dialect)
+        return sql + " SET " + ", ".join(
+            f"{quote(column)} = {sql_literal(value if process is None or value is None else process(value), escape)}"
+            for (column, value), process in zip(shared.items(), processors, strict=True))
 
     async def execute(self, session: AsyncSession | AsyncConnection, rows: Sequence[Any], *,
-                      values: Callable[[Any], Sequence[Any]] | None = None, max_rows: int | None = None) -> int:
+                      values: Callable[[Any], Sequence[Any]] | None = None, max_rows: int | None = None,
+                      shared: Mapping[str, Any] | None = None) -> int:
         """Writes `rows` in the session's transaction; returns the count. Each row is its values
         in column order, or `values(row)` is. The values are taken chunk by chunk while the
         server loads the previous chunk: building 100,000 tuples up front cost ~150 ms before
         the first statement, most of it in the garbage collector walking the caller's rows.
-        `max_rows` overrides the rows per statement for this call."""
+        `max_rows` overrides the rows per statement for this call. `shared` holds other
+        columns' values that are the same in every row: they are written once, in the
+        statement's SET clause, so neither side renders or parses them per row."""
         if not rows:
             return 0
+        shared = dict(shared or {})
         conn = await session.connection() if isinstance(session, AsyncSession) else session
         dialect = conn.dialect
         if dialect.name not in ("mysql", "mariadb") or self._refused:
-            return await self._insert.execute(conn, rows if values is None else [values(r) for r in rows])
+            return await self._insert_rows(conn, rows, values, shared)
         processors = self._processors.get(dialect.name)
         if processors is None:
             processors = self._processors[dialect.name] = bind_processors(self._table, self._columns, dialect)
         driver = (await conn.get_raw_connection()).driver_connection
-        sql = self._statement(dialect)
+        sql = self._statement(dialect, shared, driver.escape_string)
 
         def serve(chunk: tuple[bytes, int]) -> str:
             local_infile.serve(driver, chunk[0])
@@ -295,10 +305,20 @@ class LocalInfileLoad:
             # Refused before any row was read (it is the first statement's answer): INSERT instead.
             log.warning("the database refuses LOAD DATA LOCAL (local_infile is off); bulk writes use INSERT")
             self._refused = True
-            return await self._insert.execute(conn, rows if values is None else [values(r) for r in rows])
+            return await self._insert_rows(conn, rows, values, shared)
         finally:
             local_infile.withdraw(driver)
         return len(rows)
+
+    async def _insert_rows(self, conn: AsyncConnection, rows: Sequence[Any],
+                           values: Callable[[Any], Sequence[Any]] | None, shared: dict[str, Any]) -> int:
+        """The same rows by multi-row INSERT (another database, or local infile refused)."""
+        tuples = [tuple(r) for r in rows] if values is None else [tuple(values(r)) for r in rows]
+        if not shared:
+            return await self._insert.execute(conn, tuples)
+        extra = tuple(shared.values())
+        insert = MultiRowInsert(self._table, self._columns + tuple(shared), max_rows=1000)
+        return await insert.execute(conn, [t + extra for t in tuples])
 
 
 async def _async_iter(items: Iterable[Any]) -> AsyncIterator[Any]:

@@ -7,7 +7,7 @@ task row stores the last reading.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from operator import itemgetter
@@ -42,8 +42,20 @@ MATERIALIZE_CHUNK = 5000
 # pending, and every value the server need not parse is cheaper (about 15% of the INSERT).
 _COLUMNS = ("id", "created_at", "updated_at", "tenant_id", "account_id", "conversation_id", "message_type",
             "content", "template_id", "batch_id", "priority")
-_MATERIALIZE = LocalInfileLoad(M.__table__, _COLUMNS)
-_row_values = itemgetter(*_COLUMNS)
+# One loader per set of columns that vary from row to row (the rest are shared by the batch).
+_LOADERS: dict[tuple[str, ...], tuple[LocalInfileLoad, Callable[[Any], Any]]] = {}
+
+
+def _loader(shared: Mapping[str, Any]) -> tuple[LocalInfileLoad, Callable[[Any], Any]]:
+    per_row = tuple(c for c in _COLUMNS if c not in shared)
+    loader = _LOADERS.get(per_row)
+    if loader is None:
+        if unknown := set(shared) - set(_COLUMNS):
+            raise ValueError(f"materialization does not write {sorted(unknown)}")
+        get = itemgetter(*per_row)
+        values = get if len(per_row) > 1 else lambda row: (get(row),)
+        loader = _LOADERS[per_row] = (LocalInfileLoad(M.__table__, per_row), values)
+    return loader
 
 
 def _strategy_to_json(s: SendStrategy) -> dict[str, Any]:
@@ -206,13 +218,17 @@ class BatchRepository:
 
     # -- materialization --
 
-    async def materialize(self, rows: Sequence[dict[str, Any]], chunk: int = MATERIALIZE_CHUNK) -> int:
-        """Writes new pending messages (dicts with _COLUMNS keys), `chunk` rows per statement.
+    async def materialize(self, rows: Sequence[Mapping[str, Any]], chunk: int = MATERIALIZE_CHUNK, *,
+                          shared: Mapping[str, Any] | None = None) -> int:
+        """Writes new pending messages, `chunk` rows per statement. `shared` holds the _COLUMNS
+        values every message has alike (a batch's tenant, account, type, ...); each row is a
+        dict of the other _COLUMNS keys. Datetimes must be aware UTC.
 
         Driver-level bulk load (wework.persistence.bulk): on MariaDB `LOAD DATA LOCAL` from
         memory, which the server parses for less CPU than INSERT values (the write of a large
-        batch is bound by the server's one thread for the transaction); elsewhere multi-row
-        INSERTs. SQLAlchemy's executemany would cost more in Python than the server's work.
-        Datetimes must be aware UTC.
+        batch is bound by the server's one thread for the transaction), with the shared values
+        once in the statement instead of in every row; elsewhere multi-row INSERTs.
+        SQLAlchemy's executemany would cost more in Python than the server's work.
         """
-        return await _MATERIALIZE.execute(self._s, rows, values=_row_values, max_rows=chunk)
+        loader, values = _loader(shared or {})
+        return await loader.execute(self._s, rows, values=values, max_rows=chunk, shared=shared)

@@ -33,7 +33,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from wework.domain.access import Principal
 from wework.domain.accounts import ConversationType
@@ -57,7 +57,7 @@ from wework.domain.errors import (
     PreconditionViolation,
 )
 from wework.domain.identity import validate_request_id
-from wework.domain.messages import MessageStatus, MessageType, render, validate_content
+from wework.domain.messages import MessageType, render, validate_content
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
 from wework.persistence.repositories.batches import BatchRepository
@@ -70,6 +70,14 @@ MESSAGE_DB = "message"
 CREATE_OPERATION = "CreateBatchTask"
 MAX_IMPORT_TARGETS = 1_000_000
 WATCH_POLL_SECONDS = 0.5
+
+
+class BatchRows(NamedTuple):
+    """A batch's messages as materialization writes them: the columns all share, then one dict
+    per recipient (id, created_at, conversation_id, and content when it differs)."""
+
+    shared: dict[str, Any]
+    rows: list[dict[str, Any]]
 
 
 class BatchUseCases:
@@ -179,7 +187,8 @@ class BatchUseCases:
         if not targets:
             raise FailedPrecondition("the task has no recipients", [
                 PreconditionViolation("TARGETS", f"batchTasks/{task_id}", "no recipients")])
-        rows = await self._render_rows(principal, task, targets)
+        batch = await self._render_rows(principal, task, targets)
+        rows = batch.rows
         now = self._ctx.clock()
         day = now.date()
         # The whole batch at once: all of it fits in today's quota, or nothing is written.
@@ -193,7 +202,7 @@ class BatchUseCases:
                 if locked is None:
                     raise NotFound("batch task", task_id)
                 locked.status = transition(locked.status, "start")  # a concurrent Start lost
-                await repo.materialize(rows)
+                await repo.materialize(rows, shared=batch.shared)
                 if locked.target_type is TargetType.IMPORT:
                     await repo.drop_import_targets(task_id)
                 locked.start_time = locked.updated_at = now
@@ -231,7 +240,7 @@ class BatchUseCases:
                 self._accounts.conversations_for_targets(task.tenant_id, task.account_id, f)]
 
     async def _render_rows(self, principal: Principal, task: BatchTask,
-                           targets: list[BatchTarget]) -> list[dict[str, Any]]:
+                           targets: list[BatchTarget]) -> BatchRows:
         template = None
         if task.template_id:
             async with self._ctx.db.unit_of_work(MESSAGE_DB, task.tenant_id, read_only=True) as uow:
@@ -239,30 +248,31 @@ class BatchUseCases:
             if template is None:
                 raise NotFound("template", task.template_id)
         now = self._ctx.clock()
-        mtype = MessageType(task.message_type)
+        shared: dict[str, Any] = {
+            "updated_at": now, "tenant_id": task.tenant_id, "account_id": task.account_id,
+            "message_type": MessageType(task.message_type).value, "template_id": task.template_id or None,
+            "batch_id": task.id, "priority": task.send_strategy.priority or 5}
+        per_recipient = template is not None and any(t.variables for t in targets)
+        if template is None:
+            shared["content"] = task.content
+        elif not per_recipient:  # the same variables for everyone: one content, written once
+            shared["content"] = render(template.template_type, template.template_content, template.variables,
+                                       task.variables, prefix="targets[0].variables")
         rows: list[dict[str, Any]] = []
         rendered_once: dict[str, Any] | None = None
         for i, t in enumerate(targets):
-            if template is not None:
-                values = {**task.variables, **t.variables}
-                if not t.variables and rendered_once is not None:
-                    content = rendered_once  # same variables for everyone: render once
-                else:
-                    content = render(template.template_type, template.template_content, template.variables,
-                                     values, prefix=f"targets[{i}].variables")
-                    if not t.variables:
-                        rendered_once = content
-            else:
-                content = task.content
             # Each its own microsecond: created_at orders listings (MessageRepository.list_page),
             # and a tie group as large as the batch would make a page edge read all of it.
-            rows.append({"id": new_id(), "created_at": now + timedelta(microseconds=i), "updated_at": now,
-                         "tenant_id": task.tenant_id,
-                         "account_id": task.account_id, "conversation_id": t.conversation_id,
-                         "message_type": mtype.value, "content": content, "template_id": task.template_id or None,
-                         "status": MessageStatus.PENDING.value, "retry_count": 0, "batch_id": task.id,
-                         "priority": task.send_strategy.priority or 5, "paused": False})
-        return rows
+            row = {"id": new_id(), "created_at": now + timedelta(microseconds=i), "conversation_id": t.conversation_id}
+            if per_recipient:
+                if t.variables or rendered_once is None:
+                    content = render(template.template_type, template.template_content, template.variables,
+                                     {**task.variables, **t.variables}, prefix=f"targets[{i}].variables")
+                    if not t.variables:
+                        rendered_once = content
+                row["content"] = content if t.variables else rendered_once
+            rows.append(row)
+        return BatchRows(shared, rows)
 
     # -- pause / resume / cancel -------------------------------------------------------------------------
 
