@@ -42,11 +42,13 @@ def test_two_workers_send_one_account_no_faster_than_its_interval(mariadb_server
             assert deadline_task is not None and deadline_task.sent_count >= N + 3, deadline_task
             sends = sorted(r["at"] for r in httpx.get(p["sim_url"] + "/_requests").json()
                            if r["path"].endswith("/messages"))
-            # Both workers sent (each claims its own messages), yet one account's sends are at
-            # least one interval apart at the provider (HTTP latency may shrink a gap slightly).
+            # Both workers sent (each claims its own messages), yet one account's sends are
+            # about one interval apart at the provider. A gap is measured where the requests
+            # arrive, so one request's HTTP latency may shrink it: 57 ms was seen on a loaded
+            # machine. Unshared pacing would put the two workers' sends milliseconds apart.
             logs = [(p["tmp"] / f"worker{i}.log").read_text() for i in (1, 2)]
             assert len(sends) == N + 3, sends
-            assert min(b - a for a, b in pairwise(sends)) >= INTERVAL - 0.05, sends
+            assert min(b - a for a, b in pairwise(sends)) >= INTERVAL - 0.1, sends
             # The 4th message to the busy member waits for its minute: still pending, deferred.
             latest = client.messages.get_batch_task(task.id)
             assert latest.success_count == N + 3 and latest.total_count == N + 4, (latest, logs)
