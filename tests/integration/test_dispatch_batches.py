@@ -20,6 +20,7 @@ from wework.domain.batches import BatchStatus, BatchTarget, BatchTask, SendStrat
 from wework.domain.errors import FailedPrecondition, InvalidArgument
 from wework.domain.identity import Tenant
 from wework.persistence.models import message as mm
+from wework.persistence.repositories.batches import SPLIT_MIN_ROWS
 from wework.server.application.batches import BatchUseCases, finish_if_done
 from wework.server.workers.dispatch import Dispatcher, DispatchSettings
 
@@ -190,3 +191,37 @@ async def test_bad_tasks_are_refused_with_the_field(nodes):
     with pytest.raises(InvalidArgument):
         await batches.create_batch_task(principal, _task(
             account_id, TargetType.MANUAL, manual_targets=[BatchTarget(f"x{i}") for i in range(10_001)]), "")
+
+
+async def test_a_large_batch_is_written_by_two_connections_and_sent_once_each(nodes):
+    node = await nodes()
+    principal, account_id, _ = await _setup(node)
+    tenant_id = principal.tenant_id
+    batches = _batches(node)  # two writers by default (message.materialize_writers)
+    task = await batches.create_batch_task(principal, _task(account_id, TargetType.IMPORT), "")
+
+    async def chunks():
+        for c in range(2):
+            yield task.id, [BatchTarget(f"big-{c}-{i}") for i in range(SPLIT_MIN_ROWS // 2)]
+
+    assert await batches.import_targets(principal, chunks()) == (SPLIT_MIN_ROWS, SPLIT_MIN_ROWS)
+    statements: list[str] = []
+
+    def record(_conn, _cursor, sql, *_):
+        statements.append(sql)
+
+    engine = node.db.engine("message", node.db.shard_for(tenant_id)).sync_engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        started = await batches.start_batch_task(principal, task.id)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert [s for s in statements if s.startswith(("XA PREPARE", "XA COMMIT"))]
+    assert (started.total_count, started.materialized_count) == (SPLIT_MIN_ROWS, SPLIT_MIN_ROWS)
+    assert await _message_counts(node, tenant_id, task.id) == {"pending": SPLIT_MIN_ROWS}
+    await _dispatcher(node).start()
+    final = (await _watch_to_end(batches, principal, task.id))[-1][0]
+    assert final.status is BatchStatus.COMPLETED and final.success_count == SPLIT_MIN_ROWS
+    sent = [r.conversation_id for r in node.provider.sent_messages.values() if r.conversation_id.startswith("big-")]
+    assert len(sent) == len(set(sent)) == SPLIT_MIN_ROWS
+    assert all(node.provider.send_count(k) == 1 for k in node.provider.sent_messages)

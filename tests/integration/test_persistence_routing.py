@@ -121,6 +121,52 @@ async def test_after_commit_hooks_run_only_after_commit(one_server_db):
     assert "never" not in calls
 
 
+class _Participant:
+    """Prepared work elsewhere (an XA branch in production) that records what it was told."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    async def commit(self) -> None:
+        self.calls.append("commit")
+
+    async def rollback(self) -> None:
+        self.calls.append("rollback")
+
+    async def abandon(self) -> None:
+        self.calls.append("abandon")
+
+
+async def test_enlisted_work_follows_the_transaction_s_outcome(one_server_db):
+    db = one_server_db
+    calls: list[str] = []
+    tenant_id = new_id()
+    async with db.unit_of_work("user", tenant_id) as uow:
+        uow.session.add(_tenant(tenant_id))
+        uow.enlist(_Participant(calls))
+        uow.after_commit(lambda: calls.append("hook"))
+        assert calls == []
+    assert calls == ["commit", "hook"]  # committed first: a hook may rely on its rows
+
+    calls.clear()
+    with pytest.raises(ValueError):
+        async with db.unit_of_work("user", tenant_id) as uow:
+            uow.enlist(_Participant(calls))
+            raise ValueError
+    assert calls == ["rollback"]
+
+    # The COMMIT itself fails (the connection is killed): its outcome is unknown, so the
+    # enlisted work is neither committed nor rolled back here.
+    calls.clear()
+    with pytest.raises(Unavailable):
+        async with db.unit_of_work("user", tenant_id) as uow:
+            connection_id = (await uow.session.execute(sa.text("SELECT CONNECTION_ID()"))).scalar_one()
+            async with db.unit_of_work("user", tenant_id) as killer:
+                await killer.session.execute(sa.text(f"KILL {int(connection_id)}"))
+            uow.enlist(_Participant(calls))
+    assert calls == ["abandon"]
+
+
 async def test_duplicate_keys_are_left_for_repositories(one_server_db):
     db = one_server_db
     tenant_id = new_id()

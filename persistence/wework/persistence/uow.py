@@ -10,7 +10,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from wework.domain.errors import Unavailable
@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 AfterCommit = Callable[[], Awaitable[Any] | Any]
 
 
+class Participant(Protocol):
+    """Work prepared elsewhere that commits or rolls back with a unit of work."""
+
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+    async def abandon(self) -> None: ...
+
+
 class UnitOfWork:
     """`session` is the transaction; the context manager commits on success, rolls back on error."""
 
@@ -31,6 +39,14 @@ class UnitOfWork:
         self.shard = shard
         self.tenant_id = tenant_id
         self._after_commit: list[AfterCommit] = []
+        self._enlisted: list[Participant] = []
+
+    def enlist(self, participant: Participant | None) -> None:
+        """Makes prepared work on other connections of this database (XA branches,
+        wework.persistence.xa) part of this transaction: committed right after it commits,
+        rolled back if it rolls back, and left to recovery if the COMMIT's outcome is unknown."""
+        if participant is not None:
+            self._enlisted.append(participant)
 
     def after_commit(self, fn: AfterCommit) -> None:
         """Runs `fn` once the transaction has committed (cache invalidation, worker wake-ups).
@@ -43,7 +59,16 @@ class UnitOfWork:
     async def flush(self) -> None:
         await self.session.flush()
 
+    async def _decide(self, outcome: str) -> None:
+        enlisted, self._enlisted = self._enlisted, []
+        for participant in enlisted:
+            try:
+                await getattr(participant, outcome)()
+            except Exception:
+                log.exception("enlisted participant failed to %s (db=%s shard=%s)", outcome, self.db, self.shard)
+
     async def _run_after_commit(self) -> None:
+        await self._decide("commit")
         for fn in self._after_commit:
             try:
                 result = fn()
@@ -97,8 +122,13 @@ async def open_unit_of_work(engine: AsyncEngine, db: str, shard: str | None,
                 yield uow
             except BaseException:
                 await _rollback_quietly(session)
+                await uow._decide("rollback")
                 raise
-            await session.commit()
+            try:
+                await session.commit()
+            except BaseException:
+                await uow._decide("abandon")  # committed or not: the recorded decision tells
+                raise
     finally:
         await _close_quietly(session)
     await uow._run_after_commit()

@@ -88,6 +88,9 @@ class BatchTask:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 0
+    # How many messages Start wrote. Several connections write a large batch: until all of them
+    # have committed, fewer messages are visible and the task must not look finished.
+    materialized_count: int = 0
 
     @property
     def etag(self) -> str:
@@ -213,6 +216,8 @@ def progress_percent(c: Counters) -> float:
 def final_status(task: BatchTask, c: Counters) -> tuple[BatchStatus, str] | None:
     """The terminal status once every message is final (None while some are open)."""
     if task.status not in (BatchStatus.RUNNING, BatchStatus.PAUSED) or c.open:
+        return None
+    if c.total < task.materialized_count:  # part of the batch is not committed yet
         return None
     if c.success > 0:
         return BatchStatus.COMPLETED, ""

@@ -312,7 +312,8 @@ async def _message_service(settings: Settings, ctx: AppContext, redis, tenants: 
     quota = DailyQuota(redis, settings.redis, cfg.quota_key_ttl_seconds, database_quota_counter(ctx))
     messages = MessageUseCases(ctx, gateway, tenants, quota, max_schedule=timedelta(days=cfg.max_schedule_days))
     shared["messages"] = messages
-    batches = BatchUseCases(ctx, gateway, tenants, quota=quota, require_active_tenant=messages.require_active_tenant)
+    batches = BatchUseCases(ctx, gateway, tenants, quota=quota, require_active_tenant=messages.require_active_tenant,
+                            materialize_writers=cfg.materialize_writers)
     shared["batches"] = batches
     return message_handler.registration(message_handler.MessageServiceHandler(
         messages, TemplateUseCases(ctx), batches))

@@ -171,6 +171,10 @@ class MessageConfig(BaseModel):
     max_schedule_days: int = Field(default=30, ge=1, le=365)
     # Redis keys of the daily quota counters live this long after their UTC day began.
     quota_key_ttl_seconds: int = Field(default=2 * 86400, ge=86400)
+    # Connections that write a large batch's messages at StartBatchTask, each an XA branch of one
+    # transaction (docs/batch-tasks.md). The server runs one thread per connection; 1 writes
+    # every batch through Start's own connection.
+    materialize_writers: int = Field(default=2, ge=1, le=16)
     # ---- dispatch (docs/pacing.md) ----
     # wework-server also runs a dispatcher when it serves "message" (wework-worker dispatch is
     # the dedicated process; any number of either may run).

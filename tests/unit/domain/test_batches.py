@@ -84,6 +84,13 @@ def test_final_status():
     assert status is BatchStatus.FAILED and "3 failed" in reason
 
 
+def test_a_task_is_not_final_while_part_of_its_batch_is_not_visible():
+    t = _task(status=BatchStatus.RUNNING)
+    t.materialized_count = 10  # Start wrote ten; a second connection's six are not committed yet
+    assert final_status(t, Counters(sent=4)) is None
+    assert final_status(t, Counters(sent=10)) == (BatchStatus.COMPLETED, "")
+
+
 def test_eta_from_the_observed_rate_then_the_configured_one():
     start = datetime(2026, 1, 1, tzinfo=UTC)
     now = start + timedelta(seconds=10)

@@ -148,6 +148,10 @@ class BatchSendTask(IdMixin, VersionedMixin, TimestampsMixin, MessageBase):
     end_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
     estimated_duration: Mapped[int | None] = mapped_column(sa.Integer)  # seconds
     error_message: Mapped[str | None] = mapped_column(sa.Text)
+    # Start's attempt (the decision for its XA branches) and how many messages it wrote (0007).
+    materialization_id: Mapped[str | None] = mapped_column(sa.String(36))
+    materialized_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
+                                                    server_default=sa.text("0"))
 
     __table_args__ = (
         index("batch_send_tasks", "idx_tenant_id", "tenant_id"),

@@ -7,6 +7,7 @@ task row stores the last reading.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -14,7 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from wework.domain.batches import (
     BatchStatus,
     BatchTarget,
@@ -25,7 +26,9 @@ from wework.domain.batches import (
     TargetType,
 )
 from wework.domain.messages import MessageStatus
+from wework.persistence import xa
 from wework.persistence.bulk import LocalInfileLoad
+from wework.persistence.ids import new_id
 from wework.persistence.models import message as mm
 
 B = mm.BatchSendTask
@@ -36,6 +39,21 @@ MS = MessageStatus
 # Rows per LOAD DATA statement: big enough to amortize the round trips, small enough that the
 # server starts on the first one soon (the next is rendered while it runs).
 MATERIALIZE_CHUNK = 5000
+
+# A batch this large is written by several connections at once, each an XA branch of Start's
+# transaction (wework.persistence.xa): the server runs one thread per connection. Smaller
+# batches are written faster than the branches are set up.
+MATERIALIZE_WRITERS = 2
+SPLIT_MIN_ROWS = 20_000
+# XA global ids of materialization branches: "wb", the database, the task. XA RECOVER lists
+# the branches of every database on the server, and several shards may share one.
+_XA_PREFIX = "wb:"
+
+
+def _xa_prefix(conn: AsyncConnection) -> str:
+    """This database's prefix of branch ids (gtrid and bqual are at most 64 bytes each)."""
+    database = conn.engine.url.database or ""
+    return f"{_XA_PREFIX}{hashlib.sha256(database.encode()).hexdigest()[:12]}:"
 
 # messages columns written by materialization, in order. status, retry_count and paused are
 # left to their server defaults (pending, 0, false): materialized messages are always new and
@@ -86,7 +104,8 @@ def task_from_row(r: mm.BatchSendTask) -> BatchTask:
         total_count=r.total_count, sent_count=r.sent_count, success_count=r.success_count,
         failed_count=r.failed_count, progress_percent=float(r.progress_percent or 0), start_time=r.start_time,
         end_time=r.end_time, estimated_duration_seconds=r.estimated_duration or 0,
-        error_message=r.error_message or "", created_at=r.created_at, updated_at=r.updated_at, version=r.version)
+        error_message=r.error_message or "", created_at=r.created_at, updated_at=r.updated_at, version=r.version,
+        materialized_count=r.materialized_count or 0)
     if kind is TargetType.MANUAL:
         task.manual_targets = [BatchTarget(x["conversation_id"], dict(x.get("variables") or {}))
                                for x in cfg.get("targets", [])]
@@ -128,7 +147,8 @@ class BatchRepository:
                 success_count=t.success_count, failed_count=t.failed_count,
                 progress_percent=Decimal(str(round(t.progress_percent, 2))), start_time=t.start_time,
                 end_time=t.end_time, estimated_duration=t.estimated_duration_seconds,
-                error_message=t.error_message or None, version=t.version, updated_at=t.updated_at))
+                error_message=t.error_message or None, version=t.version, updated_at=t.updated_at,
+                materialized_count=t.materialized_count))
         return t
 
     async def count_late_failure(self, tenant_id: str, task_id: str, now: datetime) -> bool:
@@ -217,6 +237,59 @@ class BatchRepository:
         await self._s.execute(sa.delete(I).where(I.task_id == task_id))
 
     # -- materialization --
+
+    async def materialize_task(self, task_id: str, rows: Sequence[Mapping[str, Any]], *,
+                               shared: Mapping[str, Any] | None = None, writers: int = MATERIALIZE_WRITERS,
+                               chunk: int = MATERIALIZE_CHUNK) -> xa.PreparedBranches | None:
+        """Start's write of a task's messages (as `materialize`), with the task row locked in
+        this session. On MariaDB a batch of SPLIT_MIN_ROWS or more is split over `writers`
+        connections: this session writes the first share and records the attempt on the task
+        (the decision), and the other shares are written in XA branches and prepared. The
+        caller enlists the returned branches in its unit of work, which commits them after its
+        own COMMIT; the dispatcher's sweep (`Dispatcher.resolve_prepared_batches`) settles
+        branches a crash left in between."""
+        conn = await self._s.connection()
+        if writers <= 1 or len(rows) < SPLIT_MIN_ROWS or conn.dialect.name not in ("mysql", "mariadb"):
+            await self.materialize(rows, chunk, shared=shared)
+            return None
+        attempt = new_id()
+        await self._s.execute(sa.update(B).where(B.id == task_id).values(materialization_id=attempt))
+        size = -(-len(rows) // writers)
+        shares = [rows[start:start + size] for start in range(0, len(rows), size)]
+        xids = [xa.Xid(_xa_prefix(conn) + task_id, f"{attempt}.{i}") for i in range(1, len(shares))]
+        loader, values = _loader(shared or {})
+
+        async def write_share(branch: AsyncConnection, i: int) -> None:
+            await loader.execute(branch, shares[i + 1], values=values, max_rows=chunk, shared=shared)
+
+        return await xa.write_in_branches(conn.engine, xids, write_share,
+                                          alongside=self.materialize(shares[0], chunk, shared=shared))
+
+    async def materialization_decisions(self, xids: Sequence[xa.Xid]) -> dict[xa.Xid, bool]:
+        """For branches left prepared: True where the task records the branch's attempt (Start
+        committed), False where it does not (Start rolled back or died before its COMMIT).
+        A locking read: a Start still in flight holds the task row, and is waited for."""
+        decisions: dict[xa.Xid, bool] = {}
+        for xid in xids:
+            task_id = xid.gtrid.rsplit(":", 1)[1]
+            recorded = (await self._s.execute(
+                sa.select(B.materialization_id).where(B.id == task_id).with_for_update())).scalar_one_or_none()
+            decisions[xid] = recorded is not None and xid.bqual.startswith(recorded + ".")
+        return decisions
+
+    async def prepared_materializations(self) -> list[xa.Xid]:
+        """Materialization branches prepared on this database's server and not yet finished."""
+        conn = await self._s.connection()
+        if conn.dialect.name not in ("mysql", "mariadb"):
+            return []
+        return await xa.prepared(conn, _xa_prefix(conn))
+
+    async def finish_prepared(self, xid: xa.Xid, *, commit: bool) -> bool:
+        """XA COMMIT or ROLLBACK of a prepared branch; False if another process finished it
+        first. The session must be new: MariaDB finishes another connection's branch only
+        outside a transaction, so this session's connection is put in autocommit mode."""
+        conn = await self._s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        return await xa.finish(conn, xid, commit=commit)
 
     async def materialize(self, rows: Sequence[Mapping[str, Any]], chunk: int = MATERIALIZE_CHUNK, *,
                           shared: Mapping[str, Any] | None = None) -> int:

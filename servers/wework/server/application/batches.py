@@ -60,7 +60,7 @@ from wework.domain.identity import validate_request_id
 from wework.domain.messages import MessageType, render, validate_content
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
-from wework.persistence.repositories.batches import BatchRepository
+from wework.persistence.repositories.batches import MATERIALIZE_WRITERS, BatchRepository
 from wework.persistence.repositories.messages import MessageRepository, TemplateRepository
 from wework.server.application.context import AppContext, require_id
 from wework.server.application.message_ports import AccountGateway, ConversationFilter
@@ -83,8 +83,10 @@ class BatchRows(NamedTuple):
 class BatchUseCases:
     def __init__(self, ctx: AppContext, accounts: AccountGateway, tenants: Any, *, quota: Any = None,
                  require_active_tenant: Callable[[str], Awaitable[int]] | None = None,
-                 wake: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 wake: Callable[[str], Awaitable[None]] | None = None,
+                 materialize_writers: int = MATERIALIZE_WRITERS) -> None:
         self._ctx, self._accounts, self._tenants = ctx, accounts, tenants
+        self.materialize_writers = materialize_writers
         # Set by the composition root from the message use cases (the shared daily quota and
         # the tenant check) and the dispatcher (wake-ups); each is optional.
         self.quota = quota
@@ -202,7 +204,11 @@ class BatchUseCases:
                 if locked is None:
                     raise NotFound("batch task", task_id)
                 locked.status = transition(locked.status, "start")  # a concurrent Start lost
-                await repo.materialize(rows, shared=batch.shared)
+                # A large batch is written by several connections, prepared beside this
+                # transaction and committed right after it (BatchRepository.materialize_task).
+                uow.enlist(await repo.materialize_task(task_id, rows, shared=batch.shared,
+                                                       writers=self.materialize_writers))
+                locked.materialized_count = len(rows)
                 if locked.target_type is TargetType.IMPORT:
                     await repo.drop_import_targets(task_id)
                 locked.start_time = locked.updated_at = now

@@ -202,6 +202,7 @@ class DispatchStats:
     deferred: int = 0
     held: int = 0
     requeued: int = 0
+    resolved_branches: int = 0  # batch-write XA branches a crash left prepared, committed or rolled back
 
 
 class Dispatcher:
@@ -253,6 +254,7 @@ class Dispatcher:
                     if time.monotonic() - last_sweep > min(self._cfg.claim_lease_seconds / 4, 5.0):
                         last_sweep = time.monotonic()
                         self.stats.requeued += await self.requeue_expired(shard)
+                        self.stats.resolved_branches += await self.resolve_prepared_batches(shard)
                     if self._finish_batch is not None and time.monotonic() - last_batches > 1.0:
                         last_batches = time.monotonic()
                         await self.finish_batches(shard)
@@ -326,6 +328,26 @@ class Dispatcher:
             running = await BatchRepository(uow.session).active_ids()
         for tenant_id, task_id in running:
             await self._finish_batch(tenant_id, task_id)
+
+    async def resolve_prepared_batches(self, shard: str) -> int:
+        """Finishes the XA branches of batch writes that a crash left prepared between Start's
+        COMMIT and theirs (BatchRepository.materialize_task): committed where the task records
+        that attempt, rolled back where it does not. Returns how many were finished here."""
+        async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
+            repo = BatchRepository(uow.session)
+            xids = await repo.prepared_materializations()
+            if not xids:
+                return 0
+            decisions = await repo.materialization_decisions(xids)  # waits for a Start in flight
+        finished = 0
+        async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
+            repo = BatchRepository(uow.session)
+            for xid, commit in decisions.items():
+                if await repo.finish_prepared(xid, commit=commit):
+                    finished += 1
+                    log.warning("batch write branch %s left prepared by a crash: %s", xid,
+                                "committed" if commit else "rolled back")
+        return finished
 
     async def requeue_expired(self, shard: str) -> int:
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
