@@ -31,6 +31,12 @@ def _rows(tenant_id: str, batch_id: str, n: int) -> list[dict]:
     return rows
 
 
+async def _stored(database, tenant_id: str, batch_id: str) -> dict[str, mm.Message]:
+    async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
+        return {m.id: m for m in (await uow.session.execute(
+            sa.select(mm.Message).where(mm.Message.batch_id == batch_id))).scalars()}
+
+
 @pytest.fixture(params=["mariadb", "sqlite"])
 def database(request):
     return request.getfixturevalue(f"{request.param}_database")
@@ -41,9 +47,7 @@ async def test_materialize_round_trips_every_value(database):
     rows = _rows(tenant_id, batch_id, 2_345)  # several chunks and a partial one
     async with database.unit_of_work("message", tenant_id) as uow:
         assert await BatchRepository(uow.session).materialize(rows, chunk=500) == len(rows)
-    async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
-        stored = {m.id: m for m in (await uow.session.execute(
-            sa.select(mm.Message).where(mm.Message.batch_id == batch_id))).scalars()}
+    stored = await _stored(database, tenant_id, batch_id)
     assert len(stored) == len(rows)
     for r in rows:
         m = stored[r["id"]]
@@ -77,9 +81,7 @@ async def test_values_shared_by_the_batch_are_stored_on_every_row(database):
             for i in range(1_234)]
     async with database.unit_of_work("message", tenant_id) as uow:
         assert await BatchRepository(uow.session).materialize(rows, chunk=500, shared=shared) == len(rows)
-    async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
-        stored = {m.id: m for m in (await uow.session.execute(
-            sa.select(mm.Message).where(mm.Message.batch_id == batch_id))).scalars()}
+    stored = await _stored(database, tenant_id, batch_id)
     assert len(stored) == len(rows)
     for r in rows:
         m = stored[r["id"]]
