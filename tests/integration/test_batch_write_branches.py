@@ -30,18 +30,22 @@ from wework.server.workers.dispatch import Dispatcher, DispatchSettings
 pytestmark = pytest.mark.mariadb
 
 
-@pytest.fixture(autouse=True)
-async def no_branch_left(mariadb_database):
-    """A failed test must not leave a prepared branch: it would hold its locks (and the table's
-    metadata lock, which blocks DROP DATABASE) on the shared server for later runs."""
-    yield
-    db = mariadb_database
+@pytest.fixture
+async def tenant_id(mariadb_database):
+    """A tenant of its own. Afterwards nothing of the test is left in the shared databases: no
+    prepared branch (it would hold its locks, and the table's metadata lock that DROP DATABASE
+    waits for), and no pending message (later tests' dispatchers would claim and cancel them
+    all, which slows them past their timing checks)."""
+    db, tenant = mariadb_database, new_id()
+    yield tenant
     for shard in db.shard_names:
         async with db.shard_unit_of_work("message", shard) as uow:
             left = await BatchRepository(uow.session).prepared_materializations()
         for xid in left:
             async with db.shard_unit_of_work("message", shard) as uow:
                 await BatchRepository(uow.session).finish_prepared(xid, commit=False)
+    async with db.unit_of_work("message", tenant) as uow:
+        await uow.session.execute(sa.delete(mm.Message).where(mm.Message.tenant_id == tenant))
 
 
 def _shared(tenant_id: str, task_id: str) -> dict:
@@ -81,8 +85,8 @@ def _sweeper(db) -> Dispatcher:
     return Dispatcher(db, None, None, DispatchSettings())
 
 
-async def test_a_large_batch_is_written_by_two_connections_in_one_transaction(mariadb_database):
-    db, tenant_id = mariadb_database, new_id()
+async def test_a_large_batch_is_written_by_two_connections_in_one_transaction(mariadb_database, tenant_id):
+    db = mariadb_database
     task_id = await _new_task(db, tenant_id)
     async with db.unit_of_work("message", tenant_id) as uow:
         repo = BatchRepository(uow.session)
@@ -97,8 +101,8 @@ async def test_a_large_batch_is_written_by_two_connections_in_one_transaction(ma
     assert await _prepared(db, tenant_id) == []
 
 
-async def test_a_small_batch_or_one_writer_uses_start_s_connection_alone(mariadb_database):
-    db, tenant_id = mariadb_database, new_id()
+async def test_a_small_batch_or_one_writer_uses_start_s_connection_alone(mariadb_database, tenant_id):
+    db = mariadb_database
     for rows, writers in ((SPLIT_MIN_ROWS - 1, 2), (SPLIT_MIN_ROWS, 1)):
         task_id = await _new_task(db, tenant_id)
         async with db.unit_of_work("message", tenant_id) as uow:
@@ -108,8 +112,8 @@ async def test_a_small_batch_or_one_writer_uses_start_s_connection_alone(mariadb
 
 
 @pytest.mark.parametrize("bad_share", ["Start's own", "the branch's"])
-async def test_a_share_that_fails_leaves_no_row_and_no_branch(mariadb_database, bad_share):
-    db, tenant_id = mariadb_database, new_id()
+async def test_a_share_that_fails_leaves_no_row_and_no_branch(mariadb_database, tenant_id, bad_share):
+    db = mariadb_database
     task_id = await _new_task(db, tenant_id)
     taken = _rows(1)
     async with db.unit_of_work("message", tenant_id) as uow:
@@ -161,8 +165,8 @@ async def _start_and_kill(db, tenant_id: str, task_id: str, when: str) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
-async def test_a_branch_left_by_a_start_killed_after_its_commit_is_committed_by_the_sweep(mariadb_database):
-    db, tenant_id = mariadb_database, new_id()
+async def test_a_branch_left_by_a_start_killed_after_its_commit_is_committed_by_the_sweep(mariadb_database, tenant_id):
+    db = mariadb_database
     task_id = await _new_task(db, tenant_id)
     await _start_and_kill(db, tenant_id, task_id, "after-commit")
     # Start's share is visible, the branch's is prepared: the task must not look finished.
@@ -176,8 +180,8 @@ async def test_a_branch_left_by_a_start_killed_after_its_commit_is_committed_by_
     assert await _visible(db, tenant_id, task_id) == SPLIT_MIN_ROWS
 
 
-async def test_a_branch_left_by_a_start_killed_before_its_commit_is_rolled_back_by_the_sweep(mariadb_database):
-    db, tenant_id = mariadb_database, new_id()
+async def test_a_branch_left_by_a_start_killed_before_its_commit_is_rolled_back_by_the_sweep(mariadb_database, tenant_id):
+    db = mariadb_database
     task_id = await _new_task(db, tenant_id)
     await _start_and_kill(db, tenant_id, task_id, "before-commit")
     assert len(await _prepared(db, tenant_id)) == 1
@@ -189,8 +193,8 @@ async def test_a_branch_left_by_a_start_killed_before_its_commit_is_rolled_back_
     assert task.status is BatchStatus.CREATED  # Start may be called again
 
 
-async def test_the_sweep_waits_for_a_start_in_flight_and_never_rolls_it_back(mariadb_database):
-    db, tenant_id = mariadb_database, new_id()
+async def test_the_sweep_waits_for_a_start_in_flight_and_never_rolls_it_back(mariadb_database, tenant_id):
+    db = mariadb_database
     task_id = await _new_task(db, tenant_id)
     sweep = None
     async with db.unit_of_work("message", tenant_id) as uow:

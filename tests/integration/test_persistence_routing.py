@@ -167,6 +167,33 @@ async def test_enlisted_work_follows_the_transaction_s_outcome(one_server_db):
     assert calls == ["abandon"]
 
 
+async def test_enlisted_work_commits_even_if_the_caller_is_cancelled_after_the_commit(one_server_db):
+    db = one_server_db
+    calls: list[str] = []
+
+    class Slow(_Participant):
+        async def commit(self) -> None:
+            self.calls.append("committing")
+            await asyncio.sleep(0.3)
+            self.calls.append("commit")
+
+    async def start() -> None:
+        async with db.unit_of_work("user", new_id()) as uow:
+            uow.enlist(Slow(calls))
+
+    caller = asyncio.create_task(start())
+    async with asyncio.timeout(5):
+        while "committing" not in calls:
+            await asyncio.sleep(0.01)
+    caller.cancel()  # e.g. the client went away
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    async with asyncio.timeout(5):
+        while "commit" not in calls:
+            await asyncio.sleep(0.01)
+    assert calls == ["committing", "commit"]
+
+
 async def test_duplicate_keys_are_left_for_repositories(one_server_db):
     db = one_server_db
     tenant_id = new_id()

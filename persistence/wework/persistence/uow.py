@@ -6,6 +6,7 @@ durable rows and idempotent consumers (see ARCHITECTURE.md, Data).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -68,7 +69,9 @@ class UnitOfWork:
                 log.exception("enlisted participant failed to %s (db=%s shard=%s)", outcome, self.db, self.shard)
 
     async def _run_after_commit(self) -> None:
-        await self._decide("commit")
+        # Shielded: a caller cancelled right after the COMMIT (a client gone) must not leave the
+        # enlisted work prepared until a recovery sweep.
+        await asyncio.shield(self._decide("commit"))
         for fn in self._after_commit:
             try:
                 result = fn()
