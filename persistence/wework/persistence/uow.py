@@ -70,8 +70,10 @@ class UnitOfWork:
 
     async def _run_after_commit(self) -> None:
         # Shielded: a caller cancelled right after the COMMIT (a client gone) must not leave the
-        # enlisted work prepared until a recovery sweep.
-        await asyncio.shield(self._decide("commit"))
+        # enlisted work prepared until a recovery sweep. Only then: shield makes a task, and
+        # every commit (the send path's too) passes here.
+        if self._enlisted:
+            await asyncio.shield(self._decide("commit"))
         for fn in self._after_commit:
             try:
                 result = fn()
