@@ -18,14 +18,20 @@ pytestmark = pytest.mark.mariadb
 NOW = datetime(2026, 11, 28, 21, 30, 15, 123456, tzinfo=UTC)
 
 
-def sample(tenant_id: str, i: int) -> Message:
+def sample(tenant_id: str, i: int, delivery_state: bool = False) -> Message:
+    """A message as SendMessage accepts it; with `delivery_state`, message 1 carries delivery
+    fields too (the INSERT then writes every column, not only a new message's)."""
+    extra = {"wework_msg_id": "ww-1", "send_time": NOW, "callback_time": NOW, "error_code": "E1",
+             "error_message": "failed once", "retry_count": 2, "hold_reason": "account offline",
+             "status": MessageStatus.FAILED} if delivery_state and i == 1 else {}
     return Message(
         id=new_id(), tenant_id=tenant_id, account_id=new_id(), conversation_id=f"wm{i}",
         message_type=MessageType.TEXT if i % 2 else MessageType.IMAGE,
         content={"text": f"héllo 100% 'quoted' \\ {i} 你好", "n": [1, None, True]} if i % 2 else {"media_id": "m"},
-        created_at=NOW, updated_at=NOW + timedelta(microseconds=i), status=MessageStatus.PENDING,
+        created_at=NOW, updated_at=NOW + timedelta(microseconds=i),
         template_id=new_id() if i == 2 else None, priority=i % 10,
-        scheduled_time=NOW + timedelta(days=1, microseconds=7) if i % 3 == 0 else None)
+        scheduled_time=NOW + timedelta(days=1, microseconds=7) if i % 3 == 0 else None, **{
+            "status": MessageStatus.PENDING, **extra})
 
 
 def stored(row: mm.Message) -> dict:
@@ -37,11 +43,12 @@ def database(request):
     return request.getfixturevalue(f"{request.param}_database")
 
 
+@pytest.mark.parametrize("delivery_state", [False, True], ids=["new", "with-delivery-state"])
 @pytest.mark.parametrize("count", [1, 3, 70])  # 70: beyond the cached statement texts
-async def test_rows_match_sqlalchemys_insert(database, count):
+async def test_rows_match_sqlalchemys_insert(database, count, delivery_state):
     tenant_id = new_id()
-    ours = [sample(tenant_id, i) for i in range(count)]
-    theirs = [sample(tenant_id, i) for i in range(count)]
+    ours = [sample(tenant_id, i, delivery_state) for i in range(count)]
+    theirs = [sample(tenant_id, i, delivery_state) for i in range(count)]
     async with database.unit_of_work("message", tenant_id) as uow:
         await MessageRepository(uow.session).add_many(ours)
         await uow.session.execute(sa.insert(mm.Message), [message_row_values(m) for m in theirs])

@@ -62,6 +62,12 @@ _MESSAGE_INSERT_COLUMNS = ("id", "created_at", "updated_at", "tenant_id", "accou
                            "callback_time", "error_code", "error_message", "retry_count", "batch_id", "priority",
                            "scheduled_time", "hold_reason", "paused")
 _MESSAGE_INSERT = MultiRowInsert(mm.Message.__table__, _MESSAGE_INSERT_COLUMNS)
+# A message as SendMessage accepts it: its delivery fields (wework_msg_id, send and callback
+# times, error, retry_count, hold_reason, paused) are at their column defaults, so the group
+# commit leaves them out and neither side renders or parses nine columns per row.
+_NEW_MESSAGE_INSERT = MultiRowInsert(mm.Message.__table__, (
+    "id", "created_at", "updated_at", "tenant_id", "account_id", "conversation_id", "message_type", "content",
+    "template_id", "status", "batch_id", "priority", "scheduled_time"))
 _IDEMPOTENCY_INSERT = MultiRowInsert(mm.IdempotencyKey.__table__,
                                      ("tenant_id", "operation", "request_id", "resource_id", "created_at"))
 
@@ -72,6 +78,16 @@ def _message_insert_values(m: Message) -> tuple[Any, ...]:
     return (m.id, m.created_at, m.updated_at, m.tenant_id, m.account_id, m.conversation_id, m.message_type.value,
             m.content, m.template_id, m.status.value, m.wework_msg_id, m.send_time, m.callback_time, m.error_code,
             m.error_message, m.retry_count, m.batch_id, m.priority, m.scheduled_time, m.hold_reason, False)
+
+
+def _is_new(m: Message) -> bool:
+    return (m.retry_count == 0 and m.wework_msg_id is None and m.send_time is None and m.callback_time is None
+            and m.error_code is None and m.error_message is None and m.hold_reason is None)
+
+
+def _new_message_values(m: Message) -> tuple[Any, ...]:
+    return (m.id, m.created_at, m.updated_at, m.tenant_id, m.account_id, m.conversation_id, m.message_type.value,
+            m.content, m.template_id, m.status.value, m.batch_id, m.priority, m.scheduled_time)
 
 
 @dataclass(frozen=True)
@@ -93,7 +109,13 @@ class MessageRepository:
 
     async def add_many(self, messages: list[Message]) -> None:
         """One multi-row INSERT at driver level (the group commit of SendMessage)."""
-        if messages:
+        if not messages:
+            return
+        if all(_is_new(m) for m in messages):
+            await _NEW_MESSAGE_INSERT.execute(
+                self._s, [_new_message_values(m) for m in messages],
+                lambda: self._s.execute(sa.insert(mm.Message), [message_row_values(m) for m in messages]))
+        else:
             await _MESSAGE_INSERT.execute(
                 self._s, [_message_insert_values(m) for m in messages],
                 lambda: self._s.execute(sa.insert(mm.Message), [message_row_values(m) for m in messages]))

@@ -211,10 +211,11 @@ class DailyQuota:
 # ---- group commit ----------------------------------------------------------------------------
 
 
-# How long a forming batch may wait for more sends when the previous one had company, and how
-# often it looks (MessageWriter._gather): at most this much latency for fewer transactions.
+# How long a forming batch may wait for more sends when the previous one had company
+# (MessageWriter._gather): at most this much latency for fewer transactions.
 LINGER_SECONDS = 0.002
-LINGER_STEP_SECONDS = 0.0005
+# How long the size of a shard's last batch still counts as the load when its writer starts again.
+LOAD_MEMORY_SECONDS = 0.05
 
 
 @dataclass(eq=False)
@@ -250,6 +251,10 @@ class MessageWriter:
         self._linger = linger_seconds
         self._queues: dict[str, list[_Pending]] = {}
         self._tasks: dict[str, asyncio.Task] = {}
+        # shard -> (size, loop time) of its last committed batch
+        self._last_batch: dict[str, tuple[int, float]] = {}
+        # shard -> (the writer's wake-up, the queue length that ends its linger)
+        self._lingering: dict[str, tuple[asyncio.Future, int]] = {}
         # (tenant, request_id) of the sends queued or being written by this process.
         self._by_request: dict[tuple[str, str], _Pending] = {}
 
@@ -272,10 +277,18 @@ class MessageWriter:
             self._by_request[key] = item
             item.future.add_done_callback(lambda _done: self._by_request.pop(key, None)
                                           if self._by_request.get(key) is item else None)
-        self._queues.setdefault(shard, []).append(item)
+        self._enqueue(shard, item)
+        return item
+
+    def _enqueue(self, shard: str, item: _Pending) -> None:
+        """Queues `item` for the shard's writer, starting the writer or ending its linger."""
+        queue = self._queues.setdefault(shard, [])
+        queue.append(item)
+        lingering = self._lingering.get(shard)
+        if lingering is not None and len(queue) >= lingering[1]:
+            _wake(lingering[0])
         if shard not in self._tasks:
             self._tasks[shard] = asyncio.create_task(self._drain(shard), name=f"message-writer-{shard}")
-        return item
 
     def _follow(self, first: asyncio.Future, follower: _Pending) -> None:
         if follower.future.done():  # its caller went away
@@ -300,35 +313,47 @@ class MessageWriter:
     async def _drain(self, shard: str) -> None:
         try:
             queue = self._queues[shard]
-            last_batch = 0
+            loop = asyncio.get_running_loop()
+            size, ended = self._last_batch.get(shard, (0, 0.0))
+            # A writer that ran out of sends a moment ago still knows the load: without this, each
+            # gap in the queue would start the batches over at one message and double up from there.
+            last_batch = size if loop.time() - ended < LOAD_MEMORY_SECONDS else 0
             while queue:
-                await self._gather(queue, last_batch)
+                await self._gather(shard, queue, last_batch)
                 batch = queue[:self._max_batch]
                 last_batch = len(batch)
                 del queue[:len(batch)]
                 charged = await self._charge(batch)
                 if charged:
                     await self._commit(shard, charged)
+                self._last_batch[shard] = (last_batch, loop.time())
         finally:
             # No await between the last `while queue` check and here: nothing can be left behind.
             self._tasks.pop(shard, None)
 
-    async def _gather(self, queue: list[_Pending], last_batch: int) -> None:
+    async def _gather(self, shard: str, queue: list[_Pending], last_batch: int) -> None:
         """Lets more sends join the next batch: each one that joins saves a share of a round
         trip to Redis and of a transaction, the largest costs of a send in this process."""
         # The calls that are ready to run go first: under load the event loop holds several
         # that are about to submit.
         await asyncio.sleep(0)
-        if last_batch > 1 and self._linger > 0:
-            # The previous batch had company, so more sends are on their way (its callers come
-            # back once answered): wait a little for them, as MySQL's group commit delay does
-            # (binlog_group_commit_sync_delay and _no_delay_count, the count taken from the load
-            # here). A lone send, or the first after a pause, never waits.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self._linger
-            enough = min(2 * last_batch, self._max_batch)
-            while len(queue) < enough and loop.time() < deadline:
-                await asyncio.sleep(LINGER_STEP_SECONDS)
+        enough = min(2 * last_batch, self._max_batch)
+        if last_batch <= 1 or self._linger <= 0 or len(queue) >= enough:
+            return
+        # The previous batch had company, so more sends are on their way (its callers come back
+        # once answered): wait a little for them, as MySQL's group commit delay does
+        # (binlog_group_commit_sync_delay and _no_delay_count, the count taken from the load
+        # here). A lone send, or the first after a pause, never waits. `submit` wakes the
+        # writer as soon as enough have queued: one timer per batch, no polling.
+        loop = asyncio.get_running_loop()
+        wake_up = loop.create_future()
+        timer = loop.call_later(self._linger, _wake, wake_up)
+        self._lingering[shard] = (wake_up, enough)
+        try:
+            await wake_up
+        finally:
+            timer.cancel()
+            del self._lingering[shard]
 
     async def _charge(self, batch: list[_Pending]) -> list[_Pending]:
         """The messages of `batch` that got their quota unit; the others' callers are answered."""
@@ -408,6 +433,11 @@ def unavailable_quota(exc: BaseException) -> BaseException:
                         metadata={"dependency": "redis"})
     error.__cause__ = exc
     return error
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
