@@ -448,3 +448,30 @@ async def test_deadline_exceeded_call_is_logged_once(channel, log_buffer, served
     assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     [line] = await access_lines(log_buffer, trace_id)
     assert line["code"] == "DEADLINE_EXCEEDED"
+
+
+async def test_methods_are_served_through_generic_handlers_only(channel, monkeypatch):
+    """Services are registered without grpc's registered-method handlers: grpc.aio keeps one
+    call request pending per registered method and awaits all of them on every call
+    (docs/decisions/0021). Each call now waits on the few that health and reflection register,
+    not on one per method of the services; the methods still answer, and a method a service
+    does not have is UNIMPLEMENTED."""
+    waited_on: list[int] = []
+    wait = asyncio.wait
+
+    async def recording_wait(fs, *args, **kwargs):
+        waited_on.append(len(fs))
+        return await wait(fs, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "wait", recording_wait)  # grpc's Cython looks it up per call
+    stub = tenant_pb2_grpc.TenantServiceStub(channel)
+    for _ in range(3):
+        reply = await stub.GetTenant(tenant_pb2.GetTenantRequest(id="t1"), metadata=(("x-api-key", "good"),))
+        assert reply.id == "t1"
+    # Health, reflection and the generic request: 5 here, against 30 with the services registered.
+    assert waited_on and max(waited_on) <= 6, waited_on
+    unknown = channel.unary_unary(f"/{SERVICE}/NoSuchMethod", request_serializer=lambda m: b"",
+                                  response_deserializer=lambda b: b)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await unknown(None, metadata=(("x-api-key", "good"),))
+    assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED

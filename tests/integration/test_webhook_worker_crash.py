@@ -4,6 +4,7 @@ event posted again after the crash carries the SAME webhook-id, so receivers can
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -42,6 +43,22 @@ def _start_worker(config: Path, log: Path) -> subprocess.Popen:
             raise AssertionError(f"worker did not start:\n{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.1)
     return proc
+
+
+async def _terminate(proc: subprocess.Popen, timeout: float) -> bool:
+    """SIGTERM, then waits without blocking the event loop: the receiver serving the worker's
+    posts runs on this loop, and a blocked loop would hold those posts, and so the worker's
+    exit, until their timeout. Kills the worker if it is still there after `timeout` (it never
+    outlives the test); True if it exited by itself."""
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+        return False
+    return True
 
 
 async def test_kill_9_mid_burst_every_event_arrives_with_its_webhook_id(
@@ -83,7 +100,8 @@ async def _crash_and_recover(node, mariadb_config, redis_server, tmp_path) -> No
         finally:
             if first.poll() is None:
                 first.kill()
-        second = _start_worker(config, tmp_path / "w2.log")
+        second_log = tmp_path / "w2.log"
+        second = _start_worker(config, second_log)
         try:
             async def all_succeeded():
                 page, _ = await node.webhooks.list_deliveries(principal(tenant), ep.id, None, 1000, "")
@@ -91,8 +109,8 @@ async def _crash_and_recover(node, mariadb_config, redis_server, tmp_path) -> No
 
             deliveries = await eventually(all_succeeded, timeout=60, what="every delivery to succeed")
         finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(20)
+            exited = await _terminate(second, 20)
+        assert exited, f"the worker ignored SIGTERM for 20 s:\n{second_log.read_text(errors='replace')[-3000:]}"
 
         expected = {d.event_id for d in deliveries}
         seen = Counter(r.headers["webhook-id"] for r in rx.on("/burst"))
