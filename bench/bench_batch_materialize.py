@@ -35,8 +35,8 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_get_account import _drop_databases
+from harness.batches import add_created_task
 from harness.servers import start_private_mariadb
-from wework.domain.batches import BatchStatus, BatchTask, TargetType
 from wework.persistence.config import DatabaseConfig, ShardSpec
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
@@ -76,7 +76,7 @@ async def run(args: argparse.Namespace) -> None:
         try:
             for _ in range(args.rounds):
                 for name, runs in results.items():
-                    task_id = await _new_task(db)
+                    task_id = await add_created_task(db, TENANT, creator_id="bench", task_name="bench")
                     shared, rows = make_rows(args.rows, task_id, args.shared_content)
                     if name == WAYS[0]:
                         rows = [{**shared, **row} for row in rows]
@@ -107,16 +107,6 @@ async def run(args: argparse.Namespace) -> None:
         print(f"  {name:44s} best {best[name]:>9,.0f} rows/s   runs: {', '.join(f'{v:,.0f}' for v in values)}")
     print(f"  ratio Start's write / executemany: {best[WAYS[2]] / best[WAYS[0]]:.2f}x; "
           f"{args.writers} connections / one: {best[WAYS[2]] / best[WAYS[1]]:.2f}x")
-
-
-async def _new_task(db: Database) -> str:
-    now = datetime.now(UTC)
-    task = BatchTask(id=new_id(), tenant_id=TENANT, creator_id="bench", task_name="bench", account_id="acc-1",
-                     message_type="text", content={"text": "hello"}, target_type=TargetType.IMPORT,
-                     status=BatchStatus.CREATED, created_at=now, updated_at=now, version=1)
-    async with db.unit_of_work("message", TENANT) as uow:
-        await BatchRepository(uow.session).add(task)
-    return task.id
 
 
 def main() -> int:

@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from wework.domain.batches import BatchStatus, BatchTask, TargetType
+from harness.batches import add_created_task
+from wework.domain.batches import BatchStatus
 from wework.persistence.bulk import BulkLoadIncomplete
 from wework.persistence.ids import new_id
 from wework.persistence.models import message as mm
@@ -60,16 +61,6 @@ def _rows(n: int) -> list[dict]:
             for i in range(n)]
 
 
-async def _new_task(db, tenant_id: str) -> str:
-    now = datetime.now(UTC)
-    task = BatchTask(id=new_id(), tenant_id=tenant_id, creator_id="u", task_name="big", account_id="acc-1",
-                     message_type="text", content={"text": "hello"}, target_type=TargetType.IMPORT,
-                     status=BatchStatus.CREATED, created_at=now, updated_at=now, version=1)
-    async with db.unit_of_work("message", tenant_id) as uow:
-        await BatchRepository(uow.session).add(task)
-    return task.id
-
-
 async def _visible(db, tenant_id: str, task_id: str) -> int:
     async with db.unit_of_work("message", tenant_id, read_only=True) as uow:
         return (await uow.session.execute(sa.select(sa.func.count()).select_from(mm.Message).where(
@@ -87,7 +78,7 @@ def _sweeper(db) -> Dispatcher:
 
 async def test_a_large_batch_is_written_by_two_connections_in_one_transaction(mariadb_database, tenant_id):
     db = mariadb_database
-    task_id = await _new_task(db, tenant_id)
+    task_id = await add_created_task(db, tenant_id)
     async with db.unit_of_work("message", tenant_id) as uow:
         repo = BatchRepository(uow.session)
         await repo.get(tenant_id, task_id, for_update=True)
@@ -104,7 +95,7 @@ async def test_a_large_batch_is_written_by_two_connections_in_one_transaction(ma
 async def test_a_small_batch_or_one_writer_uses_start_s_connection_alone(mariadb_database, tenant_id):
     db = mariadb_database
     for rows, writers in ((SPLIT_MIN_ROWS - 1, 2), (SPLIT_MIN_ROWS, 1)):
-        task_id = await _new_task(db, tenant_id)
+        task_id = await add_created_task(db, tenant_id)
         async with db.unit_of_work("message", tenant_id) as uow:
             assert await BatchRepository(uow.session).materialize_task(
                 task_id, _rows(rows), shared=_shared(tenant_id, task_id), writers=writers) is None
@@ -114,7 +105,7 @@ async def test_a_small_batch_or_one_writer_uses_start_s_connection_alone(mariadb
 @pytest.mark.parametrize("bad_share", ["Start's own", "the branch's"])
 async def test_a_share_that_fails_leaves_no_row_and_no_branch(mariadb_database, tenant_id, bad_share):
     db = mariadb_database
-    task_id = await _new_task(db, tenant_id)
+    task_id = await add_created_task(db, tenant_id)
     taken = _rows(1)
     async with db.unit_of_work("message", tenant_id) as uow:
         await BatchRepository(uow.session).materialize(taken, shared=_shared(tenant_id, new_id()))
@@ -167,7 +158,7 @@ async def _start_and_kill(db, tenant_id: str, task_id: str, when: str) -> None:
 
 async def test_a_branch_left_by_a_start_killed_after_its_commit_is_committed_by_the_sweep(mariadb_database, tenant_id):
     db = mariadb_database
-    task_id = await _new_task(db, tenant_id)
+    task_id = await add_created_task(db, tenant_id)
     await _start_and_kill(db, tenant_id, task_id, "after-commit")
     # Start's share is visible, the branch's is prepared: the task must not look finished.
     assert await _visible(db, tenant_id, task_id) == SPLIT_MIN_ROWS // 2
@@ -182,7 +173,7 @@ async def test_a_branch_left_by_a_start_killed_after_its_commit_is_committed_by_
 
 async def test_a_branch_left_by_a_start_killed_before_its_commit_is_rolled_back_by_the_sweep(mariadb_database, tenant_id):
     db = mariadb_database
-    task_id = await _new_task(db, tenant_id)
+    task_id = await add_created_task(db, tenant_id)
     await _start_and_kill(db, tenant_id, task_id, "before-commit")
     assert len(await _prepared(db, tenant_id)) == 1
     assert await _sweeper(db).resolve_prepared_batches(db.shard_for(tenant_id)) == 1
@@ -195,7 +186,7 @@ async def test_a_branch_left_by_a_start_killed_before_its_commit_is_rolled_back_
 
 async def test_the_sweep_waits_for_a_start_in_flight_and_never_rolls_it_back(mariadb_database, tenant_id):
     db = mariadb_database
-    task_id = await _new_task(db, tenant_id)
+    task_id = await add_created_task(db, tenant_id)
     sweep = None
     async with db.unit_of_work("message", tenant_id) as uow:
         repo = BatchRepository(uow.session)

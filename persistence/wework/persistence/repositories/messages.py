@@ -111,14 +111,10 @@ class MessageRepository:
         """One multi-row INSERT at driver level (the group commit of SendMessage)."""
         if not messages:
             return
-        if all(_is_new(m) for m in messages):
-            await _NEW_MESSAGE_INSERT.execute(
-                self._s, [_new_message_values(m) for m in messages],
-                lambda: self._s.execute(sa.insert(mm.Message), [message_row_values(m) for m in messages]))
-        else:
-            await _MESSAGE_INSERT.execute(
-                self._s, [_message_insert_values(m) for m in messages],
-                lambda: self._s.execute(sa.insert(mm.Message), [message_row_values(m) for m in messages]))
+        insert, values = ((_NEW_MESSAGE_INSERT, _new_message_values) if all(_is_new(m) for m in messages)
+                          else (_MESSAGE_INSERT, _message_insert_values))
+        await insert.execute(self._s, [values(m) for m in messages],
+                             lambda: self._s.execute(sa.insert(mm.Message), [message_row_values(m) for m in messages]))
 
     async def get(self, tenant_id: str, message_id: str, *, for_update: bool = False) -> Message | None:
         # The tenant is part of every lookup: an id of another tenant is simply not there.
