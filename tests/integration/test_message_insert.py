@@ -1,5 +1,7 @@
 """The group commit's driver-level multi-row INSERTs (MessageRepository.add_many and
-put_idempotent_many) store exactly what SQLAlchemy's own INSERT stores, on MariaDB and SQLite."""
+put_idempotent_many) store exactly what SQLAlchemy's own INSERT stores, on MariaDB and SQLite,
+in an ordinary unit of work and in the group commit's own (rendered SQL only: on MariaDB it runs
+on the driver connection, wework.persistence.driver_tx)."""
 
 from __future__ import annotations
 
@@ -43,14 +45,24 @@ def database(request):
     return request.getfixturevalue(f"{request.param}_database")
 
 
+@pytest.fixture(params=["session", "group-commit"])
+def writing(request, database):
+    """(tenant_id) -> the unit of work the rows are written in."""
+    if request.param == "session":
+        return lambda tenant_id: database.unit_of_work("message", tenant_id)
+    return lambda tenant_id: database.shard_unit_of_work("message", database.shard_for(tenant_id),
+                                                         tenants=[tenant_id], rendered_sql=True)
+
+
 @pytest.mark.parametrize("delivery_state", [False, True], ids=["new", "with-delivery-state"])
 @pytest.mark.parametrize("count", [1, 3, 70])  # 70: beyond the cached statement texts
-async def test_rows_match_sqlalchemys_insert(database, count, delivery_state):
+async def test_rows_match_sqlalchemys_insert(database, writing, count, delivery_state):
     tenant_id = new_id()
     ours = [sample(tenant_id, i, delivery_state) for i in range(count)]
     theirs = [sample(tenant_id, i, delivery_state) for i in range(count)]
-    async with database.unit_of_work("message", tenant_id) as uow:
+    async with writing(tenant_id) as uow:
         await MessageRepository(uow.session).add_many(ours)
+    async with database.unit_of_work("message", tenant_id) as uow:
         await uow.session.execute(sa.insert(mm.Message), [message_row_values(m) for m in theirs])
     async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
         rows = {r.id: r for r in (await uow.session.execute(
@@ -64,12 +76,12 @@ async def test_rows_match_sqlalchemys_insert(database, count, delivery_state):
             assert await repo.get(tenant_id, a.id) == a  # reads back as the entity that was written
 
 
-async def test_a_taken_request_id_fails_the_whole_insert(database):
+async def test_a_taken_request_id_fails_the_whole_insert(database, writing):
     tenant_id = new_id()
-    async with database.unit_of_work("message", tenant_id) as uow:
+    async with writing(tenant_id) as uow:
         await MessageRepository(uow.session).put_idempotent_many([(tenant_id, "SendMessage", "r1", "m1")], NOW)
     with pytest.raises(AlreadyExists):
-        async with database.unit_of_work("message", tenant_id) as uow:
+        async with writing(tenant_id) as uow:
             await MessageRepository(uow.session).put_idempotent_many(
                 [(tenant_id, "SendMessage", "r2", "m2"), (tenant_id, "SendMessage", "r1", "m3")], NOW)
     async with database.unit_of_work("message", tenant_id, read_only=True) as uow:

@@ -19,9 +19,17 @@ from wework.domain.errors import Unavailable
 
 from . import local_infile
 from .config import SERVICE_DATABASES, DatabaseConfig
+from .driver_tx import CLEAN, driver_level
 from .replicas import ReplicaRouting
 from .sharding import DIRECTORY, PhysicalDatabase, ShardRouter, physical_databases
-from .uow import UnitOfWork, mapped_errors, open_session, open_unit_of_work, unavailable
+from .uow import (
+    UnitOfWork,
+    mapped_errors,
+    open_driver_unit_of_work,
+    open_session,
+    open_unit_of_work,
+    unavailable,
+)
 
 T = TypeVar("T")
 EngineCreated = Callable[[AsyncEngine, str, str | None], None]  # (engine, db, shard or None)
@@ -70,7 +78,7 @@ def create_engine_for(dsn: str, config: DatabaseConfig | None = None, *, pooled:
 # A pooled connection used less than this long ago is handed out without a ping.
 PING_IF_IDLE_SECONDS = 1.0
 _IDLE_SINCE = "wework_idle_since"  # connection record info: monotonic time of the last checkin
-_COMMITTED = "wework_committed"  # ... True from a COMMIT until the next BEGIN or error
+_COMMITTED = CLEAN  # ... True from a COMMIT until the next BEGIN or error (also set by driver_tx)
 
 
 def _lean_pool(engine: AsyncEngine) -> None:
@@ -282,15 +290,24 @@ class Database:
 
     @asynccontextmanager
     async def shard_unit_of_work(self, db: str, shard: str, *, read_only: bool = False,
-                                 tenants: Iterable[str] = ()) -> AsyncIterator[UnitOfWork]:
+                                 tenants: Iterable[str] = (), rendered_sql: bool = False) -> AsyncIterator[UnitOfWork]:
         """A transaction on a named shard (workers that sweep every shard).
 
         `tenants`: tenants whose rows the caller routed to `shard` before this call (batched
         writes); Unavailable (retryable) if one of them belongs to another shard by now.
+        `rendered_sql`: the caller only runs rendered statements (bulk.MultiRowInsert), no ORM
+        and no bound parameters. On MySQL/MariaDB without replicas the transaction then runs
+        on the pooled driver connection (driver_tx), about 250 us of CPU cheaper; elsewhere
+        (SQLite, a replicated shard whose writes are tracked) it is an ordinary one.
         """
-        async with self._write_gate(shard=shard, read_only=read_only, tenants=tenants), \
-                self._open_uow(db, shard, None, read_only) as uow:
-            yield uow
+        async with self._write_gate(shard=shard, read_only=read_only, tenants=tenants):
+            engine = self.engine(db, shard)
+            if rendered_sql and not read_only and driver_level(engine) and not self.replicas.has_replicas(shard):
+                async with open_driver_unit_of_work(engine, db, shard, None) as uow:
+                    yield uow
+                return
+            async with self._open_uow(db, shard, None, read_only) as uow:
+                yield uow
 
     @asynccontextmanager
     async def directory_unit_of_work(self) -> AsyncIterator[UnitOfWork]:

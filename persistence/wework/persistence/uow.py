@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from wework.domain.errors import Unavailable
 
+from .driver_tx import DriverTransaction
 from .errors import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,10 @@ class Participant(Protocol):
 
 
 class UnitOfWork:
-    """`session` is the transaction; the context manager commits on success, rolls back on error."""
+    """`session` is the transaction; the context manager commits on success, rolls back on error.
+
+    `session` is an AsyncSession, or a driver_tx.DriverTransaction for a unit of work that runs
+    rendered SQL only (Database.shard_unit_of_work(rendered_sql=True))."""
 
     def __init__(self, session: AsyncSession, db: str, shard: str | None, tenant_id: str | None) -> None:
         self.session = session
@@ -119,7 +123,25 @@ async def open_session(engine: AsyncEngine, db: str, shard: str | None) -> Async
 @asynccontextmanager
 async def open_unit_of_work(engine: AsyncEngine, db: str, shard: str | None,
                             tenant_id: str | None) -> AsyncIterator[UnitOfWork]:
-    session = AsyncSession(bind=engine, expire_on_commit=False)
+    async with _run_unit_of_work(AsyncSession(bind=engine, expire_on_commit=False), db, shard, tenant_id) as uow:
+        yield uow
+
+
+@asynccontextmanager
+async def open_driver_unit_of_work(engine: AsyncEngine, db: str, shard: str | None,
+                                   tenant_id: str | None) -> AsyncIterator[UnitOfWork]:
+    """A unit of work whose `session` is a DriverTransaction (driver_tx): for work that runs
+    rendered SQL only (bulk.MultiRowInsert), on MySQL/MariaDB (driver_tx.driver_level)."""
+    async with mapped_errors(db, shard):
+        connection = await engine.raw_connection()
+    transaction = DriverTransaction(connection, engine.dialect)
+    async with _run_unit_of_work(transaction, db, shard, tenant_id) as uow:  # type: ignore[arg-type]
+        yield uow
+
+
+@asynccontextmanager
+async def _run_unit_of_work(session: AsyncSession, db: str, shard: str | None,
+                            tenant_id: str | None) -> AsyncIterator[UnitOfWork]:
     uow = UnitOfWork(session, db, shard, tenant_id)
     try:
         async with mapped_errors(db, shard):
