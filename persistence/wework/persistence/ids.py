@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import uuid
 
-import uuid6
+import uuid_utils
 
 
 def new_id() -> str:
     """A new time-ordered id, e.g. '0193c3b6-3f1e-7a2c-9b1d-5e4f3a2b1c0d'."""
-    # uuid6 keeps a monotonic counter within one millisecond, so ids from one process also
-    # sort in creation order when several are made in the same millisecond.
-    return str(uuid6.uuid7())
+    # uuid_utils (RFC 9562, in Rust) counts within one millisecond, so ids from one process
+    # also sort in creation order when several are made in the same millisecond. About 0.2 us
+    # against 2.7 us for the pure-Python uuid6, which read the OS's random source on each id:
+    # one per accepted message, 100,000 per large batch task.
+    return str(uuid_utils.uuid7())
 
 
 def is_valid_id(value: str) -> bool:
