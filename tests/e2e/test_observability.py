@@ -98,6 +98,15 @@ def observed(mariadb_server, redis_server, tmp_path_factory) -> Iterator[Observe
         mariadb_server.drop_databases(prefix + "_")
 
 
+def test_the_server_freezes_its_start_up_objects_once_it_serves(observed):
+    # Full collections would otherwise walk them all, stopping the event loop for ~120 ms
+    # (wework.server.runtime.gc_tuning).
+    lines = [r for r in observed.log_lines() if r["logger"] == "wework.server.runtime.gc_tuning"]
+    assert len(lines) == 1, lines
+    frozen = int(lines[0]["message"].split()[2])
+    assert frozen > 10_000 and "every 10000 allocations" in lines[0]["message"]
+
+
 # ---- metrics ----------------------------------------------------------------------------------
 
 

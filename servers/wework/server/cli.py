@@ -91,6 +91,7 @@ async def serve(settings: Settings) -> None:
     from wework.persistence.migrate import migrate_all
     from wework.server.app import build_application
     from wework.server.observability import Observability
+    from wework.server.runtime.gc_tuning import settle_after_startup
     from wework.server.runtime.server import GrpcServer, run_until_signal
 
     # Tracing before the first engine exists (engines are hooked as they are made); /metrics
@@ -110,6 +111,7 @@ async def serve(settings: Settings) -> None:
                         readiness_checks=obs.readiness(await app.readiness_checks()),
                         on_shutdown=[app.close, obs.close])
     port = await server.start()
+    settle_after_startup()
     _print_banner(settings, port)
     await run_until_signal(server)
 

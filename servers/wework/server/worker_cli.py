@@ -77,6 +77,7 @@ async def run_worker(settings, command: str) -> None:
     wake-ups are wired identically) without serving gRPC, and runs until SIGTERM/SIGINT."""
     from wework.persistence.migrate import migrate_all
     from wework.server.app import build_application, start_webhook_worker
+    from wework.server.runtime.gc_tuning import settle_after_startup
 
     if settings.embedded:
         await migrate_all(settings.database_config)
@@ -88,6 +89,7 @@ async def run_worker(settings, command: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    settle_after_startup()
     print(f"wework-worker {command} running (pid {os.getpid()})", flush=True)
     try:
         await stop.wait()
