@@ -60,7 +60,7 @@ def _row_is_free(mariadb_server, name: str) -> bool:
 
 async def test_a_committed_connection_goes_back_without_a_rollback(engine):
     conn_id, _, rollbacks = await _counters(engine)
-    async with open_unit_of_work(engine, "test", None, None) as uow:  # the group commit's path
+    async with open_unit_of_work(engine, "test", None, None) as uow:
         await uow.session.execute(sa.text("UPDATE t SET v = v + 1 WHERE id = 1"))
     async with engine.begin() as conn:
         await conn.execute(sa.text("UPDATE t SET v = v + 1 WHERE id = 1"))

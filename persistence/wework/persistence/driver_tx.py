@@ -40,7 +40,7 @@ class DriverTransaction:
     It offers the part of AsyncConnection that rendered statements need (`dialect`,
     `get_raw_connection`, `exec_driver_sql` without parameters, `execution_options`), so
     bulk.MultiRowInsert and the repositories built on it run on it unchanged, and commit /
-    rollback / close like an AsyncSession, so uow.open_unit_of_work drives it.
+    rollback / close like an AsyncSession, so the unit of work drives it (uow.open_driver_unit_of_work).
     """
 
     def __init__(self, connection: PoolProxiedConnection, dialect: sa.Dialect) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -120,11 +120,10 @@ async def open_session(engine: AsyncEngine, db: str, shard: str | None) -> Async
         await _close_quietly(session)
 
 
-@asynccontextmanager
-async def open_unit_of_work(engine: AsyncEngine, db: str, shard: str | None,
-                            tenant_id: str | None) -> AsyncIterator[UnitOfWork]:
-    async with _run_unit_of_work(AsyncSession(bind=engine, expire_on_commit=False), db, shard, tenant_id) as uow:
-        yield uow
+def open_unit_of_work(engine: AsyncEngine, db: str, shard: str | None,
+                      tenant_id: str | None) -> AbstractAsyncContextManager[UnitOfWork]:
+    # expire_on_commit=False: objects stay readable after commit, e.g. to build the response.
+    return _run_unit_of_work(AsyncSession(bind=engine, expire_on_commit=False), db, shard, tenant_id)
 
 
 @asynccontextmanager
