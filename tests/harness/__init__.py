@@ -5,10 +5,13 @@ Imported as `harness` (tests/conftest.py puts tests/ on sys.path).
 
 from .databases import (
     bucket_ranges,
+    create_scratch_database,
+    kill_connection,
     make_database_config,
     make_sqlite_config,
     new_db_prefix,
     physical_database_names,
+    single_connection_engine,
 )
 from .servers import (
     INSTALL_HINT,
@@ -24,7 +27,8 @@ from .servers import (
 
 __all__ = [
     "INSTALL_HINT", "MariaDBServer", "RedisServer", "ServerUnavailable", "bucket_ranges",
-    "find_or_start_mariadb", "find_or_start_redis", "free_port", "make_database_config",
-    "make_sqlite_config", "new_db_prefix", "physical_database_names", "start_private_mariadb",
+    "create_scratch_database", "find_or_start_mariadb", "find_or_start_redis", "free_port",
+    "kill_connection", "make_database_config", "make_sqlite_config", "new_db_prefix",
+    "physical_database_names", "single_connection_engine", "start_private_mariadb",
     "start_private_redis",
 ]

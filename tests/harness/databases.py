@@ -59,3 +59,34 @@ def physical_database_names(config: DatabaseConfig) -> dict[tuple[str, str], str
         for db in SERVICE_DATABASES:
             names[(db, shard.name)] = make_url(shard.dsn_for(db)).database
     return names
+
+
+def create_scratch_database(server: MariaDBServer, name: str, *statements: str) -> None:
+    """CREATE DATABASE `name` on `server`, then runs `statements` in it (tables, rows)."""
+    admin = server.sync_connect()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+            cur.execute(f"USE `{name}`")
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        admin.close()
+
+
+def single_connection_engine(server: MariaDBServer, name: str):
+    """An engine on database `name` whose pool holds one connection: every checkout gets the
+    same one back, so a test can tell whether the pool kept or replaced it."""
+    from wework.persistence.database import create_engine_for
+
+    return create_engine_for(server.url(name), DatabaseConfig(pool_size=1, max_overflow=0))
+
+
+def kill_connection(server: MariaDBServer, connection_id: int) -> None:
+    """KILL a server connection, as a failover or the server's idle timeout would."""
+    admin = server.sync_connect()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"KILL {int(connection_id)}")
+    finally:
+        admin.close()

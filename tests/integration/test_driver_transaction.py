@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
+import harness
 import pymysql
 import pytest
 import sqlalchemy as sa
 from wework.domain.errors import Unavailable
 from wework.persistence import database
-from wework.persistence.config import DatabaseConfig
-from wework.persistence.database import create_engine_for
 from wework.persistence.driver_tx import DriverTransaction
 from wework.persistence.errors import is_duplicate_key
 from wework.persistence.uow import open_driver_unit_of_work
@@ -23,15 +22,8 @@ pytestmark = pytest.mark.mariadb
 @pytest.fixture
 async def engine(mariadb_server, unique_db_prefix):
     name = f"{unique_db_prefix}_drv"
-    admin = mariadb_server.sync_connect()
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}`")
-            cur.execute(f"CREATE TABLE `{name}`.t (id INT PRIMARY KEY, v VARCHAR(2000) NOT NULL)")
-    finally:
-        admin.close()
-    # One pooled connection: every checkout below gets the same one back.
-    engine = create_engine_for(mariadb_server.url(name), DatabaseConfig(pool_size=1, max_overflow=0))
+    harness.create_scratch_database(mariadb_server, name, "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(2000) NOT NULL)")
+    engine = harness.single_connection_engine(mariadb_server, name)
     yield engine
     await engine.dispose()
 
@@ -53,15 +45,6 @@ async def _session_counters(engine) -> tuple[int, int]:
         rows = dict((await conn.execute(sa.text("SHOW SESSION STATUS LIKE 'Com_rollback'"))).all())
         await conn.commit()
     return conn_id, int(rows["Com_rollback"])
-
-
-def _kill(mariadb_server, conn_id: int) -> None:
-    admin = mariadb_server.sync_connect()
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"KILL {int(conn_id)}")
-    finally:
-        admin.close()
 
 
 async def test_it_commits_then_runs_the_hooks_and_returns_the_connection_without_a_rollback(engine, mariadb_server):
@@ -109,7 +92,7 @@ async def test_a_connection_killed_since_its_last_use_fails_as_unavailable_then_
         engine, mariadb_server, monkeypatch):
     monkeypatch.setattr(database, "PING_IF_IDLE_SECONDS", 3600.0)  # used a moment ago: no ping
     conn_id, _ = await _session_counters(engine)
-    _kill(mariadb_server, conn_id)
+    harness.kill_connection(mariadb_server, conn_id)
     with pytest.raises(Unavailable):
         async with open_driver_unit_of_work(engine, "test", None, None) as uow:
             await uow.session.exec_driver_sql("INSERT INTO t VALUES (1, 'a')")
@@ -123,7 +106,7 @@ async def test_a_connection_killed_since_its_last_use_fails_as_unavailable_then_
 async def test_an_idle_dead_connection_is_replaced_at_checkout(engine, mariadb_server, monkeypatch):
     monkeypatch.setattr(database, "PING_IF_IDLE_SECONDS", 0.0)  # the pool's checkout ping applies here too
     conn_id, _ = await _session_counters(engine)
-    _kill(mariadb_server, conn_id)
+    harness.kill_connection(mariadb_server, conn_id)
     async with open_driver_unit_of_work(engine, "test", None, None) as uow:
         await uow.session.exec_driver_sql("INSERT INTO t VALUES (1, 'a')")
     assert _query(mariadb_server, engine.url.database, "SELECT id FROM t") == [(1,)]

@@ -4,13 +4,12 @@ still rolled back, and a connection idle for a while is still pinged and replace
 
 from __future__ import annotations
 
+import harness
 import pymysql
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from wework.persistence import database
-from wework.persistence.config import DatabaseConfig
-from wework.persistence.database import create_engine_for
 from wework.persistence.errors import is_unavailable
 from wework.persistence.uow import open_unit_of_work
 
@@ -20,16 +19,9 @@ pytestmark = pytest.mark.mariadb
 @pytest.fixture
 async def engine(mariadb_server, unique_db_prefix):
     name = f"{unique_db_prefix}_pool"
-    admin = mariadb_server.sync_connect()
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}`")
-            cur.execute(f"CREATE TABLE `{name}`.t (id INT PRIMARY KEY, v INT NOT NULL)")
-            cur.execute(f"INSERT INTO `{name}`.t VALUES (1, 0)")
-    finally:
-        admin.close()
-    # One pooled connection: every checkout below gets the same one back.
-    engine = create_engine_for(mariadb_server.url(name), DatabaseConfig(pool_size=1, max_overflow=0))
+    harness.create_scratch_database(mariadb_server, name, "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)",
+                                    "INSERT INTO t VALUES (1, 0)")
+    engine = harness.single_connection_engine(mariadb_server, name)
     yield engine
     await engine.dispose()
 
@@ -80,19 +72,10 @@ async def test_anything_not_committed_is_rolled_back_on_return(engine, mariadb_s
     assert after > rollbacks
 
 
-def _kill(mariadb_server, conn_id: int) -> None:
-    admin = mariadb_server.sync_connect()
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"KILL {int(conn_id)}")
-    finally:
-        admin.close()
-
-
 async def test_an_idle_dead_connection_is_replaced_at_checkout(engine, mariadb_server, monkeypatch):
     monkeypatch.setattr(database, "PING_IF_IDLE_SECONDS", 0.0)
     conn_id, _, _ = await _counters(engine)
-    _kill(mariadb_server, conn_id)  # as a failover or the server's idle timeout would
+    harness.kill_connection(mariadb_server, conn_id)  # as a failover or the server's idle timeout would
     async with open_unit_of_work(engine, "test", None, None) as uow:
         await uow.session.execute(sa.text("UPDATE t SET v = v + 1 WHERE id = 1"))
     new_id, _, _ = await _counters(engine)
@@ -105,7 +88,7 @@ async def test_a_connection_dead_since_its_last_use_fails_once_then_the_pool_rec
     # retryable (UNAVAILABLE for a caller); the pool is invalidated and the next use reconnects.
     monkeypatch.setattr(database, "PING_IF_IDLE_SECONDS", 3600.0)
     conn_id, _, _ = await _counters(engine)
-    _kill(mariadb_server, conn_id)
+    harness.kill_connection(mariadb_server, conn_id)
     with pytest.raises(Exception) as failed:
         async with open_unit_of_work(engine, "test", None, None) as uow:
             await uow.session.execute(sa.text("UPDATE t SET v = v + 1 WHERE id = 1"))
