@@ -32,8 +32,9 @@ unit: bootstrap
 integration: bootstrap
 	.venv/bin/pytest -q tests/integration tests/e2e
 
+## Lists the benchmarks (each one runs on its own: .venv/bin/python bench/<name>.py --help).
 bench: bootstrap
-	$(PY) -m bench
+	@sed -n '/^| `bench_/p' bench/README.md
 
 clean:
 	rm -rf .venv var .pytest_cache .ruff_cache
