@@ -16,6 +16,7 @@ import grpc
 import httpx
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from wework.v1 import account_pb2 as apb
 
 BIN = Path(sys.executable).parent
 TEST_ADMIN_KEY = "wwadmin_test_only_0123456789abcdef"
@@ -142,3 +143,19 @@ def wait_http(url: str, timeout: float = 20) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not come up")
+
+
+def online_account(client, name: str = "sender", timeout: float = 20) -> apb.Account:
+    """Creates an account with `client` (a WeworkClient) and logs it in through the server's
+    provider simulator; returns the account once it is ONLINE."""
+    account = client.accounts.create_account(apb.Account(account_name=name))
+    client.accounts.start_login(account.id)
+    deadline = time.monotonic() + timeout
+    while True:
+        account = client.accounts.get_account(account.id)
+        if account.status == apb.ACCOUNT_STATUS_ONLINE:
+            return account
+        if time.monotonic() > deadline:
+            raise AssertionError(f"account {account.id} did not come online in {timeout:g} s: "
+                                 f"{apb.AccountStatus.Name(account.status)}")
+        time.sleep(0.1)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import harness
 import pytest
 import sqlalchemy as sa
-from serverproc import TEST_ADMIN_KEY, run_admin, settings_yaml, start_server
+from serverproc import TEST_ADMIN_KEY, online_account, run_admin, settings_yaml, start_server
 from wework.client import ClientOptions, FailedPreconditionError, ResourceExhaustedError, WeworkClient
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
@@ -58,15 +58,7 @@ class BatchPlatform:
         return tenant, key
 
     def online_account(self, client: WeworkClient) -> apb.Account:
-        account = client.accounts.create_account(apb.Account(account_name="sender"))
-        client.accounts.start_login(account.id)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            account = client.accounts.get_account(account.id)
-            if account.status == apb.ACCOUNT_STATUS_ONLINE:
-                return account
-            time.sleep(0.1)
-        raise AssertionError("account did not come online")
+        return online_account(client, "sender")
 
     def run(self, db_name: str, tenant_id: str, fn):
         async def go():

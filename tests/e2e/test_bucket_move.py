@@ -21,10 +21,9 @@ from typing import Self
 import harness
 import pytest
 from google.protobuf import field_mask_pb2
-from serverproc import BIN, TEST_ADMIN_KEY, run_admin, settings_yaml, start_server
+from serverproc import BIN, TEST_ADMIN_KEY, online_account, run_admin, settings_yaml, start_server
 from wework.client import ClientOptions, WeworkClient
 from wework.persistence.sharding import bucket_of
-from wework.v1 import account_pb2 as apb
 from wework.v1 import message_pb2 as mpb
 from wework.v1 import tenant_pb2 as pb
 
@@ -66,14 +65,7 @@ class MovePlatform:
 
     def online_account(self, key: str) -> str:
         with self.client(api_key=key) as client:
-            account = client.accounts.create_account(apb.Account(account_name="sender"))
-            client.accounts.start_login(account.id)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                if client.accounts.get_account(account.id).status == apb.ACCOUNT_STATUS_ONLINE:
-                    return account.id
-                time.sleep(0.1)
-        raise AssertionError("account did not come online")
+            return online_account(client).id
 
 
 @pytest.fixture(scope="module")

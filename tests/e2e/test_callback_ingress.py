@@ -15,7 +15,7 @@ import harness
 import httpx
 import pytest
 from google.protobuf import timestamp_pb2
-from serverproc import TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server
+from serverproc import TEST_ADMIN_KEY, free_port, online_account, run_admin, settings_yaml, start_server
 from wework.client import ClientOptions, WeworkClient
 from wework.domain.callbacks import sign
 from wework.v1 import account_pb2 as apb
@@ -385,12 +385,7 @@ def test_full_loop_through_the_simulator(cp):
     _, key, _ = cp.new_tenant()
     with cp.client(api_key=key) as client:
         callbacks = Callbacks(client)
-        account = client.accounts.create_account(apb.Account(account_name="loop"))
-        client.accounts.start_login(account.id)
-        deadline = time.monotonic() + 20
-        while client.accounts.get_account(account.id).status != apb.ACCOUNT_STATUS_ONLINE:
-            assert time.monotonic() < deadline, "the account did not come online"
-            time.sleep(0.1)
+        account = online_account(client, "loop")
         m = client.messages.send_message(account_id=account.id, conversation_id="wmchat-loop",
                                          content=mpb.MessageContent(text=mpb.TextContent(text="ping")))
         deadline = time.monotonic() + 20

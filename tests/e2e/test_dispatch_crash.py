@@ -25,10 +25,18 @@ import harness
 import httpx
 import pytest
 import sqlalchemy as sa
-from serverproc import BIN, TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server, wait_http
+from serverproc import (
+    BIN,
+    TEST_ADMIN_KEY,
+    free_port,
+    online_account,
+    run_admin,
+    settings_yaml,
+    start_server,
+    wait_http,
+)
 from wework.client import ClientOptions, WeworkClient
 from wework.persistence.database import Database
-from wework.v1 import account_pb2 as apb
 from wework.v1 import message_pb2 as pb
 from wework.v1 import tenant_pb2 as tpb
 
@@ -97,12 +105,7 @@ def online_tenant_account(p) -> tuple[str, str]:
     with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY)) as admin:
         tenant = admin.tenants.create_tenant(tpb.Tenant(tenant_code=code, tenant_name=code))
     with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY, tenant_id=tenant.id)) as client:
-        account = client.accounts.create_account(apb.Account(account_name="sender"))
-        client.accounts.start_login(account.id)
-        deadline = time.monotonic() + 20
-        while client.accounts.get_account(account.id).status != apb.ACCOUNT_STATUS_ONLINE:
-            assert time.monotonic() < deadline, "account did not come online through the ingress"
-            time.sleep(0.1)
+        account = online_account(client, "sender")
     return tenant.id, account.id
 
 

@@ -26,12 +26,19 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from harness.replication import start_replicated_pair
-from serverproc import TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server, wait_http
+from serverproc import (
+    TEST_ADMIN_KEY,
+    free_port,
+    online_account,
+    run_admin,
+    settings_yaml,
+    start_server,
+    wait_http,
+)
 from wework.client import ClientOptions, WeworkClient
 from wework.client.errors import WeworkError
 from wework.persistence.config import DatabaseConfig, ShardSpec
 from wework.persistence.database import Database
-from wework.v1 import account_pb2 as apb
 from wework.v1 import message_pb2 as pb
 from wework.v1 import tenant_pb2 as tpb
 
@@ -138,12 +145,7 @@ def test_kill_9_the_primary_fail_over_and_lose_no_acknowledged_message(failover_
         tenant = admin.tenants.create_tenant(tpb.Tenant(tenant_code=code, tenant_name=code))
     client = WeworkClient(ClientOptions(target=target, api_key=TEST_ADMIN_KEY, tenant_id=tenant.id, timeout=5))
     with client:
-        account = client.accounts.create_account(apb.Account(account_name="sender"))
-        client.accounts.start_login(account.id)
-        deadline = time.monotonic() + 20
-        while client.accounts.get_account(account.id).status != apb.ACCOUNT_STATUS_ONLINE:
-            assert time.monotonic() < deadline, "the account did not come online"
-            time.sleep(0.1)
+        account = online_account(client, "sender")
         # The server measures the replica's lag and exports it, and listings read the replica.
         metrics = httpx.get(p["server"].metrics_url).text
         assert 'wework_db_replica_lag_seconds{db="message",replica=' in metrics

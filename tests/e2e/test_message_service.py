@@ -22,7 +22,7 @@ import harness
 import pytest
 import sqlalchemy as sa
 from google.protobuf import struct_pb2, timestamp_pb2
-from serverproc import TEST_ADMIN_KEY, run_admin, settings_yaml, start_server
+from serverproc import TEST_ADMIN_KEY, online_account, run_admin, settings_yaml, start_server
 from wework.client import (
     AbortedError,
     AlreadyExistsError,
@@ -76,15 +76,7 @@ class MessagePlatform:
             return admin.tenants.create_api_key(tpb.ApiKey(display_name="e2e", role_id=roles["admin"])).secret
 
     def online_account(self, client: WeworkClient, name: str = "sender") -> apb.Account:
-        account = client.accounts.create_account(apb.Account(account_name=name))
-        client.accounts.start_login(account.id)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            account = client.accounts.get_account(account.id)
-            if account.status == apb.ACCOUNT_STATUS_ONLINE:
-                return account
-            time.sleep(0.1)
-        raise AssertionError(f"account did not come online: {apb.AccountStatus.Name(account.status)}")
+        return online_account(client, name)
 
     async def sql(self, tenant_id: str, statement: str, **params):
         db = Database(self.config, ["message"])

@@ -20,9 +20,16 @@ import harness
 import httpx
 import pytest
 from google.protobuf import timestamp_pb2
-from serverproc import TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server, wait_http
+from serverproc import (
+    TEST_ADMIN_KEY,
+    free_port,
+    online_account,
+    run_admin,
+    settings_yaml,
+    start_server,
+    wait_http,
+)
 from wework.client import ClientOptions, WeworkClient
-from wework.v1 import account_pb2 as apb
 from wework.v1 import message_pb2 as pb
 from wework.v1 import tenant_pb2 as tpb
 
@@ -66,12 +73,7 @@ def test_messages_due_together_are_sent_by_priority_then_age(http_provider_platf
     with WeworkClient(ClientOptions(target=server.target, api_key=TEST_ADMIN_KEY)) as admin:
         tenant = admin.tenants.create_tenant(tpb.Tenant(tenant_code=code, tenant_name=code))
     with WeworkClient(ClientOptions(target=server.target, api_key=TEST_ADMIN_KEY, tenant_id=tenant.id)) as client:
-        account = client.accounts.create_account(apb.Account(account_name="ordered"))
-        client.accounts.start_login(account.id)
-        deadline = time.monotonic() + 20
-        while client.accounts.get_account(account.id).status != apb.ACCOUNT_STATUS_ONLINE:
-            assert time.monotonic() < deadline, "account did not come online"
-            time.sleep(0.1)
+        account = online_account(client, "ordered")
 
         # All due at the same instant, accepted in an order that is neither priority nor reverse.
         due = timestamp_pb2.Timestamp()

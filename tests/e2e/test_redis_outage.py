@@ -18,7 +18,7 @@ import uuid
 import harness
 import pytest
 from harness.redis_cluster import start_restartable_redis
-from serverproc import TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server
+from serverproc import TEST_ADMIN_KEY, free_port, online_account, run_admin, settings_yaml, start_server
 from simproc import start_sim_server
 from wework.client import ClientOptions, ResourceExhaustedError, UnavailableError, WeworkClient
 from wework.v1 import account_pb2 as apb
@@ -77,12 +77,7 @@ def test_redis_stopped_mid_batch_loses_nothing_and_sends_nothing_twice(outage_pl
                          channel_options=(("grpc.enable_retries", 0),))
     with WeworkClient(ClientOptions(target=server.target, api_key=TEST_ADMIN_KEY, tenant_id=tenant.id)) as client, \
             WeworkClient(once) as no_retry:
-        account = client.accounts.create_account(apb.Account(account_name="sender"))
-        client.accounts.start_login(account.id)
-        deadline = time.monotonic() + 20
-        while client.accounts.get_account(account.id).status != apb.ACCOUNT_STATUS_ONLINE:
-            assert time.monotonic() < deadline, "the account did not come online"
-            time.sleep(0.1)
+        account = online_account(client, "sender")
         sim.clear_requests()
         task = client.messages.create_batch_task(pb.BatchSendTask(
             task_name="outage", account_id=account.id, message_content=text("through the outage"),

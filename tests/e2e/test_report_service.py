@@ -21,7 +21,7 @@ import harness
 import pytest
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
-from serverproc import TEST_ADMIN_KEY, run_admin, settings_yaml, start_server
+from serverproc import TEST_ADMIN_KEY, online_account, run_admin, settings_yaml, start_server
 from wework.client import (
     AsyncWeworkClient,
     ClientOptions,
@@ -79,15 +79,7 @@ class ReportPlatform:
         return tenant, keys
 
     def online_account(self, client: WeworkClient) -> apb.Account:
-        account = client.accounts.create_account(apb.Account(account_name="sender"))
-        client.accounts.start_login(account.id)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            account = client.accounts.get_account(account.id)
-            if account.status == apb.ACCOUNT_STATUS_ONLINE:
-                return account
-            time.sleep(0.1)
-        raise AssertionError("account did not come online")
+        return online_account(client, "sender")
 
     def sql(self, tenant_id: str, statement: str, **params) -> list[tuple]:
         async def go():

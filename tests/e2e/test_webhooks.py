@@ -19,7 +19,7 @@ from aiohttp import web
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from serverproc import TEST_ADMIN_KEY, run_admin, settings_yaml, start_server
+from serverproc import TEST_ADMIN_KEY, online_account, run_admin, settings_yaml, start_server
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from wework.client import AsyncWeworkClient, ClientOptions, WeworkClient
 from wework.v1 import account_pb2 as apb
@@ -137,10 +137,7 @@ class Platform:
             return admin.tenants.create_api_key(tpb.ApiKey(display_name="role", role_id=role_id)).secret
 
     def online_account(self, client: WeworkClient) -> apb.Account:
-        account = client.accounts.create_account(apb.Account(account_name="hooked"))
-        client.accounts.start_login(account.id)
-        return wait_for(lambda: (a := client.accounts.get_account(account.id)).status == apb.ACCOUNT_STATUS_ONLINE
-                        and a, what="the account to come online")
+        return online_account(client, "hooked")
 
 
 class Hooks:
