@@ -23,9 +23,6 @@ import json
 import os
 import platform
 import secrets
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +34,7 @@ from wework.client import ClientOptions, WeworkClient
 from wework.domain.callbacks import sign
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_get_account import _drop_databases, drive, free_port, percentile, prepare, start_server
+from bench_get_account import clean_up, drive, free_port, percentile, prepare, start_server, stop_server
 
 SECRET = "bench-callback-secret"
 
@@ -118,14 +115,8 @@ def main() -> int:
             guid = client.accounts.get_account(account_id).guid
         results = asyncio.run(measure(f"http://127.0.0.1:{http_port}", guid, args))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if args.mariadb:
-            _drop_databases(args.mariadb, info["prefix"])
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_server(proc)
+        clean_up(args.mariadb, info, workdir)
 
     mode = f"MariaDB + {'Redis' if args.redis else 'in-process Redis'}" if args.mariadb else (
         "embedded (SQLite, in-process Redis)" if not args.redis else "SQLite + Redis")

@@ -94,6 +94,24 @@ def start_server(workdir: Path, args: argparse.Namespace, admin_key: str,
     return proc, port, {"prefix": prefix}
 
 
+def stop_server(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if the server is still draining after `timeout` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def clean_up(mariadb: str | None, info: dict, *workdirs: Path) -> None:
+    """Drops the run's databases (on MariaDB) and removes its work directories."""
+    if mariadb:
+        _drop_databases(mariadb, info["prefix"])
+    for workdir in workdirs:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def prepare(target: str, admin_key: str) -> tuple[str, str]:
     """A tenant, an API key of its admin role and an account: (key, account id)."""
     with WeworkClient(ClientOptions(target, api_key=admin_key)) as admin:
@@ -176,14 +194,8 @@ def main() -> int:
         key, account_id = prepare(target, admin_key)
         results = asyncio.run(measure(target, key, account_id, args))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if args.mariadb:
-            _drop_databases(args.mariadb, info["prefix"])
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_server(proc)
+        clean_up(args.mariadb, info, workdir)
 
     mode = f"MariaDB + {'Redis' if args.redis else 'in-process Redis'}" if args.mariadb else (
         "embedded (SQLite, in-process Redis)" if not args.redis else "SQLite + Redis")

@@ -21,9 +21,6 @@ import os
 import platform
 import random
 import secrets
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +36,7 @@ from wework.v1 import message_pb2, message_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_send_message
-from bench_get_account import _drop_databases, percentile, start_server
+from bench_get_account import clean_up, percentile, start_server, stop_server
 
 STATUSES = ("sent", "delivered", "failed", "pending")
 BATCH = 5000
@@ -140,13 +137,8 @@ def main() -> int:
                                                 args.calls))
         conn.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        _drop_databases(args.mariadb, info["prefix"])
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_server(proc)
+        clean_up(args.mariadb, info, workdir)
 
     small, large = results[args.small], results[args.large]
     print(f"ListMessages benchmark: MariaDB; page_size 50, {args.calls} sequential calls per listing; one tenant "

@@ -32,9 +32,6 @@ import platform
 import random
 import re
 import secrets
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +48,7 @@ from sqlalchemy.engine import make_url
 from wework.v1 import report_pb2, report_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_get_account import _drop_databases, free_port, percentile, prepare, start_server
+from bench_get_account import clean_up, free_port, percentile, prepare, start_server, stop_server
 
 BATCH = 5000
 
@@ -254,16 +251,9 @@ def main() -> int:
         after = cache_counts(metrics_url)
     finally:
         for p in (cold_proc, proc):
-            if p is None:
-                continue
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        _drop_databases(args.mariadb, info["prefix"])
-        shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(cold_dir, ignore_errors=True)
+            if p is not None:
+                stop_server(p)
+        clean_up(args.mariadb, info, workdir, cold_dir)
 
     misses, hits = after["miss"] - before["miss"], after["hit"] - before["hit"]
     print(f"GetMessageStats benchmark: MariaDB + {'Redis' if args.redis else 'in-process Redis'}; "

@@ -28,9 +28,6 @@ import json
 import os
 import platform
 import secrets
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +41,7 @@ from wework.v1 import account_pb2, message_pb2, message_pb2_grpc
 from wework.v1 import tenant_pb2 as tpb
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_get_account import _drop_databases, drive, percentile, start_server
+from bench_get_account import clean_up, drive, percentile, start_server, stop_server
 
 
 def prepare(target: str, admin_key: str) -> tuple[str, str]:
@@ -133,14 +130,8 @@ def main() -> int:
         for clients in levels_wanted:
             levels[clients] = asyncio.run(measure(target, key, account_id, args, clients))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if args.mariadb:
-            _drop_databases(args.mariadb, info["prefix"])
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_server(proc)
+        clean_up(args.mariadb, info, workdir)
 
     mode = f"MariaDB + {'Redis' if args.redis else 'in-process Redis'}" if args.mariadb else (
         "embedded (SQLite, in-process Redis)" if not args.redis else "SQLite + Redis")

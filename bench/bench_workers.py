@@ -22,8 +22,6 @@ import multiprocessing
 import os
 import platform
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from wework.v1 import account_pb2, account_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_get_account import _drop_databases, drive, percentile, prepare, start_server
+from bench_get_account import clean_up, drive, percentile, prepare, start_server, stop_server
 
 NOOP, GET = "Health/Check (no-op)", "GetAccount (cached)"
 
@@ -166,13 +164,8 @@ def run(workers: int, args: argparse.Namespace) -> dict[str, dict]:
         key, account_id = prepare(target, admin_key)
         return measure(target, key, account_id, _server_pids(proc.pid), args)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        _drop_databases(args.mariadb, info["prefix"])
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_server(proc, 60)
+        clean_up(args.mariadb, info, workdir)
 
 
 def main() -> int:
