@@ -60,6 +60,7 @@ async def test_materialize_round_trips_every_value(database):
             r["conversation_id"], r["content"], r["priority"], tenant_id)
         assert m.created_at == r["created_at"] and m.updated_at == r["updated_at"]
         assert (m.status, m.retry_count, m.paused, m.template_id) == ("pending", 0, False, None)
+    await _delete(database, tenant_id)  # pending rows would be claimed by later tests' dispatchers
 
 
 async def test_a_failed_materialization_leaves_nothing(database):

@@ -192,3 +192,5 @@ async def test_the_group_commit_of_plain_sends_bypasses_sqlalchemys_execution_an
         for item in plain + templated:
             assert await repo.get(tenant_id, item.message.id) == item.message
             assert await repo.get_idempotent(tenant_id, "SendMessage", item.request_id) == item.message.id
+    async with db.unit_of_work("message", tenant_id) as uow:  # due now: later tests' dispatchers would claim them
+        await uow.session.execute(sa.text("DELETE FROM messages WHERE tenant_id = :t"), {"t": tenant_id})
