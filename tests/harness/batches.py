@@ -1,12 +1,15 @@
-"""A batch task in CREATED, stored, for tests and benches that write its messages directly."""
+"""Message-database rows that tests and benches write directly: a batch task in CREATED, and
+the clean-up of a tenant's messages."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from wework.domain.batches import BatchStatus, BatchTask, TargetType
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
+from wework.persistence.models import message as mm
 from wework.persistence.repositories.batches import BatchRepository
 
 
@@ -20,3 +23,10 @@ async def add_created_task(db: Database, tenant_id: str, *, creator_id: str = "u
     async with db.unit_of_work("message", tenant_id) as uow:
         await BatchRepository(uow.session).add(task)
     return task.id
+
+
+async def delete_messages(db: Database, tenant_id: str) -> None:
+    """Deletes the tenant's messages: pending rows left in a shared database would be claimed by
+    later tests' dispatchers."""
+    async with db.unit_of_work("message", tenant_id) as uow:
+        await uow.session.execute(sa.delete(mm.Message).where(mm.Message.tenant_id == tenant_id))

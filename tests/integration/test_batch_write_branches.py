@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from harness.batches import add_created_task
+from harness.batches import add_created_task, delete_messages
 from wework.domain.batches import BatchStatus
 from wework.persistence.bulk import BulkLoadIncomplete
 from wework.persistence.ids import new_id
@@ -45,8 +45,7 @@ async def tenant_id(mariadb_database):
         for xid in left:
             async with db.shard_unit_of_work("message", shard) as uow:
                 await BatchRepository(uow.session).finish_prepared(xid, commit=False)
-    async with db.unit_of_work("message", tenant) as uow:
-        await uow.session.execute(sa.delete(mm.Message).where(mm.Message.tenant_id == tenant))
+    await delete_messages(db, tenant)
 
 
 def _shared(tenant_id: str, task_id: str) -> dict:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from harness.batches import delete_messages
 from wework.persistence.ids import new_id
 from wework.persistence.models import message as mm
 from wework.persistence.repositories.batches import BatchRepository
@@ -37,11 +38,6 @@ async def _stored(database, tenant_id: str, batch_id: str) -> dict[str, mm.Messa
             sa.select(mm.Message).where(mm.Message.batch_id == batch_id))).scalars()}
 
 
-async def _delete(database, tenant_id: str) -> None:
-    async with database.unit_of_work("message", tenant_id) as uow:
-        await uow.session.execute(sa.delete(mm.Message).where(mm.Message.tenant_id == tenant_id))
-
-
 @pytest.fixture(params=["mariadb", "sqlite"])
 def database(request):
     return request.getfixturevalue(f"{request.param}_database")
@@ -60,7 +56,7 @@ async def test_materialize_round_trips_every_value(database):
             r["conversation_id"], r["content"], r["priority"], tenant_id)
         assert m.created_at == r["created_at"] and m.updated_at == r["updated_at"]
         assert (m.status, m.retry_count, m.paused, m.template_id) == ("pending", 0, False, None)
-    await _delete(database, tenant_id)  # pending rows would be claimed by later tests' dispatchers
+    await delete_messages(database, tenant_id)
 
 
 async def test_a_failed_materialization_leaves_nothing(database):
@@ -95,7 +91,7 @@ async def test_values_shared_by_the_batch_are_stored_on_every_row(database):
         assert (m.updated_at, m.tenant_id, m.account_id, m.message_type, m.content, m.template_id, m.priority) == (
             base, tenant_id, awkward, "link", shared["content"], None, 7)
         assert (m.status, m.retry_count, m.paused) == ("pending", 0, False)
-    await _delete(database, tenant_id)  # pending rows would be claimed by later tests' dispatchers
+    await delete_messages(database, tenant_id)
 
 
 async def test_a_shared_value_for_a_column_materialization_does_not_write_is_refused(database):

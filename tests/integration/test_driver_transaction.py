@@ -10,6 +10,7 @@ import harness
 import pymysql
 import pytest
 import sqlalchemy as sa
+from harness.batches import delete_messages
 from wework.domain.errors import Unavailable
 from wework.persistence import database
 from wework.persistence.driver_tx import DriverTransaction
@@ -192,5 +193,4 @@ async def test_the_group_commit_of_plain_sends_bypasses_sqlalchemys_execution_an
         for item in plain + templated:
             assert await repo.get(tenant_id, item.message.id) == item.message
             assert await repo.get_idempotent(tenant_id, "SendMessage", item.request_id) == item.message.id
-    async with db.unit_of_work("message", tenant_id) as uow:  # due now: later tests' dispatchers would claim them
-        await uow.session.execute(sa.text("DELETE FROM messages WHERE tenant_id = :t"), {"t": tenant_id})
+    await delete_messages(db, tenant_id)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from harness.batches import delete_messages
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 from wework.persistence.bulk import BulkLoadIncomplete, LocalInfileLoad
@@ -35,12 +36,6 @@ async def _batch_count(db, tenant_id: str, batch_id: str) -> int:
             mm.Message.batch_id == batch_id))).scalar_one()
 
 
-async def _delete(db, tenant_id: str) -> None:
-    """Removes a test's pending rows: later tests' dispatchers on this database would claim them."""
-    async with db.unit_of_work("message", tenant_id) as uow:
-        await uow.session.execute(sa.delete(mm.Message).where(mm.Message.tenant_id == tenant_id))
-
-
 async def test_materialization_loads_its_rows_with_load_data_local(mariadb_database):
     tenant_id, batch_id = new_id(), new_id()
     statements: list[str] = []
@@ -53,7 +48,7 @@ async def test_materialization_loads_its_rows_with_load_data_local(mariadb_datab
     # 1,000 rows first (the server starts sooner), then 5,000 a statement.
     assert len(loads) == 4 and not [s for s in statements if s.startswith("INSERT")]
     assert await _batch_count(mariadb_database, tenant_id, batch_id) == 12_000
-    await _delete(mariadb_database, tenant_id)
+    await delete_messages(mariadb_database, tenant_id)
 
 
 async def test_values_shared_by_every_row_go_once_into_the_statement(mariadb_database):
@@ -74,7 +69,7 @@ async def test_values_shared_by_every_row_go_once_into_the_statement(mariadb_dat
         assert "batch_id" not in fields and f"batch_id = '{batch_id}'" in assignments
         assert "updated_at = '2026-11-29 08:00:00.000000'" in assignments
     assert await _batch_count(mariadb_database, tenant_id, batch_id) == 6_000
-    await _delete(mariadb_database, tenant_id)
+    await delete_messages(mariadb_database, tenant_id)
 
 
 async def test_a_load_that_skips_a_duplicate_fails_and_leaves_nothing(mariadb_database):
@@ -128,4 +123,4 @@ async def test_a_server_that_refuses_local_infile_gets_the_rows_by_insert(mariad
         await engine.dispose()
     assert stored == 3_000
     assert statements[0].startswith("LOAD DATA LOCAL") and statements[1].startswith("INSERT")
-    await _delete(mariadb_database, tenant_id)
+    await delete_messages(mariadb_database, tenant_id)

@@ -78,7 +78,6 @@ def create_engine_for(dsn: str, config: DatabaseConfig | None = None, *, pooled:
 # A pooled connection used less than this long ago is handed out without a ping.
 PING_IF_IDLE_SECONDS = 1.0
 _IDLE_SINCE = "wework_idle_since"  # connection record info: monotonic time of the last checkin
-_COMMITTED = CLEAN  # ... True from a COMMIT until the next BEGIN or error (also set by driver_tx)
 
 
 def _lean_pool(engine: AsyncEngine) -> None:
@@ -117,21 +116,21 @@ def _lean_pool(engine: AsyncEngine) -> None:
 
     @sa.event.listens_for(sync, "begin")
     def _began(conn: sa.Connection) -> None:
-        conn.info[_COMMITTED] = False
+        conn.info[CLEAN] = False
 
     @sa.event.listens_for(sync, "commit")
     def _committing(conn: sa.Connection) -> None:
-        conn.info[_COMMITTED] = True  # the COMMIT runs next; an error in it clears this (below)
+        conn.info[CLEAN] = True  # the COMMIT runs next; an error in it clears this (below)
 
     @sa.event.listens_for(sync, "handle_error")
     def _failed(ctx: sa.engine.ExceptionContext) -> None:
         conn = ctx.connection
         if conn is not None and not conn.closed and not conn.invalidated:
-            conn.info[_COMMITTED] = False
+            conn.info[CLEAN] = False
 
     @sa.event.listens_for(sync, "reset")
     def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
-        committed = record.info.pop(_COMMITTED, False)
+        committed = record.info.pop(CLEAN, False)
         # As the pool's own rollback-on-return: not outside the event loop (a connection being
         # garbage collected is terminated instead), nor after a rollback already done.
         if committed or state.transaction_was_reset or not state.asyncio_safe:
@@ -301,8 +300,8 @@ class Database:
         (SQLite, a replicated shard whose writes are tracked) it is an ordinary one.
         """
         async with self._write_gate(shard=shard, read_only=read_only, tenants=tenants):
-            engine = self.engine(db, shard)
-            if rendered_sql and not read_only and driver_level(engine) and not self.replicas.has_replicas(shard):
+            if rendered_sql and not read_only and not self.replicas.has_replicas(shard) \
+                    and driver_level(engine := self.engine(db, shard)):
                 async with open_driver_unit_of_work(engine, db, shard, None) as uow:
                     yield uow
                 return

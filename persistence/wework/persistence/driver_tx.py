@@ -26,9 +26,11 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import PoolProxiedConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-# Connection record info: True while nothing is open on the connection (set by a COMMIT or a
-# ROLLBACK that succeeded). database._lean_pool skips the pool's rollback on return then.
+# Connection record info: True while nothing is open on the connection, from a COMMIT (or, here,
+# a ROLLBACK) that succeeded until the next BEGIN or error. database._lean_pool skips the pool's
+# rollback on return then.
 CLEAN = "wework_committed"
 
 T = TypeVar("T")
@@ -97,6 +99,6 @@ def _head(statement: str, limit: int = 120) -> str:
     return statement if len(statement) <= limit else statement[:limit] + " ..."
 
 
-def driver_level(engine: Any) -> bool:
+def driver_level(engine: AsyncEngine) -> bool:
     """Whether transactions of rendered SQL can run on this engine's driver connections."""
     return engine.dialect.name in ("mysql", "mariadb") and engine.dialect.driver == "aiomysql"
