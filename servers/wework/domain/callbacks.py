@@ -33,6 +33,10 @@ EVENT_TYPES: dict[int, str] = {
     12005: "conversation.changed",
 }
 UNKNOWN_EVENT_TYPE = "unknown"
+# The credentials a callback's effect needs (by notify_type, their paths in the body): the
+# ONLINE callback's session token, which the account keeps (encrypted) to reconnect. Every
+# other credential in a body (wework.domain.redaction) is dropped at ingress.
+CREDENTIALS_USED: dict[int, frozenset[tuple[str, ...]]] = {11005: frozenset({("data", "login_token")})}
 HEARTBEAT = 11010
 MESSAGE_RECEIPTS = (12001, 12002, 12003)
 

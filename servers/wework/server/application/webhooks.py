@@ -30,6 +30,7 @@ from wework.domain.access import Principal
 from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, QuotaExceeded
 from wework.domain.errors import QuotaViolation as QV
 from wework.domain.identity import check_etag, validate_request_id
+from wework.domain.redaction import redact
 from wework.domain.webhooks import (
     DEFAULT_SCHEDULE,
     DeliveryStatus,
@@ -351,7 +352,9 @@ class WebhookOutbox:
         event_id = event_id_for(tenant_id, event_type, source_event_id)
         # Standard Webhooks payload shape: type, timestamp, data. Fixed bytes: every attempt and
         # every signature covers exactly this body.
-        body = json.dumps({"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": data},
+        # Provider data copied into an event (an incoming message's fields) never carries credentials.
+        body = json.dumps({"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"),
+                           "data": redact(data)},
                           separators=(",", ":"), ensure_ascii=False, default=str)
         due = now + timedelta(seconds=self._policy.schedule[0] if self._policy.schedule else 0)
         rows = [{"id": new_id(), "tenant_id": tenant_id, "endpoint_id": e.id, "event_id": event_id,
