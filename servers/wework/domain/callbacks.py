@@ -188,15 +188,27 @@ class AlreadyApplied(Exception):
     """The effect ledger holds this callback's key: its effect happened before (raised inside the
     effect's transaction, which then changes nothing)."""
 
-    def __init__(self, effect_key: str) -> None:
+    def __init__(self, effect_key: str, subject: Any = None) -> None:
         super().__init__(f"callback {effect_key} was applied before")
         self.effect_key = effect_key
+        self.subject = subject  # what the effect was on (e.g. the message), when known
 
 
 APPLIED = "applied"                  # the effect happened now
 ALREADY_APPLIED = "already_applied"  # the ledger says it happened before (crash, replay)
 NOTHING_TO_DO = "nothing_to_do"      # a callback that needs no effect (LOGIN_CONFIRMED)
 NO_EFFECT = "no_effect"              # refused: illegal transition, unknown message, deleted account
+
+
+@dataclass(frozen=True)
+class TenantEvent:
+    """A tenant event an effect makes. `key` is what its webhook-id derives from: None for the
+    callback (one event per callback); a key of its own when the event is one per something
+    else (message.sent is one per message, whichever receipt makes it)."""
+
+    type: str
+    data: dict[str, Any]
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,7 +219,20 @@ class Effect:
     reason: str = ""
     webhook_event: str | None = None
     data: dict[str, Any] | None = None
+    event_key: str | None = None  # TenantEvent.key of webhook_event
+    more_events: tuple[TenantEvent, ...] = ()
 
     @property
     def processed(self) -> bool:
         return self.outcome in (APPLIED, ALREADY_APPLIED, NOTHING_TO_DO)
+
+    @property
+    def events(self) -> list[TenantEvent]:
+        first = [TenantEvent(self.webhook_event, self.data or {}, self.event_key)] if self.webhook_event else []
+        return first + list(self.more_events)
+
+
+def receipt_event_key(message_id: str) -> str:
+    """The TenantEvent.key of message.sent and message.delivered: one of each per message, in
+    whatever order, and however often, the provider's receipts arrive."""
+    return f"message:{message_id}"

@@ -32,8 +32,9 @@ the body it stores; the few an effect needs (CREDENTIALS_USED: the ONLINE callba
 token) are sealed (field cipher, bound to the dedupe key) in sealed_secrets, the others dropped.
 `process` opens them only to apply the effect. raw_data, parsed_data, listings, logs and tenant
 events all see the redacted body.
-- `source_event_id`: the callback_events id. A replay of a callback that was processed before
-  publishes nothing again.
+- `source_event_id`: the callback_events id, or the event's own key (TenantEvent.key:
+  message.sent and message.delivered are one per message, whichever receipt makes them). A
+  replay of a callback that was processed before publishes nothing again.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -60,6 +61,7 @@ from wework.domain.callbacks import (
     Effect,
     Envelope,
     MalformedCallback,
+    TenantEvent,
     check_receipt,
     check_signature,
     dedupe_key,
@@ -408,13 +410,12 @@ class CallbackProcessing:
                 effect = await self._accounts.apply(callback, tenant_id, account_id, key)
         except Exception as exc:  # noqa: BLE001 - any failure is retried, then recorded
             return await self._retry(shard, c, worker_id, exc)
-        publish = effect.webhook_event is not None and (
-            effect.outcome == APPLIED or (effect.outcome == ALREADY_APPLIED and c.process_time is None))
+        publish = effect.outcome == APPLIED or (effect.outcome == ALREADY_APPLIED and c.process_time is None)
         try:
             return await self._finish(
                 shard, c, worker_id, "processed" if effect.processed else "ignored",
                 None if effect.processed else effect.reason, parsed_data=body, tenant_id=tenant_id,
-                publish=(effect.webhook_event, effect.data or {}) if publish else None)
+                publish=effect.events if publish else ())
         except Exception as exc:  # noqa: BLE001 - e.g. the webhook tables: the ledger keeps the effect single
             return await self._retry(shard, c, worker_id, exc)
 
@@ -433,7 +434,7 @@ class CallbackProcessing:
 
     async def _finish(self, shard: str, c: StoredCallback, worker_id: str, status: str, error: str | None,
                       *, parsed_data: dict[str, Any] | None = None, tenant_id: str | None = None,
-                      publish: tuple[Any, dict[str, Any]] | None = None) -> str:
+                      publish: Sequence[TenantEvent] = ()) -> str:
         item = _Finish(c, status, error, parsed_data, tenant_id, publish)
         batch = self._batch.get(shard) if self._batch is not None else None
         if batch is not None:
@@ -454,10 +455,9 @@ class CallbackProcessing:
                                          tenant_id=it.tenant_id if on_tenant_shard else None):
                     continue  # the lease expired and another processor has it
                 mine.append(it)
-                if it.publish is not None and it.tenant_id is not None:
-                    event_type, data = it.publish
-                    await self.webhook_sink.publish(uow if on_tenant_shard else None, it.tenant_id, event_type,
-                                                    data, it.c.id)
+                for event in it.publish if it.tenant_id is not None else ():
+                    await self.webhook_sink.publish(uow if on_tenant_shard else None, it.tenant_id, event.type,
+                                                    event.data, event.key or it.c.id)
         for it in mine:
             metrics.CALLBACKS_PROCESSED.labels(outcome=it.status).inc()
             metrics.CALLBACK_PROCESSING_LAG.observe(max((now - it.c.received_time).total_seconds(), 0.0))
@@ -500,7 +500,7 @@ class _Finish:
     error: str | None
     parsed_data: dict[str, Any] | None
     tenant_id: str | None
-    publish: tuple[Any, dict[str, Any]] | None
+    publish: Sequence[TenantEvent]
 
 
 class _Batching:
