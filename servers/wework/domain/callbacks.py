@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,8 @@ MESSAGE_RECEIPTS = (12001, 12002, 12003)
 
 MAX_EVENT_ID = 100  # longer provider ids are hashed into the key
 SIGNATURE_PREFIX = "v1="
+MAX_SIGNATURES = 4  # values in one signature header (a provider rotating its secret sends two)
+_SIGNATURE_VALUE = re.compile(r"v1=[0-9a-f]{64}")
 
 
 def event_type_of(notify_type: int) -> str:
@@ -59,17 +62,32 @@ def sign(secret: str, timestamp: str | int, body: bytes) -> str:
 
 def check_signature(secret: str, timestamp: str, signature: str, body: bytes, now: float,
                     tolerance_seconds: int) -> str | None:
-    """None when the signature is good and fresh, else the reason it is refused ("missing
-    timestamp", "stale timestamp", "bad signature"). A signature header may carry several
-    space-separated values (a secret rotation on the provider's side): one good one suffices."""
-    if not timestamp or not timestamp.lstrip("-").isdigit():
-        return "missing timestamp"
+    """None when the signature is good and fresh, else the reason it is refused (see
+    verify_signature)."""
+    return verify_signature(secret, timestamp, signature, body, now, tolerance_seconds)[0]
+
+
+def verify_signature(secret: str, timestamp: str, signature: str, body: bytes, now: float,
+                     tolerance_seconds: int) -> tuple[str | None, str]:
+    """(None, the canonical signature) when the signature is good and fresh, else (the reason
+    it is refused: "missing timestamp", "stale timestamp", "malformed signature", "bad
+    signature", ""). The header is parsed strictly: 1 to MAX_SIGNATURES distinct values
+    "v1=<64 lowercase hex>" separated by single spaces (several for a secret rotation on the
+    provider's side; one good one suffices). The canonical signature depends only on what was
+    signed (timestamp and body), never on how the header was written: replay protection keys
+    on it, so a captured request re-sent with a reshaped header is still a replay."""
+    if not timestamp or not timestamp.isdigit():
+        return "missing timestamp", ""
     if abs(now - int(timestamp)) > tolerance_seconds:
-        return "stale timestamp"
+        return "stale timestamp", ""
+    values = signature.split(" ")
+    if (len(values) > MAX_SIGNATURES or len(set(values)) != len(values)
+            or not all(_SIGNATURE_VALUE.fullmatch(v) for v in values)):
+        return "malformed signature", ""
     expected = sign(secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, given) for given in signature.split() if given):
-        return "bad signature"
-    return None
+    if not any(hmac.compare_digest(expected, given) for given in values):
+        return "bad signature", ""
+    return None, expected
 
 
 # ---- parsing ------------------------------------------------------------------------------------

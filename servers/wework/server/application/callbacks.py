@@ -63,12 +63,12 @@ from wework.domain.callbacks import (
     MalformedCallback,
     TenantEvent,
     check_receipt,
-    check_signature,
     dedupe_key,
     envelope,
     event_type_of,
     parse,
     retry_delay,
+    verify_signature,
 )
 from wework.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from wework.domain.redaction import restore_secrets, split_secrets
@@ -207,12 +207,14 @@ class CallbackInbox:
             if require_signature:
                 self._refuse(source, source_ip, "no callback secret is configured")
             return None
-        reason = check_signature(secret, timestamp, signature, body, time.time(), self._cfg.tolerance_seconds)
+        reason, canonical = verify_signature(secret, timestamp, signature, body, time.time(),
+                                             self._cfg.tolerance_seconds)
         if reason is not None:
             self._refuse(source, source_ip, reason)
-        # Replay protection: each (timestamp, signature) pair is accepted once within the window
-        # in which its timestamp is acceptable at all. Without Redis it degrades to the dedupe.
-        key = self._replay_prefix + hashlib.sha256(f"{timestamp}.{signature}".encode()).hexdigest()[:32]
+        # Replay protection: each signed (timestamp, body) is accepted once within the window in
+        # which its timestamp is acceptable at all - keyed on the canonical signature, not on the
+        # header's text. Without Redis it degrades to the dedupe.
+        key = self._replay_prefix + hashlib.sha256(canonical.encode()).hexdigest()[:32]
         try:
             fresh = await self._redis.set(key, b"1", nx=True, ex=2 * self._cfg.tolerance_seconds + 1)
         except Exception as exc:  # noqa: BLE001 - Redis down: the dedupe still prevents a second effect
