@@ -85,6 +85,9 @@ def secret_context(endpoint_id: str) -> str:
 # ---- SSRF guard ---------------------------------------------------------------------------------
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+# The settings that lift a refusal, as a refusal names them (docs/webhooks.md, configuration.md).
+ALLOW_SETTINGS = ("webhooks.allowed_target_cidrs (env WEWORK_WEBHOOKS__ALLOWED_TARGET_CIDRS) or "
+                  "webhooks.allow_private_targets (env WEWORK_WEBHOOKS__ALLOW_PRIVATE_TARGETS)")
 
 
 async def resolve_host(host: str, port: int) -> list[str]:
@@ -123,8 +126,9 @@ class TargetGuard:
         for address in found:
             why = self._blocked(address)
             if why is not None:
-                raise TargetRefused(f"{host!r} is {'' if literal else f'resolved to {address}, '}a {why} address; "
-                                    "the platform does not post to it")
+                # Never the resolved address: the answer must not map internal names for the caller.
+                raise TargetRefused(f"{host!r} {'is' if literal else 'resolves to'} a {why} address; the platform "
+                                    f"does not post to such targets unless an operator allows them ({ALLOW_SETTINGS})")
         return found
 
     async def check_url(self, url: str, path: str) -> None:
