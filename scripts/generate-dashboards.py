@@ -53,7 +53,7 @@ class Dashboard:
 
 def rate(metric: str, by: str = "", matchers: str = "") -> str:
     sel = f"{metric}{{{NS}{', ' + matchers if matchers else ''}}}"
-    return f"sum{f' by ({by})' if by else ''} (rate({sel}[{RATE}]))"
+    return f"sum by ({by}) (rate({sel}[{RATE}]))" if by else f"sum(rate({sel}[{RATE}]))"
 
 
 def ratio(numerator: str, denominator: str) -> str:
