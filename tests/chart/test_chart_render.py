@@ -417,3 +417,4 @@ def test_install_notes_render(helm, tmp_path, value_set):
         assert f"dns:///{deployment['metadata']['name']}{headless}.wework.svc:" in notes, notes
     assert ("-headless" in notes) == bool(headless)
     assert "port-forward svc/" in notes and "<no value>" not in notes, notes
+    assert ("helm test wework -n wework" in notes) == (value_set != "minimal"), notes  # minimal: no test pod
