@@ -39,6 +39,17 @@ def test_every_object_names_its_namespace(rendered, value_set):
         assert obj["metadata"].get("namespace") == "wework", (obj["kind"], obj["metadata"]["name"])
 
 
+def test_the_value_sets_render_every_template(helm):
+    """So that the namespace check above (and the schema validation) sees every template."""
+    sources = set()
+    for value_set in VALUE_SETS:
+        out = helm.run(*helm.template_args(values_files(value_set))).stdout
+        sources |= {line.split("templates/", 1)[1] for line in out.splitlines() if line.startswith("# Source: ")}
+    templates = {str(p.relative_to(chartkit.CHART / "templates")) for p in (chartkit.CHART / "templates").rglob("*")
+                 if p.is_file() and p.suffix == ".yaml"}
+    assert templates == sources
+
+
 def test_namespace_override_moves_every_object(helm):
     objects = helm.template(values_files("everything"), {"namespaceOverride": "platform"})
     assert {o["metadata"]["namespace"] for o in objects} == {"platform"}
