@@ -185,11 +185,3 @@ component wins, tests/chart checks it), plus
 {{- end }}
 {{- end }}
 
-{{/* (list $ initContainers) -> the pod's initContainers field, when there are any. */}}
-{{- define "wework.initContainers" -}}
-{{- with (index . 1) }}
-initContainers:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end }}
-
