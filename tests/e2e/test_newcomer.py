@@ -125,7 +125,7 @@ def test_the_banner_commands_work_as_written_from_anywhere(embedded, tmp_path):
                              check=False, timeout=60)
         assert out.returncode == 0, f"{command}\n{out.stderr}"
     assert "wework.v1.SimulatorService" in subprocess.run(
-        ["bash", "-c", commands[0]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60).stdout
+        ["bash", "-c", commands[0]], cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 def test_quickstart_prints_exports_that_work(embedded, tmp_path):
