@@ -81,16 +81,6 @@ def _sh_blocks(document: Path) -> list[str]:
     return [part.split("```", 1)[0] for part in parts]
 
 
-def _rpcs_of(service: str) -> set[str]:
-    import importlib
-
-    for module in ("tenant", "account", "message", "report", "callback", "simulator"):
-        pb2 = importlib.import_module(f"wework.v1.{module}_pb2")
-        if service in pb2.DESCRIPTOR.services_by_name:
-            return {m.name for m in pb2.DESCRIPTOR.services_by_name[service].methods}
-    raise AssertionError(service)
-
-
 def test_every_grpcurl_recipe_runs_as_written_against_the_embedded_default(tmp_path, monkeypatch):
     from serverproc import start_server
 

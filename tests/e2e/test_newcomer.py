@@ -67,7 +67,7 @@ class Embedded:
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory, request):
+def embedded(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("embedded")
     env = {"WEWORK_PROVIDER__SIMULATOR__AUTO_SCAN": "false",
            "WEWORK_PROVIDER__SIMULATOR__HEARTBEAT_INTERVAL_SECONDS": "0.2"}

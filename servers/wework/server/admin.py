@@ -30,6 +30,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from wework.domain.access import SYSTEM_ROLES
 from wework.server.settings import Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
@@ -92,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     quick.add_argument("--tls", action="store_true", help="connect with TLS (default: plaintext)")
     quick.add_argument("--tenant-code", default="quickstart", help="code of the new tenant (default quickstart)")
     quick.add_argument("--username", default="operator", help="the new user (default operator)")
-    quick.add_argument("--user-role", default="operator", help="system role of the user (default operator)")
-    quick.add_argument("--key-role", default="admin", help="system role of the API key (default admin)")
+    system_roles = tuple(SYSTEM_ROLES)  # every tenant is created with these
+    quick.add_argument("--user-role", default="operator", choices=system_roles,
+                       help="system role of the user (default operator)")
+    quick.add_argument("--key-role", default="admin", choices=system_roles,
+                       help="system role of the API key (default admin)")
     args = parser.parse_args(argv)
 
     try:
@@ -299,15 +303,11 @@ def _quickstart(settings: Settings, args: argparse.Namespace) -> int:
             in_tenant = [*admin, ("x-wework-tenant", tenant.id)]
             roles = {r.role_code: r.id for r in stub.ListRoles(pb.ListRolesRequest(page_size=100),
                                                                  metadata=in_tenant, timeout=30).roles}
-            unknown = [r for r in (args.key_role, args.user_role) if r not in roles]
-            if unknown:
-                console.print(f"[red]wework-admin: no role {unknown[0]!r} in the tenant; choose one of "
-                              f"{', '.join(sorted(roles))}[/red]")
-                return 2
             key = stub.CreateApiKey(pb.CreateApiKeyRequest(api_key=pb.ApiKey(
                 display_name="quickstart", role_id=roles[args.key_role])), metadata=in_tenant, timeout=30)
             stub.CreateUser(pb.CreateUserRequest(user=pb.User(
-                username=args.username, email=f"{args.username}@{args.tenant_code}.example", password=password,
+                username=args.username, email=f"{args.username}@{args.tenant_code.replace('_', '-')}.example",
+                password=password,
                 role_ids=[roles[args.user_role]])), metadata=in_tenant, timeout=30)
             login = stub.Login(pb.LoginRequest(tenant_code=args.tenant_code, username=args.username,
                                                password=password), timeout=30)
