@@ -70,7 +70,8 @@ class Embedded:
 def embedded(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("embedded")
     env = {"WEWORK_PROVIDER__SIMULATOR__AUTO_SCAN": "false",
-           "WEWORK_PROVIDER__SIMULATOR__HEARTBEAT_INTERVAL_SECONDS": "0.2"}
+           "WEWORK_PROVIDER__SIMULATOR__HEARTBEAT_INTERVAL_SECONDS": "0.2",
+           "WEWORK_WEBHOOKS__MAX_ENDPOINTS_PER_TENANT": "1"}
     saved = {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("WEWORK_")]}
     try:
         server = start_server(workdir, env=env)
@@ -305,6 +306,35 @@ def test_a_refused_webhook_target_names_the_setting_that_allows_it(embedded):
     assert violation.field == "url"
     assert "webhooks.allowed_target_cidrs" in violation.description
     assert "WEWORK_WEBHOOKS__ALLOW_PRIVATE_TARGETS" in violation.description
+
+
+def test_limits_set_by_settings_name_the_setting(embedded):
+    _, _, key = embedded.new_tenant()
+    now = int(time.time())
+    with pytest.raises(grpc.RpcError) as too_long:
+        embedded.reports.GetMessageStats(rpb.GetMessageStatsRequest(
+            start_time=timestamp_pb2.Timestamp(seconds=now - 200 * 86400), end_time=timestamp_pb2.Timestamp(seconds=now)),
+            metadata=key)
+    [violation] = _field_violations(too_long.value)
+    assert violation.field == "end_time" and "WEWORK_REPORT__MAX_RANGE_DAYS" in violation.description
+    embedded.callbacks.CreateWebhookEndpoint(cpb.CreateWebhookEndpointRequest(url="https://hooks.example.invalid/a"),
+                                             metadata=key)
+    with pytest.raises(grpc.RpcError) as quota:
+        embedded.callbacks.CreateWebhookEndpoint(cpb.CreateWebhookEndpointRequest(
+            url="https://hooks.example.invalid/b"), metadata=key)
+    assert quota.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "webhooks.max_endpoints_per_tenant" in _quota_descriptions(quota.value)
+
+
+def _quota_descriptions(err: grpc.RpcError) -> str:
+    status = rpc_status.from_call(err)
+    found = []
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+            quota = error_details_pb2.QuotaFailure()
+            detail.Unpack(quota)
+            found.extend(v.description for v in quota.violations)
+    return " ".join(found)
 
 
 def _field_violations(err: grpc.RpcError) -> list:

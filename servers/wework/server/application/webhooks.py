@@ -193,7 +193,8 @@ class WebhookUseCases:
                     return self.reveal(done)
             if await repo.count(tenant_id) >= self._policy.max_endpoints_per_tenant:
                 raise QuotaExceeded("too many webhook endpoints", [QV(
-                    f"tenants/{tenant_id}", f"at most {self._policy.max_endpoints_per_tenant} webhook endpoints")])
+                    f"tenants/{tenant_id}", f"at most {self._policy.max_endpoints_per_tenant} webhook endpoints "
+                    "(the setting webhooks.max_endpoints_per_tenant, env WEWORK_WEBHOOKS__MAX_ENDPOINTS_PER_TENANT)")])
             await repo.add(self._seal(ep), request_id)
         return ep
 
