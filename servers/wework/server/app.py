@@ -146,9 +146,8 @@ async def build_application(settings: Settings, *,
     tenants = TenantUseCases(ctx)
     registrations: list[ServiceRegistration] = []
     if "tenant" in settings.server.services:
-        roles = RoleUseCases(ctx)
         handler = tenant_handler.TenantServiceHandler(
-            tenants, UserUseCases(ctx, tenants, roles), roles, ApiKeyUseCases(ctx))
+            tenants, UserUseCases(ctx, tenants), RoleUseCases(ctx), ApiKeyUseCases(ctx))
         registrations.append(tenant_handler.registration(handler))
     caches, closers = [tenant_cache, credential_cache], []
     await _start_replicas(settings, db, redis, closers)

@@ -40,30 +40,31 @@ from wework.server.application.roles import RoleUseCases
 from wework.server.application.tenants import TenantUseCases
 
 _BAD_LOGIN = "invalid tenant code, username or password"
-# Roles CreateUser may grant at once (more are given with AssignRole).
-MAX_ROLES_ON_CREATE = 20
 
 
 class UserUseCases:
-    def __init__(self, ctx: AppContext, tenants: TenantUseCases, roles: RoleUseCases) -> None:
+    # Roles CreateUser may grant at once (more are given with AssignRole).
+    MAX_ROLES_ON_CREATE = 20
+
+    def __init__(self, ctx: AppContext, tenants: TenantUseCases) -> None:
         self._ctx = ctx
+        self._roles = RoleUseCases(ctx)  # CreateUser grants its roles as AssignRole does
         self._tenants = tenants
-        self._roles = roles
 
     async def create_user(self, principal: Principal, values: dict, request_id: str,
                           role_ids: list[str] | None = None) -> User:
         """CreateUser; `role_ids` are granted in the same transaction through AssignRole's use
         case, so a role the caller may not grant leaves no user behind."""
         tenant_id = await self._acting_tenant(principal)
-        validate_request_id(request_id)
-        validate_user_fields(values, creating=True)
         role_ids = list(dict.fromkeys(role_ids or []))
-        if len(role_ids) > MAX_ROLES_ON_CREATE:
-            raise InvalidArgument(FieldViolation("user.role_ids", f"at most {MAX_ROLES_ON_CREATE} roles"))
+        if len(role_ids) > self.MAX_ROLES_ON_CREATE:
+            raise InvalidArgument(FieldViolation("user.role_ids", f"at most {self.MAX_ROLES_ON_CREATE} roles"))
         for i, role_id in enumerate(role_ids):
             require_id(role_id, f"user.role_ids[{i}]")
         if role_ids:
             principal.require(Permissions.ROLES_WRITE)  # what AssignRole itself needs
+        validate_request_id(request_id)
+        validate_user_fields(values, creating=True)
         # Argon2 is deliberately slow: keep it off the event loop.
         password_hash = await asyncio.to_thread(self._ctx.passwords.hash, values["password"])
         now = self._ctx.clock()
