@@ -32,6 +32,8 @@ PERMISSION_RE = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)*(\.\*)?)$")
 
 MAX_QUOTA = 100_000_000
 MAX_SUSPEND_REASON = 500
+# Roles CreateUser may grant at once (more are given with AssignRole).
+MAX_ROLES_ON_CREATE = 20
 
 
 class TenantStatus(StrEnum):

@@ -17,6 +17,7 @@ from wework.domain.errors import (
     UserLocked,
 )
 from wework.domain.identity import (
+    MAX_ROLES_ON_CREATE,
     USER_MUTABLE_FIELDS,
     TenantStatus,
     User,
@@ -43,9 +44,6 @@ _BAD_LOGIN = "invalid tenant code, username or password"
 
 
 class UserUseCases:
-    # Roles CreateUser may grant at once (more are given with AssignRole).
-    MAX_ROLES_ON_CREATE = 20
-
     def __init__(self, ctx: AppContext, tenants: TenantUseCases) -> None:
         self._ctx = ctx
         self._roles = RoleUseCases(ctx)  # CreateUser grants its roles as AssignRole does
@@ -57,8 +55,8 @@ class UserUseCases:
         case, so a role the caller may not grant leaves no user behind."""
         tenant_id = await self._acting_tenant(principal)
         role_ids = list(dict.fromkeys(role_ids or []))
-        if len(role_ids) > self.MAX_ROLES_ON_CREATE:
-            raise InvalidArgument(FieldViolation("user.role_ids", f"at most {self.MAX_ROLES_ON_CREATE} roles"))
+        if len(role_ids) > MAX_ROLES_ON_CREATE:
+            raise InvalidArgument(FieldViolation("user.role_ids", f"at most {MAX_ROLES_ON_CREATE} roles"))
         for i, role_id in enumerate(role_ids):
             require_id(role_id, f"user.role_ids[{i}]")
         if role_ids:
