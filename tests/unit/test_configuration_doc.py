@@ -31,3 +31,16 @@ def test_check_mode_refuses_a_stale_document(tmp_path):
     assert main(["--check", str(stale)]) == 1
     assert main([str(stale)]) == 0 and main(["--check", str(stale)]) == 0
     assert stale.read_text() == DOC.read_text()
+
+
+def test_rows_added_by_hand_bring_their_meaning_in(tmp_path):
+    """A merge or a hand edit may add rows in the old grouped form: regenerating folds them in."""
+    doc = tmp_path / "configuration.md"
+    doc.write_text(DOC.read_text().replace(
+        END, "| `server.keepalive_time_seconds` / `keepalive_timeout_seconds` | … | 60 / 20 | pings, merged |\n" + END))
+    assert main([str(doc)]) == 0
+    table = doc.read_text().partition(START)[2].partition(END)[0]
+    assert "| `server.keepalive_timeout_seconds` | `WEWORK_SERVER__KEEPALIVE_TIMEOUT_SECONDS` | 20 | pings, merged |" \
+        in table
+    assert table.count("keepalive_timeout_seconds") == 1 and "…" not in table.replace("rediss://…", "").replace(
+        "DELETE … LIMIT", "")

@@ -121,12 +121,20 @@ def _cell(text: str) -> str:
 
 
 def parse_meanings(table: str) -> dict[str, str]:
-    """Setting name -> meaning (as written, pipes escaped), from the rows of a generated table."""
+    """Setting name -> meaning (as written, pipes escaped), from the rows of a table. A row may
+    also name several settings the way the hand-written table did (`a.b` / `c` / `a.d`: names
+    without a dot share the first one's parent), and later rows win: to bring in a meaning
+    written elsewhere (e.g. when merging), add its row at the end of the block and regenerate."""
     meanings: dict[str, str] = {}
     for line in table.splitlines():
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-        if len(cells) == 4 and cells[0].startswith("`"):
-            meanings[cells[0].strip("`")] = cells[3]
+        if len(cells) != 4 or not cells[0].startswith("`"):
+            continue
+        names = [n.strip().strip("`") for n in cells[0].split("/")]
+        parent = names[0].rpartition(".")[0]
+        for name in names:
+            full = name if "." in name or not parent else f"{parent}.{name}"
+            meanings[full] = cells[3]
     return meanings
 
 
