@@ -85,14 +85,16 @@ def secret_context(endpoint_id: str) -> str:
 # ---- SSRF guard ---------------------------------------------------------------------------------
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-# The settings that lift a refusal, as a refusal names them (docs/webhooks.md, configuration.md).
-ALLOW_SETTINGS = ("webhooks.allowed_target_cidrs (env WEWORK_WEBHOOKS__ALLOWED_TARGET_CIDRS) or "
-                  "webhooks.allow_private_targets (env WEWORK_WEBHOOKS__ALLOW_PRIVATE_TARGETS)")
 
 
 async def resolve_host(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+# Named in every refusal of a target address: the settings that lift it.
+ALLOW_TARGETS_SETTINGS = ("webhooks.allowed_target_cidrs (env WEWORK_WEBHOOKS__ALLOWED_TARGET_CIDRS) or "
+                          "webhooks.allow_private_targets (env WEWORK_WEBHOOKS__ALLOW_PRIVATE_TARGETS)")
 
 
 class TargetRefused(Exception):
@@ -128,7 +130,7 @@ class TargetGuard:
             if why is not None:
                 # Never the resolved address: the answer must not map internal names for the caller.
                 raise TargetRefused(f"{host!r} {'is' if literal else 'resolves to'} a {why} address; the platform "
-                                    f"does not post to such targets unless an operator allows them ({ALLOW_SETTINGS})")
+                                    f"does not post to it unless the setting {ALLOW_TARGETS_SETTINGS} allows it")
         return found
 
     async def check_url(self, url: str, path: str) -> None:
@@ -192,7 +194,8 @@ class WebhookUseCases:
                     return self.reveal(done)
             if await repo.count(tenant_id) >= self._policy.max_endpoints_per_tenant:
                 raise QuotaExceeded("too many webhook endpoints", [QV(
-                    f"tenants/{tenant_id}", f"at most {self._policy.max_endpoints_per_tenant} webhook endpoints")])
+                    f"tenants/{tenant_id}", f"at most {self._policy.max_endpoints_per_tenant} webhook endpoints "
+                    "(the setting webhooks.max_endpoints_per_tenant, env WEWORK_WEBHOOKS__MAX_ENDPOINTS_PER_TENANT)")])
             await repo.add(self._seal(ep), request_id)
         return ep
 
