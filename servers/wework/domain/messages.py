@@ -310,7 +310,7 @@ def request_fingerprint(fields: Mapping[str, Any]) -> str:
     """SHA-256 hex of a request's fields in a canonical form (sorted keys, compact): stored with
     its request_id, so that the same request_id with a different request is told apart from a
     retry of the same one (which answers the first result)."""
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
