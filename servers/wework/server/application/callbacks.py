@@ -205,7 +205,8 @@ class CallbackInbox:
         secret = self._cfg.secret
         if secret is None:
             if require_signature:
-                self._refuse(source, source_ip, "no callback secret is configured")
+                self._refuse(source, source_ip,
+                             "no callback secret is configured (setting callback.secret, env WEWORK_CALLBACK__SECRET)")
             return None
         reason, canonical = verify_signature(secret, timestamp, signature, body, time.time(),
                                              self._cfg.tolerance_seconds)
@@ -651,7 +652,8 @@ class CallbackEventUseCases:
             if q.received_after < not_before:  # type: ignore[operator]
                 raise InvalidArgument(FieldViolation(
                     "filter.received_after",
-                    f"callbacks older than the replay window ({self._replay_window}) cannot be replayed"))
+                    f"callbacks older than the replay window ({self._replay_window.days} days: setting "
+                    "callback.replay_window_days, env WEWORK_CALLBACK__REPLAY_WINDOW_DAYS) cannot be replayed"))
             if max_events < 0 or max_events > MAX_REPLAY_EVENTS:
                 raise InvalidArgument(FieldViolation("max_events", f"0 to {MAX_REPLAY_EVENTS}"))
             tenant = self._tenant(principal, q.tenant_id, "filter.tenant_id")
