@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 from wework.domain.access import Principal, PrincipalKind
-from wework.domain.errors import FailedPrecondition, InvalidArgument
+from wework.domain.errors import FailedPrecondition, InvalidArgument, RequestIdReused
 from wework.domain.webhooks import DeliveryStatus, EndpointStatus, WebhookEndpoint, parse_networks
 from wework.persistence.config import RedisConfig
 from wework.persistence.ids import new_id
@@ -395,6 +395,12 @@ async def test_create_is_idempotent_validated_and_secret_stored_encrypted(node_f
     first = await node.webhooks.create_endpoint(p, "https://hooks.example.com/a", "", ["message.sent"], "req-1")
     again = await node.webhooks.create_endpoint(p, "https://hooks.example.com/a", "", ["message.sent"], "req-1")
     assert (again.id, again.secret) == (first.id, first.secret)
+    # The same request_id for another endpoint is refused, naming it, not answered with this one.
+    for url, types in (("https://hooks.example.com/other", ["message.sent"]),
+                       ("https://hooks.example.com/a", ["message.failed"])):
+        with pytest.raises(RequestIdReused) as reused:
+            await node.webhooks.create_endpoint(p, url, "", types, "req-1")
+        assert reused.value.metadata == {"request_id": "req-1", "resource": f"webhookEndpoints/{first.id}"}
     import sqlalchemy as sa
 
     async with mariadb_database.unit_of_work("callback", tenant, read_only=True) as uow:

@@ -27,7 +27,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wework.domain.access import Principal
-from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, QuotaExceeded
+from wework.domain.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+    RequestIdReused,
+)
 from wework.domain.errors import QuotaViolation as QV
 from wework.domain.identity import check_etag, validate_request_id
 from wework.domain.redaction import redact
@@ -191,6 +198,8 @@ class WebhookUseCases:
             if request_id:
                 done = await repo.get_by_request(tenant_id, request_id)
                 if done is not None:
+                    if (done.url, done.description, done.event_types) != (ep.url, ep.description, ep.event_types):
+                        raise RequestIdReused(request_id, f"webhookEndpoints/{done.id}")
                     return self.reveal(done)
             if await repo.count(tenant_id) >= self._policy.max_endpoints_per_tenant:
                 raise QuotaExceeded("too many webhook endpoints", [QV(
