@@ -181,7 +181,9 @@ class GrpcServer:
             # grpc's stop turns new streams away at once (GOAWAY; callers see UNAVAILABLE) and
             # gives what is left the rest of the grace. The held refusals are answered only once
             # it has begun: their callers' retries then find the connection closing.
-            stopping = asyncio.ensure_future(self._server.stop(max(0.0, deadline - loop.time())))
+            # At least a moment even when the calls used up the grace: the refusals it answers.
+            rest = max(deadline - loop.time(), min(grace, SETTLE_SECONDS))
+            stopping = asyncio.ensure_future(self._server.stop(rest))
             await asyncio.sleep(0)
             self._drain.release_refused()
             await stopping
