@@ -23,12 +23,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))  # serverproc: settings of a test server
+from drill_report import RECOVERY
 from netlab import LabUnavailable, NetLab
 from serverproc import BIN, settings_yaml
 
 SECRET = "drill-callback-secret"
 GRPC_PORT, INGRESS_PORT, SIM_PORT = 50051, 8080, 8600
-RECOVERY: list[str] = []  # one line per drill, printed at the end of the run
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -77,16 +77,22 @@ def _wait_serving(target: str, proc: subprocess.Popen, log, timeout: float = 90)
     raise RuntimeError(f"wework-server did not become SERVING in {timeout} s:\n{log()}")
 
 
+def skip(reason: str) -> None:
+    """Skips the drills, and says so in the run's summary too: never silently."""
+    RECOVERY.append(f"all drills SKIPPED: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def lab_platform(tmp_path_factory):
     if os.geteuid() != 0:
-        pytest.skip("the partition drills make network namespaces and veth pairs: they need root (CAP_NET_ADMIN)")
+        skip("the partition drills make network namespaces and veth pairs: they need root (CAP_NET_ADMIN)")
     lab = NetLab()
     try:
         lab.create(["app", "db", "redis", "prov"])
     except LabUnavailable as exc:
         lab.close()
-        pytest.skip(f"the kernel refuses network namespaces here: {exc}")
+        skip(f"the kernel refuses network namespaces here: {exc}")
     workdir = tmp_path_factory.mktemp("drills")
     mariadb = redis = None
     platform = None

@@ -9,7 +9,7 @@ seconds; heals it; and then checks:
   once (nothing unacknowledged was created twice), and is sent exactly once (one provider
   message per message, whatever the idempotent re-sends);
 - the batch task completes;
-and prints the time to recover (also in the run's summary: conftest.RECOVERY).
+and prints the time to recover (also in the run's summary, see conftest.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import grpc
 import httpx
 import pytest
-from conftest import RECOVERY
+from drill_report import RECOVERY
 from serverproc import TEST_ADMIN_KEY, online_account
 from wework.client import ClientOptions, WeworkClient, WeworkError
 from wework.v1 import message_pb2 as pb
