@@ -35,6 +35,7 @@ _REDIS_UNAVAILABLE = (redis_exc.ConnectionError, redis_exc.TimeoutError, redis_e
 
 DATABASE = "database"
 REDIS = "redis"
+NETWORK = "network"  # a socket-level failure whose peer the exception does not name
 
 
 def _mysql_code(exc: BaseException) -> int | None:
@@ -46,8 +47,8 @@ def _mysql_code(exc: BaseException) -> int | None:
 
 
 def unavailable_dependency(exc: BaseException) -> str | None:
-    """DATABASE or REDIS when `exc` says that dependency is down, unreachable or overloaded
-    (not that the request was wrong); None otherwise.
+    """DATABASE, REDIS or NETWORK when `exc` says a dependency is down, unreachable or
+    overloaded (not that the request was wrong); None otherwise.
 
     The one classification of connection failures, for every path: SQLAlchemy's wrapped errors
     (ORM sessions, replicas, the directory), the driver's own (pymysql's, raised unwrapped by
@@ -79,7 +80,7 @@ def unavailable_dependency(exc: BaseException) -> str | None:
     if isinstance(exc, sa_exc.TimeoutError):
         return DATABASE  # the pool had no connection to give within its timeout
     if isinstance(exc, (ConnectionError, socket.gaierror, asyncio.TimeoutError, TimeoutError)):
-        return DATABASE  # a driver's own connect/read timeout or refused connection
+        return NETWORK  # a driver's own connect/read timeout or refused connection
     return None
 
 
