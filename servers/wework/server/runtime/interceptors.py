@@ -27,6 +27,7 @@ from wework.server.observability.tracing import RpcSpan
 from wework.server.runtime.context import RequestContext, bind_request, reset_request
 from wework.server.runtime.errors import status_from_exception, to_grpc_status
 from wework.server.runtime.registry import Access, MethodRule, ServiceRegistry
+from wework.server.runtime.validation import RequestValidator, request_class, safe_deserializer
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("wework.access")
@@ -141,6 +142,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, registry: ServiceRegistry, authenticator: Authenticator) -> None:
         self._registry = registry
         self._authenticator = authenticator
+        self._validator = RequestValidator()
         # method -> (handler from the continuation, the same handler wrapped). Keyed by the
         # methods the server knows (unknown ones have no handler), so it stays small.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
@@ -225,22 +227,36 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     # -- wrapping the four RPC kinds ---------------------------------------------------------------
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        """The same handler with its behaviour run inside the four layers."""
+        """The same handler with its behaviour run inside the four layers, its requests decoded
+        by a deserializer that never raises and checked (validation.py) before the handler."""
         rule = self._registry.rule(method)
         des, ser = handler.request_deserializer, handler.response_serializer
+        message_class = request_class(method)
+        if message_class is not None:
+            des = safe_deserializer(message_class)
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method, rule), des, ser)
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method, rule, False),
+                                                       des, ser)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, method, rule), des, ser)
+            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, method, rule, False),
+                                                        des, ser)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method, rule), des, ser)
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method, rule, True),
+                                                        des, ser)
         if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, method, rule),
+            return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, method, rule, True),
                                                          des, ser)
         return handler
 
-    def _unary(self, behaviour: Callable, method: str, rule: MethodRule) -> Callable:
-        begin, admit, map_error, end = self._begin, self._admit, self._map_error, self._end
+    def _checked(self, request_or_iterator: Any, streaming_request: bool) -> Any:
+        """The request checked, or the request stream checked message by message."""
+        if streaming_request:
+            return self._validator.checked_stream(request_or_iterator)
+        self._validator.check(request_or_iterator)
+        return request_or_iterator
+
+    def _unary(self, behaviour: Callable, method: str, rule: MethodRule, streaming_request: bool) -> Callable:
+        begin, admit, map_error, end, checked = self._begin, self._admit, self._map_error, self._end, self._checked
         needs_admission = rule.access is not Access.PUBLIC
 
         async def wrapped(request_or_iterator: Any, context: Any) -> Any:
@@ -251,7 +267,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     if needs_admission:
                         await admit(method, rule, metadata, call.request)
-                    result = behaviour(request_or_iterator, context)
+                    result = behaviour(checked(request_or_iterator, streaming_request), context)
                     if inspect.isawaitable(result):
                         result = await result
                     return result
@@ -268,14 +284,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapped
 
-    def _stream(self, behaviour: Callable, method: str, rule: MethodRule) -> Callable:
-        begin, admit, map_error, end = self._begin, self._admit, self._map_error, self._end
+    def _stream(self, behaviour: Callable, method: str, rule: MethodRule, streaming_request: bool) -> Callable:
+        begin, admit, map_error, end, checked = self._begin, self._admit, self._map_error, self._end, self._checked
         needs_admission = rule.access is not Access.PUBLIC
 
         # grpc.aio tells the two styles apart by the function's kind, so keep it: a coroutine
         # writes with context.write() and is wrapped like a unary behaviour; a generator yields.
         if inspect.iscoroutinefunction(behaviour):
-            return self._unary(behaviour, method, rule)
+            return self._unary(behaviour, method, rule, streaming_request)
 
         async def wrapped_generator(request_or_iterator: Any, context: Any) -> AsyncIterator[Any]:
             metadata = metadata_dict(context)
@@ -285,7 +301,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     if needs_admission:
                         await admit(method, rule, metadata, call.request)
-                    responses = _iterate(behaviour(request_or_iterator, context))
+                    responses = _iterate(behaviour(checked(request_or_iterator, streaming_request), context))
                     _close_when_call_ends(context, responses)
                     async for response in responses:
                         yield response
