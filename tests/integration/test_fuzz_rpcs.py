@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 from collections.abc import Callable
 
@@ -27,8 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wework.v1 import tenant_pb2, tenant_pb2_grpc
 
-# ~75 RPCs: 150 examples each keeps the whole test near a minute on the CI's 2 cores.
-EXAMPLES_PER_RPC = 150
+# ~75 RPCs: 150 examples each keeps the whole test near a minute on the CI's 2 cores. A longer
+# local hunt: WEWORK_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/integration/test_fuzz_rpcs.py
+EXAMPLES_PER_RPC = int(os.environ.get("WEWORK_FUZZ_EXAMPLES", "150"))
 CALL_TIMEOUT = 5.0
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 # What must never reach a caller: tracebacks, Python exception names, module paths.
