@@ -7,18 +7,25 @@ tasks, its CPU time) or that send many calls cheaply (the fuzz test).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import redis
+import yaml
 from wework.persistence.migrate import migrate_all
 from wework.server.app import Application, build_application
 from wework.server.runtime.server import GrpcServer
 from wework.server.settings import load_settings
 from wework.v1 import tenant_pb2, tenant_pb2_grpc
+
+from .databases import make_database_config, new_db_prefix
+from .servers import MariaDBServer, RedisServer
 
 
 @dataclass
@@ -53,8 +60,9 @@ class EmbeddedStack:
 
 
 @contextlib.asynccontextmanager
-async def embedded_stack(data_dir: Path) -> AsyncIterator[EmbeddedStack]:
-    settings = load_settings(None, data_dir=str(data_dir))
+async def embedded_stack(data_dir: Path, config_file: Path | None = None) -> AsyncIterator[EmbeddedStack]:
+    """`config_file`: settings for other parts (MariaDB shards, a Redis) than the embedded ones."""
+    settings = load_settings(str(config_file) if config_file else None, data_dir=str(data_dir))
     settings.server.host, settings.server.port = "127.0.0.1", 0
     await migrate_all(settings.database_config)
     app = await build_application(settings)
@@ -67,3 +75,32 @@ async def embedded_stack(data_dir: Path) -> AsyncIterator[EmbeddedStack]:
         yield stack
     finally:
         await server.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def mariadb_stack(data_dir: Path, mariadb: MariaDBServer, redis_server: RedisServer,
+                        shards: int = 2) -> AsyncIterator[EmbeddedStack]:
+    """The same stack in process, on MariaDB shards and the real Redis, under a unique prefix
+    whose databases and Redis keys are removed afterwards."""
+    prefix = new_db_prefix("s")
+    config = make_database_config(prefix, [mariadb], shards)
+    settings_file = data_dir / "settings.yaml"
+    settings_file.write_text(yaml.safe_dump({
+        "database": config.model_dump(mode="json"),
+        "redis": {"url": redis_server.url, "key_prefix": f"{prefix}:"},
+        "security": {"admin_api_key": "wwadmin_" + secrets.token_urlsafe(24),
+                     "token_secret": secrets.token_urlsafe(48), "lookup_hash_key": secrets.token_urlsafe(48),
+                     "encryption_keys": {"k1": base64.b64encode(secrets.token_bytes(32)).decode()},
+                     "active_encryption_key_id": "k1"},
+    }))
+    try:
+        async with embedded_stack(data_dir, settings_file) as stack:
+            yield stack
+    finally:
+        mariadb.drop_databases(prefix + "_")
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                client.delete(key)
+        finally:
+            client.close()

@@ -22,15 +22,15 @@ import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness.embedded import embedded_stack
+from harness.embedded import embedded_stack, mariadb_stack
 from harness.rpcs import methods_of, path_of, request_class
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wework.v1 import tenant_pb2, tenant_pb2_grpc
 
-# ~75 RPCs: 150 examples each keeps the whole test near a minute on the CI's 2 cores. A longer
-# local hunt: WEWORK_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/integration/test_fuzz_rpcs.py
-EXAMPLES_PER_RPC = int(os.environ.get("WEWORK_FUZZ_EXAMPLES", "150"))
+# ~75 RPCs on two backends: 80 examples each keeps the whole test under two minutes on the
+# CI's 2 cores. A longer local hunt: WEWORK_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/integration/test_fuzz_rpcs.py
+EXAMPLES_PER_RPC = int(os.environ.get("WEWORK_FUZZ_EXAMPLES", "80"))
 CALL_TIMEOUT = 5.0
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 # What must never reach a caller: tracebacks, Python exception names, module paths.
@@ -55,17 +55,23 @@ def _text() -> st.SearchStrategy[str]:
                      st.text(st.characters(blacklist_categories=("Cs",)), max_size=20))
 
 
-def _json_values() -> st.SearchStrategy:
-    scalars = st.one_of(st.none(), st.booleans(), st.sampled_from(DOUBLES), st.integers(-10, 10), _text(),
-                        _text())
+def _json_values(wellformed: bool) -> st.SearchStrategy:
+    numbers = st.sampled_from([d for d in DOUBLES if math.isfinite(d)] if wellformed else DOUBLES)
+    scalars = st.one_of(st.none(), st.booleans(), numbers, st.integers(-10, 10), _text(), _text())
     return st.recursive(scalars, lambda inner: st.one_of(
         st.lists(inner, max_size=3), st.dictionaries(_text(), inner, max_size=3)), max_leaves=8)
 
 
 class Requests:
-    """Hypothesis strategies for the request messages, built from their descriptors."""
+    """Hypothesis strategies for the request messages, built from their descriptors.
 
-    def __init__(self) -> None:
+    `wellformed` requests hold only defined enum numbers, plausible Timestamps and finite
+    numbers, so that they pass the shared validator and reach the handlers' own checks with
+    boundary strings and integers; the others are malformed anywhere.
+    """
+
+    def __init__(self, wellformed: bool) -> None:
+        self._wellformed = wellformed
         self._cache: dict[tuple[str, int], st.SearchStrategy[Message]] = {}
 
     def message(self, descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Message]:
@@ -82,13 +88,13 @@ class Requests:
                                   st.integers(0, 4_000_000_000), st.integers(0, 999_999_999))
             boundary = st.builds(lambda s, n: cls(seconds=s, nanos=n),
                                  st.sampled_from(TIMESTAMP_SECONDS), st.sampled_from(NANOS))
-            return st.one_of(plausible, plausible, boundary)
+            return plausible if self._wellformed else st.one_of(plausible, boundary)
         if name == "google.protobuf.Struct":
             def struct(d: dict) -> Message:
                 m = cls()
                 m.update(d)
                 return m
-            return st.dictionaries(_text(), _json_values(), max_size=3).map(struct)
+            return st.dictionaries(_text(), _json_values(self._wellformed), max_size=3).map(struct)
         if name == "google.protobuf.FieldMask":
             return st.lists(_text(), max_size=3).map(lambda paths: cls(paths=paths))
         fields: dict[str, st.SearchStrategy] = {}
@@ -110,7 +116,7 @@ class Requests:
             return None if key is None or value is None else st.dictionaries(key, value, max_size=2)
         if t == FieldDescriptor.TYPE_ENUM:
             defined = st.sampled_from([v.number for v in field.enum_type.values])
-            return st.one_of(defined, defined, defined, st.sampled_from([99, -1, 2**31 - 1]))
+            return defined if self._wellformed else st.one_of(defined, st.sampled_from([99, -1, 2**31 - 1]))
         if t == FieldDescriptor.TYPE_STRING:
             return _text()
         if t == FieldDescriptor.TYPE_BYTES:
@@ -191,10 +197,10 @@ def _send(channel: grpc.Channel, method: MethodDescriptor, bodies: list[bytes],
     return grpc.StatusCode.OK, ""
 
 
-def _fuzz_one(channel: grpc.Channel, method: MethodDescriptor, requests: Requests,
+def _fuzz_one(channel: grpc.Channel, method: MethodDescriptor, requests: tuple[Requests, Requests],
               metadata: tuple[tuple[str, str], ...], answers: dict[str, int]) -> None:
-    encoded = requests.message(method.input_type).map(lambda m: m.SerializeToString())
-    body = st.one_of(encoded, encoded, encoded, st.binary(max_size=48))
+    wellformed, malformed = (r.message(method.input_type).map(lambda m: m.SerializeToString()) for r in requests)
+    body = st.one_of(wellformed, wellformed, malformed, st.binary(max_size=48))
     bodies = st.lists(body, min_size=1, max_size=3) if method.client_streaming else body.map(lambda b: [b])
 
     @settings(max_examples=EXAMPLES_PER_RPC, derandomize=True, database=None, deadline=None,
@@ -211,7 +217,7 @@ def _fuzz_one(channel: grpc.Channel, method: MethodDescriptor, requests: Request
 
 def fuzz_all(target: str, methods: list[MethodDescriptor], metadata: tuple[tuple[str, str], ...],
              progress: Callable[[str], None]) -> dict[str, int]:
-    requests = Requests()
+    requests = (Requests(wellformed=True), Requests(wellformed=False))
     answers: dict[str, int] = {}
     with grpc.insecure_channel(target) as channel:
         for method in methods:
@@ -220,10 +226,19 @@ def fuzz_all(target: str, methods: list[MethodDescriptor], metadata: tuple[tuple
     return answers
 
 
-@pytest.fixture(scope="module")
-async def stack(tmp_path_factory):
-    async with embedded_stack(tmp_path_factory.mktemp("fuzz")) as stack:
-        yield stack
+@pytest.fixture(scope="module", params=[
+    "embedded",  # SQLite files and the in-process Redis
+    pytest.param("mariadb", marks=[pytest.mark.mariadb, pytest.mark.redis]),  # what production runs on
+])
+async def stack(request, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp(f"fuzz-{request.param}")
+    if request.param == "embedded":
+        async with embedded_stack(data_dir) as stack:
+            yield stack
+    else:
+        mariadb, redis_server = request.getfixturevalue("mariadb_server"), request.getfixturevalue("redis_server")
+        async with mariadb_stack(data_dir, mariadb, redis_server) as stack:
+            yield stack
 
 
 async def test_no_rpc_answers_internal_or_leaks_internal_names(stack):
@@ -235,7 +250,7 @@ async def test_no_rpc_answers_internal_or_leaks_internal_names(stack):
     answers = await asyncio.to_thread(fuzz_all, stack.target, methods, metadata, seen.append)
     assert len(seen) == len(methods)
     # The generated requests reached the handlers, not only the decoder: valid answers too.
-    assert answers.get("OK", 0) > 100 and answers.get("INVALID_ARGUMENT", 0) > 100, answers
+    assert answers.get("OK", 0) > 50 and answers.get("INVALID_ARGUMENT", 0) > 100, answers
 
     # Healthy afterwards: serving, answering, and a tenant's own key still works.
     async with grpc.aio.insecure_channel(stack.target) as channel:
