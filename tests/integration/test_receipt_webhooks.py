@@ -19,6 +19,7 @@ from wework.domain.access import Principal, PrincipalKind
 from wework.domain.webhooks import parse_networks
 from wework.persistence.models import message as mm
 from wework.persistence.models import webhook as wm
+from wework.persistence.pagination import PageTokens
 from wework.server.application.callbacks import CallbackEventUseCases, ListQuery
 from wework.server.application.context import utcnow
 from wework.server.application.webhooks import TargetGuard, WebhookOutbox, WebhookPolicy, WebhookUseCases
@@ -90,7 +91,7 @@ async def test_one_sent_and_one_delivered_event_per_message_in_any_receipt_order
     assert statuses == {"delivered"}
 
     # A replay of every receipt applies nothing and publishes nothing again.
-    ops = CallbackEventUseCases(node.db, replay_window=timedelta(days=1))
+    ops = CallbackEventUseCases(node.db, replay_window=timedelta(days=1), page_tokens=PageTokens.with_random_key())
     replayed = await ops.replay_callbacks(ADMIN, [], ListQuery(
         tenant_id=tenant_id, received_after=now - timedelta(minutes=5), received_before=utcnow() + timedelta(minutes=5)),
         tenant_id, 0)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from wework.domain.access import Principal, PrincipalKind
 from wework.domain.errors import InvalidArgument, Unauthenticated
+from wework.persistence.pagination import PageTokens
 from wework.server.application.callbacks import CallbackEventUseCases, CallbackInbox, InboxSettings, ListQuery
 
 ADMIN = Principal(PrincipalKind.PLATFORM_ADMIN, "platform-admin", None, frozenset({"*"}))
@@ -21,7 +22,7 @@ async def test_ingest_without_a_configured_secret_names_the_setting():
 
 
 async def test_a_replay_beyond_the_window_names_the_setting():
-    ops = CallbackEventUseCases(None, replay_window=timedelta(days=30))  # type: ignore[arg-type]
+    ops = CallbackEventUseCases(None, replay_window=timedelta(days=30), page_tokens=PageTokens.with_random_key())  # type: ignore[arg-type]
     now = datetime.now(UTC)
     with pytest.raises(InvalidArgument) as refused:
         await ops.replay_callbacks(ADMIN, [], ListQuery(received_after=now - timedelta(days=31),
