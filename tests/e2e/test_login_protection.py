@@ -50,9 +50,11 @@ def _new_user(admin: TenantApi, *role_ids: str) -> pb.User:
 
 def _limited_server(platform, redis_server, name: str, **security):
     """Another server process on the platform's databases with its own Redis key prefix (so its
-    own login counters) and the given security settings."""
+    own login counters) and the given security settings. Readiness checks at the default pace
+    (timeout 5 s): the tests' 0.5 s would turn a busy shared CI machine into NOT_SERVING."""
     config = settings_yaml(platform.workdir / f"{name}.yaml", platform.config.model_dump(mode="json"),
-                           redis_server.url, redis={"key_prefix": f"{platform.prefix}{name}:"}, security=security)
+                           redis_server.url, redis={"key_prefix": f"{platform.prefix}{name}:"}, security=security,
+                           server={"health_check_interval_seconds": 5})
     return start_server(platform.workdir, config, name=name)
 
 
@@ -120,7 +122,7 @@ def test_a_login_flood_waits_for_the_hasher_without_holding_connections(platform
     tenant, key, _ = platform.new_tenant()
     server = _limited_server(platform, redis_server, "flood", password_hash_concurrency=1,
                              login_attempts_per_source_per_minute=1000)
-    flood = 60
+    flood = 40
     samples: list[tuple[float, float]] = []  # (verifies done, user-database connections in use)
     health_answers: list[int] = []
     flooding = threading.Event()
@@ -151,7 +153,7 @@ def test_a_login_flood_waits_for_the_hasher_without_holding_connections(platform
         # Mid-flood, dozens of logins wait for the one hashing slot. Holding a connection while
         # waiting or hashing would keep about as many in use as logins in flight; what remains
         # is the short reads of late arrivals (a slow machine accepts the calls over time).
-        mid_flood = sorted(in_use for done, in_use in samples if 10 <= done <= flood - 5)
+        mid_flood = sorted(in_use for done, in_use in samples if 8 <= done <= flood - 5)
         assert mid_flood and mid_flood[len(mid_flood) // 2] == 0 and mid_flood[-1] <= 3, samples
         assert set(health_answers) == {health_pb2.HealthCheckResponse.SERVING}
     finally:

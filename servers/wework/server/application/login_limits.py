@@ -8,13 +8,17 @@ tenant code or username exists, so the answers reveal nothing about either.
 
 Counting: one fixed window per key (INCR, EXPIRE NX, PTTL for the delay, pipelined: one round
 trip per key, also on Redis Cluster), so the limits hold across every server process. EXPIRE NX
-runs with every attempt, so a window whose first EXPIRE was lost still ends. While Redis cannot be
+runs with every attempt, so a window whose first EXPIRE was lost still ends. Once a window is
+full, the process remembers until when: further attempts under that key are refused without a
+Redis round trip (a flood's refusals are its cheapest calls; they need no counting, the window
+ends at the same time anyway). While Redis cannot be
 reached, each process counts on its own with the same rule (a flood then meets the limit once
 per process instead of once in all), so the limit never turns into an open door.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -28,6 +32,12 @@ from wework.server.observability.metrics import LOGIN_ATTEMPTS_LIMITED
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
+# A refusal is answered after this delay, up to MAX_HELD_REFUSALS at a time: a caller looping
+# Login as fast as answers come (the usual flood) then costs the server one cheap call per
+# second and connection instead of hundreds. Past the bound (an open-loop flood), at once: a
+# held call costs memory, and it must never grow without bound.
+REFUSAL_DELAY_SECONDS = 1.0
+MAX_HELD_REFUSALS = 1000
 _LOCAL_MAX_KEYS = 100_000  # the fallback's memory bound; beyond it, windows start over
 
 
@@ -43,6 +53,8 @@ class LoginRateLimiter:
         self._prefix = f"{key_prefix}login:"
         self.limits = limits
         self._local: dict[str, tuple[int, float]] = {}  # key -> (count, window end on the monotonic clock)
+        self._full: dict[str, float] = {}  # key -> end of its full window (monotonic clock)
+        self._held = 0
         self._redis_healthy = True
 
     async def admit(self, tenant_code: str, source: str | None) -> None:
@@ -56,10 +68,23 @@ class LoginRateLimiter:
 
     async def _take(self, limit: str, subject: str, allowed: int, what: str) -> None:
         key = f"{self._prefix}{limit}:{subject}"
-        count, retry_after = await self._count(key)
-        if count <= allowed:
-            return
+        now = time.monotonic()
+        full_until = self._full.get(key, 0.0)
+        if full_until <= now:
+            count, retry_after = await self._count(key)
+            if count <= allowed:
+                return
+            if len(self._full) >= _LOCAL_MAX_KEYS:
+                self._full = {k: v for k, v in self._full.items() if v > now}
+            full_until = self._full[key] = now + retry_after
         LOGIN_ATTEMPTS_LIMITED.labels(limit=limit).inc()
+        if self._held < MAX_HELD_REFUSALS:
+            self._held += 1
+            try:
+                await asyncio.sleep(min(REFUSAL_DELAY_SECONDS, full_until - now))
+            finally:
+                self._held -= 1
+        retry_after = max(1, math.ceil(full_until - time.monotonic()))
         raise QuotaExceeded(
             f"too many login attempts; retry in {retry_after} s",
             [QuotaViolation(f"logins/{limit}/{subject}",
