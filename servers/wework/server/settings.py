@@ -29,6 +29,8 @@ from wework.server.providers.simulator import SimulatorConfig
 
 # The services this build implements; account, message, callback and report join as they land.
 ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message", "callback", "report")
+# Where the embedded mode binds gRPC and /metrics unless told otherwise.
+EMBEDDED_HOST = "127.0.0.1"
 
 
 class ServerConfig(BaseModel):
@@ -81,9 +83,9 @@ class SecurityConfig(BaseModel):
     lookup_hash_key: SecretStr | None = None
     max_failed_logins: int = Field(default=5, ge=1)
     lockout_minutes: int = Field(default=15, ge=1)
-    # Login attempts per minute from one peer address, and for one tenant code, across all
-    # processes (docs/authentication.md#login-under-attack).
+    # Login attempts per minute from one peer address, across all processes.
     login_attempts_per_source_per_minute: int = Field(default=60, ge=1)
+    # Login attempts per minute for one tenant code (existing or not), across all processes.
     login_attempts_per_tenant_per_minute: int = Field(default=300, ge=1)
     # Argon2 computations at once per process (64 MiB and one core each); default: cores, at most 4.
     password_hash_concurrency: int | None = Field(default=None, ge=1, le=64)
@@ -397,6 +399,17 @@ class Settings(BaseSettings):
     def _apply_port(self) -> Settings:
         if self.port is not None:
             self.server.port = self.port
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_binds_loopback(self) -> Settings:
+        # The embedded mode runs on a generated admin key for development: it listens on this
+        # machine only unless an address is set explicitly (--host, WEWORK_SERVER__HOST, ...).
+        if self.embedded:
+            if "host" not in self.server.model_fields_set:
+                self.server.host = EMBEDDED_HOST
+            if "metrics_host" not in self.observability.model_fields_set:
+                self.observability.metrics_host = EMBEDDED_HOST
         return self
 
     # ---- derived -----------------------------------------------------------------

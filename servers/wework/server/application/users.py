@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from wework.domain.access import Principal, tenant_grants
+from wework.domain.access import Permissions, Principal, tenant_grants
 from wework.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -15,6 +15,7 @@ from wework.domain.errors import (
     Unauthenticated,
 )
 from wework.domain.identity import (
+    MAX_ROLES_ON_CREATE,
     USER_MUTABLE_FIELDS,
     TenantStatus,
     User,
@@ -37,6 +38,7 @@ from wework.server.application.authn import user_credential_key
 from wework.server.application.context import AppContext, require_id
 from wework.server.application.delegation import require_may_act_on_user
 from wework.server.application.login_limits import LoginRateLimiter
+from wework.server.application.roles import RoleUseCases
 from wework.server.application.tenants import TenantUseCases
 
 # The one answer to every refused login: unknown tenant or user, wrong password, a locked or
@@ -50,11 +52,22 @@ _LOGIN_FIELD_LIMITS = (("tenant_code", 50), ("username", 50), ("password", 128))
 class UserUseCases:
     def __init__(self, ctx: AppContext, tenants: TenantUseCases, login_limiter: LoginRateLimiter) -> None:
         self._ctx = ctx
+        self._roles = RoleUseCases(ctx)  # CreateUser grants its roles as AssignRole does
         self._tenants = tenants
         self._login_limiter = login_limiter
 
-    async def create_user(self, principal: Principal, values: dict, request_id: str) -> User:
+    async def create_user(self, principal: Principal, values: dict, request_id: str,
+                          role_ids: list[str] | None = None) -> User:
+        """CreateUser; `role_ids` are granted in the same transaction through AssignRole's use
+        case, so a role the caller may not grant leaves no user behind."""
         tenant_id = await self._acting_tenant(principal)
+        role_ids = list(dict.fromkeys(role_ids or []))
+        if len(role_ids) > MAX_ROLES_ON_CREATE:
+            raise InvalidArgument(FieldViolation("user.role_ids", f"at most {MAX_ROLES_ON_CREATE} roles"))
+        for i, role_id in enumerate(role_ids):
+            require_id(role_id, f"user.role_ids[{i}]")
+        if role_ids:
+            principal.require(Permissions.ROLES_WRITE)  # what AssignRole itself needs
         validate_request_id(request_id)
         validate_user_fields(values, creating=True)
         # Argon2 is deliberately slow: outside the transaction, through the hashing limiter.
@@ -76,6 +89,8 @@ class UserUseCases:
                         avatar_url=values.get("avatar_url") or None, password_hash=password_hash,
                         created_at=now, updated_at=now)
             await users.add(user)
+            for role_id in role_ids:
+                user = await self._roles.assign(principal, user.id, role_id, assign=True, within=uow)
             if request_id:
                 await idem.put(tenant_id, "CreateUser", request_id, user.id, now)
         return user
