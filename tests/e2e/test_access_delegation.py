@@ -128,6 +128,15 @@ def test_roles_write_cannot_change_the_roles_of_a_stronger_user(platform, channe
     assert list(t.get_user(boss.id).role_ids) == [t.roles["admin"]]
 
 
+def test_create_user_cannot_grant_roles_beyond_the_creator(platform, channel):
+    t = Tenant(platform, channel)
+    hr = t.key(t.role("users.write", "users.read", "roles.write", "roles.read").id)
+    failure = refused(hr.CreateUser, pb.CreateUserRequest(user=pb.User(
+        username="sidekick", email="sidekick@example.com", password=PASSWORD, role_ids=[t.roles["admin"]])))
+    assert failure.code == DENIED and failure.metadata["subject"] == f"roles/{t.roles['admin']}"
+    assert "sidekick" not in {u.username for u in t.admin.ListUsers(pb.ListUsersRequest(page_size=100)).users}
+
+
 def test_users_write_cannot_take_over_a_stronger_user(platform, channel):
     t = Tenant(platform, channel)
     boss = t.user(t.roles["admin"])
