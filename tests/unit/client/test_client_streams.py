@@ -4,6 +4,7 @@ blocking client (which blocks its thread) and the asyncio client can both call i
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -12,7 +13,8 @@ from typing import Any
 import grpc
 import pytest
 from wework.client import AsyncWeworkClient, ClientOptions, NotFoundError, UnavailableError, WeworkClient
-from wework.v1 import account_pb2, account_pb2_grpc, message_pb2, message_pb2_grpc
+from wework.client._base import describe
+from wework.v1 import account_pb2, account_pb2_grpc, message_pb2, message_pb2_grpc, tenant_pb2
 
 
 def change(n: int) -> account_pb2.WatchAccountsResponse:
@@ -54,12 +56,29 @@ class ScriptedMessages(message_pb2_grpc.MessageServiceServicer):
                                                                                progress_percent=percent))
 
 
+def echo(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    for request in requests:
+        if request.id == "boom":
+            context.abort(grpc.StatusCode.NOT_FOUND, "no boom")
+        yield tenant_pb2.Tenant(id=request.id)
+
+
+# No wework.v1 RPC streams both ways yet: a bidirectional method as the descriptors would describe it.
+GET_TENANT = tenant_pb2.DESCRIPTOR.services_by_name["TenantService"].methods_by_name["GetTenant"]
+ECHO = dataclasses.replace(describe(GET_TENANT), name="Echo", path="/wework.v1.EchoService/Echo",
+                           client_streaming=True, server_streaming=True)
+
+
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[ScriptedAccounts, str]]:
     accounts = ScriptedAccounts()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     account_pb2_grpc.add_AccountServiceServicer_to_server(accounts, server)
     message_pb2_grpc.add_MessageServiceServicer_to_server(ScriptedMessages(), server)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("wework.v1.EchoService", {
+        "Echo": grpc.stream_stream_rpc_method_handler(
+            echo, request_deserializer=tenant_pb2.GetTenantRequest.FromString,
+            response_serializer=tenant_pb2.Tenant.SerializeToString)})])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield accounts, f"127.0.0.1:{port}"
@@ -124,3 +143,19 @@ def test_without_resume_a_broken_stream_raises(served: tuple[ScriptedAccounts, s
         assert next(stream).cursor == "0"
         with pytest.raises(UnavailableError):
             next(stream)
+
+
+async def test_bidirectional_streams_in_both_clients(served: tuple[ScriptedAccounts, str]) -> None:
+    _, target = served
+    requests = [tenant_pb2.GetTenantRequest(id=i) for i in ("a", "b", "boom")]
+    with WeworkClient(ClientOptions(target)) as client:
+        received = []
+        with pytest.raises(NotFoundError):
+            for tenant in client._transport.bidi_stream(ECHO, requests, None, ()):
+                received.append(tenant.id)
+    async with AsyncWeworkClient(ClientOptions(target)) as aclient:
+        areceived = []
+        with pytest.raises(NotFoundError):
+            async for tenant in aclient._transport.bidi_stream(ECHO, requests, None, ()):
+                areceived.append(tenant.id)
+    assert received == areceived == ["a", "b"]
