@@ -7,7 +7,7 @@ import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from wework.v1 import account_pb2, callback_pb2, message_pb2, report_pb2, tenant_pb2
+from wework.v1 import account_pb2, callback_pb2, message_pb2, report_pb2, simulator_pb2, tenant_pb2
 
 from .._base import DEFAULT, Metadata, StreamResume
 from ._flavor import RequestStream
@@ -18,6 +18,7 @@ __all__ = [
     "AsyncCallbackServiceClient",
     "AsyncMessageServiceClient",
     "AsyncReportServiceClient",
+    "AsyncSimulatorServiceClient",
     "AsyncTenantServiceClient",
     "AsyncWeworkClient",
 ]
@@ -943,6 +944,62 @@ class AsyncReportServiceClient(AsyncServiceClient):
         return self._server_stream("ExportMessageStats", request, fields, timeout, metadata)
 
 
+class AsyncSimulatorServiceClient(AsyncServiceClient):
+    """wework.v1.SimulatorService: Drives the in-process provider simulator the way a phone, the
+    network or a chat partner would: scan a login QR code, drop a connection, receive a message. It
+    lets a development setup (the embedded mode) make logins, outages and conversations through the
+    API, instead of hand-signing IngestCallback bodies.
+    """
+
+    _service = "wework.v1.SimulatorService"
+
+    async def simulate_scan(
+        self,
+        request: simulator_pb2.SimulateScanRequest | str | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> simulator_pb2.SimulateScanResponse:
+        """SimulateScan: The account's phone scans the QR code of the login in progress and, unless
+        scan_only is set, confirms it. An account already scanned is confirmed. A str fills
+        `account_id`.
+        """
+        return await self._unary("SimulateScan", request, fields, retry, timeout, metadata)
+
+    async def simulate_disconnect(
+        self,
+        request: simulator_pb2.SimulateDisconnectRequest | str | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> simulator_pb2.SimulateDisconnectResponse:
+        """SimulateDisconnect: The ONLINE account loses its connection; the platform's recovery starts
+        as for a real outage. A str fills `account_id`.
+        """
+        return await self._unary("SimulateDisconnect", request, fields, retry, timeout, metadata)
+
+    async def simulate_incoming_message(
+        self,
+        request: simulator_pb2.SimulateIncomingMessageRequest | str | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> simulator_pb2.SimulateIncomingMessageResponse:
+        """SimulateIncomingMessage: Someone writes to the ONLINE account: a message.received callback,
+        which creates or updates the conversation. A str fills `account_id`.
+        """
+        return await self._unary("SimulateIncomingMessage", request, fields, retry, timeout, metadata)
+
+
 class AsyncTenantServiceClient(AsyncServiceClient):
     """wework.v1.TenantService: Tenants, their users, roles and API keys, and user login."""
 
@@ -1027,8 +1084,8 @@ class AsyncTenantServiceClient(AsyncServiceClient):
         metadata: Metadata = (),
         **fields: Any,
     ) -> tenant_pb2.Tenant:
-        """SuspendTenant: Suspends an active tenant: its credentials stop working for tenant-scoped
-        calls. A str fills `id`.
+        """SuspendTenant: Suspends an active tenant, with a reason: its credentials stop working for
+        tenant-scoped calls. A str fills `id`.
         """
         return await self._unary("SuspendTenant", request, fields, retry, timeout, metadata)
 
@@ -1070,8 +1127,8 @@ class AsyncTenantServiceClient(AsyncServiceClient):
         metadata: Metadata = (),
         **fields: Any,
     ) -> tenant_pb2.User:
-        """CreateUser: Creates a user in the caller's tenant. An User fills `user`. `request_id` is
-        filled when empty; retried by default.
+        """CreateUser: Creates a user in the caller's tenant, with the roles in user.role_ids. An User
+        fills `user`. `request_id` is filled when empty; retried by default.
         """
         return await self._unary("CreateUser", request, fields, retry, timeout, metadata)
 
@@ -1383,6 +1440,11 @@ class AsyncWeworkClient(AsyncClientBase):
     def reports(self) -> AsyncReportServiceClient:
         """wework.v1.ReportService."""
         return AsyncReportServiceClient(self._transport)
+
+    @functools.cached_property
+    def simulators(self) -> AsyncSimulatorServiceClient:
+        """wework.v1.SimulatorService."""
+        return AsyncSimulatorServiceClient(self._transport)
 
     @functools.cached_property
     def tenants(self) -> AsyncTenantServiceClient:
