@@ -39,6 +39,24 @@ with WeworkClient(ClientOptions(target, api_key=key)) as client:
     except NotFoundError as exc:
         result["not_found_reason"] = exc.reason
 
+# A token provider that logs in through its own client; a stale token does not block Login.
+with WeworkClient(ClientOptions(target, api_key=key, tenant_id=tenant.id)) as admin:
+    admin_role = next(r.id for r in admin.tenants.list_roles() if r.role_code == "admin")
+    admin.tenants.create_user(pb.User(username="ann", email="ann@example.com", password="pw-123456-long",
+                                      role_ids=[admin_role]))
+stale = ClientOptions(target, access_token="expired-or-garbage")
+with WeworkClient(stale) as client:
+    logins = []
+
+    def provider():
+        login = client.tenants.login(tenant_code="wheel", username="ann", password="pw-123456-long")
+        logins.append(login.user.username)
+        return login.access_token
+
+    as_ann = client.with_options(token_provider=provider)
+    result["users"] = [u.username for u in as_ann.tenants.list_users()]
+    result["logins"] = logins
+
 async def main():
     async with AsyncWeworkClient(ClientOptions(target, api_key=key)) as client:
         return (await client.tenants.get_tenant(tenant.id)).tenant_name
@@ -91,4 +109,6 @@ def test_the_client_wheel_alone_calls_a_running_server(tmp_path: Path) -> None:
         "listed": ["wheel"],
         "not_found_reason": "NOT_FOUND",
         "async_name": "Wheel",
+        "users": ["ann"],
+        "logins": ["ann"],
     }
