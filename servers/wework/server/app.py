@@ -12,6 +12,7 @@ from wework.domain.accounts import LoginPolicy as AccountLoginPolicy
 from wework.domain.accounts import RecoveryPolicy
 from wework.domain.identity import LoginPolicy
 from wework.persistence.database import Database, EngineCreated
+from wework.persistence.pagination import PageTokens
 from wework.persistence.redis.cache import TwoLevelCache
 from wework.persistence.redis.client import create_redis
 from wework.persistence.redis.client import ping as redis_ping
@@ -142,6 +143,8 @@ async def build_application(settings: Settings, *,
         admin_api_key=sec.admin_api_key.get_secret_value(),
         login_policy=LoginPolicy(max_failed_logins=sec.max_failed_logins,
                                  lockout=timedelta(minutes=sec.lockout_minutes)),
+        # Every process and replica shares token_secret, so each accepts the others' page tokens.
+        page_tokens=PageTokens(sec.token_secret.get_secret_value().encode()),
     )
     tenants = TenantUseCases(ctx)
     registrations: list[ServiceRegistration] = []
@@ -227,6 +230,7 @@ async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, c
         closers.insert(0, ingress.close)  # stop taking callbacks first
     if "callback" in settings.server.services:
         use_cases = CallbackEventUseCases(ctx.db, replay_window=timedelta(days=cfg.replay_window_days),
+                                          page_tokens=ctx.page_tokens,
                                           wake=waker.wake, clock=ctx.clock)
         handler = callback_handler.CallbackServiceHandler(CallbackEvents(inbox, use_cases),
                                                           shared.get("webhook_use_cases"))

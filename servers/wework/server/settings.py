@@ -39,6 +39,9 @@ class ServerConfig(BaseModel):
     # Which services this process serves: any subset of ALL_SERVICES.
     services: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(ALL_SERVICES))
     grace_period_seconds: float = Field(default=10.0, ge=0)
+    # On SIGTERM: this long NOT_SERVING while still serving, before new calls are refused, so
+    # that load balancers and readiness probes move traffic away first (docs/operations-faults.md).
+    drain_delay_seconds: float = Field(default=0.0, ge=0, le=300)
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     keepalive_time_seconds: int = Field(default=60, ge=1)
     keepalive_timeout_seconds: int = Field(default=20, ge=1)

@@ -16,7 +16,7 @@ from wework.domain.errors import (
 )
 from wework.domain.identity import ROLE_MUTABLE_FIELDS, Role, User, check_etag, validate_request_id
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import (
     ApiKeyRepository,
     IdempotencyRepository,
@@ -60,11 +60,11 @@ class RoleUseCases:
     async def list_roles(self, principal: Principal, page_size: int, page_token: str) -> tuple[list[Role], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "roles")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "roles", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await RoleRepository(uow.session).list_page(tenant_id, after, limit + 1)
         page = rows[:limit]
-        return page, (encode_page_token({"after": page[-1].id}, "roles") if len(rows) > limit else "")
+        return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "roles", tenant_id) if len(rows) > limit else "")
 
     async def update_role(self, principal: Principal, changes: Role, paths: list[str], etag: str) -> Role:
         tenant_id = principal.require_tenant()

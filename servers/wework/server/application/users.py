@@ -28,7 +28,7 @@ from wework.domain.identity import (
     validate_user_fields,
 )
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import (
     DirectoryRepository,
     IdempotencyRepository,
@@ -98,12 +98,12 @@ class UserUseCases:
                          page_token: str) -> tuple[list[User], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "users")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "users", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await UserRepository(uow.session, self._ctx.cipher).list_page(tenant_id, status, after,
                                                                                  limit + 1)
         page = rows[:limit]
-        token = encode_page_token({"after": page[-1].id}, "users") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "users", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def update_user(self, principal: Principal, user_id: str, values: dict, paths: list[str],

@@ -47,7 +47,7 @@ from wework.domain.webhooks import (
     validate_url,
 )
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.webhooks import WebhookDeliveryRepository, WebhookEndpointRepository
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
@@ -214,11 +214,11 @@ class WebhookUseCases:
                              page_token: str) -> tuple[list[WebhookEndpoint], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "webhook_endpoints")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "webhook_endpoints", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
             rows = await WebhookEndpointRepository(uow.session).list_page(tenant_id, after, limit + 1)
         page = [self._public(e) for e in rows[:limit]]
-        token = encode_page_token({"after": page[-1].id}, "webhook_endpoints") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "webhook_endpoints", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def update_endpoint(self, principal: Principal, changes: WebhookEndpoint, enabled: bool,
@@ -298,14 +298,14 @@ class WebhookUseCases:
         tenant_id = principal.require_tenant()
         require_id(endpoint_id, "webhook_endpoint_id")
         limit = normalize_page_size(page_size)
-        before = decode_page_token(page_token, "webhook_deliveries")["before"] if page_token else None
+        before = self._ctx.page_tokens.decode(page_token, "webhook_deliveries", tenant_id, {"before": str})["before"] if page_token else None
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
             if await WebhookEndpointRepository(uow.session).get(tenant_id, endpoint_id) is None:
                 raise NotFound("webhook endpoint", endpoint_id)
             rows = await WebhookDeliveryRepository(uow.session).list_page(tenant_id, endpoint_id, status, before,
                                                                           limit + 1)
         page = rows[:limit]
-        token = encode_page_token({"before": page[-1].id}, "webhook_deliveries") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"before": page[-1].id}, "webhook_deliveries", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def redeliver(self, principal: Principal, delivery_id: str) -> WebhookDelivery:
