@@ -14,12 +14,14 @@ import pytest
 from wework.client import (
     AbortedError,
     ClientOptions,
+    DeadlineExceededError,
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
     QuotaViolation,
     ResourceExhaustedError,
     Retry,
+    UnauthenticatedError,
     UnavailableError,
     WeworkClient,
     WeworkError,
@@ -409,3 +411,36 @@ def test_retries_stop_when_the_wait_would_cross_the_deadline(h: Harness, rich: A
         fut.result(timeout=5)
     assert caught.value.retry_delay == 5  # given up at once: the caller sees when to come back
     assert len(h.recorder.timeouts) == 1
+
+
+def test_unauthenticated_with_the_same_token_is_raised_after_one_more_ask() -> None:
+    h = Harness(api_key=None)
+    asked = []
+    client = WeworkClient(ClientOptions("unused:0", token_provider=lambda: asked.append(1) or "revoked"),
+                          channel=h.recorder)  # type: ignore[arg-type]
+    fut = h.start(lambda: client.tenants.get_tenant("t-1"))
+    h.answer("GetTenant", code=grpc.StatusCode.UNAUTHENTICATED, details="revoked")
+    with pytest.raises(UnauthenticatedError):
+        fut.result(timeout=5)
+    assert len(asked) == 2 and len(h.recorder.timeouts) == 1
+    h.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_page_fetched_after_the_deadline_is_not_sent(h: Harness) -> None:
+    fut = h.start(lambda: h.client.tenants.list_tenants(timeout=0.3))
+    h.answer("ListTenants", pb.ListTenantsResponse(tenants=[pb.Tenant(id="a")], next_page_token="p2"))
+    pager = fut.result(timeout=5)
+    time.sleep(0.4)
+    with pytest.raises(DeadlineExceededError):
+        list(pager)
+    assert len(h.recorder.timeouts) == 1  # the second page was never asked for
+
+
+def test_a_blocking_client_refuses_a_coroutine_token_provider() -> None:
+    async def provider() -> str:
+        return "tok"
+
+    client = WeworkClient(ClientOptions("unused:0", token_provider=provider),
+                          channel=Harness().recorder)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="coroutine"):
+        client.tenants.get_tenant("t-1")

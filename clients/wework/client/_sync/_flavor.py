@@ -20,6 +20,8 @@ RequestStream = Iterable[T]  # what a client stream accepts
 def resolve(value: Any) -> Any:
     """A token provider's answer; the blocking client cannot await one."""
     if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited: no "coroutine was never awaited" warning
         raise TypeError("the blocking client needs a token_provider that returns a str, not a coroutine")
     return value
 
