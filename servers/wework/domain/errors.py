@@ -101,6 +101,22 @@ class FailedPrecondition(DomainError):
             self.reason = reason
 
 
+class RequestIdReused(FailedPrecondition):
+    """A request_id (AIP-155) came back with a different request: answering the first result
+    would tell the caller its new request was done. Maps to FAILED_PRECONDITION."""
+
+    reason = "REQUEST_ID_REUSED"
+
+    def __init__(self, request_id: str, resource: str) -> None:
+        super().__init__(
+            f"request_id {request_id!r} was already used for a different request (it made {resource}); "
+            "retries must repeat the same request, a new request needs a new request_id",
+            [PreconditionViolation("REQUEST_ID", f"requests/{request_id}",
+                                   "request_id already used with a different request")])
+        self.metadata = {"request_id": request_id, "resource": resource}
+        self.request_id = request_id
+
+
 class EtagMismatch(FailedPrecondition):
     """The caller's etag is stale. Maps to ABORTED (AIP-154)."""
 

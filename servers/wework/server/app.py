@@ -193,7 +193,7 @@ async def _callback_inbox(settings: Settings, ctx: AppContext, redis, shared: di
         ctx.db, redis, settings.redis.key_prefix,
         InboxSettings(secret=cfg.secret.get_secret_value() if cfg.secret else None,
                       tolerance_seconds=cfg.max_skew_seconds),
-        directory, wake=waker.wake, clock=ctx.clock)
+        directory, wake=waker.wake, clock=ctx.clock, cipher=ctx.cipher)
 
 
 async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, closers: list,
@@ -210,7 +210,7 @@ async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, c
         ProcessingSettings(max_attempts=cfg.max_attempts, backoff_initial_seconds=cfg.backoff_initial_seconds,
                            backoff_max_seconds=cfg.backoff_max_seconds,
                            stale_heartbeat_seconds=cfg.stale_heartbeat_seconds),
-        clock=ctx.clock)
+        clock=ctx.clock, cipher=ctx.cipher)
     shared["callback_processing"] = processing
     if cfg.run_processor_in_server:
         processor = CallbackProcessor(ctx.db, processing, ProcessorSettings(
