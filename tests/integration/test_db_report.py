@@ -131,3 +131,48 @@ async def test_an_unindexed_query_is_reported_with_its_plan_and_unused_indexes_a
     code, out, err = await _admin(settings, "db-report")
     assert code == 0, err
     assert "FULL SCAN" in out and "idx_tenants_created_at" in out and "userstat" in out
+
+
+@pytest.fixture(scope="module")
+def mariadb_with_performance_schema():
+    try:
+        server = harness.start_private_mariadb(["--performance-schema=ON"])
+    except harness.ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    yield server
+    forget(server)
+
+
+async def test_performance_schema_digests_and_index_io_are_preferred(mariadb_with_performance_schema, tmp_path):
+    """With performance_schema on (a restart setting), statements come from its digests (every
+    statement, not only slow ones) and unused indexes are counted since the server started."""
+    server = mariadb_with_performance_schema
+    prefix = harness.new_db_prefix("dp")
+    config = make_database_config(prefix, [server], 1)
+    await migrate_all(config)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"database": config.model_dump(mode="json"), "security": SECURITY}))
+    schema = f"{prefix}_user_0"
+    conn = server.sync_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"USE `{schema}`")
+            for i in range(5):
+                cur.execute("SELECT id FROM tenants WHERE contact_person = %s", (f"nobody {i}",))
+            cur.execute("SELECT id FROM tenants WHERE tenant_code = %s", ("c-1",))
+    finally:
+        conn.close()
+
+    code, out, err = await _admin(settings, "db-report", "--json", "--top", "50")
+    assert code == 0, err
+    (report,) = json.loads(out)
+    assert report["statement_source"] == "performance_schema" and report["index_source"] == "performance_schema"
+    assert report["index_since"].startswith("server start")
+    unindexed = [s for s in report["statements"] if "contact_person" in s["text"]]
+    assert len(unindexed) == 1, report["statements"]
+    assert unindexed[0]["calls"] == 5 and unindexed[0]["no_index_used"] == 5
+    assert unindexed[0]["schema"] == schema
+    # Digests keep no statement text and the slow log is off: no plan, and the report says why.
+    assert unindexed[0]["plan"] is None and "no sample" in unindexed[0]["plan_error"]
+    unused = {(i["schema"], i["table"], i["index"]) for i in report["unused_indexes"]}
+    assert (schema, "tenants", "idx_tenants_created_at") in unused

@@ -228,3 +228,14 @@ async def test_a_bucket_move_difference_is_named(mariadb_server, tmp_path):
     assert len(lines) == 1, out
     assert lines[0].startswith("DIFF move shard=source target=target table=user.tenants")
     assert f'"id": "{victim}"' in lines[0] and lines[0].endswith("differs")
+
+    # --move: the range and target of the unfinished move recorded in the directory; the source
+    # is the shard the map in force gives the range.
+    execute(mariadb_server, f"INSERT INTO `{src_prefix}_directory`.bucket_moves (id, buckets, source_shards, "
+                            "target_shard, target_dsn, phase, checkpoint, created_at, updated_at) VALUES "
+                            "(%s, '0-31', 's0', 's1', %s, 'frozen', '{}', UTC_TIMESTAMP(), UTC_TIMESTAMP())",
+            (new_id(), target.shards[0].dsn))
+    code, out, err = await _admin(settings, "verify", "--move", "--table", "user.tenants")
+    assert code == 1, err
+    (line,) = [x for x in out.splitlines() if x.startswith("DIFF")]
+    assert line.startswith("DIFF move shard=s0 target=s1 table=user.tenants") and victim in line
