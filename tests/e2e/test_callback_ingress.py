@@ -336,6 +336,26 @@ def test_grpc_ingest_has_the_same_semantics(cp, tenant):
     assert unread(client, account.id, "wmchat-grpc") == 1
 
 
+def test_a_signed_callback_nested_too_deep_is_refused_for_good(cp, tenant):
+    """Was a RecursionError: HTTP 503 / gRPC INTERNAL, so the provider retried forever."""
+    _, client, _, account = tenant
+    deep = (b'{"guid":"' + account.guid.encode() + b'","notify_type":12004,"event_id":"'
+            + uuid.uuid4().hex.encode() + b'","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    response = post(cp, deep)
+    assert response.status_code == 400, response.text
+    assert "nested" in response.json()["error"] and "Error" not in response.text
+    with cp.client() as anonymous:
+        ingest = callback_pb2_grpc.CallbackServiceStub(anonymous.channel).IngestCallback
+        ts = int(time.time()) + 1
+        with pytest.raises(grpc.RpcError) as refused:
+            ingest(cpb.IngestCallbackRequest(body=deep, timestamp=ts, signature=sign(SECRET, ts, deep)))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "Recursion" not in refused.value.details()
+    listed = Callbacks(client).ListCallbackEvents(cpb.ListCallbackEventsRequest(
+        filter=cpb.CallbackEventFilter(guid=account.guid)))
+    assert list(listed.callback_events) == []  # nothing stored
+
+
 def test_list_and_get_are_tenant_scoped_and_paged(cp, tenant):
     t, client, _, account = tenant
     other_t, other_key, _ = cp.new_tenant()

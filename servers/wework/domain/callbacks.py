@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 # notify_type -> event_type (the stored, listable name of what the callback means).
@@ -37,6 +39,11 @@ HEARTBEAT = 11010
 MESSAGE_RECEIPTS = (12001, 12002, 12003)
 
 MAX_EVENT_ID = 100  # longer provider ids are hashed into the key
+# Arrays and objects nested deeper are refused at the ingress (a real callback nests a few
+# levels): decoding and re-encoding deeper documents recurses towards Python's limit.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_A_BRACKET = re.compile(rb"[^\[\]{}]+")
 SIGNATURE_PREFIX = "v1="
 
 
@@ -84,6 +91,18 @@ class Envelope:
     notify_type: int
     event_id: str | None
     body: dict[str, Any] | None  # None: not a JSON object
+
+
+def json_nesting_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the arrays and objects of the JSON text `raw` nest more than `limit` deep.
+
+    Without decoding (no recursion) and, for ordinary bodies, without a Python-level loop: a
+    body with at most `limit` brackets cannot be deeper.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _NOT_A_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    return max(accumulate(1 if b in (0x5B, 0x7B) else -1 for b in brackets), default=0) > limit
 
 
 def envelope(raw: bytes | str) -> Envelope:

@@ -12,6 +12,7 @@ from wework.domain.accounts import LoginPolicy as AccountLoginPolicy
 from wework.domain.accounts import RecoveryPolicy
 from wework.domain.identity import LoginPolicy
 from wework.persistence.database import Database, EngineCreated
+from wework.persistence.pagination import PageTokens
 from wework.persistence.redis.cache import TwoLevelCache
 from wework.persistence.redis.client import create_redis
 from wework.persistence.redis.client import ping as redis_ping
@@ -44,6 +45,7 @@ from wework.server.application.message_ports import InProcessAccountGateway
 from wework.server.application.messages import DailyQuota, MessageUseCases, database_quota_counter
 from wework.server.application.reports import ReportSettings, ReportUseCases
 from wework.server.application.roles import RoleUseCases
+from wework.server.application.simulator import SimulatorUseCases
 from wework.server.application.templates import TemplateUseCases
 from wework.server.application.tenants import TenantUseCases
 from wework.server.application.users import UserUseCases
@@ -52,6 +54,7 @@ from wework.server.handlers import account as account_handler
 from wework.server.handlers import callback as callback_handler
 from wework.server.handlers import message as message_handler
 from wework.server.handlers import report as report_handler
+from wework.server.handlers import simulator as simulator_handler
 from wework.server.handlers import tenant as tenant_handler
 from wework.server.handlers.callback_events import CallbackEvents
 from wework.server.ingress.http import CallbackIngress
@@ -140,6 +143,8 @@ async def build_application(settings: Settings, *,
         admin_api_key=sec.admin_api_key.get_secret_value(),
         login_policy=LoginPolicy(max_failed_logins=sec.max_failed_logins,
                                  lockout=timedelta(minutes=sec.lockout_minutes)),
+        # Every process and replica shares token_secret, so each accepts the others' page tokens.
+        page_tokens=PageTokens(sec.token_secret.get_secret_value().encode()),
     )
     tenants = TenantUseCases(ctx)
     registrations: list[ServiceRegistration] = []
@@ -162,6 +167,8 @@ async def build_application(settings: Settings, *,
         account = await _account_service(settings, ctx, redis, tenants, caches, closers, shared)
         if "account" in services:
             registrations.append(account)
+            registrations.append(simulator_handler.registration(simulator_handler.SimulatorServiceHandler(
+                SimulatorUseCases(shared["account_store"]))))
     if "message" in settings.server.services:
         registrations.append(await _message_service(settings, ctx, redis, tenants, shared))
         await _start_dispatcher(settings, ctx, redis, shared, closers)
@@ -223,6 +230,7 @@ async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, c
         closers.insert(0, ingress.close)  # stop taking callbacks first
     if "callback" in settings.server.services:
         use_cases = CallbackEventUseCases(ctx.db, replay_window=timedelta(days=cfg.replay_window_days),
+                                          page_tokens=ctx.page_tokens,
                                           wake=waker.wake, clock=ctx.clock)
         handler = callback_handler.CallbackServiceHandler(CallbackEvents(inbox, use_cases),
                                                           shared.get("webhook_use_cases"))
@@ -276,6 +284,7 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     await monitor.start()
     closers.extend([monitor.close, provider.close, bus.close])
     shared["account_gateway"] = InProcessAccountGateway(store, conversations)
+    shared["account_store"] = store
     return account_handler.registration(account_handler.AccountServiceHandler(
         AccountUseCases(store, login, tenants), conversations))
 

@@ -29,6 +29,8 @@ from wework.server.providers.simulator import SimulatorConfig
 
 # The services this build implements; account, message, callback and report join as they land.
 ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message", "callback", "report")
+# Where the embedded mode binds gRPC and /metrics unless told otherwise.
+EMBEDDED_HOST = "127.0.0.1"
 
 
 class ServerConfig(BaseModel):
@@ -37,6 +39,9 @@ class ServerConfig(BaseModel):
     # Which services this process serves: any subset of ALL_SERVICES.
     services: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(ALL_SERVICES))
     grace_period_seconds: float = Field(default=10.0, ge=0)
+    # On SIGTERM: this long NOT_SERVING while still serving, before new calls are refused, so
+    # that load balancers and readiness probes move traffic away first (docs/operations-faults.md).
+    drain_delay_seconds: float = Field(default=0.0, ge=0, le=300)
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     keepalive_time_seconds: int = Field(default=60, ge=1)
     keepalive_timeout_seconds: int = Field(default=20, ge=1)
@@ -391,6 +396,17 @@ class Settings(BaseSettings):
     def _apply_port(self) -> Settings:
         if self.port is not None:
             self.server.port = self.port
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_binds_loopback(self) -> Settings:
+        # The embedded mode runs on a generated admin key for development: it listens on this
+        # machine only unless an address is set explicitly (--host, WEWORK_SERVER__HOST, ...).
+        if self.embedded:
+            if "host" not in self.server.model_fields_set:
+                self.server.host = EMBEDDED_HOST
+            if "metrics_host" not in self.observability.model_fields_set:
+                self.observability.metrics_host = EMBEDDED_HOST
         return self
 
     # ---- derived -----------------------------------------------------------------

@@ -38,7 +38,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -48,6 +48,7 @@ from wework.domain.callbacks import (
     APPLIED,
     EVENT_TYPES,
     HEARTBEAT,
+    MAX_JSON_DEPTH,
     MESSAGE_RECEIPTS,
     Effect,
     MalformedCallback,
@@ -56,12 +57,13 @@ from wework.domain.callbacks import (
     dedupe_key,
     envelope,
     event_type_of,
+    json_nesting_exceeds,
     parse,
     retry_delay,
 )
 from wework.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from wework.persistence.database import Database
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import PageTokens, normalize_page_size
 from wework.persistence.repositories.accounts import AccountDirectoryRepository
 from wework.persistence.repositories.callbacks import CallbackFilter, CallbackRepository, StoredCallback
 from wework.persistence.uow import UnitOfWork
@@ -169,11 +171,13 @@ class CallbackInbox:
                      source_ip: str | None = None, user_agent: str | None = None,
                      require_signature: bool = False) -> IngestResult:
         """Authenticates and stores one callback. Unauthenticated for a bad, stale or replayed
-        signature (nothing is stored); InvalidArgument for a body over 1 MiB."""
+        signature (nothing is stored); InvalidArgument for a body over 1 MiB or nested too deep."""
         if len(body) > MAX_BODY_BYTES:
             raise InvalidArgument(FieldViolation("body", "a callback body is at most 1 MiB"))
         replay_key = await self._authenticate(body, timestamp, signature, source, source_ip, require_signature)
         try:
+            if json_nesting_exceeds(body):  # a final answer (4xx): the provider must not retry it
+                raise InvalidArgument(FieldViolation("body", f"JSON nested more than {MAX_JSON_DEPTH} levels deep"))
             return await self.store(body, source=source, source_ip=source_ip, user_agent=user_agent)
         except BaseException:
             if replay_key is not None:  # not stored: the provider's retry of this request may pass
@@ -500,10 +504,11 @@ class CallbackEventUseCases:
     tenant's callbacks; the platform admin names a tenant (or x-wework-tenant) or sees every
     shard, the unassigned callbacks included."""
 
-    def __init__(self, db: Database, *, replay_window: timedelta,
+    def __init__(self, db: Database, *, replay_window: timedelta, page_tokens: PageTokens,
                  wake: Callable[[str | None], Awaitable[None]] | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self._db, self._replay_window, self._wake, self._clock = db, replay_window, wake, clock
+        self._page_tokens = page_tokens
 
     # -- scope --
 
@@ -539,12 +544,15 @@ class CallbackEventUseCases:
                                    page_token: str) -> tuple[list[StoredCallback], str]:
         tenant_id = self._tenant(principal, q.tenant_id, "filter.tenant_id")
         f = self._filter(q, tenant_id)
+        if not q.notify_type and not q.event_type:
+            # A heartbeat every few seconds per account would bury everything else: shown only
+            # when asked for (filter.notify_type 11010 or filter.event_type "account.heartbeat").
+            f = replace(f, exclude_notify_types=(HEARTBEAT,))
         limit = normalize_page_size(page_size)
         after = None
         if page_token:
-            body = decode_page_token(page_token, "callback_events")
-            if body.get("tenant") != (tenant_id or ""):
-                raise InvalidArgument(FieldViolation("page_token", "the page token belongs to another listing"))
+            # Scoped to the tenant listed ("" for the platform admin's listing of every tenant).
+            body = self._page_tokens.decode(page_token, "callback_events", tenant_id or "", {"t": datetime, "id": str})
             after = (body["t"], body["id"])
         rows: list[StoredCallback] = []
         for shard in self._shards(tenant_id):
@@ -554,8 +562,8 @@ class CallbackEventUseCases:
         page = rows[:limit]
         token = ""
         if len(rows) > limit:
-            token = encode_page_token({"t": page[-1].received_time, "id": page[-1].id, "tenant": tenant_id or ""},
-                                      "callback_events")
+            token = self._page_tokens.encode({"t": page[-1].received_time, "id": page[-1].id}, "callback_events",
+                                             tenant_id or "")
         return page, token
 
     async def get_callback_event(self, principal: Principal, callback_id: str, tenant_id: str) -> StoredCallback:

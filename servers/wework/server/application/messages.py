@@ -41,7 +41,7 @@ from wework.domain.messages import (
     validate_schedule,
 )
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.redis.client import tenant_key
 from wework.persistence.repositories.messages import (
     MessageFilter,
@@ -612,14 +612,11 @@ class MessageUseCases:
             raise InvalidArgument(FieldViolation("end_time", "end_time must be after start_time"))
         after = None
         if page_token:
-            body = decode_page_token(page_token, "messages")
-            try:
-                after = (body["t"], body["id"])  # tokens made before 2026-11-28 also hold "s"
-            except KeyError:
-                raise InvalidArgument(FieldViolation("page_token", "the page token is not valid")) from None
+            body = self._ctx.page_tokens.decode(page_token, "messages", tenant_id, {"t": datetime, "id": str})
+            after = (body["t"], body["id"])
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             rows, last = await MessageRepository(uow.session).list_page(tenant_id, f, after, limit)
-        token = encode_page_token({"t": last[0], "id": last[1]}, "messages") if last else ""
+        token = self._ctx.page_tokens.encode({"t": last[0], "id": last[1]}, "messages", tenant_id) if last else ""
         return rows, token
 
     # -- cancel / retry --------------------------------------------------------------------------

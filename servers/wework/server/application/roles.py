@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 
 from wework.domain.access import Principal
@@ -15,13 +16,14 @@ from wework.domain.errors import (
 )
 from wework.domain.identity import ROLE_MUTABLE_FIELDS, Role, User, check_etag, validate_request_id
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import (
     ApiKeyRepository,
     IdempotencyRepository,
     RoleRepository,
     UserRepository,
 )
+from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
 
 
@@ -58,11 +60,11 @@ class RoleUseCases:
     async def list_roles(self, principal: Principal, page_size: int, page_token: str) -> tuple[list[Role], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "roles")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "roles", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await RoleRepository(uow.session).list_page(tenant_id, after, limit + 1)
         page = rows[:limit]
-        return page, (encode_page_token({"after": page[-1].id}, "roles") if len(rows) > limit else "")
+        return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "roles", tenant_id) if len(rows) > limit else "")
 
     async def update_role(self, principal: Principal, changes: Role, paths: list[str], etag: str) -> Role:
         tenant_id = principal.require_tenant()
@@ -105,11 +107,15 @@ class RoleUseCases:
                                            f"{holders} user(s) and {len(keys)} API key(s) hold the role")])
             await roles.delete(tenant_id, role_id)
 
-    async def assign(self, principal: Principal, user_id: str, role_id: str, *, assign: bool) -> User:
+    async def assign(self, principal: Principal, user_id: str, role_id: str, *, assign: bool,
+                     within: UnitOfWork | None = None) -> User:
+        """AssignRole / UnassignRole. `within`: the caller's open unit of work (CreateUser with
+        role_ids grants through this same path, so every rule about granting applies to it)."""
         tenant_id = principal.require_tenant()
         require_id(user_id, "user_id")
         require_id(role_id, "role_id")
-        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+        async with nullcontext(within) if within is not None \
+                else self._ctx.db.unit_of_work("user", tenant_id) as uow:
             users, roles = UserRepository(uow.session, self._ctx.cipher), RoleRepository(uow.session)
             user = await users.get(tenant_id, user_id)
             if user is None:

@@ -47,7 +47,7 @@ from wework.domain.webhooks import (
     validate_url,
 )
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.webhooks import WebhookDeliveryRepository, WebhookEndpointRepository
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
@@ -91,6 +91,11 @@ async def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+# Named in every refusal of a target address: the settings that lift it.
+ALLOW_TARGETS_SETTINGS = ("webhooks.allowed_target_cidrs (env WEWORK_WEBHOOKS__ALLOWED_TARGET_CIDRS) or "
+                          "webhooks.allow_private_targets (env WEWORK_WEBHOOKS__ALLOW_PRIVATE_TARGETS)")
+
+
 class TargetRefused(Exception):
     """The URL's host is, or resolves to, an address the platform does not post to."""
 
@@ -123,7 +128,8 @@ class TargetGuard:
             why = self._blocked(address)
             if why is not None:
                 raise TargetRefused(f"{host!r} is {'' if literal else f'resolved to {address}, '}a {why} address; "
-                                    "the platform does not post to it")
+                                    f"the platform does not post to it unless the setting {ALLOW_TARGETS_SETTINGS} "
+                                    "allows it")
         return found
 
     async def check_url(self, url: str, path: str) -> None:
@@ -187,7 +193,8 @@ class WebhookUseCases:
                     return self.reveal(done)
             if await repo.count(tenant_id) >= self._policy.max_endpoints_per_tenant:
                 raise QuotaExceeded("too many webhook endpoints", [QV(
-                    f"tenants/{tenant_id}", f"at most {self._policy.max_endpoints_per_tenant} webhook endpoints")])
+                    f"tenants/{tenant_id}", f"at most {self._policy.max_endpoints_per_tenant} webhook endpoints "
+                    "(the setting webhooks.max_endpoints_per_tenant, env WEWORK_WEBHOOKS__MAX_ENDPOINTS_PER_TENANT)")])
             await repo.add(self._seal(ep), request_id)
         return ep
 
@@ -207,11 +214,11 @@ class WebhookUseCases:
                              page_token: str) -> tuple[list[WebhookEndpoint], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "webhook_endpoints")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "webhook_endpoints", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
             rows = await WebhookEndpointRepository(uow.session).list_page(tenant_id, after, limit + 1)
         page = [self._public(e) for e in rows[:limit]]
-        token = encode_page_token({"after": page[-1].id}, "webhook_endpoints") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "webhook_endpoints", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def update_endpoint(self, principal: Principal, changes: WebhookEndpoint, enabled: bool,
@@ -291,14 +298,14 @@ class WebhookUseCases:
         tenant_id = principal.require_tenant()
         require_id(endpoint_id, "webhook_endpoint_id")
         limit = normalize_page_size(page_size)
-        before = decode_page_token(page_token, "webhook_deliveries")["before"] if page_token else None
+        before = self._ctx.page_tokens.decode(page_token, "webhook_deliveries", tenant_id, {"before": str})["before"] if page_token else None
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
             if await WebhookEndpointRepository(uow.session).get(tenant_id, endpoint_id) is None:
                 raise NotFound("webhook endpoint", endpoint_id)
             rows = await WebhookDeliveryRepository(uow.session).list_page(tenant_id, endpoint_id, status, before,
                                                                           limit + 1)
         page = rows[:limit]
-        token = encode_page_token({"before": page[-1].id}, "webhook_deliveries") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"before": page[-1].id}, "webhook_deliveries", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def redeliver(self, principal: Principal, delivery_id: str) -> WebhookDelivery:
