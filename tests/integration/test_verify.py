@@ -69,6 +69,12 @@ async def replicated(replicated_mariadb, tmp_path_factory):
     await db.start()
     ids = [new_id() for _ in range(TENANTS)]
     await _add_tenants(db, ids)
+    # A table whose primary key has two columns (id, created_at), with rows sharing an id prefix.
+    history = f"`{prefix}_account_0`.account_status_history"
+    for i in range(120):
+        execute(pair.primary, f"INSERT INTO {history} (id, created_at, tenant_id, account_id, new_status) VALUES "
+                              "(%s, %s, %s, 'acc', 'online')",
+                (f"h-{i // 3:03d}", f"2026-11-0{1 + i % 3} 10:00:00", ids[0]))
     _caught_up(pair)
     settings = tmp_path_factory.mktemp("verify") / "settings.yaml"
     settings.write_text(yaml.safe_dump({"database": config.model_dump(mode="json"), "security": SECURITY}))
@@ -141,6 +147,28 @@ async def test_a_row_changed_on_the_replica_is_named_with_its_table_and_key(repl
             cur.execute(f"UPDATE `{schema}`.tenants SET tenant_name = %s WHERE id = %s", (original, victim))
         conn.commit()
         conn.close()
+    # A row of a two-column key, in the middle of a chunk, is named by both columns.
+    history = f"`{schema.removesuffix('_user_0')}_account_0`.account_status_history"
+    conn = pair.replica.sync_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(f"UPDATE {history} SET new_status = 'offline' WHERE id = 'h-017' "
+                        "AND created_at = '2026-11-02 10:00:00'")
+            assert cur.rowcount == 1
+        conn.commit()
+        code, out, _err = await _admin(settings, "verify", "--table", "account.account_status_history",
+                                       "--chunk-size", "25")
+        assert code == 1
+        (line,) = [x for x in out.splitlines() if x.startswith("DIFF")]
+        assert "table=account.account_status_history" in line and line.endswith("differs")
+        assert '{"id": "h-017", "created_at": "2026-11-02 10:00:00.000000"}' in line
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"UPDATE {history} SET new_status = 'online' WHERE id = 'h-017'")
+        conn.commit()
+        conn.close()
+
     # A row the replica lacks is named as missing.
     conn = pair.replica.sync_connect()
     try:

@@ -538,6 +538,9 @@ async def _verify(settings: Settings, args: argparse.Namespace) -> int:
     except VerifyError as exc:
         console.print(f"[red]verify: {exc}[/red]")
         return 3
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        console.print(f"[red]verify failed: {type(exc).__name__}: {exc}[/red]")
+        return 3
     for t in report.tables:
         metrics.VERIFY_CHUNKS.labels(t.kind, t.shard, t.target).inc(t.chunks)
         metrics.VERIFY_ROWS.labels(t.kind, t.shard, t.target).inc(t.rows)
