@@ -100,7 +100,8 @@ async def test_no_difference_is_reported_under_live_writes(replicated):
 
     task = asyncio.create_task(writer())
     try:
-        options = VerifyOptions(chunk_size=20, sleep_seconds=0.02, tables=frozenset({"user.tenants"}))
+        options = VerifyOptions(chunk_size=20, sleep_seconds=0.02, throttle_every_chunks=4,
+                                tables=frozenset({"user.tenants"}))
         report = await ReplicaVerifier(config, options).run()
     finally:
         stop.set()
@@ -267,3 +268,17 @@ async def test_a_bucket_move_difference_is_named(mariadb_server, tmp_path):
     assert code == 1, err
     (line,) = [x for x in out.splitlines() if x.startswith("DIFF")]
     assert line.startswith("DIFF move shard=s0 target=s1 table=user.tenants") and victim in line
+
+
+async def test_an_unreachable_replica_is_an_error_not_a_pass(replicated):
+    _db, _pair, config, _settings, _ids, _schema = replicated
+    dead = f"mysql+aiomysql://root@127.0.0.1:{harness.free_port()}/x_{{db}}"
+    shard = config.shards[0]
+    broken = config.model_copy(update={"shards": [shard.model_copy(update={"replicas": [*shard.replicas, dead]})],
+                                       "connect_timeout_seconds": 1.0})
+    report = await ReplicaVerifier(broken, VerifyOptions(tables=frozenset({"tenants"}))).run()
+    assert not report.ok and not report.differences
+    (error,) = report.errors
+    assert "unreachable" in error and "user.tenants" in error
+    assert {t.target for t in report.tables} == {"127.0.0.1:" + dead.split(":")[2].split("/")[0],
+                                                 shard.replicas[0].split("@")[1].split("/")[0]}

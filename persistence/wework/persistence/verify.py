@@ -17,7 +17,8 @@ move       the rows of a bucket range on a move's source shard against its targe
            still differ (a move's target catches up with live writes; see the operator page).
 
 Load is bounded by `chunk_size` rows per statement and `sleep_seconds` between chunks; the chunk
-statements take shared locks on at most one chunk, for at most `lock_wait_seconds`. Progress
+statements take shared locks on at most one chunk, for at most `lock_wait_seconds`; every
+`throttle_every_chunks` chunks the primary waits for its replicas to apply them. Progress
 (the next chunk of each table) is stored on each primary in `<checksum_db>.progress`, so an
 interrupted run resumes with `--resume` where it stopped.
 """
@@ -60,6 +61,9 @@ class VerifyOptions:
     sleep_seconds: float = 0.0  # pause after each chunk (bounds the load on a busy primary)
     lock_wait_seconds: int = 2  # a chunk statement gives up (and is retried) past this
     replica_wait_seconds: float = 60.0  # MASTER_GTID_WAIT per table
+    # Every this many chunks the primary waits until its replicas applied them, so that the
+    # checks never pile up replication lag (the replicas re-run every chunk statement).
+    throttle_every_chunks: int = 20
     settle_seconds: float = 1.0  # move check: re-read differing rows after this pause
     checksum_db: str = DEFAULT_CHECKSUM_DB
     max_rows_reported: int = 100  # per differing chunk
@@ -320,6 +324,7 @@ class ReplicaVerifier:
             primary_dsn = shard.dsn_for(db)
             schema = _schema_of(primary_dsn)
             conn = await _statement_session(self._engines.get(primary_dsn), o.lock_wait_seconds)
+            followers = await self._followers(shard, db)
             try:
                 for statement in _SETUP:
                     await conn.exec_driver_sql(statement.format(db=self._cdb))
@@ -327,7 +332,7 @@ class ReplicaVerifier:
                 for shape in shapes:
                     results = [TableResult("replica", shard.name, replica_label(r), db, shape.name)
                                for r in shard.replicas]
-                    chunks, rows = await self._checksum_table(conn, shape, run_id)
+                    chunks, rows = await self._checksum_table(conn, shape, run_id, followers)
                     position = (await conn.exec_driver_sql("SELECT @@gtid_binlog_pos")).scalar_one()
                     for replica_dsn, result in zip(shard.replicas, results):
                         result.chunks, result.rows = chunks, rows
@@ -340,8 +345,31 @@ class ReplicaVerifier:
                         report.tables.append(result)
             finally:
                 await conn.close()
+                for follower in followers:
+                    await follower.close()
 
-    async def _checksum_table(self, conn: AsyncConnection, shape: TableShape, run_id: str) -> tuple[int, int]:
+    async def _followers(self, shard: ShardSpec, db: str) -> list[AsyncConnection]:
+        """Connections to the reachable replicas, for throttling (an unreachable one is reported later)."""
+        out = []
+        for dsn in shard.replicas:
+            try:
+                conn = await self._engines.get(dsn.replace("{db}", db)).connect()
+                out.append(await conn.execution_options(isolation_level="AUTOCOMMIT"))
+            except Exception as exc:  # noqa: BLE001 - its comparison reports it as an error
+                self._say(f"[yellow]{shard.name}: replica {replica_label(dsn)} unreachable "
+                          f"({type(exc).__name__}); not throttled on[/yellow]")
+        return out
+
+    async def _throttle(self, conn: AsyncConnection, followers: list[AsyncConnection]) -> None:
+        position = (await conn.exec_driver_sql("SELECT @@gtid_binlog_pos")).scalar_one()
+        for follower in followers:
+            try:
+                await self._wait_for(follower, position)
+            except (VerifyError, sa.exc.DBAPIError) as exc:
+                self._say(f"[yellow]a replica does not keep up ({exc}); going on[/yellow]")
+
+    async def _checksum_table(self, conn: AsyncConnection, shape: TableShape, run_id: str,
+                              followers: Sequence[AsyncConnection] = ()) -> tuple[int, int]:
         """Writes the chunk checksums of one table (replicated); returns (chunks, rows) checked."""
         o, cdb = self.options, self._cdb
         chunk, lower = 0, None
@@ -385,6 +413,8 @@ class ReplicaVerifier:
             if upper is None:
                 return chunk, rows
             lower = upper
+            if followers and o.throttle_every_chunks and chunk % o.throttle_every_chunks == 0:
+                await self._throttle(conn, list(followers))
             if o.sleep_seconds:
                 await asyncio.sleep(o.sleep_seconds)
 
