@@ -207,6 +207,25 @@ def test_a_replayed_signature_is_refused(cp, tenant):
     assert unread(client, account.id, "wmchat-replay") == 1
 
 
+def test_a_replay_with_a_reshaped_signature_header_is_refused(cp, tenant):
+    """The same signed request captured and re-sent with its signature header reshaped (issue
+    17: 8 of 8 variants were accepted) is still a replay."""
+    _, client, _, account = tenant
+    raw = body(account.guid, 12004, {"conversation_id": "wmchat-reshaped", "content": {"text": "x"}})
+    ts = int(time.time())
+    sig, other = sign(SECRET, ts, raw), "v1=" + "0" * 64
+    assert post(cp, raw, ts=ts, signature=sig).status_code == 200
+    variants = [f"{sig} {sig}", f"{sig}  {other}", f"{other} {sig}", f"{sig} {other}", f"{sig}\t{other}",
+                sig.upper(), f"{sig},{other}", f"v1={'1' * 64} {sig}"]
+    answers = [post(cp, raw, ts=ts, signature=v) for v in variants]
+    assert [a.status_code for a in answers] == [401] * len(variants), [a.text for a in answers]
+    assert {a.json()["error"] for a in answers} == {"callback refused: malformed signature",
+                                                    "callback refused: replayed signature"}
+    listed = Callbacks(client).ListCallbackEvents(cpb.ListCallbackEventsRequest(
+        filter=cpb.CallbackEventFilter(guid=account.guid)))
+    assert len(listed.callback_events) == 1
+
+
 def test_duplicates_are_stored_once_and_have_one_effect(cp, tenant):
     _, client, _, account = tenant
     callbacks = Callbacks(client)

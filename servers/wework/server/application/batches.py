@@ -209,6 +209,8 @@ class BatchUseCases:
                 uow.enlist(await repo.materialize_task(task_id, rows, shared=batch.shared,
                                                        writers=self.materialize_writers))
                 locked.materialized_count = len(rows)
+                if locked.template_id:  # usage as SendMessage counts it: one per message, with the messages
+                    await TemplateRepository(uow.session).record_use(tenant_id, locked.template_id, now, len(rows))
                 if locked.target_type is TargetType.IMPORT:
                     await repo.drop_import_targets(task_id)
                 locked.start_time = locked.updated_at = now

@@ -27,9 +27,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wework.domain.access import Principal
-from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, QuotaExceeded
+from wework.domain.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+    RequestIdReused,
+)
 from wework.domain.errors import QuotaViolation as QV
 from wework.domain.identity import check_etag, validate_request_id
+from wework.domain.redaction import redact
 from wework.domain.webhooks import (
     DEFAULT_SCHEDULE,
     DeliveryStatus,
@@ -127,9 +135,9 @@ class TargetGuard:
         for address in found:
             why = self._blocked(address)
             if why is not None:
-                raise TargetRefused(f"{host!r} is {'' if literal else f'resolved to {address}, '}a {why} address; "
-                                    f"the platform does not post to it unless the setting {ALLOW_TARGETS_SETTINGS} "
-                                    "allows it")
+                # Never the resolved address: the answer must not map internal names for the caller.
+                raise TargetRefused(f"{host!r} {'is' if literal else 'resolves to'} a {why} address; the platform "
+                                    f"does not post to it unless the setting {ALLOW_TARGETS_SETTINGS} allows it")
         return found
 
     async def check_url(self, url: str, path: str) -> None:
@@ -190,6 +198,8 @@ class WebhookUseCases:
             if request_id:
                 done = await repo.get_by_request(tenant_id, request_id)
                 if done is not None:
+                    if (done.url, done.description, done.event_types) != (ep.url, ep.description, ep.event_types):
+                        raise RequestIdReused(request_id, f"webhookEndpoints/{done.id}")
                     return self.reveal(done)
             if await repo.count(tenant_id) >= self._policy.max_endpoints_per_tenant:
                 raise QuotaExceeded("too many webhook endpoints", [QV(
@@ -358,7 +368,9 @@ class WebhookOutbox:
         event_id = event_id_for(tenant_id, event_type, source_event_id)
         # Standard Webhooks payload shape: type, timestamp, data. Fixed bytes: every attempt and
         # every signature covers exactly this body.
-        body = json.dumps({"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": data},
+        # Provider data copied into an event (an incoming message's fields) never carries credentials.
+        body = json.dumps({"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"),
+                           "data": redact(data)},
                           separators=(",", ":"), ensure_ascii=False, default=str)
         due = now + timedelta(seconds=self._policy.schedule[0] if self._policy.schedule else 0)
         rows = [{"id": new_id(), "tenant_id": tenant_id, "endpoint_id": e.id, "event_id": event_id,
