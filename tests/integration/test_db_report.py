@@ -176,3 +176,21 @@ async def test_performance_schema_digests_and_index_io_are_preferred(mariadb_wit
     assert unindexed[0]["plan"] is None and "no sample" in unindexed[0]["plan_error"]
     unused = {(i["schema"], i["table"], i["index"]) for i in report["unused_indexes"]}
     assert (schema, "tenants", "idx_tenants_created_at") in unused
+
+    # With the slow log on as well, a digest is explained from a logged statement of its shape.
+    code, _out, err = await _admin(settings, "db-report", "--enable-statistics")
+    assert code == 0, err
+    conn = server.sync_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"USE `{schema}`")
+            cur.execute("SELECT id FROM tenants WHERE contact_person = %s", ("someone else",))
+    finally:
+        conn.close()
+    code, out, err = await _admin(settings, "db-report", "--json", "--top", "50")
+    assert code == 0, err
+    (report,) = json.loads(out)
+    assert report["statement_source"] == "performance_schema"
+    (unindexed,) = [s for s in report["statements"] if "contact_person" in s["text"]]
+    assert unindexed["calls"] == 6 and "contact_person" in unindexed["sample"]
+    assert unindexed["full_scan"] is True and unindexed["plan"][0]["access_type"] == "ALL"

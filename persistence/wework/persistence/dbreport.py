@@ -55,6 +55,13 @@ def fingerprint(sql: str) -> str:
     return _VALUES.sub(r"\1", text)
 
 
+def _match_key(text: str) -> str:
+    """What a slow-log fingerprint and a performance_schema DIGEST_TEXT of one statement share:
+    digests quote names, space out punctuation and write lists as `(...)`."""
+    key = fingerprint(text).replace("`", "").replace("(...)", "(?+)")
+    return _SPACE.sub("", key)
+
+
 def digest_of(text: str) -> str:
     """Short stable id of a fingerprint (or of a performance_schema digest): a metric label."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -258,11 +265,11 @@ async def _digests(conn: AsyncConnection, report: ServerReport, schemas: Sequenc
         f"ORDER BY SUM_TIMER_WAIT DESC LIMIT {int(top)}", tuple(schemas))
     report.statement_source = "performance_schema"
     report.statements = []
-    by_fp = {fingerprint(text): (db, text) for db, text in samples.values()}
+    by_key = {_match_key(text): (db, text) for db, text in samples.values()}
     for schema, digest, text, calls, seconds, examined, no_index in rows:
         stat = StatementStat(str(digest)[:16], schema, text, int(calls), float(seconds), int(examined or 0),
                              int(no_index or 0))
-        sample = by_fp.get(fingerprint(text))
+        sample = by_key.get(_match_key(text))
         stat.sample = sample[1] if sample else None
         report.statements.append(stat)
 
