@@ -88,6 +88,9 @@ def test_every_grpcurl_recipe_runs_as_written_against_the_embedded_default(tmp_p
         monkeypatch.delenv(key)
     blocks = _sh_blocks(DOCS / "grpcurl.md")
     script = "\n".join(blocks)
+    # A newcomer runs the README's tour first, then this page, on the same server.
+    readme = (DOCS.parent / "README.md").read_text()
+    readme_tour = readme[readme.index("<!-- readme-tour:"):].split("```sh\n", 1)[1].split("```", 1)[0]
     # Every service has recipes, the streaming calls included.
     for method in ("ImportBatchTargets", "WatchAccounts", "WatchBatchTask", "ExportMessageStats"):
         assert f"/{method}" in script
@@ -96,10 +99,11 @@ def test_every_grpcurl_recipe_runs_as_written_against_the_embedded_default(tmp_p
     server = start_server(tmp_path)  # the embedded default, as after `make run`
     try:
         script = script.replace("S=127.0.0.1:50051", f"S={server.target}")
+        script = readme_tour.replace("127.0.0.1:50051", server.target) + "\n" + script
         # The server's directory holds var/ as the repository root does after `make run`; grpcurl
         # comes from the PATH step (a PATH without the virtualenv otherwise).
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("WEWORK_")},
-               "PATH": f"{Path(GRPCURL).parent}:/usr/bin:/bin"}
+               "PATH": f"{Path(GRPCURL).parent}:/usr/bin:/bin", "WEWORK_PORT": str(server.port)}
         out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
                              capture_output=True, text=True, check=False, timeout=240)
         assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"

@@ -271,3 +271,32 @@ async def test_an_undeclared_method_is_refused_after_authentication():
     with pytest.raises(AbortError):
         await handler.unary_unary("req", context)
     assert context.aborted[0] is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_stream_that_ended_as_its_call_was_cancelled_leaves_no_unretrieved_task_error():
+    """The call is cancelled (client cancel, deadline) just as the handler's generator finishes:
+    its last step holds StopAsyncIteration, which asyncio would log as an ERROR ("Task exception
+    was never retrieved") once the task is collected."""
+    import asyncio
+    import gc
+
+    from wework.server.runtime.interceptors import _stop_producing
+
+    async def finished():
+        return
+        yield  # an async generator with nothing left
+
+    step = asyncio.ensure_future(anext(finished()))
+    await asyncio.wait({step})
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    try:
+        await _stop_producing(step)
+        del step
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == []

@@ -223,6 +223,8 @@ class DispatchRepository:
             return 0
         if self._s.bind.dialect.name == "sqlite":
             mine = await self._owned(list(by_id.values()), worker_id)
+            if not mine:  # receipts advanced them all meanwhile (an empty CASE is not SQL)
+                return 0
             await self._s.execute(
                 sa.update(T).where(_keys_in([m for m, _ in mine]), T.status == MS.SENDING.value,
                                    T.claimed_by == worker_id)

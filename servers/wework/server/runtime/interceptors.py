@@ -326,14 +326,16 @@ async def _stop_producing(step: asyncio.Future[Any] | None) -> None:
     shutdown). Left alone it would poll on for nobody, and the generator could not be closed
     (`aclose(): asynchronous generator is already running`).
     """
-    if step is None or step.done():
+    if step is None:
         return
-    step.cancel()
-    # wait() rather than `await step`: the step's own CancelledError is expected, while a
-    # second cancellation of this call must still propagate.
-    await asyncio.wait({step})
+    if not step.done():
+        step.cancel()
+        # wait() rather than `await step`: the step's own CancelledError is expected, while a
+        # second cancellation of this call must still propagate.
+        await asyncio.wait({step})
     if not step.cancelled():
-        step.exception()  # retrieved: it ended with an error while being cancelled
+        # Retrieved, or asyncio logs it: it ended (StopAsyncIteration, an error) as the call did.
+        step.exception()
 
 
 class ShutdownSignal:
