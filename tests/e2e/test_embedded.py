@@ -91,3 +91,24 @@ def test_a_message_only_process_serves_messages_without_serving_accounts(tmp_pat
                 content=message_pb2.MessageContent(text=message_pb2.TextContent(text="hi"))))
     finally:
         assert server.stop() == 0
+
+
+def test_a_port_already_in_use_stops_the_process_and_says_how_to_pick_another(tmp_path):
+    """`make run` while another server holds 50051: the process ends (it used to hang on, half
+    started) and names the flag and the variable that choose another port."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("WEWORK_")},
+               "WEWORK_PORT": str(port), "WEWORK_OBSERVABILITY__METRICS_PORT": "0"}
+        try:
+            out = subprocess.run([str(BIN / "wework-server"), "--data-dir", str(tmp_path / "var")], env=env,
+                                 capture_output=True, text=True, check=False, timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail("wework-server kept running although it could not listen")
+    assert out.returncode != 0
+    assert f"127.0.0.1:{port}" in out.stderr and "--port" in out.stderr and "WEWORK_PORT" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

@@ -260,3 +260,34 @@ async def test_no_rpc_answers_internal_or_leaks_internal_names(stack):
         tenant = await tenant_pb2_grpc.TenantServiceStub(channel).GetTenant(
             tenant_pb2.GetTenantRequest(id=stack.tenant_id), metadata=stack.tenant_metadata(), timeout=5)
         assert tenant.id == stack.tenant_id
+
+
+def _oversized_strings(target: str, methods: list[MethodDescriptor],
+                       metadata: tuple[tuple[str, str], ...]) -> list[tuple[str, grpc.StatusCode, str]]:
+    """Each top-level string field of each unary RPC at 20,000 characters, one at a time."""
+    answers = []
+    with grpc.insecure_channel(target) as channel:
+        for method in methods:
+            if method.client_streaming or method.server_streaming:
+                continue
+            for field in method.input_type.fields:
+                if field.type != FieldDescriptor.TYPE_STRING or field.is_repeated:
+                    continue
+                request = request_class(method)()
+                setattr(request, field.name, "a" * 20_000)
+                code, details = _send(channel, method, [request.SerializeToString()], metadata)
+                answers.append((f"{path_of(method)} {field.name}", code, details))
+    return answers
+
+
+async def test_an_oversized_string_is_never_echoed_past_what_a_client_accepts(stack):
+    """The answer must reach a default client, which takes 8 KiB of trailers: an unknown id
+    echoed in full by NOT_FOUND arrived as RESOURCE_EXHAUSTED ("received metadata size exceeds
+    hard limit") instead of the server's answer."""
+    methods = methods_of([r.service_full_name for r in stack.app.registrations])
+    metadata = (*stack.admin_metadata(), ("x-wework-tenant", stack.tenant_id))
+    answers = await asyncio.to_thread(_oversized_strings, stack.target, methods, metadata)
+    assert len(answers) > 50
+    for where, code, details in answers:
+        assert code not in NEVER and "metadata size" not in details, f"{where}: {code.name} {details[:200]!r}"
+        assert len(details) < 1024, f"{where}: {len(details)} characters of message"

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_single(settings: Settings) -> int:
     """Serves in this process until SIGTERM/SIGINT (also the body of each worker process)."""
     from wework.server.runtime.logging import configure_logging
-    from wework.server.runtime.server import install_uvloop
+    from wework.server.runtime.server import CannotListen, install_uvloop
 
     configure_logging(settings.logging)
     # Alembic announces every plugin at INFO on each start of the embedded mode.
@@ -86,6 +86,11 @@ def run_single(settings: Settings) -> int:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
+    except CannotListen as exc:
+        print(f"wework-server: cannot listen on {exc.address}: the port is in use (another server?) or the "
+              "host is not an address of this machine; choose another port with --port N or WEWORK_PORT, "
+              "the address with --host or WEWORK_SERVER__HOST", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -94,8 +99,9 @@ async def serve(settings: Settings) -> None:
     from wework.server.app import build_application
     from wework.server.observability import Observability
     from wework.server.runtime.gc_tuning import settle_after_startup
-    from wework.server.runtime.server import GrpcServer, run_until_signal
+    from wework.server.runtime.server import GrpcServer, check_can_listen, run_until_signal
 
+    check_can_listen(settings.server)  # before any worker starts, so that a taken port ends the process
     # Tracing before the first engine exists (engines are hooked as they are made); /metrics
     # early, so a slow start (migrations, a database not up yet) is visible too.
     obs = Observability(settings.observability)

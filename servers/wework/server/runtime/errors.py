@@ -48,6 +48,22 @@ _CODES: tuple[tuple[type[DomainError], grpc.StatusCode], ...] = (
 )
 
 
+# A caller's input can come back in an answer (an unknown id, a bad time zone, a variable name):
+# bounded, so that the status always fits a client's metadata limit (8 KiB by default; beyond
+# 16 KiB the client drops the answer and sees RESOURCE_EXHAUSTED instead).
+MAX_MESSAGE_CHARS = 512
+MAX_DETAIL_CHARS = 200
+MAX_VIOLATIONS = 10
+
+
+def _clip(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _first_violations(violations: list) -> list:
+    return violations[:MAX_VIOLATIONS]
+
+
 def _pack(message) -> any_pb2.Any:
     detail = any_pb2.Any()
     detail.Pack(message)
@@ -55,7 +71,7 @@ def _pack(message) -> any_pb2.Any:
 
 
 def _error_info(reason: str, metadata: dict[str, str], trace_id: str) -> any_pb2.Any:
-    md = {k: str(v) for k, v in metadata.items()}
+    md = {k: _clip(str(v)) for k, v in metadata.items()}
     md.setdefault("trace_id", trace_id)  # lets a caller quote any error to operators
     return _pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=md))
 
@@ -72,18 +88,20 @@ def _domain_status(exc: DomainError, code: grpc.StatusCode, trace_id: str) -> st
     details = [_error_info(exc.reason, exc.metadata, trace_id)]
     if isinstance(exc, InvalidArgument):
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description, reason=v.reason)
-            for v in exc.violations
+            error_details_pb2.BadRequest.FieldViolation(field=_clip(v.field), description=_clip(v.description),
+                                                        reason=v.reason)
+            for v in _first_violations(exc.violations)
         ])))
     elif isinstance(exc, FailedPrecondition) and exc.violations:
         details.append(_pack(error_details_pb2.PreconditionFailure(violations=[
-            error_details_pb2.PreconditionFailure.Violation(type=v.type, subject=v.subject, description=v.description)
-            for v in exc.violations
+            error_details_pb2.PreconditionFailure.Violation(type=v.type, subject=_clip(v.subject),
+                                                            description=_clip(v.description))
+            for v in _first_violations(exc.violations)
         ])))
     elif isinstance(exc, QuotaExceeded):
         details.append(_pack(error_details_pb2.QuotaFailure(violations=[
-            error_details_pb2.QuotaFailure.Violation(subject=v.subject, description=v.description)
-            for v in exc.violations
+            error_details_pb2.QuotaFailure.Violation(subject=_clip(v.subject), description=_clip(v.description))
+            for v in _first_violations(exc.violations)
         ])))
         if exc.retry_after_seconds is not None:  # a rate limit: when to try again
             details.append(_retry_info(exc.retry_after_seconds))
@@ -91,7 +109,7 @@ def _domain_status(exc: DomainError, code: grpc.StatusCode, trace_id: str) -> st
         details.append(_retry_info(exc.retry_after_seconds))
     elif isinstance(exc, Unavailable):
         details.append(_retry_info(UNAVAILABLE_RETRY_SECONDS))
-    return status_pb2.Status(code=_grpc_code(code), message=exc.message, details=details)
+    return status_pb2.Status(code=_grpc_code(code), message=_clip(exc.message, MAX_MESSAGE_CHARS), details=details)
 
 
 def internal_status(trace_id: str, message: str | None = None,

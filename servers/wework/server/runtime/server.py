@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
@@ -55,6 +56,25 @@ def _address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+def check_can_listen(config: ServerConfig) -> None:
+    """Raises CannotListen unless the gRPC address can be bound now, with the socket options grpc
+    uses. Called before anything starts: a server that fails to bind after its background
+    workers are up can hang on their shutdown instead of exiting."""
+    if not config.port:
+        return  # a free port is picked at bind time
+    host = config.host.strip("[]")
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if config.workers > 1:  # the workers share the port (grpc.so_reuseport)
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise CannotListen(_address(config.host, config.port)) from exc
+
+
 class _GenericHandlersOnly:
     """The server as the generated `add_*Servicer_to_server` functions see it: their generic
     handler is added, their registered-method handlers are not.
@@ -74,6 +94,14 @@ class _GenericHandlersOnly:
 
     def add_registered_method_handlers(self, service_name: str, method_handlers: dict) -> None:
         """Left out on purpose: the generic handler added beside it serves the same methods."""
+
+
+class CannotListen(RuntimeError):
+    """The gRPC address could not be bound: the port is taken, or the host is not this machine's."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address)
+        self.address = address
 
 
 class GrpcServer:
@@ -126,9 +154,12 @@ class GrpcServer:
             server,
         )
         address = _address(self.config.host, self.config.port)
-        port = server.add_insecure_port(address)  # raises RuntimeError when it cannot bind
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc's "Failed to bind": taken, or not an address of this host
+            raise CannotListen(address) from exc
         if not port:
-            raise RuntimeError(f"cannot bind {address}")
+            raise CannotListen(address)
         # Health before traffic: the first probe answer reflects the first readiness check.
         await self.health.start()
         await server.start()
