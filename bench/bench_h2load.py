@@ -155,7 +155,7 @@ def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
                              "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def top_functions(raw: Path, n: int = 15) -> list[tuple[str, float]]:
+def top_functions(raw: Path, n: int = 25) -> list[tuple[str, float]]:
     """Inclusive share of samples per function from py-spy's collapsed-stack output."""
     total, inclusive = 0, {}
     for line in raw.read_text().splitlines():
@@ -176,6 +176,7 @@ def main() -> int:
     parser.add_argument("--mariadb", default="mysql+aiomysql://root@127.0.0.1:3306", help="MariaDB base URL")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
     parser.add_argument("--profile", action="store_true", help="py-spy the server in each SendMessage phase")
+    parser.add_argument("--profile-rpc", default=SEND, help="the RPC --profile records (default SendMessage)")
     args = parser.parse_args()
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",") if s.strip()]
     h2load = find_h2load()
@@ -198,7 +199,7 @@ def main() -> int:
             for name, (path, data, per_call) in specs.items():
                 before = counter.count()
                 spy = None
-                if args.profile and name == SEND:
+                if args.profile and name == args.profile_rpc:
                     spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt")
                 r = run_h2load(h2load, target, path, data, key, c, m, args.seconds,
                                workdir / f"log-{shape}-{per_call}.tsv")
@@ -232,7 +233,7 @@ def main() -> int:
             print(f"{shape:>6} {name:16} {r['done']:>8} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
                   f"{r['rows']:>9} {msgs:>9} {ratio:>8}{flag}")
     for shape, top in profiles.items():
-        print(f"py-spy, SendMessage at {shape} (inclusive share of server samples; files in {workdir}):")
+        print(f"py-spy, {args.profile_rpc} at {shape} (inclusive share of server samples; files in {workdir}):")
         for frame, share in top:
             print(f"  {share:6.1%}  {frame[:150]}")
     print(json.dumps({"results": results}, separators=(",", ":")))

@@ -328,7 +328,14 @@ class MessageWriter:
 
     async def withdraw_charged(self, items: list[_Pending]) -> None:
         """withdraw() for charged messages: those still queued are dropped and their units given back."""
-        await self._refund([item for item in items if self.withdraw(item)])
+        mine = set(items)
+        withdrawn: list[_Pending] = []
+        for queue in self._queues.values():
+            kept = [item for item in queue if item not in mine]
+            if len(kept) != len(queue):
+                withdrawn += [item for item in queue if item in mine]
+                queue[:] = kept  # in place: the shard's writer holds this list
+        await self._refund(withdrawn)
 
     async def write_together(self, items: list[_Pending]) -> None:
         """Writes charged messages of one tenant in one transaction, all or none (an atomic
@@ -448,11 +455,15 @@ class MessageWriter:
                 resolve(item.future)
 
     async def _refund(self, items: list[_Pending]) -> None:
-        """Gives back the quota units of messages that were not written."""
+        """Gives back the quota units of messages that were not written: one DECRBY per tenant
+        and day (a withdrawn BatchSendMessages gives back up to 1,000 at once)."""
+        units: Counter[tuple[str, date]] = Counter()
         for item in items:
             if item.charged:
                 item.charged = False
-                await self._quota.release(item.message.tenant_id, item.day)
+                units[(item.message.tenant_id, item.day)] += 1
+        for (tenant_id, day), n in units.items():
+            await self._quota.release(tenant_id, day, n)
 
     async def _write(self, shard: str, batch: list[_Pending]) -> None:
         now = self._ctx.clock()

@@ -69,12 +69,29 @@ _MEMBER = {t: t.value for t in MessageType}
 # ---- mapping -------------------------------------------------------------------------------------
 
 
+def _plain(descriptor) -> bool:
+    """Whether every field of a content member is a string or a bool (single or repeated): then
+    MessageToDict(preserving_proto_field_name=True) is {name: value or list} of its set fields."""
+    return all(f.type in (f.TYPE_STRING, f.TYPE_BOOL) for f in descriptor.fields)
+
+
+# Content members that convert by ListFields (all of them today); others go through json_format.
+_PLAIN_MEMBERS = frozenset(f.name for f in pb.MessageContent.DESCRIPTOR.oneofs_by_name["content"].fields
+                           if f.message_type is not None and _plain(f.message_type))
+
+
 def content_from_pb(c: pb.MessageContent) -> tuple[MessageType | None, dict[str, Any]]:
     """(type, dict of the member's fields) of a MessageContent; (None, {}) when none is set."""
     member = c.WhichOneof("content")
     if member is None:
         return None, {}
-    return MessageType(member), json_format.MessageToDict(getattr(c, member), preserving_proto_field_name=True)
+    value = getattr(c, member)
+    if member in _PLAIN_MEMBERS:
+        # What json_format.MessageToDict answers for such a message, at a tenth of its cost
+        # (it was a tenth of a BatchSendMessages call's server CPU).
+        return MessageType(member), {f.name: (list(v) if f.is_repeated else v)
+                                     for f, v in value.ListFields()}
+    return MessageType(member), json_format.MessageToDict(value, preserving_proto_field_name=True)
 
 
 def content_to_pb(message_type: MessageType | str | None, content: dict[str, Any] | None) -> pb.MessageContent:
