@@ -115,6 +115,20 @@ class RowCounter:
             cur.execute("SELECT COUNT(*) FROM messages WHERE tenant_id = %s", (self._tenant,))
             return int(cur.fetchone()[0])
 
+    def settled(self, quiet: float = 1.0, limit: float = 60.0) -> int:
+        """The count once it has not moved for `quiet` seconds: calls of the previous phase that
+        h2load left in flight (cancelled when it closed its connections) finish writing first,
+        so neither phase is charged with the other's work."""
+        deadline = time.monotonic() + limit
+        last = self.count()
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.count()
+            if now == last:
+                break
+            last = now
+        return last
+
     def close(self) -> None:
         self._conn.close()
 
@@ -197,7 +211,7 @@ def main() -> int:
             shape = f"{c}x{m}"
             results[shape] = {}
             for name, (path, data, per_call) in specs.items():
-                before = counter.count()
+                before = counter.settled()
                 spy = None
                 if args.profile and name == args.profile_rpc:
                     spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt")
@@ -227,7 +241,7 @@ def main() -> int:
         noop = by_rpc[NOOP]["rps"]
         for name, r in by_rpc.items():
             # SendMessage: accepted (rows) per second against the no-op's calls per second.
-            ratio = f"{r['msg_per_s'] / noop:.2f}" if name == SEND else ""
+            ratio = f"{r['msg_per_s'] / noop:.2f}" if name == SEND and noop else ""
             msgs = f"{r['msg_per_s']:.0f}" if r["msg_per_s"] is not None else "-"
             flag = "  (fewer rows than calls: some refused)" if r["short"] else ""
             print(f"{shape:>6} {name:16} {r['done']:>8} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
