@@ -23,8 +23,7 @@ def from_timestamp(msg: Any, field: str) -> datetime | None:
     """Aware UTC datetime of an optional Timestamp field, or None when unset.
 
     Timestamp.ToDatetime(tzinfo=UTC) by arithmetic (the same value: microseconds rounded toward
-    zero), without its utcfromtimestamp and astimezone steps: a few microseconds per field of
-    every send, a thousand times per BatchSendMessages call."""
+    zero), without its astimezone step: 1.0 instead of 1.25 us, paid per send and batch item."""
     if not msg.HasField(field):
         return None
     ts = getattr(msg, field)

@@ -87,8 +87,8 @@ def content_from_pb(c: pb.MessageContent) -> tuple[MessageType | None, dict[str,
         return None, {}
     value = getattr(c, member)
     if member in _PLAIN_MEMBERS:
-        # What json_format.MessageToDict answers for such a message, at a tenth of its cost
-        # (it was a tenth of a BatchSendMessages call's server CPU).
+        # What json_format.MessageToDict answers for such a message, without its generic
+        # printer: 1.4 instead of 1.8 us per text content, paid per send and per batch item.
         return MessageType(member), {f.name: (list(v) if f.is_repeated else v)
                                      for f, v in value.ListFields()}
     return MessageType(member), json_format.MessageToDict(value, preserving_proto_field_name=True)
