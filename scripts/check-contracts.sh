@@ -34,3 +34,6 @@ if ! diff -r -x py.typed -x __pycache__ "$tmp/wework/v1" clients/wework/v1 >/dev
   exit 1
 fi
 echo "generated code: up to date"
+
+# ---- the Wechaty puppet-service stubs (third-party, not linted by buf): up to date ----
+scripts/generate-puppet-service.sh --check

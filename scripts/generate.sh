@@ -11,3 +11,6 @@ rm -f "$out"/wework/v1/*_pb2*.py "$out"/wework/v1/*_pb2*.pyi
   --proto_path=protos \
   --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
   protos/wework/v1/*.proto
+
+# ---- the Wechaty puppet-service stubs (third-party protocol; a separate step) ----
+scripts/generate-puppet-service.sh

@@ -268,7 +268,8 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     router = ProviderEventRouter(AccountEvents(store, login, conversations), MessageEvents(ctx.db))
     shared["callback_sink"] = router
     # The simulator delivers into the durable inbox (store, then process) like a real provider.
-    provider = create_provider(settings.provider, shared.get("callback_inbox") or router)
+    provider = create_provider(settings.provider, shared.get("callback_inbox") or router,
+                               tokens=store.provider_token)
     shared["provider"] = provider
     store.provider = provider
     monitor = HeartbeatMonitor(store, interval_seconds=cfg.monitor_interval_seconds,

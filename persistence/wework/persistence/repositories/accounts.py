@@ -38,6 +38,7 @@ from wework.persistence.repositories.identity import Cipher
 _PHONE = "wework_accounts.phone"
 _EMAIL = "wework_accounts.email"
 _TOKEN = "wework_accounts.login_token"
+_PROVIDER_TOKEN = "wework_accounts.provider_token"
 
 
 async def _flush(session: AsyncSession, subject: str, duplicates: dict[str, tuple[str, str, str]]) -> None:
@@ -74,7 +75,7 @@ class AccountRepository:
             last_heartbeat_time=r.last_heartbeat_time, login_retry_count=r.login_retry_count,
             error_message=r.error_message, recovery_attempts=r.recovery_attempts,
             next_recovery_at=r.next_recovery_at, created_at=r.created_at, updated_at=r.updated_at,
-            version=r.version,
+            version=r.version, provider_token=self._c.decrypt(r.provider_token, context=_PROVIDER_TOKEN),
         )
 
     def _apply(self, r: am.WeworkAccount, a: Account) -> None:
@@ -89,6 +90,7 @@ class AccountRepository:
         r.config = a.config
         r.user_info = a.user_info
         r.login_token = self._c.encrypt(a.login_token, context=_TOKEN)
+        r.provider_token = self._c.encrypt(a.provider_token, context=_PROVIDER_TOKEN)
         r.qr_code_url = a.qr_code_url
         r.qr_payload = a.qr_payload
         r.qr_expire_time = a.qr_expire_time

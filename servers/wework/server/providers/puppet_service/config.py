@@ -1,0 +1,37 @@
+"""Settings of the puppet-service provider (`provider.puppet_service`, docs/puppet-service.md)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+# The discovery service Wechaty clients ask when no endpoint is configured: {token} is replaced
+# by the account's token, the answer is {"host": ..., "port": ...} (404: unknown token).
+DEFAULT_DISCOVERY_URL = "https://api.chatie.io/v0/hosties/{token}"
+
+
+class PuppetServiceConfig(BaseModel):
+    # host:port of the provider's puppet service; unset: resolve each token through discovery_url.
+    endpoint: str | None = None
+    discovery_url: str = DEFAULT_DISCOVERY_URL
+    # TLS is on unless this is false or the token starts with "insecure_" (the protocol's convention).
+    tls: bool = True
+    # PEM file of the CA that signed the provider's certificate; unset: the Wechaty community root
+    # CA that puppet-service servers use by default (bundled, as Wechaty clients do).
+    ca_file: str | None = None
+    # The name the certificate must carry; unset: the token's prefix before its last "_" (its SNI).
+    server_name: str | None = None
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    call_timeout_seconds: float = Field(default=15.0, gt=0)
+    # How long StartLogin waits for the provider's first QR code, and a recovery for its login.
+    qr_wait_seconds: float = Field(default=30.0, gt=0)
+    login_wait_seconds: float = Field(default=15.0, gt=0)
+    # The protocol gives QR codes no expiry (a SCAN timeout event ends them): the expiry shown.
+    qr_ttl_seconds: float = Field(default=120.0, gt=0)
+    # A lost event stream is reopened after initial * 2^(n-1) seconds, capped.
+    reconnect_backoff_initial_seconds: float = Field(default=0.5, gt=0)
+    reconnect_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    # Ding (answered by a DONG event, a heartbeat) this often per logged-in account: the
+    # heartbeat monitor's proof of life. Keep it well under account.heartbeat_timeout_seconds.
+    ding_interval_seconds: float = Field(default=15.0, gt=0)
+    # Contacts and rooms read into conversations after each login and READY (0: no sync).
+    sync_max_conversations: int = Field(default=5000, ge=0)
