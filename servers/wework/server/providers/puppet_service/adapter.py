@@ -168,6 +168,12 @@ class PuppetServiceProvider:
         self._sent[idempotency_key] = message_id
         while len(self._sent) > _IDEMPOTENCY_MEMORY:
             self._sent.popitem(last=False)
+        # The protocol's answer is the only receipt it has: report it as the provider's "sent"
+        # (delivery is never reported; docs/puppet-service.md). Outside the send's path.
+        self._spawn(s, self._emit(s, NotifyType.MESSAGE_SENT,
+                                  {"msg_id": idempotency_key, "idempotency_key": idempotency_key,
+                                   "wework_msg_id": message_id},
+                                  event_id=f"ps:{guid}:sent:{idempotency_key}"))
         return SendResult(wework_msg_id=message_id)
 
     async def logout(self, guid: str) -> None:
