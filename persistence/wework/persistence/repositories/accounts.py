@@ -188,6 +188,17 @@ class AccountRepository:
                 .order_by(t.last_heartbeat_time).limit(limit).with_for_update(skip_locked=True))
         return [self._to_domain(r) for r in (await self._s.execute(stmt)).scalars()]
 
+    async def guids_with_provider_sessions(self, statuses: Sequence[AccountStatus], limit: int) -> list[str]:
+        """Guids of accounts with a provider token whose provider session someone must follow:
+        in one of `statuses`, or OFFLINE with a recovery scheduled (idx_status serves it)."""
+        t = am.WeworkAccount
+        stmt = (sa.select(t.guid).where(
+            t.guid.is_not(None), t.provider_token.is_not(None),
+            sa.or_(t.status.in_([s.value for s in statuses]),
+                   sa.and_(t.status == AccountStatus.OFFLINE.value, t.next_recovery_at.is_not(None))))
+            .order_by(t.guid).limit(limit))
+        return [g for g in (await self._s.execute(stmt)).scalars()]
+
     async def lock_due_recoveries(self, now: datetime, limit: int) -> list[Account]:
         """OFFLINE/RECOVERING accounts whose next recovery attempt is due, locked (SKIP LOCKED)."""
         t = am.WeworkAccount

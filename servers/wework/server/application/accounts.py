@@ -279,6 +279,17 @@ class AccountStore:
         account = await self.load(*route)
         return None if account is None else account.provider_token
 
+    async def guids_with_provider_sessions(self, limit: int = 100_000) -> list[str]:
+        """Every shard's accounts whose provider session must be followed (a login under way, online,
+        recovering, or offline with a recovery due), for the puppet-service ownership leases."""
+        statuses = [AccountStatus.LOGGING_IN, AccountStatus.WAITING_SCAN, AccountStatus.WAITING_CONFIRM,
+                    AccountStatus.NEED_VERIFY, AccountStatus.ONLINE, AccountStatus.RECOVERING]
+
+        async def one(session) -> list[str]:
+            return await AccountRepository(session, self.ctx.cipher).guids_with_provider_sessions(statuses, limit)
+
+        return [g for guids in await self.db.for_each_shard(ACCOUNT_DB, one) for g in guids]
+
     async def get_cached(self, tenant_id: str, account_id: str) -> Account:
         """The account from the two-level cache (never its login token)."""
 

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import httpx
@@ -58,6 +58,18 @@ from wework.server.providers.puppet_service.gen.wechaty.puppet import (
 log = logging.getLogger(__name__)
 
 TokenSource = Callable[[str], Awaitable[str | None]]
+
+
+class SessionBoard(Protocol):
+    """Account ownership across processes (workers/puppet_ownership.py)."""
+
+    def owns(self, guid: str) -> bool: ...
+
+    async def claim(self, guid: str) -> bool: ...
+
+    async def publish(self, guid: str, state: dict[str, Any]) -> None: ...
+
+    async def read(self, guid: str) -> dict[str, Any] | None: ...
 BUNDLED_CA = Path(__file__).with_name("wechaty-root-ca.pem")
 INSECURE_PREFIX = "insecure_"
 ET = event_pb2
@@ -124,6 +136,10 @@ class PuppetServiceProvider:
         self._endpoints: dict[str, str] = {}  # token -> discovered endpoint
         self._sent: OrderedDict[str, str] = OrderedDict()  # idempotency key -> provider message id
         self._ding_task: asyncio.Task[None] | None = None
+        # Set when several processes share the accounts: only the owner of an account consumes
+        # its stream; the others read its session state from the board. None: this process
+        # consumes the stream of every account it logs in or recovers.
+        self.board: SessionBoard | None = None
         self._closed = False
         self._root_ca = Path(config.ca_file).read_bytes() if config.ca_file else BUNDLED_CA.read_bytes()
 
@@ -135,6 +151,8 @@ class PuppetServiceProvider:
 
     async def get_login_qr(self, guid: str) -> LoginQr:
         s = await self._session(guid, fresh_token=True)
+        if not await self._consumed_here(guid):
+            return await self._remote_qr(s)
         await self.attach(guid)
         if s.user_id is not None:
             raise ProviderError("the account is logged in at the provider already", code="ALREADY_ONLINE")
@@ -149,9 +167,49 @@ class PuppetServiceProvider:
         if not got:
             raise ProviderUnavailable(f"the provider sent no QR code within {self.config.qr_wait_seconds:g}s")
         assert s.scan is not None
-        _, data = mapping.scan_callback(s.scan, self._clock(), timedelta(seconds=self.config.qr_ttl_seconds))
+        return self._login_qr(s.scan)
+
+    def _login_qr(self, scan: dict[str, Any]) -> LoginQr:
+        _, data = mapping.scan_callback(scan, self._clock(), timedelta(seconds=self.config.qr_ttl_seconds))
         expire = datetime.fromisoformat(data["expire_time"])
         return LoginQr(qr_code_url=data["qr_code_url"], qr_payload=data["qr_payload"], expire_time=expire)
+
+    async def _consumed_here(self, guid: str) -> bool:
+        """Whether this process consumes the account's stream (claiming it if it is ours)."""
+        board = self.board
+        return board is None or board.owns(guid) or await board.claim(guid)
+
+    async def _board_state(self, guid: str) -> dict[str, Any]:
+        assert self.board is not None
+        try:
+            return await self.board.read(guid) or {}
+        except Exception as exc:  # noqa: BLE001 - Redis down: the owner's state is unknown
+            raise ProviderUnavailable(f"the account's session state is unreadable: {type(exc).__name__}") from None
+
+    async def _wait_board(self, guid: str, done: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            state = await self._board_state(guid)
+            if done(state) or asyncio.get_running_loop().time() >= deadline:
+                return state
+            await asyncio.sleep(0.2)
+
+    @staticmethod
+    def _board_waiting(state: dict[str, Any]) -> bool:
+        scan = state.get("scan") or {}
+        return int(scan.get("status") or 0) in (mapping.SCAN_WAITING, mapping.SCAN_UNKNOWN) and bool(scan.get("qrcode"))
+
+    async def _remote_qr(self, s: _Session) -> LoginQr:
+        """StartLogin in a process that does not consume the account's stream: Start the puppet
+        here, read the QR code its owner publishes."""
+        await self._call(s, "Start", base_pb2.StartRequest())
+        state = await self._wait_board(s.guid, lambda st: bool(st.get("user_id")) or self._board_waiting(st),
+                                       self.config.qr_wait_seconds)
+        if state.get("user_id"):
+            raise ProviderError("the account is logged in at the provider already", code="ALREADY_ONLINE")
+        if not self._board_waiting(state):
+            raise ProviderUnavailable(f"the provider sent no QR code within {self.config.qr_wait_seconds:g}s")
+        return self._login_qr(state["scan"])
 
     async def submit_verification_code(self, guid: str, code: str) -> None:
         raise ProviderError("the puppet-service protocol has no verification codes", code="NOT_WAITING_VERIFICATION")
@@ -190,6 +248,8 @@ class PuppetServiceProvider:
         """Restores the session without a QR when the puppet is still logged in (or logs in
         again by itself, as a provider that kept the session does after a restart)."""
         s = await self._session(guid, fresh_token=True)
+        if not await self._consumed_here(guid):
+            return await self._remote_reconnect(s)
         await self.attach(guid)
         if s.user_id is None:
             seen = s.scan_seq
@@ -200,6 +260,21 @@ class PuppetServiceProvider:
         if s.user_id is not None:
             return Liveness(alive=True, online=True, last_seen=now, details={"reconnected": True})
         if self._waiting_qr(s):
+            return Liveness(alive=True, online=False, last_seen=now,
+                            details={"reason": "SESSION_LOST", "recoverable": False})
+        return Liveness(alive=True, online=False, last_seen=now,
+                        details={"reason": "RECONNECT_FAILED", "recoverable": True})
+
+    async def _remote_reconnect(self, s: _Session) -> Liveness:
+        state = await self._board_state(s.guid)
+        if not state.get("user_id"):
+            await self._call(s, "Start", base_pb2.StartRequest())
+            state = await self._wait_board(s.guid, lambda st: bool(st.get("user_id")) or self._board_waiting(st),
+                                           self.config.login_wait_seconds)
+        now = self._clock()
+        if state.get("user_id"):
+            return Liveness(alive=True, online=True, last_seen=now, details={"reconnected": True})
+        if self._board_waiting(state):
             return Liveness(alive=True, online=False, last_seen=now,
                             details={"reason": "SESSION_LOST", "recoverable": False})
         return Liveness(alive=True, online=False, last_seen=now,
@@ -264,7 +339,8 @@ class PuppetServiceProvider:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        s.user_id = None
+        s.user_id, s.scan = None, None
+        await self._publish(s)  # nothing known here any more: the next consumer publishes anew
         if close:
             self._sessions.pop(guid, None)
             await s.channel.close()
@@ -300,6 +376,8 @@ class PuppetServiceProvider:
             if s.user_id is not None:
                 s.user_id = None
                 await self._emit(s, NotifyType.OFFLINE, {"reason": reason})
+            s.scan = None
+            await self._publish(s)
             await s.notify()
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, self.config.reconnect_backoff_max_seconds)
@@ -337,6 +415,7 @@ class PuppetServiceProvider:
         else:  # FRIENDSHIP, ROOM_INVITE, POST: nothing in the platform consumes them yet
             log.debug("puppet-service event %s for %s ignored", ET.EventType.Name(kind), s.guid)
         if kind in (ET.EVENT_TYPE_SCAN, ET.EVENT_TYPE_LOGIN, ET.EVENT_TYPE_LOGOUT):
+            await self._publish(s)
             await s.notify()
 
     async def _on_login(self, s: _Session, contact_id: str) -> None:
@@ -420,6 +499,10 @@ class PuppetServiceProvider:
                 if s.user_id is not None and self.streaming(s.guid):
                     with contextlib.suppress(ProviderError):
                         await self._call(s, "Ding", base_pb2.DingRequest(data="heartbeat"))
+
+    async def _publish(self, s: _Session) -> None:
+        if self.board is not None and (self.board.owns(s.guid) or self.streaming(s.guid)):
+            await self.board.publish(s.guid, {"scan": s.scan, "user_id": s.user_id, "at": self._clock().isoformat()})
 
     def _spawn(self, s: _Session, coro: Awaitable[Any]) -> None:
         async def run() -> None:

@@ -35,3 +35,7 @@ class PuppetServiceConfig(BaseModel):
     ding_interval_seconds: float = Field(default=15.0, gt=0)
     # Contacts and rooms read into conversations after each login and READY (0: no sync).
     sync_max_conversations: int = Field(default=5000, ge=0)
+    # Account ownership across processes (Redis leases; not in the embedded single process): a
+    # dead process's accounts are streamed again within lease + tick + the stream's opening.
+    ownership_lease_seconds: float = Field(default=15.0, gt=0)
+    ownership_tick_seconds: float = Field(default=2.0, gt=0)
