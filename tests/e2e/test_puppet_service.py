@@ -195,7 +195,14 @@ async def test_a_wrong_token_ends_in_error_with_a_readable_reason(world):
     got = await w.api(w.api.accounts.GetAccount, apb.GetAccountRequest(id=account.id))
     assert got.status == apb.ACCOUNT_STATUS_ERROR
     assert got.error_message.startswith("TOKEN_REFUSED: the provider refused the account's puppet-service token")
-    # A corrected token (UpdateAccount) and a new login work.
+    # A malformed token is refused without being repeated.
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await w.api(w.api.accounts.UpdateAccount, apb.UpdateAccountRequest(
+            account=apb.Account(id=account.id, provider_token="has a space " + WRONG_TOKEN),
+            update_mask={"paths": ["provider_token"]}))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "account.provider_token" in str(bad.value.trailing_metadata())
+    # A corrected token (UpdateAccount) is taken.
     fixed = await w.api(w.api.accounts.UpdateAccount, apb.UpdateAccountRequest(
         account=apb.Account(id=account.id, provider_token=TOKEN, etag=got.etag),
         update_mask={"paths": ["provider_token"]}))
