@@ -5,7 +5,7 @@ certificate, driven through the gRPC API with the generated stubs. The tests run
 account (the reference server hosts one puppet).
 
 Covers: QR -> scan -> login -> ONLINE with user_info; incoming private and room messages ->
-stored callbacks -> conversations and tenant webhooks; a text send reaching the puppet once;
+stored callbacks -> conversations and tenant webhooks; every send type reaching the puppet once;
 the reference server killed and restarted -> recovery without a new QR; logout; a wrong token
 -> ERROR with a readable reason; the token in no answer, log line or stored payload.
 """
@@ -134,26 +134,53 @@ async def test_incoming_messages_become_conversations_and_webhooks(world):
     assert len(stored.callback_events) == 2
 
 
-async def test_a_text_send_reaches_the_puppet_once(world):
+async def test_every_send_type_reaches_the_puppet_exactly_once(world):
     w = world
-    message = await w.api(w.api.messages.SendMessage, mpb.SendMessageRequest(
-        account_id=w.account.id, conversation_id=w.friend, request_id="send-1",
-        content=mpb.MessageContent(text=mpb.TextContent(text="hello from the platform"))))
+    contents = [
+        (w.friend, mpb.MessageContent(text=mpb.TextContent(text="hello from the platform"))),
+        (w.room, mpb.MessageContent(at=mpb.AtContent(text="@Li Si please look", user_ids=[w.friend]))),
+        (w.friend, mpb.MessageContent(link=mpb.LinkContent(title="Docs", description="read me",
+                                                           url="https://example.com/doc",
+                                                           thumb_url="https://example.com/t.png"))),
+        (w.friend, mpb.MessageContent(miniprogram=mpb.MiniProgramContent(app_id="wx42", title="Shop",
+                                                                         page_path="pages/home",
+                                                                         thumb_media_id="thumb-9"))),
+        (w.friend, mpb.MessageContent(image=mpb.ImageContent(url="https://example.com/photo.png"))),
+        (w.room, mpb.MessageContent(file=mpb.FileContent(url="https://example.com/r.pdf", file_name="report.pdf"))),
+    ]
+    messages = []
+    for i, (conversation, content) in enumerate(contents):
+        messages.append(await w.api(w.api.messages.SendMessage, mpb.SendMessageRequest(
+            account_id=w.account.id, conversation_id=conversation, request_id=f"send-{i}", content=content)))
 
-    async def sent():
-        m = await w.api(w.api.messages.GetMessage, mpb.GetMessageRequest(id=message.id))
-        return m if m.status == mpb.MESSAGE_STATUS_SENT else None
+    async def all_sent():
+        got = [await w.api(w.api.messages.GetMessage, mpb.GetMessageRequest(id=m.id)) for m in messages]
+        return got if all(m.status == mpb.MESSAGE_STATUS_SENT for m in got) else None
 
-    done = await eventually(sent, what="message sent")
-    calls = [c for c in await w.puppet.calls() if c["method"] == "messageSendText"]
-    assert len(calls) == 1
-    assert calls[0]["args"] == {"conversationId": w.friend, "text": "hello from the platform", "mentionIdList": []}
-    assert done.wework_msg_id == calls[0]["id"]
+    done = await eventually(all_sent, what="every message sent")
+    calls = await w.puppet.calls()
+    by_id = {c["id"]: c for c in calls}
+    assert len(calls) == len(messages)  # each exactly once, on the puppet's side
+    got = [by_id[m.wework_msg_id] for m in done]  # the provider's message id is the wework_msg_id
+    assert [c["method"] for c in got] == ["messageSendText", "messageSendText", "messageSendUrl",
+                                          "messageSendMiniProgram", "messageSendFile", "messageSendFile"]
+    text, at, link, mini, image, file = (c["args"] for c in got)
+    assert text == {"conversationId": w.friend, "text": "hello from the platform", "mentionIdList": []}
+    assert at == {"conversationId": w.room, "text": "@Li Si please look", "mentionIdList": [w.friend]}
+    assert link["urlLink"] == {"title": "Docs", "description": "read me", "url": "https://example.com/doc",
+                               "thumbnailUrl": "https://example.com/t.png"}
+    assert (mini["miniProgram"]["appid"], mini["miniProgram"]["title"], mini["miniProgram"]["pagePath"],
+            mini["miniProgram"]["thumbKey"]) == ("wx42", "Shop", "pages/home", "thumb-9")
+    assert image == {"conversationId": w.friend,
+                     "file": {"name": "photo.png", "type": 2, "url": "https://example.com/photo.png"}}
+    assert file == {"conversationId": w.room,
+                    "file": {"name": "report.pdf", "type": 2, "url": "https://example.com/r.pdf"}}
 
     async def hooked():
-        return any(e["data"].get("message_id") == message.id for e in w.receiver.events("message.sent"))
+        sent = {e["data"].get("message_id") for e in w.receiver.events("message.sent")}
+        return {m.id for m in messages} <= sent
 
-    await eventually(hooked, what="message.sent webhook")
+    await eventually(hooked, what="message.sent webhooks")
 
 
 async def test_a_restarted_provider_recovers_the_account_without_a_new_qr(world):
