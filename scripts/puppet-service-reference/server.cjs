@@ -84,7 +84,13 @@ class RecordingPuppet extends PuppetMock {
     return this.record('messageSendText', { conversationId, text, mentionIdList: mentionIdList || [] })
   }
   async messageSendFile(conversationId, file) {
-    return this.record('messageSendFile', { conversationId, file: { name: file.name, type: file.type, url: file.remoteUrl || null } })
+    const recorded = { name: file.name, type: file.type, url: file.remoteUrl || null }
+    if (!file.remoteUrl) {  // uploaded bytes: record what arrived
+      const buffer = await file.toBuffer()
+      recorded.size = buffer.length
+      recorded.sha256 = require('crypto').createHash('sha256').update(buffer).digest('hex')
+    }
+    return this.record('messageSendFile', { conversationId, file: recorded })
   }
   async messageSendUrl(conversationId, urlLinkPayload) {
     return this.record('messageSendUrl', { conversationId, urlLink: urlLinkPayload })

@@ -6,6 +6,8 @@ side: the driver records every call the puppet receives."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import uuid
 
 import pytest
@@ -145,6 +147,16 @@ async def test_every_send_type_reaches_the_puppet_exactly_once(tls_server):
             await provider.send_message(GUID, conversation_id=friend, message_type="image",
                                         content={"media_id": "abc"}, idempotency_key="m-media")
         assert caught.value.code == "UNSUPPORTED_CONTENT"
+        # Bytes the platform holds go up through the Upload stream (several chunks), then as a file box.
+        data = bytes(range(256)) * 600
+        held = await provider.send_message(GUID, conversation_id=friend, message_type="file",
+                                           content={"data_base64": base64.b64encode(data).decode(),
+                                                    "file_name": "held.bin"}, idempotency_key="m-bytes")
+        last = (await tls_server.calls())[-1]
+        assert last["id"] == held.wework_msg_id and last["method"] == "messageSendFile"
+        assert last["args"]["file"]["name"] == "held.bin" and last["args"]["file"]["type"] == 7
+        assert last["args"]["file"]["size"] == len(data)
+        assert last["args"]["file"]["sha256"] == hashlib.sha256(data).hexdigest()
     finally:
         await provider.close()
 

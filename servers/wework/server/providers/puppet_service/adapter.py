@@ -26,7 +26,7 @@ import logging
 import random
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +50,7 @@ from wework.server.providers.puppet_service.gen.wechaty import puppet_pb2_grpc
 from wework.server.providers.puppet_service.gen.wechaty.puppet import (
     base_pb2,
     contact_pb2,
+    download_upload_pb2,
     event_pb2,
     message_pb2,
     room_pb2,
@@ -219,8 +220,17 @@ class PuppetServiceProvider:
         if idempotency_key in self._sent:
             # A retry of a send this process completed: answered from the record, not sent again.
             return SendResult(wework_msg_id=self._sent[idempotency_key])
-        method, request = mapping.send_request(conversation_id, message_type, content)
         s = await self._session(guid)
+        data = mapping.upload_bytes(message_type, content)
+        if data is not None:
+            # The platform holds the bytes: upload them (the protocol's Upload stream), then send
+            # the file box of the id the provider answers.
+            uploaded = await self._call(s, "Upload", _chunks(data))
+            method, request = "MessageSendFile", message_pb2.MessageSendFileRequest(
+                conversation_id=conversation_id,
+                file_box=mapping.file_box_uuid_json(uploaded.id, str(content.get("file_name") or "")))
+        else:
+            method, request = mapping.send_request(conversation_id, message_type, content)
         answer = await self._call(s, method, request, send=True)
         message_id = getattr(answer, "id", "") or ""
         self._sent[idempotency_key] = message_id
@@ -308,13 +318,15 @@ class PuppetServiceProvider:
     async def attach(self, guid: str) -> None:
         """Consumes the account's event stream in this process (idempotent). Raises the reason
         when the stream cannot be opened (wrong token, held by another consumer, unreachable)."""
-        s = await self._session(guid)
         if not self.streaming(guid):
+            s = await self._session(guid, fresh_token=True)  # a rotated token takes effect here
             s.stream_error = None
             s.stream_open.clear()
             s.stream_task = asyncio.create_task(self._consume(s), name=f"puppet-events-{guid}")
             if self._ding_task is None:
                 self._ding_task = asyncio.create_task(self._ding_loop(), name="puppet-ding")
+        s = self._sessions[guid]
+        assert s.stream_task is not None
         waiter = asyncio.create_task(s.stream_open.wait())
         try:
             await asyncio.wait({waiter, s.stream_task}, timeout=self.config.connect_timeout_seconds,
@@ -354,7 +366,7 @@ class PuppetServiceProvider:
                     if not s.stream_open.is_set():
                         s.stream_open.set()
                         backoff = self.config.reconnect_backoff_initial_seconds
-                    await self._on_event(s, event)
+                    await self._handle(s, event)
                 reason = "the provider ended the event stream"
             except asyncio.CancelledError:
                 call.cancel()
@@ -363,6 +375,10 @@ class PuppetServiceProvider:
                 code = exc.code()
                 if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                     s.stream_error = _refused_token(code)
+                    if s.user_id is not None:  # revoked while online: recovery then ends in ERROR
+                        s.user_id = None
+                        await self._emit(s, NotifyType.OFFLINE, {"reason": "the provider refused the token"})
+                    await self._publish(s)
                     await s.notify()
                     return
                 if code == grpc.StatusCode.ALREADY_EXISTS:
@@ -381,6 +397,22 @@ class PuppetServiceProvider:
             await s.notify()
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, self.config.reconnect_backoff_max_seconds)
+
+    async def _handle(self, s: _Session, event: event_pb2.EventResponse) -> None:
+        """One event; the reads it needs are retried while the provider is unreachable, and an
+        event that still cannot be translated is logged and skipped (never the stream's end)."""
+        delay = 0.2
+        for attempt in range(1, 6):
+            try:
+                await self._on_event(s, event)
+                return
+            except ProviderError as exc:
+                if not exc.retryable or attempt == 5:
+                    log.warning("puppet-service %s event of %s skipped: %s (%s)",
+                                ET.EventType.Name(event.type), s.guid, exc.code, exc)
+                    return
+            await asyncio.sleep(delay)
+            delay *= 2
 
     async def _on_event(self, s: _Session, event: event_pb2.EventResponse) -> None:
         payload = mapping.parse_payload(event.payload)
@@ -495,10 +527,12 @@ class PuppetServiceProvider:
         """Asks every logged-in attached puppet for a DONG (a heartbeat) now and then."""
         while not self._closed:
             await asyncio.sleep(self.config.ding_interval_seconds)
-            for s in list(self._sessions.values()):
-                if s.user_id is not None and self.streaming(s.guid):
-                    with contextlib.suppress(ProviderError):
-                        await self._call(s, "Ding", base_pb2.DingRequest(data="heartbeat"))
+            await asyncio.gather(*(self._ding(s) for s in list(self._sessions.values())
+                                   if s.user_id is not None and self.streaming(s.guid)))
+
+    async def _ding(self, s: _Session) -> None:
+        with contextlib.suppress(ProviderError):
+            await self._call(s, "Ding", base_pb2.DingRequest(data="heartbeat"))
 
     async def _publish(self, s: _Session) -> None:
         if self.board is not None and (self.board.owns(s.guid) or self.streaming(s.guid)):
@@ -639,6 +673,11 @@ class PuppetServiceProvider:
     @staticmethod
     def _scrub(s: _Session, text: str) -> str:
         return text.replace(s.token, "<token>") if s.token else text
+
+
+async def _chunks(data: bytes) -> AsyncIterator[download_upload_pb2.UploadRequest]:
+    for i in range(0, len(data), mapping.UPLOAD_CHUNK_BYTES) or [0]:
+        yield download_upload_pb2.UploadRequest(chunk=data[i:i + mapping.UPLOAD_CHUNK_BYTES])
 
 
 def _refused_token(code: grpc.StatusCode) -> ProviderError:

@@ -10,6 +10,7 @@ heartbeat/dong/error/ready/reset {data}.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,8 +31,10 @@ SCAN_UNKNOWN, SCAN_CANCEL, SCAN_WAITING, SCAN_SCANNED, SCAN_CONFIRMED, SCAN_TIME
 # wechaty-puppet DirtyType
 DIRTY_MESSAGE, DIRTY_CONTACT, DIRTY_ROOM, DIRTY_ROOM_MEMBER = 1, 2, 3, 4
 
-# A file box sent by URL (file-box's FileBoxType.Url); `boxType` is the field name older readers use.
-FILE_BOX_URL = 2
+# File boxes by URL, and by the id the protocol's Upload stream answers (file-box's FileBoxType
+# Url and Uuid); `boxType` is the field name older readers use.
+FILE_BOX_URL, FILE_BOX_UUID = 2, 7
+UPLOAD_CHUNK_BYTES = 64 * 1024
 
 
 class UnsupportedContent(ProviderError):
@@ -157,6 +160,22 @@ def file_box_json(url: str, name: str) -> str:
         name = urlparse(url).path.rsplit("/", 1)[-1] or "file"
     return json.dumps({"type": FILE_BOX_URL, "boxType": FILE_BOX_URL, "name": name, "url": url, "headers": {}},
                       separators=(",", ":"))
+
+
+def file_box_uuid_json(uuid: str, name: str) -> str:
+    """A FileBox of bytes uploaded through the protocol's Upload stream."""
+    return json.dumps({"type": FILE_BOX_UUID, "boxType": FILE_BOX_UUID, "name": name or "file", "uuid": uuid},
+                      separators=(",", ":"))
+
+
+def upload_bytes(message_type: str, content: dict[str, Any]) -> bytes | None:
+    """The bytes of an image or file the platform holds itself (content.data_base64, no url)."""
+    if message_type not in ("image", "file") or _text(content, "url") or not _text(content, "data_base64"):
+        return None
+    try:
+        return base64.b64decode(_text(content, "data_base64"), validate=True)
+    except ValueError:
+        raise UnsupportedContent("content.data_base64 is not base64") from None
 
 
 def send_request(conversation_id: str, message_type: str, content: dict[str, Any]) -> tuple[str, Any]:
