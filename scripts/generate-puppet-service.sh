@@ -27,7 +27,7 @@ if [ ! -f "$cache/package/LICENSE" ]; then
   rm -rf "$cache" && mkdir -p "$cache"
   (cd "$cache" && npm pack --silent "wechaty-grpc@$WECHATY_GRPC_VERSION" >/dev/null)
   tgz="$cache/wechaty-grpc-$WECHATY_GRPC_VERSION.tgz"
-  got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
+  got="sha512-$("$PY" -c 'import base64, hashlib, sys; print(base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$tgz")"
   if [ "$got" != "$WECHATY_GRPC_INTEGRITY" ]; then
     echo "error: wechaty-grpc-$WECHATY_GRPC_VERSION.tgz integrity $got != pinned $WECHATY_GRPC_INTEGRITY" >&2
     rm -rf "$cache"; exit 1

@@ -18,7 +18,7 @@
  *   say {from, to, text, mentions?}        an incoming text message (to: the user's id or a room id)
  *   say_file {from, to, name, url}         an incoming file/image message (FileBox by URL)
  *   room_topic {room, topic, by}  room_join {room, contacts, by}  room_leave {room, contacts, by}
- *   dirty {type, id}                       a DIRTY event (type: wechaty-puppet DirtyType number)
+ *   dirty {type, payload_id}               a DIRTY event (type: wechaty-puppet DirtyType number)
  *   logout                                 the account logs out (remotely)
  *   calls                                  -> every send call recorded so far
  * With --state FILE the logged-in user survives a restart of this process (as a provider that
@@ -130,7 +130,7 @@ async function main() {
     room_topic: c => { room(c.room).topic(c.topic).by(contact(c.by)) },
     room_join: c => { room(c.room).add(...c.contacts.map(contact)).by(contact(c.by)) },
     room_leave: c => { room(c.room).remove(...c.contacts.map(contact)).by(contact(c.by)) },
-    dirty: c => puppet.emit('dirty', { payloadType: c.type, payloadId: c.id }),
+    dirty: c => puppet.emit('dirty', { payloadType: c.type, payloadId: c.payload_id }),
     logout: async () => { saveState({}); await puppet.logout('logged out on the phone') },
     calls: () => puppet.calls,
   }

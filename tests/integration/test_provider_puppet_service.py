@@ -202,6 +202,30 @@ async def test_incoming_messages_and_room_changes_become_callbacks(tls_server):
         await provider.close()
 
 
+async def test_contacts_and_rooms_are_synced_after_login_and_on_dirty(tls_server):
+    sink = CollectingSink()
+    provider = await provider_for(tls_server, sink)
+    try:
+        friend = await tls_server.command("contact", name="Early Friend")
+        room = await tls_server.command("room", topic="Early Room", members=[friend])
+        await log_in(provider, tls_server, sink)
+
+        def changed(conversation_id: str):
+            return lambda c: c.data["conversation_id"] == conversation_id
+
+        synced_room = await sink.wait_for(GUID, NT.CONVERSATION_CHANGED, timeout=10, where=changed(room))
+        assert synced_room.data["conversation_name"] == "Early Room" and synced_room.data["conversation_type"] == "group"
+        synced_friend = await sink.wait_for(GUID, NT.CONVERSATION_CHANGED, timeout=10, where=changed(friend))
+        assert synced_friend.data == {"conversation_id": friend, "conversation_name": "Early Friend",
+                                      "conversation_type": "single", "member_count": 2}
+        before = len(sink.of(GUID, NT.CONVERSATION_CHANGED))
+        await tls_server.command("dirty", type=3, payload_id=room)  # wechaty-puppet DirtyType.Room
+        await sink.wait_for(GUID, NT.CONVERSATION_CHANGED, count=before + 1, timeout=10)
+        assert sink.of(GUID, NT.CONVERSATION_CHANGED)[-1].data["conversation_id"] == room
+    finally:
+        await provider.close()
+
+
 async def test_logout_and_a_remote_logout(tls_server):
     sink = CollectingSink()
     provider = await provider_for(tls_server, sink)
