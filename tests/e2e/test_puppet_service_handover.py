@@ -2,7 +2,8 @@
 accounts through Redis leases (workers/puppet_ownership.py). The one consuming the account's
 event stream is killed with SIGKILL: the other takes the stream over within the documented
 bound (lease + tick + the stream's opening), the account stays ONLINE without a new QR, and
-every incoming message sent before the kill and after the handover is stored exactly once."""
+every incoming message sent before the kill and after the handover is stored exactly once.
+Over plaintext (an `insecure_` token, the reference server's tls.disable)."""
 
 from __future__ import annotations
 
@@ -22,16 +23,18 @@ from wework.v1 import account_pb2 as apb
 pytestmark = [pytest.mark.e2e, pytest.mark.mariadb, pytest.mark.redis]
 
 SERVICE = "wework.v1.AccountService"
-TOKEN = f"puppet_workpro_{uuid.uuid4().hex}"
+# Plaintext here (the other module runs TLS): an "insecure_" token and a server without TLS.
+TOKEN = f"insecure_{uuid.uuid4().hex}"
 LEASE, TICK = 3.0, 0.5
 
 
 async def test_sigkill_of_the_consuming_process_hands_the_stream_over(mariadb_server, redis_server, tmp_path):
-    puppet = await ReferenceServer(TOKEN).start()
+    puppet = await ReferenceServer(TOKEN, tls=False).start()
     prefix = harness.new_db_prefix("e")
     config = harness.make_database_config(prefix, [mariadb_server], 2)
     values = settings(puppet.endpoint)
-    values["provider"]["puppet_service"].update(ownership_lease_seconds=LEASE, ownership_tick_seconds=TICK)
+    values["provider"]["puppet_service"].update(ownership_lease_seconds=LEASE, ownership_tick_seconds=TICK,
+                                                server_name=None)
     values["account"]["heartbeat_timeout_seconds"] = 30  # a handover must not look like an outage
     path = settings_yaml(tmp_path / "server.yaml", config.model_dump(mode="json"), redis_server.url,
                          redis={"key_prefix": f"{prefix}:"}, **values)
