@@ -21,12 +21,16 @@ FROM ${PYTHON_IMAGE}
 # `wework-admin restore --until` (point-in-time recovery) replays binlogs with mariadb-binlog
 # and mariadb from this package; set to false for an image without them.
 ARG INSTALL_MARIADB_CLIENT=true
+# The embedded mode binds loopback by default; in a container only published ports are reachable,
+# so the image listens on every interface of the container (as before; the chart sets it too).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
-    WEWORK_DATA_DIR=/tmp/wework
+    WEWORK_DATA_DIR=/tmp/wework \
+    WEWORK_SERVER__HOST=0.0.0.0 \
+    WEWORK_OBSERVABILITY__METRICS_HOST=0.0.0.0
 RUN if [ "$INSTALL_MARIADB_CLIENT" = "true" ]; then \
       apt-get update \
       && apt-get install -y --no-install-recommends mariadb-client \

@@ -24,8 +24,10 @@ VALUES_DIR = Path(__file__).resolve().parent / "values"
 DOCKERFILE = ROOT / "Dockerfile"
 # The Kubernetes version the manifests are validated against (and the chart is rendered for).
 KUBE_VERSION = "1.30.0"
-# Custom resources of the Prometheus operator: kubernetes-validate ships only core schemas.
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+# Custom resources (the Prometheus operator's, the Gateway API's HTTPRoute): kubernetes-validate
+# ships only core schemas, and no registry package ships the Gateway API's own JSON schemas.
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
+             ("gateway.networking.k8s.io/v1", "HTTPRoute")}
 VENV_BIN = Path(sys.executable).parent
 # The value sets under tests/chart/values that every render test covers; "default" is the chart's
 # own values.yaml alone.
@@ -123,12 +125,16 @@ def validate_k8s(obj: dict) -> None:
 
 
 def validate_crd(obj: dict) -> None:
-    """kubernetes-validate has no schemas for CRDs: check what the Prometheus operator needs."""
+    """kubernetes-validate has no schemas for CRDs: check what the Prometheus operator and the
+    Gateway API (v1 HTTPRoute, its published field set) need."""
     meta = obj.get("metadata", {})
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta.get("name", "")), meta
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta.get("namespace", "")), meta
     assert all(isinstance(v, str) for v in meta.get("labels", {}).values()), meta
     spec = obj["spec"]
-    if obj["kind"] == "ServiceMonitor":
+    if obj["kind"] == "HTTPRoute":
+        _validate_http_route(spec)
+    elif obj["kind"] == "ServiceMonitor":
         assert set(spec) <= {"selector", "endpoints", "namespaceSelector", "jobLabel"}, spec
         assert spec["selector"]["matchLabels"], spec
         assert all(isinstance(v, str) for v in spec["selector"]["matchLabels"].values())
@@ -149,6 +155,38 @@ def validate_crd(obj: dict) -> None:
                 assert _balanced(rule["expr"]), rule["expr"]
                 assert re.fullmatch(r"([0-9]+(ms|s|m|h))+", rule["for"]), rule
                 assert all(isinstance(v, str) for v in {**rule["labels"], **rule["annotations"]}.values())
+
+
+HOSTNAME = r"(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+
+def _validate_http_route(spec: dict) -> None:
+    """gateway.networking.k8s.io/v1 HTTPRouteSpec: known fields only, required ones present."""
+    assert set(spec) <= {"parentRefs", "hostnames", "rules"}, spec
+    assert 1 <= len(spec["parentRefs"]) <= 32, spec
+    for ref in spec["parentRefs"]:
+        assert set(ref) <= {"group", "kind", "namespace", "name", "sectionName", "port"}, ref
+        assert isinstance(ref["name"], str) and ref["name"], ref
+        assert all(isinstance(ref[k], str) for k in ("group", "kind", "namespace", "sectionName") if k in ref), ref
+    for host in spec.get("hostnames", []):
+        assert re.fullmatch(HOSTNAME, host) and len(host) <= 253, host
+    assert 1 <= len(spec["rules"]) <= 16, spec
+    for rule in spec["rules"]:
+        assert set(rule) <= {"name", "matches", "filters", "backendRefs", "timeouts", "retry",
+                             "sessionPersistence"}, rule
+        for match in rule.get("matches", []):
+            assert set(match) <= {"path", "headers", "queryParams", "method"}, match
+            if "path" in match:
+                assert set(match["path"]) <= {"type", "value"}, match
+                assert match["path"]["type"] in {"Exact", "PathPrefix", "RegularExpression"}, match
+                assert match["path"]["value"].startswith("/"), match
+            assert match.get("method", "GET") in HTTP_METHODS, match
+        for backend in rule.get("backendRefs", []):
+            assert set(backend) <= {"group", "kind", "name", "namespace", "port", "weight", "filters"}, backend
+            assert isinstance(backend["name"], str) and backend["name"], backend
+            if backend.get("kind", "Service") == "Service":  # a Service backend needs its port
+                assert isinstance(backend["port"], int) and 1 <= backend["port"] <= 65535, backend
 
 
 def _balanced(expr: str) -> bool:

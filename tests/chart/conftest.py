@@ -3,6 +3,9 @@ rendered value sets, rendered once per session."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import chartkit
 import pytest
 
@@ -23,3 +26,7 @@ def rendered(helm):
         return cache[name]
 
     return render
+
+
+# The dashboard test starts wework-server through the e2e harness (tests/e2e/serverproc.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))

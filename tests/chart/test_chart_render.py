@@ -123,9 +123,9 @@ def test_crd_checks_refuse_broken_monitoring_objects(rendered):
 def test_default_values(rendered):
     objects = rendered("default")
     kinds = sorted(o["kind"] for o in objects)
-    # Every service: a Deployment, a PodDisruptionBudget and two Services each.
-    assert kinds == ["ConfigMap", "ConfigMap", *["Deployment"] * 5, "Job", *["PodDisruptionBudget"] * 5,
-                     *["Service"] * 10, "ServiceAccount"]
+    # Every service: a Deployment, a PodDisruptionBudget and two Services each; the helm test Pod.
+    assert kinds == ["ConfigMap", "ConfigMap", *["Deployment"] * 5, "Job", "NetworkPolicy", "Pod",
+                     *["PodDisruptionBudget"] * 5, *["Service"] * 10, "ServiceAccount"]
     assert {d["metadata"]["name"] for d in chartkit.objects_of(objects, "Deployment")} == {
         f"wework-{n}" for n in SERVICE_NAMES}
     # Without callbackIngress the callback server listens on gRPC only.
@@ -223,7 +223,7 @@ def test_everything(rendered):
     assert set(deployments) == {f"wework-{n}" for n in SERVICE_NAMES} | {
         "wework-worker-dispatch", "wework-worker-callbacks"}
     for name in SERVICE_NAMES:
-        (server,) = containers(deployments[f"wework-{name}"])
+        server = containers(deployments[f"wework-{name}"])[0]
         assert server["args"] == ["--port", "50051", "--services", name]
         assert server["readinessProbe"]["grpc"]["service"] == f"wework.v1.{name.title()}Service"
         ports = {p["name"] for p in server["ports"]}
@@ -237,7 +237,7 @@ def test_everything(rendered):
         "name": "wework-app", "key": "provider-callback-secret"}  # everything.yaml names its Secret
     assert "WEWORK_CALLBACK__HTTP_PORT" not in env_of(containers(deployments["wework-tenant"])[0])
     # Workers: their own command, no gRPC port or probes, a metrics Service.
-    (worker,) = containers(deployments["wework-worker-dispatch"])
+    worker = containers(deployments["wework-worker-dispatch"])[0]
     assert worker["command"] == ["wework-worker"] and worker["args"] == ["dispatch"]
     assert [p["name"] for p in worker["ports"]] == ["metrics"] and "readinessProbe" not in worker
     assert [p["name"] for p in one(objects, "Service", "wework-worker-dispatch")["spec"]["ports"]] == ["metrics"]
@@ -417,3 +417,4 @@ def test_install_notes_render(helm, tmp_path, value_set):
         assert f"dns:///{deployment['metadata']['name']}{headless}.wework.svc:" in notes, notes
     assert ("-headless" in notes) == bool(headless)
     assert "port-forward svc/" in notes and "<no value>" not in notes, notes
+    assert ("helm test wework -n wework" in notes) == (value_set != "minimal"), notes  # minimal: no test pod

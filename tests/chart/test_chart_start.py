@@ -147,6 +147,28 @@ def test_rendered_deployment_starts_the_server(helm, mariadb_server, redis_serve
                 pb.Tenant(tenant_code=f"chart-{unique_db_prefix[-8:]}", tenant_name="Chart test"))
             assert client.tenants.get_tenant(tenant.id).tenant_code == tenant.tenant_code
 
+        # `helm test`: the rendered test pod, its Service names resolved to this host as the
+        # cluster DNS would, passes for the running server and fails for the ones not running.
+        test_pod = one(objects, "Pod", "wework-test-health")
+        health = chartkit.local_container(test_pod["spec"], test_pod["spec"]["containers"][0], tmp_path / "test",
+                                          configmaps=configmaps, secrets=secrets, image_env=image_env,
+                                          workdir=workdir, path=path)
+        running = f"{deployment_name}.wework.svc:{grpc_port}|"
+        mine = [a for a in health.argv[3:] if a.startswith(running)]
+        assert len(mine) == 1, health.argv
+        local_argv = [a.replace(f"{deployment_name}.wework.svc:", "127.0.0.1:") for a in health.argv]
+        passed = subprocess.run(local_argv[:3] + [m.replace(f"{deployment_name}.wework.svc:", "127.0.0.1:")
+                                                  for m in mine],
+                                env=health.env, cwd=health.cwd, capture_output=True, text=True, timeout=60, check=False)
+        assert passed.returncode == 0 and passed.stdout.rstrip().endswith(": SERVING"), passed
+        others = [a for a in local_argv[3:] if not a.startswith("127.0.0.1:")]
+        if others:  # per service: the four Deployments not started here cannot answer
+            failed = subprocess.run(local_argv, env={**health.env, "HEALTH_TIMEOUT_SECONDS": "2"}, cwd=health.cwd,
+                                    capture_output=True, text=True, timeout=120, check=False)
+            assert failed.returncode == 1, failed
+            assert failed.stdout.count(": SERVING") == 1 and failed.stdout.count("UNAVAILABLE") + failed.stdout.count(
+                "DEADLINE_EXCEEDED") == len(others), failed.stdout
+
         if metrics_port is not None:
             assert ports["metrics"] == metrics_port
             assert httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).status_code == 200

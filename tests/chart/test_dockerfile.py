@@ -164,6 +164,8 @@ def test_the_image_build_steps_work(dockerfile, tmp_path):
                 except grpc.RpcError:
                     time.sleep(0.2)
         assert status == health_pb2.HealthCheckResponse.SERVING, log_path.read_text()[-4000:]
+        # Published ports must reach it: the image binds every interface, not the embedded loopback.
+        assert f"listening on 0.0.0.0:{port}" in log_path.read_text()
         # The installed code, not the repository's, served.
         assert str(venv) in subprocess.run([str(venv / "bin" / "python"), "-c",
                                             "import wework.server.cli as m; print(m.__file__)"],

@@ -27,7 +27,7 @@ def test_embedded_default_starts_answers_and_keeps_data(tmp_path, monkeypatch):
     server = start_server(tmp_path)
     try:
         banner = server.log()
-        assert f"listening on 0.0.0.0:{server.port}" in banner and "grpcurl" in banner
+        assert f"listening on 127.0.0.1:{server.port}" in banner and "grpcurl" in banner
         secrets = json.loads((tmp_path / "var" / "secrets.json").read_text())
         assert oct((tmp_path / "var" / "secrets.json").stat().st_mode & 0o777) == "0o600"
         with WeworkClient(ClientOptions(target=server.target, api_key=secrets["admin_api_key"])) as admin:

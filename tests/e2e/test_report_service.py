@@ -152,7 +152,7 @@ def test_batch_task_report_equals_the_messages(rp, sent):
     m = report.messages
     assert (m.total, m.delivered, m.failed, m.sent, m.pending) == (
         60, counts.get("delivered", 0), counts.get("failed", 0), 0, 0)
-    assert report.total_count == 60 and report.status == "completed"
+    assert report.total_count == 60 and report.status == "BATCH_TASK_STATUS_COMPLETED"
     # The task's own counters are reported as stored (a send the provider accepted counts as a
     # success there even if a failure receipt came later); the recount above is the messages' word.
     [row] = rp.sql(tenant.id, "SELECT total_count, sent_count, success_count, failed_count FROM batch_send_tasks "

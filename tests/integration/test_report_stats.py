@@ -263,7 +263,7 @@ async def test_account_health_from_history_and_failures(world):
             uow.session.add(h(tenant_id=tenant_id, account_id=account_id, old_status=old, new_status=new,
                               created_at=at, seq=seq + i, operator_type="system"))
     health = await reports.account_health(principal(tenant_id), day, day + timedelta(days=1), 0, HEALTH)
-    assert health.total_accounts == 2 and {c.status: c.count for c in health.status_counts} == {"online": 2}
+    assert health.total_accounts == 2 and {c.status: c.count for c in health.status_counts} == {"ACCOUNT_STATUS_ONLINE": 2}
     # A: 24 h minus 30 min online; B: 12 h online.
     assert health.online_rate == pytest.approx((24 * 60 - 30 + 12 * 60) / (48 * 60))
     assert health.recoveries == 1 and health.mean_time_to_recover.ToTimedelta() == timedelta(minutes=30)

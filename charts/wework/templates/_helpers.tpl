@@ -27,6 +27,11 @@
 {{- printf "%s-%s" (include "wework.fullname" $root | trunc 40 | trimSuffix "-") (index . 1) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The namespace of every object: the release's, unless namespaceOverride names another. */}}
+{{- define "wework.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "wework.configMapName" -}}
 {{- printf "%s-config" (include "wework.fullname" .) }}
 {{- end }}
@@ -154,15 +159,19 @@ component wins, tests/chart checks it), plus
 {{- end }}
 {{- end }}
 
+{{/* (list $ extraVolumeMounts) */}}
 {{- define "wework.volumeMounts" -}}
 - name: config
   mountPath: /etc/wework
   readOnly: true
 - name: tmp
   mountPath: /tmp
+{{- with (index . 1) }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
-{{/* (list $ configMapName) */}}
+{{/* (list $ configMapName extraVolumes) */}}
 {{- define "wework.volumes" -}}
 {{- $root := index . 0 -}}
 - name: config
@@ -171,5 +180,8 @@ component wins, tests/chart checks it), plus
 - name: tmp
   emptyDir:
     sizeLimit: {{ $root.Values.tmpSizeLimit }}
+{{- with (index . 2) }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 

@@ -37,7 +37,7 @@ USER_STATUS_LOCKED: UserStatus
 USER_STATUS_DELETED: UserStatus
 
 class Tenant(_message.Message):
-    __slots__ = ("id", "tenant_code", "tenant_name", "contact_person", "contact_phone", "contact_email", "max_accounts", "max_daily_messages", "webhook_url", "config", "status", "create_time", "update_time", "etag")
+    __slots__ = ("id", "tenant_code", "tenant_name", "contact_person", "contact_phone", "contact_email", "max_accounts", "max_daily_messages", "webhook_url", "config", "status", "create_time", "update_time", "etag", "suspend_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_CODE_FIELD_NUMBER: _ClassVar[int]
     TENANT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class Tenant(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    SUSPEND_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_code: str
     tenant_name: str
@@ -66,7 +67,8 @@ class Tenant(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, id: _Optional[str] = ..., tenant_code: _Optional[str] = ..., tenant_name: _Optional[str] = ..., contact_person: _Optional[str] = ..., contact_phone: _Optional[str] = ..., contact_email: _Optional[str] = ..., max_accounts: _Optional[int] = ..., max_daily_messages: _Optional[int] = ..., webhook_url: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[TenantStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    suspend_reason: str
+    def __init__(self, id: _Optional[str] = ..., tenant_code: _Optional[str] = ..., tenant_name: _Optional[str] = ..., contact_person: _Optional[str] = ..., contact_phone: _Optional[str] = ..., contact_email: _Optional[str] = ..., max_accounts: _Optional[int] = ..., max_daily_messages: _Optional[int] = ..., webhook_url: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[_Union[TenantStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., suspend_reason: _Optional[str] = ...) -> None: ...
 
 class CreateTenantRequest(_message.Message):
     __slots__ = ("tenant", "request_id")
@@ -109,12 +111,14 @@ class UpdateTenantRequest(_message.Message):
     def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class SuspendTenantRequest(_message.Message):
-    __slots__ = ("id", "etag")
+    __slots__ = ("id", "etag", "reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     etag: str
-    def __init__(self, id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., etag: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ResumeTenantRequest(_message.Message):
     __slots__ = ("id", "etag")

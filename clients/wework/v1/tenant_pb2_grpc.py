@@ -207,7 +207,8 @@ class TenantServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SuspendTenant(self, request, context):
-        """Suspends an active tenant: its credentials stop working for tenant-scoped calls.
+        """Suspends an active tenant, with a reason: its credentials stop working for
+        tenant-scoped calls.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,7 +229,7 @@ class TenantServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateUser(self, request, context):
-        """Creates a user in the caller's tenant.
+        """Creates a user in the caller's tenant, with the roles in user.role_ids.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

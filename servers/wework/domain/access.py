@@ -77,6 +77,8 @@ class Permissions:
     WEBHOOKS_READ = "webhooks.read"
     WEBHOOKS_WRITE = "webhooks.write"
     REPORTS_READ = "reports.read"
+    # SimulatorService: act as the phone, the network or a chat partner (simulator provider only).
+    SIMULATOR_CONTROL = "simulator.control"
 
 
 # Tenant-level grants never include "platform.*": "*" inside a tenant role is

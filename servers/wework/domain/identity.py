@@ -31,6 +31,9 @@ EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 PERMISSION_RE = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)*(\.\*)?)$")
 
 MAX_QUOTA = 100_000_000
+MAX_SUSPEND_REASON = 500
+# Roles CreateUser may grant at once (more are given with AssignRole).
+MAX_ROLES_ON_CREATE = 20
 
 
 class TenantStatus(StrEnum):
@@ -116,6 +119,8 @@ class Tenant:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 1
+    # Why a platform admin suspended it; None unless suspended.
+    suspend_reason: str | None = None
 
     @property
     def etag(self) -> str:
@@ -145,7 +150,10 @@ class Tenant:
         if v:
             raise InvalidArgument(v)
 
-    def with_status(self, new: TenantStatus) -> Tenant:
+    def with_status(self, new: TenantStatus, reason: str | None = None) -> Tenant:
+        """The tenant in `new` status; `reason` is kept while it is suspended."""
+        if reason is not None and len(reason) > MAX_SUSPEND_REASON:
+            raise InvalidArgument(FieldViolation("reason", f"at most {MAX_SUSPEND_REASON} characters"))
         allowed = {
             TenantStatus.ACTIVE: {TenantStatus.SUSPENDED, TenantStatus.DELETED},
             TenantStatus.SUSPENDED: {TenantStatus.ACTIVE, TenantStatus.DELETED},
@@ -157,7 +165,8 @@ class Tenant:
                 [PreconditionViolation("STATUS", f"tenants/{self.id}",
                                        f"tenant is {self.status.value}")],
             )
-        return replace(self, status=new)
+        return replace(self, status=new,
+                       suspend_reason=(reason or None) if new is TenantStatus.SUSPENDED else None)
 
 
 # ---- users -------------------------------------------------------------------------------

@@ -91,8 +91,9 @@ def parse_time_zone(name: str, path: str = "time_zone") -> ZoneInfo:
 
 
 def validate_range(start: datetime | None, end: datetime | None, *, max_days: int,
-                   now: datetime | None = None) -> tuple[datetime, datetime]:
-    """start < end, at most max_days apart; both required. Violations name start_time/end_time."""
+                   now: datetime | None = None, limit_setting: str = "") -> tuple[datetime, datetime]:
+    """start < end, at most max_days apart; both required. Violations name start_time/end_time,
+    and a range too long the setting that sets the limit (`limit_setting`)."""
     bad: list[FieldViolation] = []
     if start is None:
         bad.append(FieldViolation("start_time", "required", "REQUIRED"))
@@ -104,8 +105,9 @@ def validate_range(start: datetime | None, end: datetime | None, *, max_days: in
     if end <= start:
         raise InvalidArgument(FieldViolation("end_time", "must be after start_time", "RANGE_END_BEFORE_START"))
     if end - start > timedelta(days=max_days):
-        raise InvalidArgument(FieldViolation("end_time", f"the range may span at most {max_days} days",
-                                             "RANGE_TOO_LONG"))
+        raise InvalidArgument(FieldViolation(
+            "end_time", f"the range may span at most {max_days} days"
+                        + (f" (the setting {limit_setting})" if limit_setting else ""), "RANGE_TOO_LONG"))
     return start, end
 
 

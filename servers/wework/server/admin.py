@@ -12,12 +12,16 @@
   wework-admin shard-map      print the shard map in force (runtime version or settings)
   wework-admin move-buckets --buckets 512-767 --to-dsn DSN [--shard-name s2]
                               move a bucket range to new databases online (docs/bucket-moves.md)
+  wework-admin quickstart [--target HOST:PORT] [--tenant-code CODE]
+                              through a running server: a tenant, an API key and a user with a
+                              role; prints the shell exports (WEWORK_API_KEY, ...)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 import threading
 from datetime import UTC, datetime
@@ -26,6 +30,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from wework.domain.access import SYSTEM_ROLES
 from wework.server.settings import Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
@@ -82,6 +87,17 @@ def main(argv: list[str] | None = None) -> int:
                       help="seconds for the replica to apply what it received (default 60)")
     fail.add_argument("--ack-timeout", type=float, default=15.0,
                       help="seconds to wait for the running servers to apply the new map (default 15)")
+    quick = sub.add_parser("quickstart", help="create a tenant, an API key and a user through a running server; "
+                                              "print the shell exports")
+    quick.add_argument("--target", help="the server's host:port (default 127.0.0.1 and the configured port)")
+    quick.add_argument("--tls", action="store_true", help="connect with TLS (default: plaintext)")
+    quick.add_argument("--tenant-code", default="quickstart", help="code of the new tenant (default quickstart)")
+    quick.add_argument("--username", default="operator", help="the new user (default operator)")
+    system_roles = tuple(SYSTEM_ROLES)  # every tenant is created with these
+    quick.add_argument("--user-role", default="operator", choices=system_roles,
+                       help="system role of the user (default operator)")
+    quick.add_argument("--key-role", default="admin", choices=system_roles,
+                       help="system role of the API key (default admin)")
     args = parser.parse_args(argv)
 
     try:
@@ -105,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_move_buckets(settings, args))
     if args.command == "failover":
         return asyncio.run(_failover(settings, args))
+    if args.command == "quickstart":
+        return _quickstart(settings, args)
     return _check_config(settings)
 
 
@@ -257,6 +275,59 @@ async def _move_buckets(settings: Settings, args: argparse.Namespace) -> int:
                   f"deleted[/green]")
     print(f"write freeze: {result.freeze_seconds:.3f} s", flush=True)
     return 1 if bad else 0
+
+
+def _quickstart(settings: Settings, args: argparse.Namespace) -> int:
+    """Creates a tenant, an API key and a user through the running server's API (so every rule of
+    the API applies), logs the user in, and prints the shell exports on stdout."""
+    import secrets
+
+    import grpc
+    from wework.v1 import tenant_pb2 as pb
+    from wework.v1 import tenant_pb2_grpc as pb_grpc
+
+    target = args.target or f"127.0.0.1:{settings.server.port}"
+    admin_key = settings.security.admin_api_key
+    if admin_key is None:  # pragma: no cover - load_settings fills or refuses it
+        console.print("[red]wework-admin: security.admin_api_key (env WEWORK_SECURITY__ADMIN_API_KEY) is not set[/red]")
+        return 2
+    channel = grpc.secure_channel(target, grpc.ssl_channel_credentials()) if args.tls \
+        else grpc.insecure_channel(target)
+    password = secrets.token_urlsafe(18)
+    try:
+        with channel:
+            stub = pb_grpc.TenantServiceStub(channel)
+            admin = [("x-api-key", admin_key.get_secret_value())]
+            tenant = stub.CreateTenant(pb.CreateTenantRequest(
+                tenant=pb.Tenant(tenant_code=args.tenant_code, tenant_name=args.tenant_code)), metadata=admin, timeout=30)
+            in_tenant = [*admin, ("x-wework-tenant", tenant.id)]
+            roles = {r.role_code: r.id for r in stub.ListRoles(pb.ListRolesRequest(page_size=100),
+                                                                 metadata=in_tenant, timeout=30).roles}
+            key = stub.CreateApiKey(pb.CreateApiKeyRequest(api_key=pb.ApiKey(
+                display_name="quickstart", role_id=roles[args.key_role])), metadata=in_tenant, timeout=30)
+            stub.CreateUser(pb.CreateUserRequest(user=pb.User(
+                username=args.username, email=f"{args.username}@{args.tenant_code.replace('_', '-')}.example",
+                password=password,
+                role_ids=[roles[args.user_role]])), metadata=in_tenant, timeout=30)
+            login = stub.Login(pb.LoginRequest(tenant_code=args.tenant_code, username=args.username,
+                                               password=password), timeout=30)
+    except grpc.RpcError as exc:
+        console.print(f"[red]wework-admin: {target}: {exc.code().name}: {exc.details()}[/red]")
+        if exc.code() is grpc.StatusCode.ALREADY_EXISTS:
+            console.print("[yellow]choose another --tenant-code[/yellow]")
+        return 1
+    exports = {
+        "WEWORK_TARGET": target, "WEWORK_TENANT_ID": tenant.id, "WEWORK_TENANT_CODE": args.tenant_code,
+        "WEWORK_API_KEY": key.secret, "WEWORK_USERNAME": args.username, "WEWORK_PASSWORD": password,
+        "WEWORK_ACCESS_TOKEN": login.access_token,
+    }
+    console.print(f"[green]tenant {args.tenant_code} ({tenant.id}), API key with role {args.key_role}, user "
+                  f"{args.username} with role {args.user_role}; the access token expires "
+                  f"{login.expire_time.ToDatetime():%H:%M} UTC. Paste these exports, or run: "
+                  f"eval \"$(wework-admin quickstart ...)\"[/green]")
+    for name, value in exports.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
 
 
 def _shard_of(settings: Settings, tenant_id: str) -> int:

@@ -44,6 +44,7 @@ from wework.server.application.message_ports import InProcessAccountGateway
 from wework.server.application.messages import DailyQuota, MessageUseCases, database_quota_counter
 from wework.server.application.reports import ReportSettings, ReportUseCases
 from wework.server.application.roles import RoleUseCases
+from wework.server.application.simulator import SimulatorUseCases
 from wework.server.application.templates import TemplateUseCases
 from wework.server.application.tenants import TenantUseCases
 from wework.server.application.users import UserUseCases
@@ -52,6 +53,7 @@ from wework.server.handlers import account as account_handler
 from wework.server.handlers import callback as callback_handler
 from wework.server.handlers import message as message_handler
 from wework.server.handlers import report as report_handler
+from wework.server.handlers import simulator as simulator_handler
 from wework.server.handlers import tenant as tenant_handler
 from wework.server.handlers.callback_events import CallbackEvents
 from wework.server.ingress.http import CallbackIngress
@@ -163,6 +165,8 @@ async def build_application(settings: Settings, *,
         account = await _account_service(settings, ctx, redis, tenants, caches, closers, shared)
         if "account" in services:
             registrations.append(account)
+            registrations.append(simulator_handler.registration(simulator_handler.SimulatorServiceHandler(
+                SimulatorUseCases(shared["account_store"]))))
     if "message" in settings.server.services:
         registrations.append(await _message_service(settings, ctx, redis, tenants, shared))
         await _start_dispatcher(settings, ctx, redis, shared, closers)
@@ -288,6 +292,7 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
         closers.append(ownership.close)  # leave (leases back) before the provider closes
     closers.extend([provider.close, bus.close])
     shared["account_gateway"] = InProcessAccountGateway(store, conversations)
+    shared["account_store"] = store
     return account_handler.registration(account_handler.AccountServiceHandler(
         AccountUseCases(store, login, tenants), conversations))
 

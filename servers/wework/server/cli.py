@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from wework.server.settings import ALL_SERVICES, Settings, SettingsError, load_settings
 
@@ -22,7 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="wework-server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, help="gRPC port (env WEWORK_PORT; default 50051)")
-    parser.add_argument("--host", help="address to bind (env WEWORK_SERVER__HOST; default 0.0.0.0)")
+    parser.add_argument("--host", help="address to bind (env WEWORK_SERVER__HOST; default 0.0.0.0, "
+                             "127.0.0.1 in the embedded mode)")
     parser.add_argument("--services",
                         help=f"comma-separated subset of {','.join(ALL_SERVICES)} or 'all' "
                              "(env WEWORK_SERVER__SERVICES)")
@@ -225,22 +227,34 @@ def _worker_main(argv: list[str], index: int, parent: int) -> None:
 
 
 def _print_banner(settings: Settings, port: int) -> None:
-    host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::", "[::]") else settings.server.host
     services = ",".join(settings.server.services)
     print(f"wework-server listening on {settings.server.host}:{port} (services: {services})", flush=True)
     if settings.embedded:
         secrets_file = (settings.data_dir / "secrets.json").resolve()
-        key_cmd = ("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"admin_api_key\"])' "
-                   f"{shlex.quote(str(secrets_file))})")
-        print(
-            f"embedded mode: SQLite under {settings.data_dir.resolve()}, in-process Redis; the platform-admin key is in {secrets_file}\n"
-            "try:\n"
-            f"  grpcurl -plaintext {host}:{port} list\n"
-            f"  grpcurl -plaintext -H \"x-api-key: {key_cmd}\" \\\n"
-            "    -d '{\"tenant\": {\"tenant_code\": \"acme\", \"tenant_name\": \"Acme\"}}' \\\n"
-            f"    {host}:{port} wework.v1.TenantService/CreateTenant",
-            flush=True,
-        )
+        print(f"embedded mode: SQLite under {settings.data_dir.resolve()}, in-process Redis; "
+              f"the platform-admin key is in {secrets_file}\n"
+              "try (the commands work as written, from any directory):\n"
+              + "\n".join("  " + command for command in try_commands(settings, port)),
+              flush=True)
+
+
+def try_commands(settings: Settings, port: int) -> list[str]:
+    """Shell commands the embedded banner suggests: absolute paths, so they need no PATH step."""
+    host = settings.server.host
+    target = f"{'127.0.0.1' if host in ('0.0.0.0', '::', '[::]') else host}:{port}"
+    bin_dir = Path(sys.executable).parent
+    grpcurl = shlex.quote(str(bin_dir / "grpcurl")) if (bin_dir / "grpcurl").exists() else "grpcurl"
+    secrets_file = shlex.quote(str((settings.data_dir / "secrets.json").resolve()))
+    key = (f"$({shlex.quote(sys.executable)} -c 'import json,sys; "
+           f"print(json.load(open(sys.argv[1]))[\"admin_api_key\"])' {secrets_file})")
+    admin = shlex.quote(str(bin_dir / "wework-admin"))
+    data_dir = shlex.quote(str(settings.data_dir.resolve()))
+    return [
+        f"{grpcurl} -plaintext {target} list",
+        f"{grpcurl} -plaintext -H \"x-api-key: {key}\" -d '{{}}' {target} wework.v1.TenantService/ListTenants",
+        (f"{admin} --data-dir {data_dir} quickstart --target {target}"
+         "   # a tenant, an API key and a user with a role; prints the shell exports"),
+    ]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,8 @@ from wework.server.providers.simulator import SimulatorConfig
 
 # The services this build implements; account, message, callback and report join as they land.
 ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message", "callback", "report")
+# Where the embedded mode binds gRPC and /metrics unless told otherwise.
+EMBEDDED_HOST = "127.0.0.1"
 
 
 class ServerConfig(BaseModel):
@@ -395,6 +397,17 @@ class Settings(BaseSettings):
     def _apply_port(self) -> Settings:
         if self.port is not None:
             self.server.port = self.port
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_binds_loopback(self) -> Settings:
+        # The embedded mode runs on a generated admin key for development: it listens on this
+        # machine only unless an address is set explicitly (--host, WEWORK_SERVER__HOST, ...).
+        if self.embedded:
+            if "host" not in self.server.model_fields_set:
+                self.server.host = EMBEDDED_HOST
+            if "metrics_host" not in self.observability.model_fields_set:
+                self.observability.metrics_host = EMBEDDED_HOST
         return self
 
     # ---- derived -----------------------------------------------------------------

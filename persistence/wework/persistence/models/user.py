@@ -50,6 +50,8 @@ class Tenant(IdMixin, VersionedMixin, TimestampsMixin, UserBase):
     config: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(enum_type("tenant_status", *TENANT_STATUSES), nullable=False,
                                         default="active", server_default=sa.text("'active'"))
+    # SuspendTenant's reason; cleared when the tenant leaves `suspended`.
+    suspend_reason: Mapped[str | None] = mapped_column(sa.String(500))
 
     __table_args__ = (
         index("tenants", "uk_tenant_code", "tenant_code"),

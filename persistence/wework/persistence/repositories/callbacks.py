@@ -61,6 +61,8 @@ class CallbackFilter:
     status: str | None = None
     received_after: datetime | None = None
     received_before: datetime | None = None
+    # Left out unless named by notify_type (ListCallbackEvents hides heartbeats by default).
+    exclude_notify_types: tuple[int, ...] = ()
 
 
 def _stored(r: Any) -> StoredCallback:
@@ -207,6 +209,8 @@ class CallbackRepository:
             conds.append(E.guid == f.guid)
         if f.notify_type:
             conds.append(E.notify_type == f.notify_type)
+        elif f.exclude_notify_types:
+            conds.append(E.notify_type.not_in(f.exclude_notify_types))
         if f.event_type:
             conds.append(E.event_type == f.event_type)
         if f.status:

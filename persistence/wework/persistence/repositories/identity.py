@@ -115,7 +115,7 @@ class TenantRepository:
             contact_email=self._c.decrypt(r.contact_email, context="tenants.contact_email"),
             max_accounts=r.max_accounts, max_daily_messages=r.max_daily_messages, webhook_url=r.webhook_url,
             config=r.config, status=TenantStatus(r.status), created_at=r.created_at, updated_at=r.updated_at,
-            version=r.version,
+            version=r.version, suspend_reason=r.suspend_reason,
         )
 
     def _apply(self, r: um.Tenant, t: Tenant) -> None:
@@ -128,6 +128,7 @@ class TenantRepository:
         r.webhook_url = t.webhook_url
         r.config = t.config
         r.status = t.status.value
+        r.suspend_reason = t.suspend_reason
         if t.updated_at is not None:
             r.updated_at = t.updated_at
 

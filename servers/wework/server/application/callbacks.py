@@ -38,7 +38,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -539,6 +539,10 @@ class CallbackEventUseCases:
                                    page_token: str) -> tuple[list[StoredCallback], str]:
         tenant_id = self._tenant(principal, q.tenant_id, "filter.tenant_id")
         f = self._filter(q, tenant_id)
+        if not q.notify_type and not q.event_type:
+            # A heartbeat every few seconds per account would bury everything else: shown only
+            # when asked for (filter.notify_type 11010 or filter.event_type "account.heartbeat").
+            f = replace(f, exclude_notify_types=(HEARTBEAT,))
         limit = normalize_page_size(page_size)
         after = None
         if page_token:

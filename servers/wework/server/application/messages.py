@@ -53,6 +53,7 @@ from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
 from wework.server.application.message_ports import AccountGateway
 from wework.server.application.tenants import TenantUseCases
+from wework.server.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -571,6 +572,7 @@ class MessageUseCases:
             # is written (a retry finds it by request_id), its unit given back if that fails.
             self._writer.withdraw(pending)
             raise
+        metrics.MESSAGES_ACCEPTED.labels(message.message_type.value).inc()
         return message
 
     async def _render_template(self, principal: Principal, tenant_id: str,

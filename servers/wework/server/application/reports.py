@@ -51,6 +51,11 @@ class Codec(Protocol[R, T]):
     def decode(self, raw: bytes) -> T: ...
 
 
+# Named in a refusal of a range that is too long: the settings that set the limits.
+RANGE_SETTING = "report.max_range_days (env WEWORK_REPORT__MAX_RANGE_DAYS)"
+EXPORT_RANGE_SETTING = "report.max_export_range_days (env WEWORK_REPORT__MAX_EXPORT_RANGE_DAYS)"
+
+
 @dataclass(frozen=True)
 class ReportSettings:
     max_range_days: int = 93
@@ -184,10 +189,10 @@ class ReportUseCases(Generic[T]):
         assert raw is not None
         return codec.decode(raw)
 
-    def _range(self, q: StatsQuery, max_days: int) -> Range:
+    def _range(self, q: StatsQuery, max_days: int, limit_setting: str) -> Range:
         granularity = _granularity(q.granularity)  # checked first: its own field
         tz = parse_time_zone(q.time_zone)
-        start, end = validate_range(q.start, q.end, max_days=max_days)
+        start, end = validate_range(q.start, q.end, max_days=max_days, limit_setting=limit_setting)
         return make_range(start, end, granularity, tz)
 
     async def _require_account(self, tenant_id: str, account_id: str) -> None:
@@ -200,7 +205,7 @@ class ReportUseCases(Generic[T]):
 
     async def message_stats(self, principal: Principal, q: StatsQuery, codec: Codec[MessageStats, T]) -> T:
         tenant_id = principal.require_tenant()
-        r = self._range(q, self.settings.max_range_days)
+        r = self._range(q, self.settings.max_range_days, RANGE_SETTING)
         params = {"start": r.start.isoformat(), "end": r.end.isoformat(), "g": r.granularity.value,
                   "tz": r.time_zone, "account": q.account_id}
         return await self._cached("message_stats", tenant_id, params,
@@ -222,7 +227,7 @@ class ReportUseCases(Generic[T]):
         """The series in chunks of at most `chunk_size` buckets (capped by export_chunk_rows),
         each read in its own short transaction; not cached."""
         tenant_id = principal.require_tenant()
-        r = self._range(q, self.settings.max_export_range_days)
+        r = self._range(q, self.settings.max_export_range_days, EXPORT_RANGE_SETTING)
         if chunk_size < 0:
             raise InvalidArgument(FieldViolation("chunk_size", "must not be negative"))
         size = min(chunk_size or self.settings.export_chunk_rows, self.settings.export_chunk_rows)
@@ -239,7 +244,7 @@ class ReportUseCases(Generic[T]):
     async def account_health(self, principal: Principal, start: datetime | None, end: datetime | None,
                              top_n: int, codec: Codec[AccountHealth, T]) -> T:
         tenant_id = principal.require_tenant()
-        start, end = validate_range(start, end, max_days=self.settings.max_range_days)
+        start, end = validate_range(start, end, max_days=self.settings.max_range_days, limit_setting=RANGE_SETTING)
         if top_n < 0 or top_n > 100:
             raise InvalidArgument(FieldViolation("top_n", "must be between 0 and 100"))
         top_n = top_n or 10
@@ -331,7 +336,7 @@ class ReportUseCases(Generic[T]):
     async def template_usage(self, principal: Principal, start: datetime | None, end: datetime | None,
                              page_size: int, codec: Codec[list[TemplateUsageRow], T]) -> T:
         tenant_id = principal.require_tenant()
-        start, end = validate_range(start, end, max_days=self.settings.max_range_days)
+        start, end = validate_range(start, end, max_days=self.settings.max_range_days, limit_setting=RANGE_SETTING)
         if page_size < 0 or page_size > 1000:
             raise InvalidArgument(FieldViolation("page_size", "must be between 0 and 1000"))
         limit = page_size or 100

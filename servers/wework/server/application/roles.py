@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 
 from wework.domain.access import Principal
@@ -22,6 +23,7 @@ from wework.persistence.repositories.identity import (
     RoleRepository,
     UserRepository,
 )
+from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
 
 
@@ -105,11 +107,15 @@ class RoleUseCases:
                                            f"{holders} user(s) and {len(keys)} API key(s) hold the role")])
             await roles.delete(tenant_id, role_id)
 
-    async def assign(self, principal: Principal, user_id: str, role_id: str, *, assign: bool) -> User:
+    async def assign(self, principal: Principal, user_id: str, role_id: str, *, assign: bool,
+                     within: UnitOfWork | None = None) -> User:
+        """AssignRole / UnassignRole. `within`: the caller's open unit of work (CreateUser with
+        role_ids grants through this same path, so every rule about granting applies to it)."""
         tenant_id = principal.require_tenant()
         require_id(user_id, "user_id")
         require_id(role_id, "role_id")
-        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+        async with nullcontext(within) if within is not None \
+                else self._ctx.db.unit_of_work("user", tenant_id) as uow:
             users, roles = UserRepository(uow.session, self._ctx.cipher), RoleRepository(uow.session)
             user = await users.get(tenant_id, user_id)
             if user is None:

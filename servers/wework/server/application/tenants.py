@@ -150,13 +150,13 @@ class TenantUseCases:
         return updated
 
     async def change_status(self, principal: Principal, tenant_id: str, new_status: TenantStatus,
-                            etag: str) -> Tenant:
+                            etag: str, reason: str | None = None) -> Tenant:
         require_id(tenant_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             tenants = TenantRepository(uow.session, self._ctx.cipher)
             current = await self._get_for_update(tenants, tenant_id)
             check_etag(etag, current.version, f"tenants/{tenant_id}")
-            updated = replace(current.with_status(new_status), updated_at=self._ctx.clock(),
+            updated = replace(current.with_status(new_status, reason), updated_at=self._ctx.clock(),
                               version=current.version + 1)
             await tenants.save(updated, expected_version=current.version)
         await self._invalidate(tenant_id)

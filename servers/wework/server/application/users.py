@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import replace
 from datetime import datetime
 
-from wework.domain.access import Principal, tenant_grants
+from wework.domain.access import Permissions, Principal, tenant_grants
 from wework.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -17,6 +17,7 @@ from wework.domain.errors import (
     UserLocked,
 )
 from wework.domain.identity import (
+    MAX_ROLES_ON_CREATE,
     USER_MUTABLE_FIELDS,
     TenantStatus,
     User,
@@ -36,6 +37,7 @@ from wework.persistence.repositories.identity import (
     UserRepository,
 )
 from wework.server.application.context import AppContext, require_id
+from wework.server.application.roles import RoleUseCases
 from wework.server.application.tenants import TenantUseCases
 
 _BAD_LOGIN = "invalid tenant code, username or password"
@@ -44,10 +46,21 @@ _BAD_LOGIN = "invalid tenant code, username or password"
 class UserUseCases:
     def __init__(self, ctx: AppContext, tenants: TenantUseCases) -> None:
         self._ctx = ctx
+        self._roles = RoleUseCases(ctx)  # CreateUser grants its roles as AssignRole does
         self._tenants = tenants
 
-    async def create_user(self, principal: Principal, values: dict, request_id: str) -> User:
+    async def create_user(self, principal: Principal, values: dict, request_id: str,
+                          role_ids: list[str] | None = None) -> User:
+        """CreateUser; `role_ids` are granted in the same transaction through AssignRole's use
+        case, so a role the caller may not grant leaves no user behind."""
         tenant_id = await self._acting_tenant(principal)
+        role_ids = list(dict.fromkeys(role_ids or []))
+        if len(role_ids) > MAX_ROLES_ON_CREATE:
+            raise InvalidArgument(FieldViolation("user.role_ids", f"at most {MAX_ROLES_ON_CREATE} roles"))
+        for i, role_id in enumerate(role_ids):
+            require_id(role_id, f"user.role_ids[{i}]")
+        if role_ids:
+            principal.require(Permissions.ROLES_WRITE)  # what AssignRole itself needs
         validate_request_id(request_id)
         validate_user_fields(values, creating=True)
         # Argon2 is deliberately slow: keep it off the event loop.
@@ -69,6 +82,8 @@ class UserUseCases:
                         avatar_url=values.get("avatar_url") or None, password_hash=password_hash,
                         created_at=now, updated_at=now)
             await users.add(user)
+            for role_id in role_ids:
+                user = await self._roles.assign(principal, user.id, role_id, assign=True, within=uow)
             if request_id:
                 await idem.put(tenant_id, "CreateUser", request_id, user.id, now)
         return user

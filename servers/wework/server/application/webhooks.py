@@ -91,6 +91,11 @@ async def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+# Named in every refusal of a target address: the settings that lift it.
+ALLOW_TARGETS_SETTINGS = ("webhooks.allowed_target_cidrs (env WEWORK_WEBHOOKS__ALLOWED_TARGET_CIDRS) or "
+                          "webhooks.allow_private_targets (env WEWORK_WEBHOOKS__ALLOW_PRIVATE_TARGETS)")
+
+
 class TargetRefused(Exception):
     """The URL's host is, or resolves to, an address the platform does not post to."""
 
@@ -123,7 +128,8 @@ class TargetGuard:
             why = self._blocked(address)
             if why is not None:
                 raise TargetRefused(f"{host!r} is {'' if literal else f'resolved to {address}, '}a {why} address; "
-                                    "the platform does not post to it")
+                                    f"the platform does not post to it unless the setting {ALLOW_TARGETS_SETTINGS} "
+                                    "allows it")
         return found
 
     async def check_url(self, url: str, path: str) -> None:
@@ -187,7 +193,8 @@ class WebhookUseCases:
                     return self.reveal(done)
             if await repo.count(tenant_id) >= self._policy.max_endpoints_per_tenant:
                 raise QuotaExceeded("too many webhook endpoints", [QV(
-                    f"tenants/{tenant_id}", f"at most {self._policy.max_endpoints_per_tenant} webhook endpoints")])
+                    f"tenants/{tenant_id}", f"at most {self._policy.max_endpoints_per_tenant} webhook endpoints "
+                    "(the setting webhooks.max_endpoints_per_tenant, env WEWORK_WEBHOOKS__MAX_ENDPOINTS_PER_TENANT)")])
             await repo.add(self._seal(ep), request_id)
         return ep
 

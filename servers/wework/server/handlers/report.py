@@ -25,6 +25,7 @@ from wework.server.application.reports import (
 from wework.server.handlers.convert import from_timestamp, to_timestamp
 from wework.server.runtime.context import current_principal
 from wework.server.runtime.registry import ServiceRegistration
+from wework.v1 import account_pb2, message_pb2
 from wework.v1 import report_pb2 as pb
 from wework.v1 import report_pb2_grpc as pb_grpc
 
@@ -38,6 +39,17 @@ METHOD_PERMISSIONS: dict[str, str | None] = {
 
 _GRANULARITY = {pb.GRANULARITY_UNSPECIFIED: None, pb.GRANULARITY_HOURLY: "hourly", pb.GRANULARITY_DAILY: "daily"}
 _GRANULARITY_OUT = {"hourly": pb.GRANULARITY_HOURLY, "daily": pb.GRANULARITY_DAILY}
+
+
+def _enum_name(enum: Any, prefix: str, value: str) -> str:
+    """A stored lower-case status as its proto enum value name ("online" ->
+    "ACCOUNT_STATUS_ONLINE"): reports name statuses the way every other RPC answers them."""
+    name = prefix + value.upper()
+    return name if name in enum.DESCRIPTOR.values_by_name else prefix + "UNSPECIFIED"
+
+
+def _account_status(value: str) -> str:
+    return _enum_name(account_pb2.AccountStatus, "ACCOUNT_STATUS_", value)
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -87,11 +99,13 @@ def _stats_to_pb(s: MessageStats) -> pb.GetMessageStatsResponse:
 
 def _health_to_pb(h: AccountHealth) -> pb.GetAccountHealthResponse:
     return pb.GetAccountHealthResponse(
-        status_counts=[pb.AccountStatusCount(status=k, count=v) for k, v in sorted(h.status_counts.items())],
+        status_counts=[pb.AccountStatusCount(status=_account_status(k), count=v)
+                       for k, v in sorted(h.status_counts.items())],
         total_accounts=h.total_accounts, online_rate=h.online_rate, recoveries=h.recoveries,
         mean_time_to_recover=_duration(h.mean_time_to_recover_seconds), open_outages=h.open_outages,
         top_failing_accounts=[pb.AccountHealthEntry(
-            account_id=e.account_id, account_name=e.account_name, status=e.status, failed_messages=e.failed_messages,
+            account_id=e.account_id, account_name=e.account_name, status=_account_status(e.status),
+            failed_messages=e.failed_messages,
             total_messages=e.total_messages, error_transitions=e.error_transitions, online_rate=e.online_rate)
             for e in h.top_failing_accounts])
 
@@ -99,7 +113,8 @@ def _health_to_pb(h: AccountHealth) -> pb.GetAccountHealthResponse:
 def _batch_to_pb(b: BatchTaskReport) -> pb.GetBatchTaskReportResponse:
     c = b.message_counts
     return pb.GetBatchTaskReportResponse(
-        task_id=b.task_id, task_name=b.task_name, status=b.status, total_count=b.total_count,
+        task_id=b.task_id, task_name=b.task_name,
+        status=_enum_name(message_pb2.BatchTaskStatus, "BATCH_TASK_STATUS_", b.status), total_count=b.total_count,
         sent_count=b.sent_count, success_count=b.success_count, failed_count=b.failed_count,
         messages=pb.BatchMessageCounts(total=sum(c.values()), **{k: c.get(k, 0) for k in (
             "pending", "sending", "sent", "delivered", "failed", "cancelled")}),

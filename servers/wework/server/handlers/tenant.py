@@ -72,6 +72,7 @@ def tenant_to_pb(t: Tenant) -> pb.Tenant:
         max_daily_messages=t.max_daily_messages, webhook_url=t.webhook_url or "",
         config=to_struct(t.config), status=_TENANT_STATUS[t.status],
         create_time=to_timestamp(t.created_at), update_time=to_timestamp(t.updated_at), etag=t.etag,
+        suspend_reason=t.suspend_reason or "",
     )
 
 
@@ -156,7 +157,7 @@ class TenantServiceHandler(pb_grpc.TenantServiceServicer):
 
     async def SuspendTenant(self, request, context):
         return tenant_to_pb(await self._tenants.change_status(
-            current_principal(), request.id, TenantStatus.SUSPENDED, request.etag))
+            current_principal(), request.id, TenantStatus.SUSPENDED, request.etag, request.reason))
 
     async def ResumeTenant(self, request, context):
         return tenant_to_pb(await self._tenants.change_status(
@@ -169,7 +170,8 @@ class TenantServiceHandler(pb_grpc.TenantServiceServicer):
     # users
     async def CreateUser(self, request, context):
         return user_to_pb(await self._users.create_user(
-            current_principal(), user_values_from_pb(request.user), request.request_id))
+            current_principal(), user_values_from_pb(request.user), request.request_id,
+            list(request.user.role_ids)))
 
     async def GetUser(self, request, context):
         return user_to_pb(await self._users.get_user(current_principal(), request.id))

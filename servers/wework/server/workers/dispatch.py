@@ -52,6 +52,7 @@ from wework.persistence.redis.client import listen
 from wework.persistence.repositories.batches import BatchRepository
 from wework.persistence.repositories.dispatch import DispatchRepository
 from wework.server.application.context import utcnow
+from wework.server.observability import metrics
 from wework.server.providers.base import Provider, ProviderError
 from wework.server.workers.pacing import LocalPacing, Pacing
 from wework.server.workers.shard_loops import ShardLoops
@@ -483,6 +484,7 @@ class Dispatcher:
                 await self._fail(shard, m, code, str(exc), self._clock(), retry_count=attempts)
             return
         sent.append((m, result.wework_msg_id))
+        _observe_sent(shard, m, self._clock())
         return None
 
     async def _fail(self, shard: str, m: Message, code: str, message: str, now: datetime,
@@ -491,6 +493,7 @@ class Dispatcher:
             await DispatchRepository(uow.session).mark_failed(m, self.worker_id, code, message, now,
                                                                retry_count=retry_count)
         self.stats.failed += 1
+        metrics.MESSAGES_FAILED.labels(m.message_type.value, code).inc()
 
     async def _defer(self, shard: str, m: Message, until: datetime, now: datetime) -> None:
         async with await self._tx(shard) as uow:
@@ -505,7 +508,15 @@ class Dispatcher:
                 await repo.mark_failed(m, self.worker_id, "ACCOUNT_NOT_ONLINE",
                                        f"{reason} for longer than {self._cfg.hold_timeout_seconds:g}s", now)
                 self.stats.failed += 1
+                metrics.MESSAGES_FAILED.labels(m.message_type.value, "ACCOUNT_NOT_ONLINE").inc()
                 return
             await repo.defer(m, self.worker_id, now + timedelta(seconds=self._cfg.hold_recheck_seconds), now,
                              hold_reason=reason, held_since=now)
         self.stats.held += 1
+
+
+def _observe_sent(shard: str, m: Message, now: datetime) -> None:
+    """The provider accepted `m`: wework_messages_sent_total and the time it waited since due."""
+    metrics.MESSAGES_SENT.labels(m.message_type.value).inc()
+    due = m.scheduled_time or m.created_at
+    metrics.MESSAGE_DISPATCH_LAG.labels(shard).observe(max((now - due).total_seconds(), 0.0))
