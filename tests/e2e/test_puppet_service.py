@@ -79,7 +79,13 @@ async def wait_status(w: World, account_id: str, status: str, timeout: float = 3
     async def reached():
         return await status_of(w, account_id) == status
 
-    await eventually(reached, timeout=timeout, what=f"status {status}")
+    try:
+        await eventually(reached, timeout=timeout, what=f"status {status}")
+    except AssertionError:
+        history = await w.api(w.api.accounts.ListStatusHistory, apb.ListStatusHistoryRequest(account_id=account_id))
+        changes = [(apb.AccountStatus.Name(c.new_status), c.reason, c.error_message) for c in history.status_changes]
+        raise AssertionError(f"status {status} not reached in {timeout}s; history (newest first): {changes}; "
+                             f"server log tail:\n{w.server.log()[-3000:]}") from None
 
 
 async def test_qr_scan_login_reaches_online_with_user_info(world):

@@ -72,7 +72,15 @@ class ReferenceServer:
             *args, cwd=self.folder, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
             env={**os.environ, "WECHATY_LOG": "warn"})
         self._reader = asyncio.create_task(self._read(self.proc))
-        await self.wait_event("ready", timeout=60)
+        ready = asyncio.create_task(self.wait_event("ready", timeout=60))
+        exited = asyncio.create_task(self.proc.wait())
+        await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+        exited.cancel()
+        if not ready.done():
+            ready.cancel()
+            log_tail = (self.workdir / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the reference server exited before it was ready:\n{log_tail}")
+        ready.result()
         return self
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:

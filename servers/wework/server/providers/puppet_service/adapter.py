@@ -134,6 +134,7 @@ class PuppetServiceProvider:
         self._clock = clock
         self._sessions: dict[str, _Session] = {}
         self._session_locks: dict[str, asyncio.Lock] = {}
+        self._attach_locks: dict[str, asyncio.Lock] = {}
         self._endpoints: dict[str, str] = {}  # token -> discovered endpoint
         self._sent: OrderedDict[str, str] = OrderedDict()  # idempotency key -> provider message id
         self._ding_task: asyncio.Task[None] | None = None
@@ -318,13 +319,16 @@ class PuppetServiceProvider:
     async def attach(self, guid: str) -> None:
         """Consumes the account's event stream in this process (idempotent). Raises the reason
         when the stream cannot be opened (wrong token, held by another consumer, unreachable)."""
-        if not self.streaming(guid):
-            s = await self._session(guid, fresh_token=True)  # a rotated token takes effect here
-            s.stream_error = None
-            s.stream_open.clear()
-            s.stream_task = asyncio.create_task(self._consume(s), name=f"puppet-events-{guid}")
-            if self._ding_task is None:
-                self._ding_task = asyncio.create_task(self._ding_loop(), name="puppet-ding")
+        # One opener at a time per account: a login and the ownership tick may attach at once,
+        # and a second stream would be refused by the provider (ALREADY_EXISTS).
+        async with self._attach_locks.setdefault(guid, asyncio.Lock()):
+            if not self.streaming(guid):
+                s = await self._session(guid, fresh_token=True)  # a rotated token takes effect here
+                s.stream_error = None
+                s.stream_open.clear()
+                s.stream_task = asyncio.create_task(self._consume(s), name=f"puppet-events-{guid}")
+                if self._ding_task is None:
+                    self._ding_task = asyncio.create_task(self._ding_loop(), name="puppet-ding")
         s = self._sessions[guid]
         assert s.stream_task is not None
         waiter = asyncio.create_task(s.stream_open.wait())
