@@ -31,6 +31,7 @@ def fast(endpoint: str, **overrides) -> PuppetServiceConfig:
 async def provider_for(server: ReferenceServer, sink: CollectingSink, token: str | None = None,
                        **overrides) -> PuppetServiceProvider:
     async def tokens(guid: str) -> str | None:
+        await asyncio.sleep(0.01)  # the platform reads it from the database
         return token or server.token
 
     return PuppetServiceProvider(fast(server.endpoint, **overrides), sink, tokens)
@@ -262,3 +263,17 @@ async def test_a_restarted_provider_is_reconnected_without_a_new_qr(tls_server):
     finally:
         await provider.close()
         await asyncio.sleep(0)
+
+
+async def test_concurrent_attaches_open_one_stream(tls_server):
+    """A login and the ownership tick may attach the same account at once: one stream, no error
+    (a second stream would be refused by the provider with ALREADY_EXISTS)."""
+    sink = CollectingSink()
+    provider = await provider_for(tls_server, sink)
+    try:
+        await asyncio.gather(*(provider.attach(GUID) for _ in range(3)))
+        assert provider.attached() == [GUID]
+        qr = await provider.get_login_qr(GUID)
+        assert qr.qr_payload
+    finally:
+        await provider.close()
