@@ -486,7 +486,8 @@ class AccountUseCases:
         account = Account(id=account_id, tenant_id=tenant_id, account_name=values["account_name"], guid=guid,
                           user_id=values.get("user_id") or None, phone=values.get("phone") or None,
                           email=values.get("email") or None, config=values.get("config"),
-                          provider_token=values.get("provider_token") or None, status=AccountStatus.CREATED, created_at=now, updated_at=now, version=1)
+                          provider_token=values.get("provider_token") or None, status=AccountStatus.CREATED,
+                          created_at=now, updated_at=now, version=1)
         try:
             # 2. The provider instance (idempotent by guid): it validates the config too.
             await self._create_instance(account)
