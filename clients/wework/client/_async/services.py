@@ -99,8 +99,8 @@ class AsyncAccountServiceClient(AsyncServiceClient):
         metadata: Metadata = (),
         **fields: Any,
     ) -> account_pb2.Account:
-        """UpdateAccount: Updates account_name, phone, email, user_id or config (update_mask; optional
-        etag). An Account fills `account`.
+        """UpdateAccount: Updates account_name, phone, email, user_id, config or provider_token
+        (update_mask; optional etag). An Account fills `account`.
         """
         return await self._unary("UpdateAccount", request, fields, retry, timeout, metadata)
 
