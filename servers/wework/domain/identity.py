@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wework.domain.access import TENANT_PERMISSIONS
+from wework.domain.dispatch import pacing_violations
 from wework.domain.errors import (
     EtagMismatch,
     FailedPrecondition,
@@ -147,6 +148,8 @@ class Tenant:
                 v.append(FieldViolation(f"{prefix}.{name}", f"must be between 0 and {MAX_QUOTA}"))
         if want("webhook_url"):
             _check_url(v, f"{prefix}.webhook_url", self.webhook_url)
+        if want("config") and self.config and "pacing" in self.config:
+            v.extend(pacing_violations(self.config["pacing"], f"{prefix}.config.pacing"))
         if v:
             raise InvalidArgument(v)
 
@@ -194,10 +197,17 @@ class User:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 1
+    # Access tokens carry the value current at login; moving it on ends every earlier session.
+    session_version: int = 0
 
     @property
     def etag(self) -> str:
         return etag_of(self.version)
+
+    def ending_sessions(self) -> User:
+        """The user with every access token issued so far made invalid (password change,
+        disable, role change)."""
+        return replace(self, session_version=self.session_version + 1)
 
 
 def validate_user_fields(values: dict[str, Any], prefix: str = "user", *, creating: bool) -> None:

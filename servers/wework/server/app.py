@@ -40,6 +40,7 @@ from wework.server.application.callbacks import (
 )
 from wework.server.application.context import AppContext
 from wework.server.application.conversations import ConversationUseCases
+from wework.server.application.login_limits import LoginLimits, LoginRateLimiter
 from wework.server.application.message_events import MessageEvents, ProviderEventRouter
 from wework.server.application.message_ports import InProcessAccountGateway
 from wework.server.application.messages import DailyQuota, MessageUseCases, database_quota_counter
@@ -70,6 +71,7 @@ from wework.server.workers.callbacks import CallbackProcessor, CallbackWaker, Pr
 from wework.server.workers.dispatch import Dispatcher, DispatchSettings, DispatchWaker
 from wework.server.workers.heartbeat import HeartbeatMonitor
 from wework.server.workers.pacing import RedisPacing
+from wework.server.workers.puppet_ownership import PuppetOwnership
 from wework.server.workers.webhooks import WebhookDeliveryWorker, WebhookWaker, WorkerSettings
 
 
@@ -136,7 +138,7 @@ async def build_application(settings: Settings, *,
             active_key_id=sec.active_encryption_key_id or next(iter(sec.encryption_keys)),
             lookup_key=sec.lookup_hash_key.get_secret_value().encode(),
         ),
-        passwords=PasswordHasher(),
+        passwords=PasswordHasher(max_concurrency=sec.password_hash_concurrency),
         tokens=TokenIssuer(sec.token_secret.get_secret_value().encode(), sec.access_token_ttl_seconds),
         tenant_cache=tenant_cache,
         credential_cache=credential_cache,
@@ -150,11 +152,15 @@ async def build_application(settings: Settings, *,
     registrations: list[ServiceRegistration] = []
     if "tenant" in settings.server.services:
         handler = tenant_handler.TenantServiceHandler(
-            tenants, UserUseCases(ctx, tenants), RoleUseCases(ctx), ApiKeyUseCases(ctx))
+            tenants, UserUseCases(ctx, tenants, LoginRateLimiter(redis, prefix, LoginLimits(
+                per_source_per_minute=sec.login_attempts_per_source_per_minute,
+                per_tenant_per_minute=sec.login_attempts_per_tenant_per_minute))),
+            RoleUseCases(ctx), ApiKeyUseCases(ctx))
         registrations.append(tenant_handler.registration(handler))
     caches, closers = [tenant_cache, credential_cache], []
     await _start_replicas(settings, db, redis, closers)
     shared: dict = {}  # parts one service hands to another in this process (account -> message)
+    shared["tenants"] = tenants
     services = settings.server.services
     # Tenant webhooks first: the callback inbox built below publishes to shared["webhook_sink"].
     await _webhooks(settings, ctx, redis, shared, closers)
@@ -276,13 +282,24 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     router = ProviderEventRouter(AccountEvents(store, login, conversations), MessageEvents(ctx.db))
     shared["callback_sink"] = router
     # The simulator delivers into the durable inbox (store, then process) like a real provider.
-    provider = create_provider(settings.provider, shared.get("callback_inbox") or router)
+    provider = create_provider(settings.provider, shared.get("callback_inbox") or router,
+                               tokens=store.provider_token)
     shared["provider"] = provider
     store.provider = provider
     monitor = HeartbeatMonitor(store, interval_seconds=cfg.monitor_interval_seconds,
                                batch_size=cfg.monitor_batch_size)
     await monitor.start()
-    closers.extend([monitor.close, provider.close, bus.close])
+    closers.append(monitor.close)
+    if settings.provider.kind == "puppet_service" and not settings.redis.url.startswith("memory://"):
+        # Several processes share the accounts: leases say which one consumes each stream (the
+        # embedded Redis is this process alone, which then consumes every stream itself).
+        ps = settings.provider.puppet_service
+        ownership = PuppetOwnership(provider, redis, prefix, store.guids_with_provider_sessions,
+                                    lease_seconds=ps.ownership_lease_seconds, tick_seconds=ps.ownership_tick_seconds)
+        provider.board = ownership  # type: ignore[attr-defined]
+        await ownership.start()
+        closers.append(ownership.close)  # leave (leases back) before the provider closes
+    closers.extend([provider.close, bus.close])
     shared["account_gateway"] = InProcessAccountGateway(store, conversations)
     shared["account_store"] = store
     return account_handler.registration(account_handler.AccountServiceHandler(
@@ -301,11 +318,16 @@ async def _start_dispatcher(settings: Settings, ctx: AppContext, redis, shared: 
     dispatch_settings = DispatchSettings.from_config(settings.message)
     pacing = None
     if not settings.redis.url.startswith("memory://"):  # the embedded Redis is this process alone
-        pacing = RedisPacing(redis, settings.redis.key_prefix, dispatch_settings.account_min_interval_seconds,
-                             dispatch_settings.account_jitter_seconds, dispatch_settings.recipient_per_minute,
-                             dispatch_settings.recipient_per_hour)
+        pacing = RedisPacing(redis, settings.redis.key_prefix)
+    tenants, accounts = shared["tenants"], shared["account_store"]
+
+    async def pacing_overrides(tenant_id: str, account_id: str) -> list[dict | None]:
+        # Both cached reads (two-level caches, invalidated on update): the tenant's, then the account's.
+        account = await accounts.get_cached(tenant_id, account_id)
+        return [await tenants.tenant_pacing_config(tenant_id), account.config]
+
     dispatcher = Dispatcher(ctx.db, shared["provider"], shared["account_gateway"], dispatch_settings,
-                            waker=waker, pacing=pacing,
+                            waker=waker, pacing=pacing, pacing_overrides=pacing_overrides,
                             finish_batch=lambda tenant_id, task_id: finish_if_done(ctx, tenant_id, task_id))
     await dispatcher.start()
     ctx.db.on_shard_map_replaced.append(lambda _config: dispatcher.ensure_shard_loops())  # new shards

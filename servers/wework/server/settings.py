@@ -25,6 +25,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 from wework.persistence.config import DatabaseConfig, RedisConfig, ShardSpec
+from wework.server.providers.puppet_service.config import PuppetServiceConfig
 from wework.server.providers.simulator import SimulatorConfig
 
 # The services this build implements; account, message, callback and report join as they land.
@@ -86,6 +87,12 @@ class SecurityConfig(BaseModel):
     lookup_hash_key: SecretStr | None = None
     max_failed_logins: int = Field(default=5, ge=1)
     lockout_minutes: int = Field(default=15, ge=1)
+    # Login attempts per minute from one peer address, across all processes.
+    login_attempts_per_source_per_minute: int = Field(default=60, ge=1)
+    # Login attempts per minute for one tenant code (existing or not), across all processes.
+    login_attempts_per_tenant_per_minute: int = Field(default=300, ge=1)
+    # Argon2 computations at once per process (64 MiB and one core each); default: cores, at most 4.
+    password_hash_concurrency: int | None = Field(default=None, ge=1, le=64)
 
     @model_validator(mode="after")
     def _keys_are_usable(self) -> SecurityConfig:
@@ -107,9 +114,12 @@ class SecurityConfig(BaseModel):
 
 
 class ProviderConfig(BaseModel):
-    kind: Literal["simulator", "http"] = "simulator"
+    kind: Literal["simulator", "http", "puppet_service"] = "simulator"
     # kind "simulator": the in-process simulator (docs/providers.md)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    # kind "puppet_service": a Wechaty puppet-service provider (docs/puppet-service.md); the
+    # token is per account (AccountService provider_token), never in the settings.
+    puppet_service: PuppetServiceConfig = Field(default_factory=PuppetServiceConfig)
     # kind "http": a real provider's REST API (docs/provider-http-api.md)
     base_url: str | None = None
     api_key: SecretStr | None = None
@@ -204,9 +214,15 @@ class MessageConfig(BaseModel):
     # Per-account pacing: at least this many seconds between two sends, plus 0..jitter.
     account_min_interval_seconds: float = Field(default=1.0, ge=0)
     account_jitter_seconds: float = Field(default=0.5, ge=0)
+    # Per-account ceilings over sliding windows, shared by every dispatcher (unset: off, the
+    # interval alone bounds the account; WeCom publishes no per-account figure, docs/pacing.md).
+    account_per_minute: int | None = Field(default=None, ge=1)
+    account_per_hour: int | None = Field(default=None, ge=1)
     # Per-recipient limits (WeCom: 30 a minute, 1000 an hour per member).
     recipient_per_minute: int = Field(default=30, ge=1)
     recipient_per_hour: int = Field(default=1000, ge=1)
+    # While Redis cannot decide pacing, sends are held (never sent unpaced) and asked again after this.
+    pacing_hold_seconds: float = Field(default=1.0, gt=0)
 
 
 class CallbackConfig(BaseModel):

@@ -35,6 +35,8 @@ class ApiKeyUseCases:
             role = await RoleRepository(uow.session).get(tenant_id, role_id)
             if role is None:
                 raise NotFound("role", role_id)
+            # The delegation rule: a key can do nothing its creator cannot.
+            principal.require_delegable(role.permissions, f"roles/{role_id}")
             if not role.is_active:
                 raise FailedPrecondition("the role is inactive",
                                          [PreconditionViolation("ROLE_INACTIVE", f"roles/{role_id}",

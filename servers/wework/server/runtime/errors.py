@@ -85,6 +85,8 @@ def _domain_status(exc: DomainError, code: grpc.StatusCode, trace_id: str) -> st
             error_details_pb2.QuotaFailure.Violation(subject=v.subject, description=v.description)
             for v in exc.violations
         ])))
+        if exc.retry_after_seconds is not None:  # a rate limit: when to try again
+            details.append(_retry_info(exc.retry_after_seconds))
     elif isinstance(exc, UserLocked):
         details.append(_retry_info(exc.retry_after_seconds))
     elif isinstance(exc, Unavailable):
