@@ -549,6 +549,24 @@ class MessageServiceClient(ServiceClient):
         """
         return self._unary("SendMessage", request, fields, retry, timeout, metadata)
 
+    def batch_send_messages(
+        self,
+        request: message_pb2.BatchSendMessagesRequest | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> message_pb2.BatchSendMessagesResponse:
+        """BatchSendMessages: Accepts up to 1,000 messages in one call (AIP-233), each item validated,
+        checked and made idempotent exactly as SendMessage does. The quota is taken for the whole
+        call at once (units of failed items are given back). Each item answers its message or its
+        own google.rpc.Status, in request order; with `atomic` every item is accepted or none is
+        (the first failure is the call's error, its fields named requests[i].field).
+        """
+        return self._unary("BatchSendMessages", request, fields, retry, timeout, metadata)
+
     def get_message(
         self,
         request: message_pb2.GetMessageRequest | str | None = None,
