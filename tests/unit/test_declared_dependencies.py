@@ -27,8 +27,8 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def declared() -> set[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def declared(pyproject: Path = ROOT / "pyproject.toml") -> set[str]:
+    project = tomllib.loads(pyproject.read_text())["project"]
     requirements = list(project["dependencies"])
     for extra in project.get("optional-dependencies", {}).values():
         requirements += extra
@@ -36,8 +36,8 @@ def declared() -> set[str]:
     return {normalize(re.match(r"[A-Za-z0-9._-]+", r.strip()).group(0)) for r in requirements}
 
 
-def python_files() -> Iterator[Path]:
-    for top in SCANNED:
+def python_files(scanned: list[str] = SCANNED) -> Iterator[Path]:
+    for top in scanned:
         for path in (ROOT / top).rglob("*.py"):
             if ".venv" not in path.parts and "__pycache__" not in path.parts:
                 yield path
@@ -115,11 +115,10 @@ def providers(module: str) -> set[str]:
     return candidates
 
 
-def test_every_third_party_import_is_declared():
-    allowed = declared()
+def undeclared(scanned: list[str], allowed: set[str]) -> list[str]:
     ours = first_party()
     missing: list[str] = []
-    for path in python_files():
+    for path in python_files(scanned):
         for module, line in imported_modules(path):
             top = module.split(".")[0]
             if top in sys.stdlib_module_names or top in ours or top == "__future__":
@@ -128,8 +127,20 @@ def test_every_third_party_import_is_declared():
             if not found & allowed:
                 where = f"{path.relative_to(ROOT)}:{line}"
                 missing.append(f"{where}: import {module} (from {sorted(found) or 'no installed distribution'})")
+    return missing
+
+
+def test_every_third_party_import_is_declared():
+    missing = undeclared(SCANNED, declared())
     assert not missing, "undeclared imports (add them to pyproject.toml and constraints.txt):\n" + "\n".join(
         missing)
+
+
+def test_the_client_distribution_declares_what_the_client_imports():
+    """wework-client (clients/pyproject.toml) is installed alone: the facade and the generated
+    code may import only what it declares."""
+    missing = undeclared(["clients"], declared(ROOT / "clients" / "pyproject.toml"))
+    assert not missing, "imports the client distribution does not declare:\n" + "\n".join(missing)
 
 
 def test_the_check_sees_an_undeclared_import(tmp_path):
