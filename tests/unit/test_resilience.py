@@ -173,3 +173,23 @@ async def test_retrying_does_not_repeat_other_errors():
     with pytest.raises(sa.exc.OperationalError, match="Duplicate entry"):
         await retrying(transaction)
     assert len(calls) == 1
+
+
+async def test_retrying_takes_its_own_rule_of_what_to_repeat():
+    """verify repeats a statement after a lock wait timeout only (a deadlock rolled back more)."""
+    calls = []
+
+    def lock_wait_only(exc: BaseException) -> bool:
+        return isinstance(exc, sa.exc.OperationalError) and exc.orig.args[0] == 1205
+
+    async def statement() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise mysql_error(1205, "Lock wait timeout exceeded")
+        if len(calls) == 2:
+            raise mysql_error(1213, "Deadlock found")
+        return "done"
+
+    with pytest.raises(sa.exc.OperationalError, match="Deadlock"):
+        await retrying(statement, attempts=5, retry_on=lock_wait_only, first_wait=0.001)
+    assert len(calls) == 2

@@ -157,14 +157,15 @@ async def listen(client: Any, on_message: Callable[[dict[str, Any]], None], *, w
 # ---- retries ---------------------------------------------------------------------------------
 
 
-async def retrying(fn: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
-    """Runs a whole transaction again after a deadlock or lock wait timeout (MySQL 1213/1205),
-    up to `attempts` times with a short exponential pause (20 ms, 40 ms, ...); any other error,
-    and the last attempt's, is raised as is."""
+async def retrying(fn: Callable[[], Awaitable[T]], attempts: int = 3, *,
+                   retry_on: Callable[[BaseException], bool] = is_retryable, first_wait: float = 0.02) -> T:
+    """Runs a whole transaction again after a deadlock or lock wait timeout (MySQL 1213/1205; or
+    whatever `retry_on` accepts), up to `attempts` times with an exponential pause (`first_wait`,
+    then doubling, at most 2 s); any other error, and the last attempt's, is raised as is."""
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception(is_retryable),
+        retry=retry_if_exception(retry_on),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=0.02, min=0.02, max=1.0),
+        wait=wait_exponential(multiplier=first_wait, min=first_wait, max=2.0),
         reraise=True,
     ):
         with attempt:
