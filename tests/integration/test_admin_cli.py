@@ -80,6 +80,7 @@ def test_every_subcommand_prints_one_json_document_with_the_documented_keys(data
     assert "SQLite" in document(data_dir, "db-report", exit_code=2)["error"]
     assert "--buckets" in document(data_dir, "move-buckets", exit_code=2)["error"]
     assert document(data_dir, "failover", "--shard", "s0", exit_code=1)["error"].startswith("failover ")
+    assert "directory_replicas" in document(data_dir, "failover", "--directory", exit_code=1)["error"]
     assert "backup failed" in document(data_dir, "backup", "--output", "/proc/no-such-dir", exit_code=1)["error"]
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

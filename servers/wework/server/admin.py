@@ -171,7 +171,7 @@ async def _failover(settings: Settings, args: argparse.Namespace, out: Output) -
     from wework.persistence.shardmap import ShardMapStore, wait_for_acks
 
     if args.directory:
-        return await _failover_directory(settings, args)
+        return await _failover_directory(settings, args, out)
     db = Database(settings.database_config, databases=())
     redis = None if settings.redis.url.startswith("memory://") else create_redis(settings.redis)
     prefix = settings.redis.key_prefix
@@ -203,23 +203,26 @@ async def _failover(settings: Settings, args: argparse.Namespace, out: Output) -
     return 0
 
 
-async def _failover_directory(settings: Settings, args: argparse.Namespace) -> int:
+async def _failover_directory(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from wework.persistence.failover import FailoverError, failover_directory
 
     try:
         result = await failover_directory(settings.database_config, args.replica, force=args.force,
-                                          apply_timeout=args.apply_timeout,
-                                          progress=lambda line: console.print(line))
+                                          apply_timeout=args.apply_timeout, progress=out.progress.step)
     except FailoverError as exc:
-        console.print(f"[red]failover refused: {exc}[/red]")
+        out.error(f"failover refused: {exc}")
         return 1
     except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-        console.print(f"[red]failover failed: {type(exc).__name__}: {exc}[/red]")
+        out.error(f"failover failed: {type(exc).__name__}: {exc}")
         return 1
-    console.print(f"[green]directory: {result.new_primary} is the primary (was {result.old_primary}); running "
-                  "processes reconnect to it. At the next deploy set database.directory_dsn to it and list "
-                  "the rebuilt old primary under directory_replicas.[/green]")
-    print(f"epoch={result.version} primary={result.new_primary} position={result.applied_position}")
+    out.say(f"directory: {result.new_primary} is the primary (was {result.old_primary}); running "
+            "processes reconnect to it. At the next deploy set database.directory_dsn to it and list "
+            "the rebuilt old primary under directory_replicas.", "green")
+    out.line(f"epoch={result.version} primary={result.new_primary} position={result.applied_position}")
+    # The shard failover's keys: `shard` is "directory", `version` the new epoch, nothing to acknowledge.
+    out.result(shard=result.shard, version=result.version, new_primary=result.new_primary,
+               old_primary=result.old_primary, position=result.applied_position,
+               remaining_replicas=result.remaining_replicas, repointed=result.repointed, not_acknowledged=[])
     return 0
 
 
