@@ -377,7 +377,37 @@ async def _maintain(settings: Settings) -> int:
     skipped = [r for r in reports if r.status == "skipped"]
     console.print(f"{len(reports) - len(failed) - len(skipped)} done, {len(skipped)} skipped "
                   f"(another run holds them), {len(failed)} failed")
-    return 1 if failed else 0
+    media_ok = await _sweep_media(settings)
+    return 1 if failed or not media_ok else 0
+
+
+async def _sweep_media(settings: Settings) -> bool:
+    """Media unused past media.retention_days, media of deleted tenants, incomplete uploads
+    (docs/media.md), in batches of media.sweep_batch_size."""
+    from wework.persistence.database import Database
+    from wework.persistence.repositories.media import deleted_tenant_ids
+    from wework.server.application.media import MediaUseCases, media_policy
+    from wework.server.media.store import build_store
+
+    db = Database(settings.database_config, databases=("user", "message"))
+    store = None
+    try:
+        await db.start()
+        store = await build_store(settings.media, settings.data_dir,
+                                  settings.security.token_secret.get_secret_value().encode(), None)
+        deleted = [t for shard in await db.for_each_shard("user", deleted_tenant_ids) for t in shard]
+        removed = await MediaUseCases(db, store, media_policy(settings.media)).sweep(deleted)
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        console.print(f"[red]media sweep failed: {type(exc).__name__}: {exc}[/red]")
+        return False
+    finally:
+        if store is not None:
+            await store.close()
+        await db.dispose()
+    console.print(f"media: {removed['expired']} unused past {settings.media.retention_days} days removed, "
+                  f"{removed['deleted_tenants']} of deleted tenants removed, "
+                  f"{removed['incomplete_uploads']} incomplete uploads aborted")
+    return True
 
 
 def _names(names: list[str]) -> str:
