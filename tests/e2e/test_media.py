@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from conftest import Platform
 from harness.object_store import start_s3_server
 from serverproc import free_port, online_account, run_admin, settings_yaml, start_server
+from simproc import start_sim_server
 from wework.persistence.database import Database
 from wework.server.media.store import S3Store
 from wework.server.settings import S3Config
@@ -51,11 +52,14 @@ def s3_server():
     server.stop()
 
 
-def _platform(mariadb_server, redis_server, workdir: Path, media: dict, **extra) -> Platform:
+def _platform(mariadb_server, redis_server, workdir: Path, media: dict, provider_override=None,
+              **extra) -> Platform:
     prefix = harness.new_db_prefix("e")
+    if provider_override:
+        extra["provider"] = {**SIM["provider"], **provider_override}
     config = harness.make_database_config(prefix, [mariadb_server], 2)
     config_path = settings_yaml(workdir / "settings.yaml", config.model_dump(mode="json"), redis_server.url,
-                                redis={"key_prefix": f"{prefix}:"}, media=media, **SIM, **extra)
+                                redis={"key_prefix": f"{prefix}:"}, media=media, **{**SIM, **extra})
     migrated = run_admin(config_path, "migrate")
     assert migrated.returncode == 0, migrated.stderr
     return Platform(start_server(workdir, config_path), config, config_path, workdir, prefix)
@@ -72,14 +76,24 @@ def s3_platform(mariadb_server, redis_server, s3_server, tmp_path_factory):
     mariadb_server.drop_databases(p.prefix + "_")
 
 
+SECRET = "media-e2e-callback-secret"
+
+
 @pytest.fixture(scope="module")
 def local_platform(mariadb_server, redis_server, tmp_path_factory):
+    """The local backend, the HTTP provider (the simulator served over HTTP), the HTTP listener
+    serving callbacks and media links; loopback allowed for fetching incoming media."""
     workdir = tmp_path_factory.mktemp("media-local")
+    sim_port, ingress_port = free_port(), free_port()
+    sim = start_sim_server(workdir, sim_port, f"http://127.0.0.1:{ingress_port}/provider/callbacks", SECRET)
     media = {"backend": "local", "local_dir": str(workdir / "media"), "part_size_bytes": PART}
     p = _platform(mariadb_server, redis_server, workdir, media,
-                  callback={"http_host": "127.0.0.1", "http_port": free_port()})
+                  callback={"http_host": "127.0.0.1", "http_port": ingress_port, "secret": SECRET},
+                  webhooks={"allow_private_targets": True}, provider_override={"kind": "http", "base_url": sim.url})
+    p.sim = sim
     yield p
     p.server.stop(signal.SIGTERM)
+    sim.stop()
     mariadb_server.drop_databases(p.prefix + "_")
 
 
@@ -389,3 +403,64 @@ def test_maintain_removes_unused_media_and_media_of_deleted_tenants(local_platfo
     finally:
         for t in (kept, old, gone):
             t.close()
+
+
+def _wait_sent(t: Tenant, message_id: str) -> mpb.Message:
+    deadline = time.monotonic() + 20
+    while True:
+        got = t.messages.GetMessage(mpb.GetMessageRequest(id=message_id), metadata=t.md)
+        if got.status in (mpb.MESSAGE_STATUS_SENT, mpb.MESSAGE_STATUS_DELIVERED):
+            return got
+        assert got.status != mpb.MESSAGE_STATUS_FAILED, got.error_message
+        assert time.monotonic() < deadline, mpb.MessageStatus.Name(got.status)
+        time.sleep(0.2)
+
+
+def test_an_image_sent_through_the_http_provider_reaches_it_as_a_link(local_platform):
+    t = Tenant(local_platform)
+    try:
+        media = t.upload(PNG, name="chart.png")
+        account = online_account(t.facade)
+        sent = t.messages.SendMessage(mpb.SendMessageRequest(
+            account_id=account.id, conversation_id="wx_peer",
+            content=mpb.MessageContent(image=mpb.ImageContent(media_id=media.id))), metadata=t.md)
+        _wait_sent(t, sent.id)
+        (got,) = [m for m in httpx.get(local_platform.sim.url + "/_sent").json() if m["idempotency_key"] == sent.id]
+        content = got["content"]
+        assert content["media_id"] == media.id and content["file_name"] == "chart.png"
+        assert content["content_type"] == "image/png" and content["sha256"] == media.sha256
+        fetched = httpx.get(content["url"])  # what the provider downloads
+        assert fetched.status_code == 200 and fetched.content == PNG
+    finally:
+        t.close()
+
+
+def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_path):
+    import http.server
+    import threading
+
+    data = _random_file(300 * 1024)
+    (tmp_path / "scan.pdf").write_bytes(data)
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    t = Tenant(local_platform)
+    try:
+        account = online_account(t.facade)
+        url = f"http://127.0.0.1:{files.server_address[1]}/scan.pdf"
+        hooked = httpx.post(f"{local_platform.sim.url}/_sim/instances/{account.guid}/incoming_message", json={
+            "conversation_id": "wx_customer", "message_type": "file",
+            "content": {"url": url, "file_name": "scan.pdf"}})
+        assert hooked.status_code == 204, hooked.text
+        deadline = time.monotonic() + 20
+        while not (listed := t.media.ListMedia(pb.ListMediaRequest(), metadata=t.md).media):
+            assert time.monotonic() < deadline, "the incoming file was not stored"
+            time.sleep(0.2)
+        (media,) = listed
+        assert media.source == "received" and media.file_name == "scan.pdf"
+        assert media.content_type == "application/pdf" and media.sha256 == hashlib.sha256(data).hexdigest()
+        got = b"".join(r.chunk for r in t.media.DownloadMedia(pb.DownloadMediaRequest(id=media.id), metadata=t.md))
+        assert got == data
+    finally:
+        t.close()
+        files.shutdown()

@@ -39,7 +39,7 @@ from wework.server.application.callbacks import (
 )
 from wework.server.application.context import AppContext
 from wework.server.application.conversations import ConversationUseCases
-from wework.server.application.media import MediaUseCases, media_policy
+from wework.server.application.media import IncomingMedia, MediaUseCases, media_policy
 from wework.server.application.message_events import MessageEvents, ProviderEventRouter
 from wework.server.application.message_ports import InProcessAccountGateway
 from wework.server.application.messages import DailyQuota, MessageUseCases, database_quota_counter
@@ -293,7 +293,9 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     store = AccountStore(ctx, cache, bus, policies)
     login, conversations = LoginFlow(store), ConversationUseCases(store)
     # Message receipts go to the message service's MessageEvents, the rest to AccountEvents.
-    router = ProviderEventRouter(AccountEvents(store, login, conversations), MessageEvents(ctx.db))
+    incoming = IncomingMedia(shared["media"], TargetGuard(WebhookPolicy.from_config(settings.webhooks)),
+                             settings.media.fetch_timeout_seconds)
+    router = ProviderEventRouter(AccountEvents(store, login, conversations, incoming), MessageEvents(ctx.db))
     shared["callback_sink"] = router
     # The simulator delivers into the durable inbox (store, then process) like a real provider.
     provider = create_provider(settings.provider, shared.get("callback_inbox") or router)

@@ -28,6 +28,7 @@ from wework.domain.errors import (
 )
 from wework.domain.identity import validate_request_id
 from wework.domain.media import (
+    KIND_RULES,
     Media,
     MediaKind,
     UploadDeclaration,
@@ -87,8 +88,12 @@ class MediaUseCases:
     # ---- upload --------------------------------------------------------------------------
 
     async def upload(self, principal: Principal, declaration: UploadDeclaration,
-                     chunks: AsyncIterator[bytes], *, source: str = "upload") -> Media:
-        tenant_id = principal.require_tenant()
+                     chunks: AsyncIterator[bytes]) -> Media:
+        return await self.store_for_tenant(principal.require_tenant(), declaration, chunks, source="upload")
+
+    async def store_for_tenant(self, tenant_id: str, declaration: UploadDeclaration, chunks: AsyncIterator[bytes],
+                               *, source: str) -> Media:
+        """An upload into `tenant_id` (UploadMedia, and media received from a provider)."""
         validate_request_id(declaration.request_id, "metadata.request_id")
         violations = check_declaration(declaration)
         if violations:
@@ -363,3 +368,60 @@ async def _shielded(aw: Any) -> None:
         await asyncio.shield(aw)
     except Exception:
         log.warning("media cleanup failed; wework-admin maintain will remove what is left", exc_info=True)
+
+
+KIND_LIMITS = {kind: rule.max_bytes for kind, rule in KIND_RULES.items()}
+MESSAGE_TYPE_KINDS = {"image": MediaKind.IMAGE, "file": MediaKind.FILE, "voice": MediaKind.VOICE,
+                      "video": MediaKind.VIDEO}
+
+
+class IncomingMedia:
+    """Media of messages received from a provider (MESSAGE_RECEIVED with a `url`): fetched through
+    the webhook SSRF guard (the same `webhooks.allow_private_targets` / `allowed_target_cidrs`
+    settings), stored as media of the tenant (source "received"), and named by `media_id` in the
+    content that the conversation, the callback's effect and the message.received webhook get."""
+
+    def __init__(self, media: MediaUseCases, guard: Any, timeout_seconds: float) -> None:
+        self._media, self._guard, self._timeout = media, guard, timeout_seconds
+
+    async def store_received(self, tenant_id: str, message_type: str, content: Any) -> Any:
+        kind = MESSAGE_TYPE_KINDS.get(message_type)
+        url = content.get("url") if isinstance(content, dict) else None
+        if kind is None or not isinstance(url, str) or not url or content.get("media_id"):
+            return content
+        from wework.server.application.webhooks import TargetRefused
+
+        kept = {k: v for k, v in content.items() if k != "url"}  # the provider's link expires
+        try:
+            media = await self._fetch(tenant_id, kind, url, str(content.get("file_name") or ""))
+        except (TargetRefused, InvalidArgument, QuotaExceeded) as exc:
+            # Final for this media: the message still arrives, without it, and says why.
+            log.warning("incoming %s media of tenant %s not stored: %s", message_type, tenant_id, exc)
+            return {**kept, "media_error": str(exc)[:300]}
+        return {**kept, "media_id": media.id, "file_name": media.file_name, "content_type": media.content_type,
+                "size_bytes": media.size_bytes, "sha256": media.sha256}
+
+    async def _fetch(self, tenant_id: str, kind: MediaKind, url: str, file_name: str) -> Media:
+        from urllib.parse import urlsplit
+
+        import httpx
+        from wework.server.workers.webhooks import _pinned
+
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise InvalidArgument(FieldViolation("content.url", "the media URL is not http(s)"))
+        addresses = await self._guard.addresses(url)
+        headers: dict[str, str] = {}
+        target, extensions = _pinned(url, addresses[0], headers)
+        limit = KIND_LIMITS[kind]
+        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as http, \
+                http.stream("GET", target, headers=headers, extensions=extensions) as answer:
+            if answer.status_code != 200:
+                raise InvalidArgument(FieldViolation("content.url", f"the media URL answered HTTP {answer.status_code}"))
+            size = int(answer.headers.get("content-length") or 0)
+            if not 0 < size <= limit:
+                raise InvalidArgument(FieldViolation(
+                    "content.url", f"the media's Content-Length must be 1-{limit} bytes for {kind.value} media"))
+            name = file_name or urlsplit(url).path.rsplit("/", 1)[-1]
+            declaration = UploadDeclaration(kind=kind, file_name=name, declared_content_type="", size_bytes=size,
+                                            sha256="", request_id="")
+            return await self._media.store_for_tenant(tenant_id, declaration, answer.aiter_bytes(), source="received")
