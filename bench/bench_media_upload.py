@@ -33,7 +33,7 @@ from wework.v1 import media_pb2_grpc as pb_grpc
 from wework.v1 import tenant_pb2 as tpb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from harness.object_store import start_s3_server  # noqa: E402 - the tests' SeaweedFS starter
+from harness.object_store import start_s3_server  # the tests' SeaweedFS starter
 
 BUCKET = "wework-bench"
 CHUNK = 256 * 1024
