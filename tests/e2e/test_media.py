@@ -307,6 +307,13 @@ def test_another_tenant_cannot_reach_the_media(tenant, s3_platform):
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         (bad,) = _details(err.value, error_details_pb2.BadRequest)
         assert bad.field_violations[0].reason == "MEDIA_NOT_FOUND"
+        with pytest.raises(grpc.RpcError) as err:
+            other.messages.CreateTemplate(mpb.CreateTemplateRequest(template=mpb.MessageTemplate(
+                template_name="stolen", template_type=mpb.MESSAGE_TYPE_IMAGE,
+                template_content=mpb.MessageContent(image=mpb.ImageContent(media_id=media.id)))), metadata=other.md)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        (bad,) = _details(err.value, error_details_pb2.BadRequest)
+        assert bad.field_violations[0].field == "template.template_content.media_id"
     finally:
         other.close()
     assert tenant.media.GetMedia(pb.GetMediaRequest(id=media.id), metadata=tenant.md).id == media.id

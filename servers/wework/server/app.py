@@ -347,9 +347,10 @@ async def _message_service(settings: Settings, ctx: AppContext, redis, tenants: 
     shared["messages"] = messages
     batches = BatchUseCases(ctx, gateway, tenants, quota=quota, require_active_tenant=messages.require_active_tenant,
                             materialize_writers=cfg.materialize_writers)
+    batches.media = shared["media"]
     shared["batches"] = batches
     return message_handler.registration(message_handler.MessageServiceHandler(
-        messages, TemplateUseCases(ctx), batches))
+        messages, TemplateUseCases(ctx, media=shared["media"]), batches))
 
 
 async def _report_service(settings: Settings, ctx: AppContext, redis, caches: list) -> ServiceRegistration:
