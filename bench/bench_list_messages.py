@@ -29,9 +29,10 @@ from pathlib import Path
 
 import grpc.aio
 import pymysql
+import yaml
 from sqlalchemy.engine import make_url
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import encode_page_token
+from wework.persistence.pagination import PageTokens
 from wework.v1 import message_pb2, message_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,13 +73,14 @@ def bulk_insert(conn: pymysql.Connection, tenant_id: str, account_id: str, count
     return count / (time.perf_counter() - t0)
 
 
-def middle_token(conn: pymysql.Connection, tenant_id: str, total: int) -> str:
-    """The keyset token of the page that starts halfway down the listing (newest first)."""
+def middle_token(conn: pymysql.Connection, tokens: PageTokens, tenant_id: str, total: int) -> str:
+    """The keyset token of the page that starts halfway down the listing (newest first), signed
+    like the server's own (same token_secret)."""
     with conn.cursor() as cur:
         cur.execute("SELECT created_at, status + 0, id FROM messages WHERE tenant_id=%s "
                     "ORDER BY created_at DESC, status DESC, id DESC LIMIT 1 OFFSET %s", (tenant_id, total // 2))
-        created, status_key, mid = cur.fetchone()
-    return encode_page_token({"t": created.replace(tzinfo=UTC), "s": int(status_key), "id": mid}, "messages")
+        created, _status_key, mid = cur.fetchone()
+    return tokens.encode({"t": created.replace(tzinfo=UTC), "id": mid}, "messages", tenant_id)
 
 
 async def measure(target: str, key: str, account_id: str, token: str, calls: int) -> dict[str, dict]:
@@ -128,12 +130,14 @@ def main() -> int:
         target = f"127.0.0.1:{port}"
         key, account_id = bench_send_message.prepare(target, admin_key)
         tenant_id = _tenant_of(target, key)
+        secret = yaml.safe_load((workdir / "settings.yaml").read_text())["security"]["token_secret"]
+        tokens = PageTokens(secret.encode())
         conn = connect(args.mariadb.replace("+aiomysql", ""), f"{info['prefix']}_message_0")
         inserted = 0
         for size in (args.small, args.large):
             rates.append(bulk_insert(conn, tenant_id, account_id, size - inserted, rng))
             inserted = size
-            results[size] = asyncio.run(measure(target, key, account_id, middle_token(conn, tenant_id, size),
+            results[size] = asyncio.run(measure(target, key, account_id, middle_token(conn, tokens, tenant_id, size),
                                                 args.calls))
         conn.close()
     finally:

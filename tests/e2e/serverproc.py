@@ -38,7 +38,7 @@ def free_port() -> int:
 
 def settings_yaml(path: Path, database: dict | None, redis_url: str, **extra) -> Path:
     # Metrics on a free loopback port: concurrent test servers must not fight over 9464.
-    doc: dict = {"redis": {"url": redis_url}, "security": TEST_SECURITY,
+    doc: dict = {"redis": {"url": redis_url}, "security": dict(TEST_SECURITY),  # extra= updates it
                  "server": {"grace_period_seconds": 5, "health_check_interval_seconds": 0.5},
                  "observability": {"metrics_host": "127.0.0.1", "metrics_port": free_port()}}
     if database is not None:

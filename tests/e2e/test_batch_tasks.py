@@ -206,3 +206,24 @@ def test_start_takes_the_whole_batch_from_the_quota_and_cancel_gives_it_back(bp)
         time.sleep(0.5)
         assert client.messages.start_batch_task(second.id).status == pb.BATCH_TASK_STATUS_RUNNING
         assert sum(bp.message_counts(tenant.id, second.id).values()) == 10
+
+
+def test_a_templated_batch_adds_its_messages_to_the_template_usage(bp):
+    """docs/templates.md: batch tasks count in usage_count by their number of messages (issue 17)."""
+    _, key = bp.new_tenant()
+    with bp.client(api_key=key) as client:
+        account = bp.online_account(client)
+        template = client.messages.create_template(pb.MessageTemplate(
+            template_name="batch-greeting", template_type=pb.MESSAGE_TYPE_TEXT,
+            template_content=pb.MessageContent(text=pb.TextContent(text="Hello {{who}}")),
+            variables=[pb.TemplateVariable(name="who", default_value="there")]))
+        client.messages.send_message(account_id=account.id, conversation_id="one", template_id=template.id)
+        task = client.messages.create_batch_task(pb.BatchSendTask(
+            task_name="templated", account_id=account.id, template_id=template.id,
+            manual=pb.ManualTargets(targets=[pb.BatchTarget(conversation_id=f"t-{i}") for i in range(7)])))
+        assert client.messages.get_template(template.id).usage_count == 1  # created, not started: no messages
+        started = client.messages.start_batch_task(task.id)
+        used = client.messages.get_template(template.id)
+        assert used.usage_count == 1 + 7
+        assert used.last_used_time.ToDatetime() >= started.start_time.ToDatetime()
+        assert _watch(client, task.id)[-1].task.status == pb.BATCH_TASK_STATUS_COMPLETED

@@ -207,6 +207,25 @@ def test_a_replayed_signature_is_refused(cp, tenant):
     assert unread(client, account.id, "wmchat-replay") == 1
 
 
+def test_a_replay_with_a_reshaped_signature_header_is_refused(cp, tenant):
+    """The same signed request captured and re-sent with its signature header reshaped (issue
+    17: 8 of 8 variants were accepted) is still a replay."""
+    _, client, _, account = tenant
+    raw = body(account.guid, 12004, {"conversation_id": "wmchat-reshaped", "content": {"text": "x"}})
+    ts = int(time.time())
+    sig, other = sign(SECRET, ts, raw), "v1=" + "0" * 64
+    assert post(cp, raw, ts=ts, signature=sig).status_code == 200
+    variants = [f"{sig} {sig}", f"{sig}  {other}", f"{other} {sig}", f"{sig} {other}", f"{sig}\t{other}",
+                sig.upper(), f"{sig},{other}", f"v1={'1' * 64} {sig}"]
+    answers = [post(cp, raw, ts=ts, signature=v) for v in variants]
+    assert [a.status_code for a in answers] == [401] * len(variants), [a.text for a in answers]
+    assert {a.json()["error"] for a in answers} == {"callback refused: malformed signature",
+                                                    "callback refused: replayed signature"}
+    listed = Callbacks(client).ListCallbackEvents(cpb.ListCallbackEventsRequest(
+        filter=cpb.CallbackEventFilter(guid=account.guid)))
+    assert len(listed.callback_events) == 1
+
+
 def test_duplicates_are_stored_once_and_have_one_effect(cp, tenant):
     _, client, _, account = tenant
     callbacks = Callbacks(client)
@@ -334,6 +353,26 @@ def test_grpc_ingest_has_the_same_semantics(cp, tenant):
     assert event.status == S.CALLBACK_EVENT_STATUS_PROCESSED and event.tenant_id == t.id
     assert event.source_ip == "127.0.0.1"
     assert unread(client, account.id, "wmchat-grpc") == 1
+
+
+def test_a_signed_callback_nested_too_deep_is_refused_for_good(cp, tenant):
+    """Was a RecursionError: HTTP 503 / gRPC INTERNAL, so the provider retried forever."""
+    _, client, _, account = tenant
+    deep = (b'{"guid":"' + account.guid.encode() + b'","notify_type":12004,"event_id":"'
+            + uuid.uuid4().hex.encode() + b'","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    response = post(cp, deep)
+    assert response.status_code == 400, response.text
+    assert "nested" in response.json()["error"] and "Error" not in response.text
+    with cp.client() as anonymous:
+        ingest = callback_pb2_grpc.CallbackServiceStub(anonymous.channel).IngestCallback
+        ts = int(time.time()) + 1
+        with pytest.raises(grpc.RpcError) as refused:
+            ingest(cpb.IngestCallbackRequest(body=deep, timestamp=ts, signature=sign(SECRET, ts, deep)))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "Recursion" not in refused.value.details()
+    listed = Callbacks(client).ListCallbackEvents(cpb.ListCallbackEventsRequest(
+        filter=cpb.CallbackEventFilter(guid=account.guid)))
+    assert list(listed.callback_events) == []  # nothing stored
 
 
 def test_list_and_get_are_tenant_scoped_and_paged(cp, tenant):

@@ -163,3 +163,52 @@ def test_kill_9_mid_batch_sends_every_message_exactly_once(crash_platform):
     resent = len(sends) - N  # HTTP requests answered from the provider's idempotency record
     print(f"send requests: {len(sends)} for {N} messages ({resent} idempotent re-sends after the kill)")
     assert 0 <= resent <= 20 * 2  # at most what the dead worker held (claim_batch_size per shard)
+
+
+@pytest.fixture
+def long_lease_platform(mariadb_server, redis_server, tmp_path):
+    # A lease far longer than the test: a claim left `sending` would show as a stalled batch.
+    with split_platform(mariadb_server, redis_server, tmp_path, claim_lease_seconds=120, claim_batch_size=50,
+                        account_min_interval_seconds=0.01) as p:
+        yield p
+
+
+def test_sigterm_mid_batch_hands_the_claim_back_for_another_worker_at_once(long_lease_platform):
+    """A rolling update: SIGTERM (not kill -9) to a dispatch worker in the middle of a batch. It
+    finishes the sends in flight, records them and hands back every message it claimed but did
+    not send, so a second worker sends the rest at once instead of after the 120 s lease; and
+    since nothing was cut off mid-send, the provider got exactly one request per message."""
+    p = long_lease_platform
+    tenant_id, account_id = online_tenant_account(p)
+    with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY, tenant_id=tenant_id)) as client:
+        httpx.delete(p["sim_url"] + "/_requests")
+        task = client.messages.create_batch_task(pb.BatchSendTask(
+            task_name="rolling", account_id=account_id,
+            message_content=pb.MessageContent(text=pb.TextContent(text="hand over")),
+            manual=pb.ManualTargets(targets=[pb.BatchTarget(conversation_id=f"c-{i}") for i in range(N)])))
+        client.messages.start_batch_task(task.id)
+
+        first = _worker(p["settings"], p["tmp"] / "worker1.log")
+        p["workers"].append(first)
+        deadline = time.monotonic() + 30
+        while len([r for r in httpx.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]) < N // 4:
+            assert time.monotonic() < deadline and first.poll() is None, (p["tmp"] / "worker1.log").read_text()
+            time.sleep(0.05)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0, (p["tmp"] / "worker1.log").read_text()[-3000:]
+        rows = _message_rows(p["config"], tenant_id, task.id)
+        assert not [r for r in rows if r.status == "sending"], "claims left to their lease"
+        assert any(r.status == "pending" for r in rows), "the batch ended before the stop: nothing was tested"
+
+        handed_over = time.monotonic()
+        second = _worker(p["settings"], p["tmp"] / "worker2.log")
+        p["workers"].append(second)
+        final = list(client.messages.watch_batch_task(task.id, timeout=60))[-1].task
+        assert final.status == pb.BATCH_TASK_STATUS_COMPLETED, final
+        print(f"the second worker finished the batch {time.monotonic() - handed_over:.1f} s after the hand-over "
+              "(lease: 120 s)")
+
+    rows = _message_rows(p["config"], tenant_id, task.id)
+    assert len(rows) == N and {r.status for r in rows} <= {"sent", "delivered"}
+    sends = [r for r in httpx.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
+    assert len(sends) == N, f"{len(sends)} send requests for {N} messages: something was sent twice"

@@ -18,10 +18,13 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import harness
 import pytest
 import sqlalchemy as sa
 from google.protobuf import struct_pb2, timestamp_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from serverproc import TEST_ADMIN_KEY, online_account, run_admin, settings_yaml, start_server
 from wework.client import (
     AbortedError,
@@ -37,6 +40,7 @@ from wework.client import (
 from wework.persistence.database import Database
 from wework.v1 import account_pb2 as apb
 from wework.v1 import message_pb2 as pb
+from wework.v1 import message_pb2_grpc
 from wework.v1 import tenant_pb2 as tpb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mariadb, pytest.mark.redis]
@@ -425,6 +429,66 @@ def test_request_id_makes_send_idempotent_and_costs_quota_once(mp):
         client.messages.send_message(account_id=account.id, conversation_id="c", content=text("second"))
         with pytest.raises(ResourceExhaustedError):
             client.messages.send_message(account_id=account.id, conversation_id="c", content=text("third"))
+
+
+def _reused(error: grpc.RpcError) -> dict[str, str]:
+    """ErrorInfo metadata of a REQUEST_ID_REUSED refusal (asserting the code and reason)."""
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
+    status = rpc_status.from_call(error)
+    infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    info = error_details_pb2.ErrorInfo()
+    infos[0].Unpack(info)
+    assert info.reason == "REQUEST_ID_REUSED", info
+    return dict(info.metadata)
+
+
+def test_a_request_id_reused_with_another_request_is_refused(mp):
+    """Issue 17: the same request_id with a different payload silently answered the first
+    message. Now FAILED_PRECONDITION, reason REQUEST_ID_REUSED, naming the request_id; the
+    same request again still answers the first message."""
+    _, key = mp.new_tenant()
+    with mp.client(api_key=key) as client:
+        account = mp.online_account(client)
+        stub, md = message_pb2_grpc.MessageServiceStub(client.channel), client.options.credential_metadata()
+        request_id = str(uuid.uuid4())
+
+        def send(**changes) -> pb.Message:
+            fields = {"account_id": account.id, "conversation_id": "c", "content": text("pay 10"),
+                      "request_id": request_id, **changes}
+            return stub.SendMessage(pb.SendMessageRequest(**fields), metadata=md, timeout=10)
+
+        first = send()
+        for changes in ({"content": text("pay 1000")}, {"conversation_id": "someone-else"}, {"priority": 9},
+                        {"scheduled_time": ts(datetime.now(UTC) + timedelta(hours=1))}):
+            with pytest.raises(grpc.RpcError) as refused:
+                send(**changes)
+            metadata = _reused(refused.value)
+            assert metadata["request_id"] == request_id and metadata["resource"] == f"messages/{first.id}"
+            assert request_id in refused.value.details()
+        assert send().id == first.id  # a retry of the same request
+        assert [x.id for x in client.messages.iter_messages()] == [first.id]
+
+
+async def test_concurrent_reuse_of_a_request_id_keeps_the_first_request_only(mp):
+    """Queued together (one group commit, the in-process follower path): the requests that
+    differ from the one that won are refused; those equal to it answer its message."""
+    _, key = mp.new_tenant()
+    with mp.client(api_key=key) as sync_client:
+        account = mp.online_account(sync_client)
+    request_id, later = str(uuid.uuid4()), ts(datetime.now(UTC) + timedelta(hours=1))
+    async with AsyncWeworkClient(ClientOptions(mp.server.target, api_key=key)) as client:
+        results = await asyncio.gather(*(
+            client.messages.send_message(pb.SendMessageRequest(
+                account_id=account.id, conversation_id="c", content=text("a" if i % 2 else "b"),
+                request_id=request_id, scheduled_time=later))
+            for i in range(8)), return_exceptions=True)
+        accepted = [r for r in results if isinstance(r, pb.Message)]
+        assert len({m.id for m in accepted}) == 1 and len(accepted) == 4, results
+        winner = accepted[0].content.text.text
+        refused = [r for i, r in enumerate(results) if not isinstance(r, pb.Message)]
+        assert len(refused) == 4 and all(getattr(r, "reason", "") == "REQUEST_ID_REUSED" for r in refused), refused
+        assert all(("a" if i % 2 else "b") == winner for i, r in enumerate(results) if isinstance(r, pb.Message))
+        assert len([x async for x in client.messages.iter_messages()]) == 1
 
 
 async def test_concurrent_sends_of_one_request_id_answer_one_message_and_cost_one_unit(mp):

@@ -196,9 +196,9 @@ def test_full_loop_login_send_and_receipts_arrive_as_verified_webhooks(platform,
         ep = hooks.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
             url=receiver.url + "/loop", description="all events", request_id="create-1"))
         assert ep.signing_secret.startswith("whsec_") and ep.status == pb.WEBHOOK_ENDPOINT_STATUS_ENABLED
-        # Idempotent create: the same endpoint and secret.
+        # Idempotent create: the same request answers the same endpoint and secret.
         again = hooks.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(
-            url=receiver.url + "/loop", request_id="create-1"))
+            url=receiver.url + "/loop", description="all events", request_id="create-1"))
         assert (again.id, again.signing_secret) == (ep.id, ep.signing_secret)
         assert hooks.GetWebhookEndpoint(pb.GetWebhookEndpointRequest(id=ep.id)).signing_secret == ""
 

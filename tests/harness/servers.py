@@ -185,11 +185,19 @@ def _mariadb_binaries() -> tuple[str, str]:
     return mariadbd, install
 
 
-def start_private_mariadb(extra_args: Sequence[str] = ()) -> MariaDBServer:
+def _in_netns(netns: str | None) -> list[str]:
+    return ["ip", "netns", "exec", netns] if netns else []
+
+
+def start_private_mariadb(extra_args: Sequence[str] = (), *, netns: str | None = None,
+                          host: str = "127.0.0.1") -> MariaDBServer:
     """Starts a new mariadbd with its own datadir on a free port (root, empty password).
 
     `extra_args` are added to mariadbd's options (replication: server id, binlog, semi-sync);
     one that enables the binlog replaces the default `--skip-log-bin`.
+
+    `netns`: runs it inside that network namespace (tests/drills), on port 3306 of every address
+    there, with root allowed from any host; `host` is the address this process reaches it at.
     """
     mariadbd, install = _mariadb_binaries()
     basedir = Path(tempfile.mkdtemp(prefix="wwt-mariadb-"))
@@ -212,22 +220,25 @@ def start_private_mariadb(extra_args: Sequence[str] = ()) -> MariaDBServer:
     last_error = ""
     binlog_args = [] if any(a.startswith("--log-bin") for a in extra_args) else ["--skip-log-bin"]
     for _attempt in range(3):  # the free port may be taken between choosing and binding it
-        port = free_port()
+        port = 3306 if netns else free_port()  # a namespace of its own has every port free
         proc = subprocess.Popen(
-            [mariadbd, "--no-defaults", f"--datadir={datadir}", f"--port={port}",
-             "--bind-address=127.0.0.1", f"--socket={basedir}/mysqld.sock",
+            [*_in_netns(netns), mariadbd, "--no-defaults", f"--datadir={datadir}", f"--port={port}",
+             f"--bind-address={'0.0.0.0' if netns else '127.0.0.1'}", f"--socket={basedir}/mysqld.sock",
              f"--pid-file={basedir}/mysqld.pid", f"--log-error={log}", *binlog_args,
              "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--max-connections=500",
              "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci", *user_args,
              *extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        server = MariaDBServer("127.0.0.1", port, "root", "", process=proc, basedir=basedir)
+        server = MariaDBServer(host, port, "root", "", process=proc, basedir=basedir)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
-            if _port_open("127.0.0.1", port, 0.5) and _mariadb_accepts(server):
+            if netns and _allow_remote_root(basedir / "mysqld.sock"):
+                _STARTED.append(server)
+                return server
+            if not netns and _port_open("127.0.0.1", port, 0.5) and _mariadb_accepts(server):
                 _STARTED.append(server)
                 return server
             time.sleep(0.2)
@@ -239,6 +250,24 @@ def start_private_mariadb(extra_args: Sequence[str] = ()) -> MariaDBServer:
     shutil.rmtree(basedir, ignore_errors=True)
     raise ServerUnavailable(f"mariadbd did not accept connections within {START_TIMEOUT_SECONDS:.0f} s; "
                             f"its error log ends with:\n{last_error}")
+
+
+def _allow_remote_root(socket_path: Path) -> bool:
+    """Through the unix socket (shared across network namespaces): root may connect from
+    anywhere, as it does from 127.0.0.1. False while the server is not up yet."""
+    import pymysql
+
+    try:
+        conn = pymysql.connect(unix_socket=str(socket_path), user="root", password="", connect_timeout=2)
+    except (pymysql.MySQLError, OSError):
+        return False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE USER IF NOT EXISTS 'root'@'%'")
+            cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION")
+        return True
+    finally:
+        conn.close()
 
 
 def _redis_ping(host: str, port: int) -> bool:
@@ -258,7 +287,9 @@ def find_or_start_redis() -> RedisServer:
     return start_private_redis()
 
 
-def start_private_redis() -> RedisServer:
+def start_private_redis(*, netns: str | None = None, host: str = "127.0.0.1") -> RedisServer:
+    """A new redis-server on a free port; `netns`: inside that network namespace, on port 6379
+    of every address there, reached at `host` (tests/drills)."""
     binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/local/bin")
     if not binary:
         raise ServerUnavailable("no Redis reachable and redis-server not found. " + INSTALL_HINT)
@@ -266,16 +297,17 @@ def start_private_redis() -> RedisServer:
     log = basedir / "redis.log"
     last_error = ""
     for _attempt in range(3):
-        port = free_port()
+        port = 6379 if netns else free_port()
+        bind = ["--bind", "0.0.0.0", "--protected-mode", "no"] if netns else ["--bind", "127.0.0.1"]
         proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [*_in_netns(netns), binary, "--port", str(port), *bind, "--save", "", "--appendonly", "no",
              "--daemonize", "no", "--dir", str(basedir), "--logfile", str(log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        server = RedisServer("127.0.0.1", port, process=proc, basedir=basedir)
+        server = RedisServer(host, port, process=proc, basedir=basedir)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline and proc.poll() is None:
-            if _redis_ping("127.0.0.1", port):
+            if _redis_ping(host, port):
                 _STARTED.append(server)
                 return server
             time.sleep(0.1)

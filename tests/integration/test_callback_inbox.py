@@ -12,6 +12,7 @@ import pytest
 from test_dispatch_claims import ADMIN, _tenant_and_account, node_factory
 from wework.domain.access import Principal, PrincipalKind
 from wework.domain.callbacks import ALREADY_APPLIED, parse
+from wework.persistence.pagination import PageTokens
 from wework.persistence.repositories.callbacks import CallbackRepository
 from wework.server.application.callbacks import (
     CALLBACK_DB,
@@ -105,7 +106,7 @@ async def test_a_processor_dying_between_effect_and_mark_leaves_one_effect(nodes
         ("callback", tenant_id, "message.received", stored.callback_event_id)]
 
     # A replay has no second effect and publishes nothing again.
-    ops = CallbackEventUseCases(node.db, replay_window=timedelta(days=1))
+    ops = CallbackEventUseCases(node.db, replay_window=timedelta(days=1), page_tokens=PageTokens.with_random_key())
     assert await ops.replay_callbacks(ADMIN, [stored.callback_event_id], None, tenant_id, 0) == [
         stored.callback_event_id]
     assert await processor.run_once(shard) == 1
@@ -137,7 +138,7 @@ async def test_failures_are_retried_with_backoff_then_left_failed(nodes):
     assert "does not build the account service" in row.error_message
     assert await processor.run_once(shard) == 0  # failed stays failed
     assert sink.events == []
-    page, _ = await CallbackEventUseCases(node.db, replay_window=timedelta(days=1)).list_callback_events(
+    page, _ = await CallbackEventUseCases(node.db, replay_window=timedelta(days=1), page_tokens=PageTokens.with_random_key()).list_callback_events(
         ADMIN, ListQuery(tenant_id=tenant_id, status="failed"), 10, "")
     assert [c.id for c in page] == [stored.callback_event_id]
 

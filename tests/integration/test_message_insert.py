@@ -79,12 +79,13 @@ async def test_rows_match_sqlalchemys_insert(database, writing, count, delivery_
 async def test_a_taken_request_id_fails_the_whole_insert(database, writing):
     tenant_id = new_id()
     async with writing(tenant_id) as uow:
-        await MessageRepository(uow.session).put_idempotent_many([(tenant_id, "SendMessage", "r1", "m1")], NOW)
+        await MessageRepository(uow.session).put_idempotent_many([(tenant_id, "SendMessage", "r1", "m1", "h1")], NOW)
     with pytest.raises(AlreadyExists):
         async with writing(tenant_id) as uow:
             await MessageRepository(uow.session).put_idempotent_many(
-                [(tenant_id, "SendMessage", "r2", "m2"), (tenant_id, "SendMessage", "r1", "m3")], NOW)
+                [(tenant_id, "SendMessage", "r2", "m2", None), (tenant_id, "SendMessage", "r1", "m3", "h3")], NOW)
     async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
         repo = MessageRepository(uow.session)
         assert await repo.get_idempotent(tenant_id, "SendMessage", "r1") == "m1"
+        assert await repo.get_idempotent_request(tenant_id, "SendMessage", "r1") == ("m1", "h1")
         assert await repo.get_idempotent(tenant_id, "SendMessage", "r2") is None  # rolled back together

@@ -12,7 +12,9 @@ from wework.persistence.database import Database
 from wework.persistence.ids import new_id
 from wework.persistence.migrate import migrate_all
 from wework.persistence.models import Tenant
-from wework.persistence.pagination import decode_page_token, encode_page_token, keyset_page
+from wework.persistence.pagination import PageTokens, keyset_page
+
+TOKENS = PageTokens.with_random_key()
 
 N = 57
 BASE = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -44,7 +46,7 @@ async def _walk(db: Database, order, page_size: int, stmt=None) -> list:
     stmt = stmt if stmt is not None else sa.select(Tenant)
     seen, token = [], None
     for _ in range(N + 2):
-        after = decode_page_token(token, "tenants")["after"] if token else None
+        after = TOKENS.decode(token, "tenants", "", {"after": list})["after"] if token else None
         async with db.shard_session("user", "s0", read_only=True) as session:
             rows, nxt = await keyset_page(session, stmt, order, after, page_size)
         assert len(rows) <= page_size
@@ -52,7 +54,7 @@ async def _walk(db: Database, order, page_size: int, stmt=None) -> list:
         if nxt is None:
             return seen
         assert len(rows) == page_size
-        token = encode_page_token({"after": nxt}, kind="tenants")
+        token = TOKENS.encode({"after": nxt}, "tenants", "")
     raise AssertionError("pagination did not terminate")
 
 
@@ -92,8 +94,8 @@ async def test_corrupted_token_is_invalid_argument_on_page_token(paged_db):
     db, _ = paged_db
     async with db.shard_session("user", "s0", read_only=True) as session:
         _, nxt = await keyset_page(session, sa.select(Tenant), [Tenant.created_at, Tenant.id], None, 10)
-    token = encode_page_token({"after": nxt}, kind="tenants")
+    token = TOKENS.encode({"after": nxt}, "tenants", "")
     for bad in (token[: len(token) // 2], token[:-2] + "~~", "x" + token, token.upper()):
         with pytest.raises(InvalidArgument) as info:
-            decode_page_token(bad, "tenants")
+            TOKENS.decode(bad, "tenants", "", {"after": list})
         assert [v.field for v in info.value.violations] == ["page_token"]

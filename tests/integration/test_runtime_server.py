@@ -362,6 +362,35 @@ async def test_graceful_shutdown_finishes_in_flight_calls(log_buffer):
     await server.stop()  # idempotent
 
 
+async def test_shutdown_serves_during_the_drain_delay_then_refuses_with_unavailable(log_buffer):
+    """NOT_SERVING first while calls still succeed (drain_delay), then new calls are refused with
+    UNAVAILABLE / SHUTTING_DOWN and a RetryInfo, while the call received before finishes OK."""
+    probe = Probe()
+    server = make_server(probe, grace_period_seconds=5, drain_delay_seconds=0.5)
+    port = await server.start()
+    key = (("x-api-key", "good"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.enable_retries", 0)]) as ch:
+        tenants, health = tenant_pb2_grpc.TenantServiceStub(ch), health_pb2_grpc.HealthStub(ch)
+        stopping = asyncio.ensure_future(server.stop())
+        await asyncio.sleep(0.1)
+        # In the delay: the probe reads NOT_SERVING, yet calls are served.
+        assert (await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))).status == NOT_SERVING
+        slow = asyncio.ensure_future(tenants.GetTenant(tenant_pb2.GetTenantRequest(id="slow"), metadata=key))
+        assert (await tenants.GetTenant(tenant_pb2.GetTenantRequest(id="t1"), metadata=key)).id == "t1"
+        await asyncio.sleep(0.6)  # past the delay; the slow call is still running
+        late = asyncio.ensure_future(tenants.GetTenant(tenant_pb2.GetTenantRequest(id="t2"), metadata=key))
+        # Health still answers probes while the received calls drain.
+        assert (await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))).status == NOT_SERVING
+        assert (await slow).id == "slow"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await late
+        await stopping
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert error_info(refused.value).reason == "SHUTTING_DOWN"
+    assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in rpc_status.from_call(refused.value).details)
+    assert probe.events == [("handler_done", NOT_SERVING), ("on_shutdown", NOT_SERVING)]
+
+
 class EndlessWatch(account_pb2_grpc.AccountServiceServicer):
     """A watch that reports its start cursor and then waits for changes that never come."""
 

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 from wework.domain.access import Principal, PrincipalKind
-from wework.domain.errors import FailedPrecondition, InvalidArgument
+from wework.domain.errors import FailedPrecondition, InvalidArgument, RequestIdReused
 from wework.domain.webhooks import DeliveryStatus, EndpointStatus, WebhookEndpoint, parse_networks
 from wework.persistence.config import RedisConfig
 from wework.persistence.ids import new_id
@@ -358,6 +358,8 @@ async def test_event_type_filter_and_tenant_isolation(node_factory, receiver):
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1:8080/x", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/x",
     "http://[::1]:8080/x", "http://localhost:8080/x", "http://[::ffff:127.0.0.1]/x", "http://0.0.0.0/x",
+    "http://[2002:7f00:1::]/", "http://[2002:a9fe:a9fe::]/", "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
 ])
 async def test_private_targets_are_refused_unless_allowed(node_factory, url):
     node = await node_factory(allowed_networks=())
@@ -365,6 +367,9 @@ async def test_private_targets_are_refused_unless_allowed(node_factory, url):
         await create(node, new_id(), url)
     [v] = caught.value.violations
     assert v.field == "url" and v.reason == "WEBHOOK_TARGET_NOT_ALLOWED"
+    assert "webhooks.allowed_target_cidrs (env WEWORK_WEBHOOKS__ALLOWED_TARGET_CIDRS)" in v.description
+    if "localhost" in url:  # a name: what it resolves to stays unsaid
+        assert "127.0.0.1" not in v.description and "::1" not in v.description
 
 
 async def test_delivery_time_guard_refuses_a_target_that_became_private(node_factory, receiver):
@@ -376,7 +381,10 @@ async def test_delivery_time_guard_refuses_a_target_that_became_private(node_fac
     await node.outbox.publish(None, tenant, "message.sent", {"id": "m"}, "cb-g")
     [d] = await eventually(lambda: _final(node, tenant, ep.id))
     assert d.status is DeliveryStatus.FAILED and len(d.attempts) == 2
-    assert all(a.response_status == 0 and "resolved to 127.0.0.1" in a.error for a in d.attempts)
+    # The refusal says what kind of address and which setting allows it, never the address.
+    assert all(a.response_status == 0 and "'localhost' resolves to a loopback address" in a.error
+               and "127.0.0.1" not in a.error and "WEWORK_WEBHOOKS__ALLOWED_TARGET_CIDRS" in a.error
+               for a in d.attempts)
     assert receiver.on("/guarded") == []
 
 
@@ -387,6 +395,12 @@ async def test_create_is_idempotent_validated_and_secret_stored_encrypted(node_f
     first = await node.webhooks.create_endpoint(p, "https://hooks.example.com/a", "", ["message.sent"], "req-1")
     again = await node.webhooks.create_endpoint(p, "https://hooks.example.com/a", "", ["message.sent"], "req-1")
     assert (again.id, again.secret) == (first.id, first.secret)
+    # The same request_id for another endpoint is refused, naming it, not answered with this one.
+    for url, types in (("https://hooks.example.com/other", ["message.sent"]),
+                       ("https://hooks.example.com/a", ["message.failed"])):
+        with pytest.raises(RequestIdReused) as reused:
+            await node.webhooks.create_endpoint(p, url, "", types, "req-1")
+        assert reused.value.metadata == {"request_id": "req-1", "resource": f"webhookEndpoints/{first.id}"}
     import sqlalchemy as sa
 
     async with mariadb_database.unit_of_work("callback", tenant, read_only=True) as uow:

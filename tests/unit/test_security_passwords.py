@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import argon2
@@ -67,3 +69,36 @@ async def test_async_variants(hasher):
     assert await hasher.verify_async(h, "pw") is True
     assert await hasher.verify_async(h, "nope") is False
     assert await hasher.dummy_verify_async("pw") is False
+
+
+class _Counting(PasswordHasher):
+    """A real hasher that records how many computations run at once."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1), **kwargs)
+        self.running = self.most = 0
+        self._lock = threading.Lock()
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)  # long enough for every caller to be waiting meanwhile
+            return super().verify(password_hash, password)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+async def test_the_limit_holds_even_when_callers_go_away():
+    hasher = _Counting(max_concurrency=2)
+    h = hasher.hash("pw")
+    calls = [asyncio.ensure_future(hasher.verify_async(h, "pw")) for _ in range(8)]
+    await asyncio.sleep(0.01)
+    for call in calls[:4]:  # cancelled callers (a client deadline) must not free their slot early
+        call.cancel()
+    more = [asyncio.ensure_future(hasher.dummy_verify_async("x")) for _ in range(4)]
+    assert await asyncio.gather(*calls[4:]) == [True] * 4
+    assert await asyncio.gather(*more) == [False] * 4
+    assert hasher.most == 2

@@ -20,6 +20,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_DEPENDENCY_UNAVAILABLE: _ClassVar[ErrorReason]
     ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
     ERROR_REASON_SHUTTING_DOWN: _ClassVar[ErrorReason]
+    ERROR_REASON_REQUEST_ID_REUSED: _ClassVar[ErrorReason]
 
 class OperatorType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +42,7 @@ ERROR_REASON_TENANT_SUSPENDED: ErrorReason
 ERROR_REASON_DEPENDENCY_UNAVAILABLE: ErrorReason
 ERROR_REASON_INTERNAL: ErrorReason
 ERROR_REASON_SHUTTING_DOWN: ErrorReason
+ERROR_REASON_REQUEST_ID_REUSED: ErrorReason
 OPERATOR_TYPE_UNSPECIFIED: OperatorType
 OPERATOR_TYPE_USER: OperatorType
 OPERATOR_TYPE_SYSTEM: OperatorType

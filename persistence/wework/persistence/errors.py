@@ -1,11 +1,15 @@
-"""Classifies driver errors so that callers see domain errors, not MySQL or SQLite codes."""
+"""Classifies driver errors so that callers see domain errors, not MySQL, SQLite or Redis codes."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import sqlite3
 
+import pymysql
 import sqlalchemy as sa
+from redis import exceptions as redis_exc
 from sqlalchemy import exc as sa_exc
 
 # MySQL/MariaDB client and server codes that mean "cannot talk to the database right now".
@@ -23,6 +27,17 @@ _MYSQL_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
 _SQLITE_UNAVAILABLE = ("unable to open database file", "disk i/o error", "database is locked")
 
 
+# Redis answers that mean "this server or cluster cannot serve right now", not "bad command":
+# a replica being promoted (READONLY), a cluster without a quorum or with uncovered slots
+# (CLUSTERDOWN, TRYAGAIN, MASTERDOWN), or a client that gave up redirecting (ClusterError).
+_REDIS_UNAVAILABLE = (redis_exc.ConnectionError, redis_exc.TimeoutError, redis_exc.ClusterError,
+                      redis_exc.TryAgainError, redis_exc.ReadOnlyError, redis_exc.SlotNotCoveredError)
+
+DATABASE = "database"
+REDIS = "redis"
+NETWORK = "network"  # a socket-level failure whose peer the exception does not name
+
+
 def _mysql_code(exc: BaseException) -> int | None:
     orig = getattr(exc, "orig", None)
     args = getattr(orig, "args", None)
@@ -31,22 +46,47 @@ def _mysql_code(exc: BaseException) -> int | None:
     return None
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """True when the failure is the database's (down, unreachable, overloaded), not the request's."""
-    if isinstance(exc, (sa_exc.TimeoutError, ConnectionError, asyncio.TimeoutError, TimeoutError)):
-        return True  # pool exhausted, or the driver's own connect/read timeouts
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """DATABASE, REDIS or NETWORK when `exc` says a dependency is down, unreachable or
+    overloaded (not that the request was wrong); None otherwise.
+
+    The one classification of connection failures, for every path: SQLAlchemy's wrapped errors
+    (ORM sessions, replicas, the directory), the driver's own (pymysql's, raised unwrapped by
+    `engine.raw_connection()` on the group commit's path, driver_tx), and redis-py's, single
+    server and cluster. uow.mapped_errors and runtime/errors.py (the last line before INTERNAL)
+    both ask here, so a new path cannot forget one of them.
+    """
+    if isinstance(exc, _REDIS_UNAVAILABLE):
+        return REDIS
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
-            return True
+            return DATABASE
         code = _mysql_code(exc)
         if code is not None:
-            return code in _MYSQL_UNAVAILABLE
+            return DATABASE if code in _MYSQL_UNAVAILABLE else None
         if isinstance(exc, sa_exc.OperationalError):
             msg = str(exc.orig).lower()
-            return any(m in msg for m in _SQLITE_UNAVAILABLE)
+            return DATABASE if any(m in msg for m in _SQLITE_UNAVAILABLE) else None
         if isinstance(exc, sa_exc.InterfaceError):
-            return True  # a closed or broken connection object
-    return False
+            return DATABASE  # a closed or broken connection object
+        return None
+    if isinstance(exc, pymysql.err.MySQLError):  # unwrapped: a raw connection's checkout
+        if isinstance(exc, pymysql.err.InterfaceError):
+            return DATABASE  # the connection object is closed or broken
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        return DATABASE if code in _MYSQL_UNAVAILABLE else None
+    if isinstance(exc, sqlite3.OperationalError):
+        return DATABASE if any(m in str(exc).lower() for m in _SQLITE_UNAVAILABLE) else None
+    if isinstance(exc, sa_exc.TimeoutError):
+        return DATABASE  # the pool had no connection to give within its timeout
+    if isinstance(exc, (ConnectionError, socket.gaierror, asyncio.TimeoutError, TimeoutError)):
+        return NETWORK  # a driver's own connect/read timeout or refused connection
+    return None
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the failure is a dependency's (down, unreachable, overloaded), not the request's."""
+    return unavailable_dependency(exc) is not None
 
 
 def is_retryable(exc: BaseException) -> bool:

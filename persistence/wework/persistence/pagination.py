@@ -1,17 +1,23 @@
 """Keyset pagination (AIP-158): opaque page tokens that encode a cursor, never an OFFSET.
 
-A token is URL-safe base64 of JSON {"k": kind, "v": version, ...payload}. It is not signed:
-it carries only sort-key values of rows the caller could already see, and every query keeps
-its tenant filter, so a forged token can at worst skip rows of the caller's own listing.
-The kind stops a token of one listing from being replayed against another.
+A token is `<body>.<mac>`: the body is URL-safe base64 of JSON {"k": kind, "v": version, ...
+payload}, the mac an HMAC-SHA256 of the body under a server key and the caller's scope (its
+tenant, or "" for platform-wide listings). So a token is only accepted by the listing (kind)
+and the tenant it was issued for, and a forged or altered one is refused before any of its
+values reaches a query. Every listing decodes through PageTokens.decode, which also checks
+that the payload holds the fields the listing expects, with their types: anything else is
+INVALID_ARGUMENT on page_token, never a KeyError.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
-from collections.abc import Sequence
+import secrets
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -22,10 +28,11 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 from wework.domain.errors import FieldViolation, InvalidArgument
 
-TOKEN_VERSION = 1
+TOKEN_VERSION = 2  # 2: signed and scoped; version 1 tokens (unsigned) are refused
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_TOKEN_LENGTH = 4096
+_KEY_LABEL = b"wework page tokens v2"
 
 
 def _default(value: Any) -> Any:
@@ -51,42 +58,79 @@ def _hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def encode_page_token(payload: dict[str, Any], kind: str | None = None) -> str:
-    """A token for `payload`; its kind comes from `kind` or from payload["kind"].
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    Datetimes, dates and Decimals in the payload come back with their types.
-    """
-    body = dict(payload)
-    k = kind if kind is not None else body.get("kind")
-    body.pop("kind", None)
-    if not k:
-        raise ValueError("a page token needs a kind")
-    data = json.dumps({"k": k, "v": TOKEN_VERSION, **body}, default=_default, separators=(",", ":"),
-                      sort_keys=True)
-    return base64.urlsafe_b64encode(data.encode()).rstrip(b"=").decode()
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _invalid(description: str) -> InvalidArgument:
     return InvalidArgument(FieldViolation("page_token", description))
 
 
-def decode_page_token(token: str, expected_kind: str) -> dict[str, Any]:
-    """The payload (with "kind") of a token made by encode_page_token; InvalidArgument otherwise."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
-        raise _invalid("the page token is not valid")
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        body = json.loads(raw, object_hook=_hook)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise _invalid("the page token is not valid; pass next_page_token unchanged") from None
-    if not isinstance(body, dict) or body.get("v") != TOKEN_VERSION or "k" not in body:
-        raise _invalid("the page token is not valid or comes from another version")
-    if body["k"] != expected_kind:
-        raise _invalid("the page token belongs to a different listing")
-    kind = body.pop("k")
-    body.pop("v")
-    body["kind"] = kind
-    return body
+def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and not (expected is bool or (isinstance(expected, tuple) and bool in expected)):
+        return False  # JSON true is no int here
+    return isinstance(value, expected)
+
+
+class PageTokens:
+    """Issues and opens the page tokens of every listing (one implementation, one key).
+
+    The key is derived from a server secret (wework-server uses security.token_secret), so
+    every replica and worker process accepts the tokens of the others, and rotating that
+    secret only ends the page tokens in flight (callers start their listing again).
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("the page token secret must be at least 16 bytes")
+        self._key = hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest()
+
+    @classmethod
+    def with_random_key(cls) -> PageTokens:
+        """For a process that serves alone (tests): its tokens die with it."""
+        return cls(secrets.token_bytes(32))
+
+    def _mac(self, scope: str, body: str) -> str:
+        message = scope.encode() + b"\0" + body.encode()
+        return _b64(hmac.new(self._key, message, hashlib.sha256).digest())
+
+    def encode(self, payload: Mapping[str, Any], kind: str, scope: str) -> str:
+        """A token of listing `kind` for the caller's `scope` (tenant id, or "" platform-wide).
+
+        Datetimes, dates and Decimals in the payload come back with their types.
+        """
+        if not kind:
+            raise ValueError("a page token needs a kind")
+        data = json.dumps({**payload, "k": kind, "v": TOKEN_VERSION}, default=_default,
+                          separators=(",", ":"), sort_keys=True)
+        body = _b64(data.encode())
+        return f"{body}.{self._mac(scope, body)}"
+
+    def decode(self, token: str, kind: str, scope: str,
+               fields: Mapping[str, type | tuple[type, ...]]) -> dict[str, Any]:
+        """The payload of a token this server issued for listing `kind` and `scope`, holding
+        `fields` (name -> expected type); InvalidArgument on page_token otherwise."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+            raise _invalid("the page token is not valid; pass next_page_token unchanged")
+        body, mac = token.split(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(scope, body).encode()):
+            raise _invalid("the page token is not valid for this caller; pass next_page_token unchanged")
+        try:
+            payload = json.loads(_unb64(body), object_hook=_hook)
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+            raise _invalid("the page token is not valid; pass next_page_token unchanged") from None
+        if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION:
+            raise _invalid("the page token comes from another version; start the listing again")
+        if payload.get("k") != kind:
+            raise _invalid("the page token belongs to a different listing")
+        for name, expected in fields.items():
+            if not _has_type(payload.get(name), expected):
+                raise _invalid("the page token comes from another version; start the listing again")
+        return {name: payload[name] for name in fields}
 
 
 def normalize_page_size(page_size: int | None) -> int:

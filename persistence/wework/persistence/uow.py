@@ -92,7 +92,9 @@ def unavailable(db: str, shard: str | None, exc: BaseException) -> Unavailable:
     meta = {"database": db}
     if shard is not None:
         meta["shard"] = shard
-    return Unavailable(f"the {where} is unavailable: {type(exc).__name__}", metadata=meta)
+    # The driver's text (host, port, SQL) is for the log, not for callers.
+    log.debug("the %s is unavailable: %r", where, exc)
+    return Unavailable(f"the {where} is unavailable; retry shortly", metadata=meta)
 
 
 @asynccontextmanager

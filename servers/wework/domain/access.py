@@ -7,10 +7,11 @@ platform admin holds "*" and, unlike tenant principals, "platform.*".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from wework.domain.errors import NotFound, PermissionDenied
+from wework.domain.errors import DelegationDenied, NotFound, PermissionDenied
 
 
 class PrincipalKind(StrEnum):
@@ -44,6 +45,15 @@ class Principal:
     def require(self, permission: str) -> None:
         if not self.can(permission):
             raise PermissionDenied(permission)
+
+    def require_delegable(self, grants: Iterable[str], subject: str) -> None:
+        """The delegation rule: raises DelegationDenied unless this principal holds every
+        permission that `grants` give (wildcards expanded). A platform admin holds them all."""
+        if self.is_platform_admin:
+            return
+        missing = sorted(covered_permissions(grants) - covered_permissions(self.permissions))
+        if missing:
+            raise DelegationDenied(missing, subject)
 
     def require_tenant(self) -> str:
         """The tenant this call acts in. A platform admin must name one with x-wework-tenant."""
@@ -107,6 +117,14 @@ SYSTEM_ROLES: dict[str, tuple[str, list[str]]] = {
         ],
     ),
 }
+
+
+def covered_permissions(grants: Iterable[str]) -> frozenset[str]:
+    """The concrete tenant permissions that `grants` give: "*" and "prefix.*" expanded against
+    the catalogue, platform grants dropped. Two grant lists give the same power iff their
+    covered permissions are equal, whatever wildcards they are written with."""
+    granted = frozenset(grants)
+    return frozenset(p for p in TENANT_PERMISSIONS if permission_granted(granted, p))
 
 
 def tenant_grants(role_permissions: list[list[str]]) -> frozenset[str]:

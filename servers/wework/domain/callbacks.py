@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 # notify_type -> event_type (the stored, listable name of what the callback means).
@@ -33,11 +35,22 @@ EVENT_TYPES: dict[int, str] = {
     12005: "conversation.changed",
 }
 UNKNOWN_EVENT_TYPE = "unknown"
+# The credentials a callback's effect needs (by notify_type, their paths in the body): the
+# ONLINE callback's session token, which the account keeps (encrypted) to reconnect. Every
+# other credential in a body (wework.domain.redaction) is dropped at ingress.
+CREDENTIALS_USED: dict[int, frozenset[tuple[str, ...]]] = {11005: frozenset({("data", "login_token")})}
 HEARTBEAT = 11010
 MESSAGE_RECEIPTS = (12001, 12002, 12003)
 
 MAX_EVENT_ID = 100  # longer provider ids are hashed into the key
+# Arrays and objects nested deeper are refused at the ingress (a real callback nests a few
+# levels): decoding and re-encoding deeper documents recurses towards Python's limit.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_A_BRACKET = re.compile(rb"[^\[\]{}]+")
 SIGNATURE_PREFIX = "v1="
+MAX_SIGNATURES = 4  # values in one signature header (a provider rotating its secret sends two)
+_SIGNATURE_VALUE = re.compile(r"v1=[0-9a-f]{64}")
 
 
 def event_type_of(notify_type: int) -> str:
@@ -55,17 +68,32 @@ def sign(secret: str, timestamp: str | int, body: bytes) -> str:
 
 def check_signature(secret: str, timestamp: str, signature: str, body: bytes, now: float,
                     tolerance_seconds: int) -> str | None:
-    """None when the signature is good and fresh, else the reason it is refused ("missing
-    timestamp", "stale timestamp", "bad signature"). A signature header may carry several
-    space-separated values (a secret rotation on the provider's side): one good one suffices."""
-    if not timestamp or not timestamp.lstrip("-").isdigit():
-        return "missing timestamp"
+    """None when the signature is good and fresh, else the reason it is refused (see
+    verify_signature)."""
+    return verify_signature(secret, timestamp, signature, body, now, tolerance_seconds)[0]
+
+
+def verify_signature(secret: str, timestamp: str, signature: str, body: bytes, now: float,
+                     tolerance_seconds: int) -> tuple[str | None, str]:
+    """(None, the canonical signature) when the signature is good and fresh, else (the reason
+    it is refused: "missing timestamp", "stale timestamp", "malformed signature", "bad
+    signature", ""). The header is parsed strictly: 1 to MAX_SIGNATURES distinct values
+    "v1=<64 lowercase hex>" separated by single spaces (several for a secret rotation on the
+    provider's side; one good one suffices). The canonical signature depends only on what was
+    signed (timestamp and body), never on how the header was written: replay protection keys
+    on it, so a captured request re-sent with a reshaped header is still a replay."""
+    if not timestamp or not timestamp.isdigit():
+        return "missing timestamp", ""
     if abs(now - int(timestamp)) > tolerance_seconds:
-        return "stale timestamp"
+        return "stale timestamp", ""
+    values = signature.split(" ")
+    if (len(values) > MAX_SIGNATURES or len(set(values)) != len(values)
+            or not all(_SIGNATURE_VALUE.fullmatch(v) for v in values)):
+        return "malformed signature", ""
     expected = sign(secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, given) for given in signature.split() if given):
-        return "bad signature"
-    return None
+    if not any(hmac.compare_digest(expected, given) for given in values):
+        return "bad signature", ""
+    return None, expected
 
 
 # ---- parsing ------------------------------------------------------------------------------------
@@ -84,6 +112,18 @@ class Envelope:
     notify_type: int
     event_id: str | None
     body: dict[str, Any] | None  # None: not a JSON object
+
+
+def json_nesting_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the arrays and objects of the JSON text `raw` nest more than `limit` deep.
+
+    Without decoding (no recursion) and, for ordinary bodies, without a Python-level loop: a
+    body with at most `limit` brackets cannot be deeper.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _NOT_A_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    return max(accumulate(1 if b in (0x5B, 0x7B) else -1 for b in brackets), default=0) > limit
 
 
 def envelope(raw: bytes | str) -> Envelope:
@@ -184,15 +224,27 @@ class AlreadyApplied(Exception):
     """The effect ledger holds this callback's key: its effect happened before (raised inside the
     effect's transaction, which then changes nothing)."""
 
-    def __init__(self, effect_key: str) -> None:
+    def __init__(self, effect_key: str, subject: Any = None) -> None:
         super().__init__(f"callback {effect_key} was applied before")
         self.effect_key = effect_key
+        self.subject = subject  # what the effect was on (e.g. the message), when known
 
 
 APPLIED = "applied"                  # the effect happened now
 ALREADY_APPLIED = "already_applied"  # the ledger says it happened before (crash, replay)
 NOTHING_TO_DO = "nothing_to_do"      # a callback that needs no effect (LOGIN_CONFIRMED)
 NO_EFFECT = "no_effect"              # refused: illegal transition, unknown message, deleted account
+
+
+@dataclass(frozen=True)
+class TenantEvent:
+    """A tenant event an effect makes. `key` is what its webhook-id derives from: None for the
+    callback (one event per callback); a key of its own when the event is one per something
+    else (message.sent is one per message, whichever receipt makes it)."""
+
+    type: str
+    data: dict[str, Any]
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +255,20 @@ class Effect:
     reason: str = ""
     webhook_event: str | None = None
     data: dict[str, Any] | None = None
+    event_key: str | None = None  # TenantEvent.key of webhook_event
+    more_events: tuple[TenantEvent, ...] = ()
 
     @property
     def processed(self) -> bool:
         return self.outcome in (APPLIED, ALREADY_APPLIED, NOTHING_TO_DO)
+
+    @property
+    def events(self) -> list[TenantEvent]:
+        first = [TenantEvent(self.webhook_event, self.data or {}, self.event_key)] if self.webhook_event else []
+        return first + list(self.more_events)
+
+
+def receipt_event_key(message_id: str) -> str:
+    """The TenantEvent.key of message.sent and message.delivered: one of each per message, in
+    whatever order, and however often, the provider's receipts arrive."""
+    return f"message:{message_id}"

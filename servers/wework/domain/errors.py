@@ -70,6 +70,20 @@ class PermissionDenied(DomainError):
         self.permission = permission
 
 
+class DelegationDenied(PermissionDenied):
+    """The delegation rule (docs/authentication.md): a principal cannot hand out, through a key,
+    a role, a role edit or an assignment, a permission it does not hold itself, nor act on a user
+    who holds permissions it lacks. `missing` lists what the caller would need."""
+
+    def __init__(self, missing: list[str], subject: str) -> None:
+        super().__init__(missing[0])
+        self.message = (f"{subject} needs permissions the caller does not hold: {', '.join(missing)}; "
+                        "nobody can grant or act beyond their own permissions")
+        self.args = (self.message,)
+        self.metadata.update(missing_permissions=",".join(missing), subject=subject)
+        self.missing = list(missing)
+
+
 class NotFound(DomainError):
     reason = "NOT_FOUND"
 
@@ -101,6 +115,22 @@ class FailedPrecondition(DomainError):
             self.reason = reason
 
 
+class RequestIdReused(FailedPrecondition):
+    """A request_id (AIP-155) came back with a different request: answering the first result
+    would tell the caller its new request was done. Maps to FAILED_PRECONDITION."""
+
+    reason = "REQUEST_ID_REUSED"
+
+    def __init__(self, request_id: str, resource: str) -> None:
+        super().__init__(
+            f"request_id {request_id!r} was already used for a different request (it made {resource}); "
+            "retries must repeat the same request, a new request needs a new request_id",
+            [PreconditionViolation("REQUEST_ID", f"requests/{request_id}",
+                                   "request_id already used with a different request")])
+        self.metadata = {"request_id": request_id, "resource": resource}
+        self.request_id = request_id
+
+
 class EtagMismatch(FailedPrecondition):
     """The caller's etag is stale. Maps to ABORTED (AIP-154)."""
 
@@ -114,9 +144,12 @@ class EtagMismatch(FailedPrecondition):
 class QuotaExceeded(DomainError):
     reason = "QUOTA_EXCEEDED"
 
-    def __init__(self, message: str, violations: list[QuotaViolation]) -> None:
+    def __init__(self, message: str, violations: list[QuotaViolation], *,
+                 retry_after_seconds: int | None = None) -> None:
         super().__init__(message)
         self.violations = list(violations)
+        # Set when the quota refills at a known time (a rate limit): sent as RetryInfo.
+        self.retry_after_seconds = retry_after_seconds
 
 
 class UserLocked(DomainError):

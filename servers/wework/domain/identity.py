@@ -194,10 +194,17 @@ class User:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 1
+    # Access tokens carry the value current at login; moving it on ends every earlier session.
+    session_version: int = 0
 
     @property
     def etag(self) -> str:
         return etag_of(self.version)
+
+    def ending_sessions(self) -> User:
+        """The user with every access token issued so far made invalid (password change,
+        disable, role change)."""
+        return replace(self, session_version=self.session_version + 1)
 
 
 def validate_user_fields(values: dict[str, Any], prefix: str = "user", *, creating: bool) -> None:

@@ -9,6 +9,8 @@ google.rpc.BadRequest without knowing the rules.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -302,6 +304,14 @@ def validate_content(message_type: MessageType, content: Mapping[str, Any], *,
                 if not isinstance(uid, str) or not uid.strip() or len(uid) > 64:
                     bad(f"user_ids[{i}]", "a member id must be 1-64 characters")
     return out
+
+
+def request_fingerprint(fields: Mapping[str, Any]) -> str:
+    """SHA-256 hex of a request's fields in a canonical form (sorted keys, compact): stored with
+    its request_id, so that the same request_id with a different request is told apart from a
+    retry of the same one (which answers the first result)."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def normalize_priority(priority: int | None, field_name: str = "priority") -> int:

@@ -221,16 +221,40 @@ def parse_networks(values: Iterable[str]) -> list[Network]:
     return [ipaddress.ip_network(v, strict=False) for v in values]
 
 
+# NAT64 prefixes (RFC 6052 well-known, RFC 8215 local use): the last 32 bits are an IPv4 address.
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(ip: Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and reaches: IPv4-mapped (::ffff:a.b.c.d),
+    6to4 (2002:AABB:CCDD::/16), Teredo (2001::/32: server and client) and NAT64; [] for others."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    if any(ip in net for net in _NAT64):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return []
+
+
 def blocked_address(address: str, *, allow_private: bool = False,
                     allowed: Sequence[Network] = ()) -> str | None:
     """Why a target address is refused (private, loopback, link-local...), or None when it may
-    be posted to. `allowed` networks and `allow_private` lift the refusal."""
+    be posted to. `allowed` networks and `allow_private` lift the refusal. An IPv6 address that
+    carries IPv4 ones (embedded_ipv4: 6to4, Teredo, NAT64) is refused when any of them is, and
+    otherwise judged itself: 2002:7f00:1:: reaches 127.0.0.1. An IPv4-mapped one is its IPv4."""
     try:
         ip: Address = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return "not an IP address"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    for v4 in embedded_ipv4(ip):
+        why = blocked_address(str(v4), allow_private=allow_private, allowed=allowed)
+        if why is not None or (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None):
+            return why
     if any(ip in net for net in allowed if net.version == ip.version):
         return None
     if allow_private:

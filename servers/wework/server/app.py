@@ -12,6 +12,7 @@ from wework.domain.accounts import LoginPolicy as AccountLoginPolicy
 from wework.domain.accounts import RecoveryPolicy
 from wework.domain.identity import LoginPolicy
 from wework.persistence.database import Database, EngineCreated
+from wework.persistence.pagination import PageTokens
 from wework.persistence.redis.cache import TwoLevelCache
 from wework.persistence.redis.client import create_redis
 from wework.persistence.redis.client import ping as redis_ping
@@ -39,6 +40,7 @@ from wework.server.application.callbacks import (
 )
 from wework.server.application.context import AppContext
 from wework.server.application.conversations import ConversationUseCases
+from wework.server.application.login_limits import LoginLimits, LoginRateLimiter
 from wework.server.application.media import IncomingMedia, MediaUseCases, media_policy
 from wework.server.application.message_events import MessageEvents, ProviderEventRouter
 from wework.server.application.message_ports import InProcessAccountGateway
@@ -138,19 +140,24 @@ async def build_application(settings: Settings, *,
             active_key_id=sec.active_encryption_key_id or next(iter(sec.encryption_keys)),
             lookup_key=sec.lookup_hash_key.get_secret_value().encode(),
         ),
-        passwords=PasswordHasher(),
+        passwords=PasswordHasher(max_concurrency=sec.password_hash_concurrency),
         tokens=TokenIssuer(sec.token_secret.get_secret_value().encode(), sec.access_token_ttl_seconds),
         tenant_cache=tenant_cache,
         credential_cache=credential_cache,
         admin_api_key=sec.admin_api_key.get_secret_value(),
         login_policy=LoginPolicy(max_failed_logins=sec.max_failed_logins,
                                  lockout=timedelta(minutes=sec.lockout_minutes)),
+        # Every process and replica shares token_secret, so each accepts the others' page tokens.
+        page_tokens=PageTokens(sec.token_secret.get_secret_value().encode()),
     )
     tenants = TenantUseCases(ctx)
     registrations: list[ServiceRegistration] = []
     if "tenant" in settings.server.services:
         handler = tenant_handler.TenantServiceHandler(
-            tenants, UserUseCases(ctx, tenants), RoleUseCases(ctx), ApiKeyUseCases(ctx))
+            tenants, UserUseCases(ctx, tenants, LoginRateLimiter(redis, prefix, LoginLimits(
+                per_source_per_minute=sec.login_attempts_per_source_per_minute,
+                per_tenant_per_minute=sec.login_attempts_per_tenant_per_minute))),
+            RoleUseCases(ctx), ApiKeyUseCases(ctx))
         registrations.append(tenant_handler.registration(handler))
     caches, closers = [tenant_cache, credential_cache], []
     await _start_replicas(settings, db, redis, closers)
@@ -198,7 +205,7 @@ async def _callback_inbox(settings: Settings, ctx: AppContext, redis, shared: di
         ctx.db, redis, settings.redis.key_prefix,
         InboxSettings(secret=cfg.secret.get_secret_value() if cfg.secret else None,
                       tolerance_seconds=cfg.max_skew_seconds),
-        directory, wake=waker.wake, clock=ctx.clock)
+        directory, wake=waker.wake, clock=ctx.clock, cipher=ctx.cipher)
 
 
 async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, closers: list,
@@ -215,7 +222,7 @@ async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, c
         ProcessingSettings(max_attempts=cfg.max_attempts, backoff_initial_seconds=cfg.backoff_initial_seconds,
                            backoff_max_seconds=cfg.backoff_max_seconds,
                            stale_heartbeat_seconds=cfg.stale_heartbeat_seconds),
-        clock=ctx.clock)
+        clock=ctx.clock, cipher=ctx.cipher)
     shared["callback_processing"] = processing
     if cfg.run_processor_in_server:
         processor = CallbackProcessor(ctx.db, processing, ProcessorSettings(
@@ -239,6 +246,7 @@ async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, c
         closers.insert(0, ingress.close)  # stop taking callbacks first
     if "callback" in settings.server.services:
         use_cases = CallbackEventUseCases(ctx.db, replay_window=timedelta(days=cfg.replay_window_days),
+                                          page_tokens=ctx.page_tokens,
                                           wake=waker.wake, clock=ctx.clock)
         handler = callback_handler.CallbackServiceHandler(CallbackEvents(inbox, use_cases),
                                                           shared.get("webhook_use_cases"))

@@ -150,7 +150,8 @@ def run_workers(argv: list[str], settings: Settings) -> int:
         if stop_sent is None:
             stop_sent = sig
             # The children drain for the grace period; beyond that plus their shutdown hooks, kill.
-            deadline = time.monotonic() + settings.server.grace_period_seconds + 30
+            deadline = (time.monotonic() + settings.server.drain_delay_seconds
+                        + settings.server.grace_period_seconds + 30)
         for child in children:
             if child.pid is not None and child.exitcode is None:
                 try:

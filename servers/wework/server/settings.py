@@ -39,6 +39,9 @@ class ServerConfig(BaseModel):
     # Which services this process serves: any subset of ALL_SERVICES.
     services: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(ALL_SERVICES))
     grace_period_seconds: float = Field(default=10.0, ge=0)
+    # On SIGTERM: this long NOT_SERVING while still serving, before new calls are refused, so
+    # that load balancers and readiness probes move traffic away first (docs/operations-faults.md).
+    drain_delay_seconds: float = Field(default=0.0, ge=0, le=300)
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     keepalive_time_seconds: int = Field(default=60, ge=1)
     keepalive_timeout_seconds: int = Field(default=20, ge=1)
@@ -83,6 +86,12 @@ class SecurityConfig(BaseModel):
     lookup_hash_key: SecretStr | None = None
     max_failed_logins: int = Field(default=5, ge=1)
     lockout_minutes: int = Field(default=15, ge=1)
+    # Login attempts per minute from one peer address, across all processes.
+    login_attempts_per_source_per_minute: int = Field(default=60, ge=1)
+    # Login attempts per minute for one tenant code (existing or not), across all processes.
+    login_attempts_per_tenant_per_minute: int = Field(default=300, ge=1)
+    # Argon2 computations at once per process (64 MiB and one core each); default: cores, at most 4.
+    password_hash_concurrency: int | None = Field(default=None, ge=1, le=64)
 
     @model_validator(mode="after")
     def _keys_are_usable(self) -> SecurityConfig:

@@ -17,6 +17,7 @@ from wework.domain.callbacks import (
     parse,
     retry_delay,
     sign,
+    verify_signature,
 )
 
 SECRET = "s3cret"
@@ -34,7 +35,9 @@ def test_signature_is_hmac_sha256_over_timestamp_dot_body():
     ("abc", "x", 1700000000, "missing timestamp"),
     ("1700000000", None, 1700000301, "stale timestamp"),
     ("1700000000", None, 1699999699, "stale timestamp"),
-    ("1700000000", "v1=deadbeef", 1700000000, "bad signature"),
+    ("1700000000", "v1=deadbeef", 1700000000, "malformed signature"),
+    ("1700000000", "v1=" + "0" * 64, 1700000000, "bad signature"),
+    ("-1700000000", None, 1700000000, "missing timestamp"),
     ("1700000001", None, 1700000000, "bad signature"),  # signed for another timestamp
 ])
 def test_refused_signatures_say_why(timestamp, signature, now, reason):
@@ -44,7 +47,7 @@ def test_refused_signatures_say_why(timestamp, signature, now, reason):
 
 def test_one_good_signature_among_several_suffices():
     good = sign(SECRET, 1700000000, BODY)
-    assert check_signature(SECRET, "1700000000", f"v1=00 {good}", BODY, 1700000000, 300) is None
+    assert check_signature(SECRET, "1700000000", f"v1={'0' * 64} {good}", BODY, 1700000000, 300) is None
     assert check_signature(SECRET, "1700000000", sign("old", 1700000000, BODY), BODY, 1700000000, 300) \
         == "bad signature"
 
@@ -83,3 +86,15 @@ def test_event_types_and_backoff():
     assert event_type_of(11005) == "account.online" and event_type_of(12002) == "message.delivered"
     assert event_type_of(4242) == "unknown"
     assert [retry_delay(n, 1.0, 5.0).total_seconds() for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+
+
+def test_the_signature_header_is_parsed_strictly_and_its_canonical_form_ignores_the_shape():
+    good = sign(SECRET, 1700000000, BODY)
+    other = "v1=" + "0" * 64
+    reason, canonical = verify_signature(SECRET, "1700000000", good, BODY, 1700000000, 300)
+    assert (reason, canonical) == (None, good)
+    # Reshaped headers of the same request: refused outright, or the same canonical signature.
+    for header in (f"{good} {good}", f" {good}", f"{good} ", f"{good}  {other}", f"{good}\t{other}",
+                   good.upper(), f"{good},{other}", " ".join([other[:-1] + str(i) for i in range(4)] + [good])):
+        assert verify_signature(SECRET, "1700000000", header, BODY, 1700000000, 300) == ("malformed signature", "")
+    assert verify_signature(SECRET, "1700000000", f"{other} {good}", BODY, 1700000000, 300) == (None, good)

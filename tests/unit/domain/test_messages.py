@@ -186,3 +186,15 @@ def test_statistics_count_each_message_once_in_its_creation_hour():
     d = terminal_statistics_delta(transition(failed, S.PENDING, now=NOW), S.FAILED)
     assert (d.total, d.success, d.failed) == (-1, 0, -1)
     assert terminal_statistics_delta(transition(message(), S.CANCELLED, now=NOW), S.PENDING) is None
+
+
+def test_request_fingerprint_ignores_key_order_and_sees_every_change():
+    from wework.domain.messages import request_fingerprint
+
+    a = request_fingerprint({"content": {"text": "hi", "at": [1, 2]}, "priority": 0, "conversation_id": "c"})
+    assert a == request_fingerprint({"conversation_id": "c", "priority": 0, "content": {"at": [1, 2], "text": "hi"}})
+    assert len(a) == 64
+    for changed in ({"content": {"text": "hi!", "at": [1, 2]}, "priority": 0, "conversation_id": "c"},
+                    {"content": {"text": "hi", "at": [2, 1]}, "priority": 0, "conversation_id": "c"},
+                    {"content": {"text": "hi", "at": [1, 2]}, "priority": 1, "conversation_id": "c"}):
+        assert request_fingerprint(changed) != a

@@ -3,6 +3,7 @@ implementation (PyPI standardwebhooks), SSRF address rules, validation, the retr
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from wework.domain.webhooks import (
     DEFAULT_SCHEDULE,
     WebhookEndpoint,
     blocked_address,
+    embedded_ipv4,
     event_id_for,
     event_type_matches,
     new_secret,
@@ -73,6 +75,11 @@ def test_previous_secret_signs_until_it_expires():
     ("172.16.0.1", "private"), ("169.254.169.254", "link-local"), ("fe80::1", "link-local"),
     ("224.0.0.1", "multicast"), ("0.0.0.0", "unspecified"), ("::ffff:127.0.0.1", "loopback"),
     ("100.64.0.1", "not-global"), ("fd00::1", "private"), ("240.0.0.1", "reserved"),
+    # IPv6 forms that carry an IPv4 address are judged by it too (issue 17: 6to4 got through).
+    ("2002:7f00:1::", "loopback"), ("2002:a9fe:a9fe::", "link-local"), ("2002:a00:1::1", "private"),
+    ("64:ff9b::7f00:1", "loopback"), ("64:ff9b::a9fe:a9fe", "link-local"), ("64:ff9b:1::a00:1", "private"),
+    ("::ffff:169.254.169.254", "link-local"), ("::ffff:a9fe:a9fe", "link-local"),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),  # Teredo, client 127.0.0.1
 ])
 def test_non_public_addresses_are_refused(address, kind):
     assert blocked_address(address) == kind
@@ -86,6 +93,10 @@ def test_public_addresses_pass_and_settings_lift_the_refusal():
     assert blocked_address("10.0.0.1", allowed=loopback) == "private"  # only the listed network
     assert blocked_address("::1", allowed=loopback) == "loopback"
     assert blocked_address("10.0.0.1", allow_private=True) is None
+    assert blocked_address("::ffff:127.0.0.1", allowed=loopback) is None
+    assert blocked_address("::ffff:8.8.8.8") is None
+    assert embedded_ipv4(ipaddress.ip_address("2002:808:808::1")) == [ipaddress.IPv4Address("8.8.8.8")]
+    assert embedded_ipv4(ipaddress.ip_address("2606:4700::1111")) == []
 
 
 def test_url_and_event_type_validation():

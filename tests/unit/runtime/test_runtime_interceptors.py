@@ -36,6 +36,9 @@ class FakeContext:
     def time_remaining(self):
         return None
 
+    def add_done_callback(self, callback):
+        self.done_callbacks = [*getattr(self, "done_callbacks", []), callback]
+
     async def abort(self, code, details="", trailing_metadata=()):
         self._code = code
         self.aborted = (code, details, dict(trailing_metadata))

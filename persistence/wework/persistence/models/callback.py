@@ -49,6 +49,9 @@ class CallbackEvent(CallbackBase):
     # The processor holding a `processing` row and its lease (an expired lease is re-queued).
     claimed_by: Mapped[str | None] = mapped_column(sa.String(64))
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Added (0004): the credentials taken out of raw_data at ingress (wework.domain.redaction),
+    # AES-GCM sealed with the field cipher; only the processor opens them, to apply the callback.
+    sealed_secrets: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
         index("callback_events", "idx_guid", "guid"),

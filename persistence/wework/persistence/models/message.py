@@ -210,7 +210,10 @@ class BatchImportTarget(MessageBase):
 
 
 class IdempotencyKey(IdempotencyKeyMixin, MessageBase):
-    pass
+    # Added (0008): SHA-256 hex of the SendMessage request the key was first used with; a reuse
+    # with another request is refused (REQUEST_ID_REUSED). NULL: not recorded (older keys, other
+    # operations).
+    request_hash: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 

@@ -82,6 +82,9 @@ class User(IdMixin, VersionedMixin, TimestampsMixin, UserBase):
     failed_login_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
                                                     server_default=sa.text("0"))
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Compared with the "sv" claim of access tokens on every call: bumped to end earlier sessions.
+    session_version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
+                                                 server_default=sa.text("0"))
 
     __table_args__ = (
         index("users", "uk_tenant_username", "tenant_id", "username"),

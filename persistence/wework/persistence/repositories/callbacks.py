@@ -48,6 +48,8 @@ class StoredCallback:
     source_ip: str | None
     user_agent: str | None
     dedupe_key: str | None
+    # The credentials taken out of raw_data at ingress, sealed (application/callbacks.py).
+    sealed_secrets: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def _stored(r: Any) -> StoredCallback:
                           notify_type=r.notify_type, event_type=r.event_type, raw_data=r.raw_data,
                           parsed_data=r.parsed_data, status=r.status, error_message=r.error_message,
                           retry_count=r.retry_count, process_time=r.process_time, source_ip=r.source_ip,
-                          user_agent=r.user_agent, dedupe_key=r.dedupe_key)
+                          user_agent=r.user_agent, dedupe_key=r.dedupe_key, sealed_secrets=r.sealed_secrets)
 
 
 def _insert_ignore(session: AsyncSession, table: sa.Table, values: dict[str, Any] | list[dict[str, Any]]) -> Any:
@@ -95,7 +97,7 @@ class CallbackRepository:
     async def store_many(self, items: Sequence[dict[str, Any]], now: datetime) -> list[tuple[str, bool]]:
         """Stores callbacks in this transaction (group commit of the ingress), three statements
         whatever the count. Items: dicts of dedupe_key, tenant_id, guid, notify_type, event_type,
-        raw_data, source_ip, user_agent. The answer per item, in order: (callback id, duplicate);
+        raw_data, source_ip, user_agent (and sealed_secrets, optional). The answer per item, in order: (callback id, duplicate);
         a callback whose dedupe key is known is not stored again and answers the first id."""
         ids: dict[str, str] = {}  # dedupe key -> the id its first occurrence here would get
         for it in items:
@@ -116,7 +118,8 @@ class CallbackRepository:
                 rows.append({"id": first, "received_time": now, "tenant_id": it["tenant_id"], "guid": it["guid"],
                              "notify_type": it["notify_type"], "event_type": it["event_type"],
                              "raw_data": it["raw_data"], "status": "received", "retry_count": 0,
-                             "source_ip": it["source_ip"], "user_agent": it["user_agent"], "dedupe_key": key})
+                             "source_ip": it["source_ip"], "user_agent": it["user_agent"], "dedupe_key": key,
+                             "sealed_secrets": it.get("sealed_secrets")})
             out.append((first, not new))
         if rows:
             await self._s.execute(sa.insert(E.__table__), rows)  # Core executemany, not the ORM bulk path

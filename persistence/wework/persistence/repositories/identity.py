@@ -187,6 +187,7 @@ class UserRepository:
             last_login_time=r.last_login_time, last_login_ip=r.last_login_ip,
             failed_login_count=r.failed_login_count, locked_until=r.locked_until, role_ids=role_ids,
             created_at=r.created_at, updated_at=r.updated_at, version=r.version,
+            session_version=r.session_version,
         )
 
     def _apply(self, r: um.User, u: User) -> None:
@@ -202,6 +203,7 @@ class UserRepository:
         r.last_login_ip = u.last_login_ip
         r.failed_login_count = u.failed_login_count
         r.locked_until = u.locked_until
+        r.session_version = u.session_version
         if u.updated_at is not None:
             r.updated_at = u.updated_at
 
@@ -316,17 +318,26 @@ class RoleRepository:
         return (await self._s.execute(
             sa.select(sa.func.count()).select_from(um.UserRole).where(um.UserRole.role_id == role_id))).scalar_one()
 
-    async def assign(self, tenant_id: str, user_id: str, role_id: str, assigned_by: str, now: datetime) -> None:
+    async def assign(self, tenant_id: str, user_id: str, role_id: str, assigned_by: str, now: datetime) -> bool:
+        """True when the user did not hold the role yet (assigning twice is a no-op, so retries are safe)."""
         exists = (await self._s.execute(sa.select(um.UserRole.id).where(
             um.UserRole.user_id == user_id, um.UserRole.role_id == role_id))).scalar_one_or_none()
-        if exists is None:  # assigning twice is a no-op, so retries are safe
-            self._s.add(um.UserRole(tenant_id=tenant_id, user_id=user_id, role_id=role_id,
-                                    assigned_by=assigned_by, assigned_at=now))
-            await self._s.flush()
+        if exists is not None:
+            return False
+        self._s.add(um.UserRole(tenant_id=tenant_id, user_id=user_id, role_id=role_id,
+                                assigned_by=assigned_by, assigned_at=now))
+        await self._s.flush()
+        return True
 
-    async def unassign(self, user_id: str, role_id: str) -> None:
-        await self._s.execute(sa.delete(um.UserRole).where(um.UserRole.user_id == user_id,
-                                                           um.UserRole.role_id == role_id))
+    async def unassign(self, user_id: str, role_id: str) -> bool:
+        """True when the user held the role."""
+        result = await self._s.execute(sa.delete(um.UserRole).where(um.UserRole.user_id == user_id,
+                                                                    um.UserRole.role_id == role_id))
+        return bool(result.rowcount)
+
+    async def holder_ids(self, tenant_id: str, role_id: str) -> list[str]:
+        return list((await self._s.execute(sa.select(um.UserRole.user_id).where(
+            um.UserRole.tenant_id == tenant_id, um.UserRole.role_id == role_id))).scalars())
 
     async def active_permissions_of_user(self, tenant_id: str, user_id: str) -> list[list[str]]:
         rows = await self._s.execute(

@@ -69,7 +69,8 @@ _NEW_MESSAGE_INSERT = MultiRowInsert(mm.Message.__table__, (
     "id", "created_at", "updated_at", "tenant_id", "account_id", "conversation_id", "message_type", "content",
     "template_id", "status", "batch_id", "priority", "scheduled_time"))
 _IDEMPOTENCY_INSERT = MultiRowInsert(mm.IdempotencyKey.__table__,
-                                     ("tenant_id", "operation", "request_id", "resource_id", "created_at"))
+                                     ("tenant_id", "operation", "request_id", "resource_id", "created_at",
+                                      "request_hash"))
 
 
 def _message_insert_values(m: Message) -> tuple[Any, ...]:
@@ -216,17 +217,25 @@ class MessageRepository:
         row = await self._s.get(mm.IdempotencyKey, (tenant_id, operation, request_id))
         return None if row is None else row.resource_id
 
-    async def put_idempotent_many(self, rows: list[tuple[str, str, str, str]], now: datetime) -> None:
-        """(tenant, operation, request_id, resource_id) rows in one INSERT; AlreadyExists if any
-        key is taken (the caller then retries the rows one by one to find which)."""
+    async def get_idempotent_request(self, tenant_id: str, operation: str,
+                                     request_id: str) -> tuple[str, str | None] | None:
+        """(resource_id, request_hash) of a request_id used before, None if it was not."""
+        row = await self._s.get(mm.IdempotencyKey, (tenant_id, operation, request_id))
+        return None if row is None else (row.resource_id, row.request_hash)
+
+    async def put_idempotent_many(self, rows: list[tuple[str, str, str, str, str | None]], now: datetime) -> None:
+        """(tenant, operation, request_id, resource_id, request_hash) rows in one INSERT;
+        AlreadyExists if any key is taken (the caller then retries the rows one by one to find
+        which)."""
         if not rows:
             return
         try:
             await _IDEMPOTENCY_INSERT.execute(
-                self._s, [(t, o, r, rid, now) for t, o, r, rid in rows],
+                self._s, [(t, o, r, rid, now, h) for t, o, r, rid, h in rows],
                 lambda: self._s.execute(sa.insert(mm.IdempotencyKey), [
-                    {"tenant_id": t, "operation": o, "request_id": r, "resource_id": rid, "created_at": now}
-                    for t, o, r, rid in rows]))
+                    {"tenant_id": t, "operation": o, "request_id": r, "resource_id": rid, "created_at": now,
+                     "request_hash": h}
+                    for t, o, r, rid, h in rows]))
         except sa.exc.IntegrityError as exc:
             raise AlreadyExists("request", "request_id", rows[0][2]) from exc
 

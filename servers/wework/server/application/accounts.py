@@ -58,7 +58,7 @@ from wework.domain.identity import TenantStatus, check_etag, validate_request_id
 from wework.persistence.background import cancel_and_wait
 from wework.persistence.errors import is_retryable
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import PageTokens, normalize_page_size
 from wework.persistence.redis.cache import DecodedEntries, TwoLevelCache
 from wework.persistence.redis.client import RedisClient, as_text, listen
 from wework.persistence.repositories.accounts import (
@@ -401,18 +401,18 @@ class LoginFlow:
 # ---- use cases ----------------------------------------------------------------------------------------
 
 
-def encode_cursor(tenant_id: str, seq: int) -> str:
-    return encode_page_token({"t": tenant_id, "s": seq}, "account-watch")
+def encode_cursor(tokens: PageTokens, tenant_id: str, seq: int) -> str:
+    return tokens.encode({"s": seq}, "account-watch", tenant_id)
 
 
-def decode_cursor(cursor: str, tenant_id: str) -> int:
+def decode_cursor(tokens: PageTokens, cursor: str, tenant_id: str) -> int:
     try:
-        body = decode_page_token(cursor, "account-watch")
+        seq = tokens.decode(cursor, "account-watch", tenant_id, {"s": int})["s"]
     except InvalidArgument:
-        raise InvalidArgument(FieldViolation("cursor", "not a cursor of WatchAccounts; pass it unchanged")) from None
-    seq = body.get("s")
-    if body.get("t") != tenant_id or not isinstance(seq, int) or seq < 0:
-        raise InvalidArgument(FieldViolation("cursor", "the cursor belongs to another tenant or is damaged"))
+        raise InvalidArgument(FieldViolation(
+            "cursor", "not a cursor of WatchAccounts for this tenant; pass it unchanged")) from None
+    if seq < 0:
+        raise InvalidArgument(FieldViolation("cursor", "the cursor is damaged"))
     return seq
 
 
@@ -534,11 +534,11 @@ class AccountUseCases:
                             page_size: int, page_token: str) -> tuple[list[Account], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "accounts")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "accounts", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
             rows = await self._store.accounts(uow).list_page(tenant_id, status, user_id or None, after, limit + 1)
         page = rows[:limit]
-        token = encode_page_token({"after": page[-1].id}, "accounts") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "accounts", tenant_id) if len(rows) > limit else ""
         return page, token
 
     # -- update / delete --------------------------------------------------------------------------------
@@ -680,14 +680,15 @@ class AccountUseCases:
         tenant_id = principal.require_tenant()
         require_id(account_id, "account_id")
         limit = normalize_page_size(page_size)
-        before = decode_page_token(page_token, "account-history")["before"] if page_token else None
+        before = self._ctx.page_tokens.decode(page_token, "account-history", tenant_id,
+                                                 {"before": int})["before"] if page_token else None
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
             rows = await StatusHistoryRepository(uow.session).page_for_account(tenant_id, account_id, before,
                                                                                limit + 1)
             if not rows and before is None and await self._store.accounts(uow).get(tenant_id, account_id) is None:
                 raise NotFound("account", account_id)
         page = rows[:limit]
-        token = encode_page_token({"before": page[-1].seq}, "account-history") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"before": page[-1].seq}, "account-history", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def watch(self, principal: Principal, account_ids: list[str],
@@ -705,7 +706,7 @@ class AccountUseCases:
         for i, account_id in enumerate(ids):
             if not account_id or len(account_id) > 64:
                 raise InvalidArgument(FieldViolation(f"account_ids[{i}]", "must be an account id"))
-        after = decode_cursor(cursor, tenant_id) if cursor else None
+        after = decode_cursor(self._ctx.page_tokens, cursor, tenant_id) if cursor else None
         listener = self._store.bus.listen(tenant_id)
         try:
             last = await self._last_seq(tenant_id)
@@ -713,7 +714,7 @@ class AccountUseCases:
                 after = last
             elif after > last:
                 raise InvalidArgument(FieldViolation("cursor", "the cursor is ahead of the change log"))
-            yield None, encode_cursor(tenant_id, after)
+            yield None, encode_cursor(self._ctx.page_tokens, tenant_id, after)
             poll = self._store.policies.watch_poll_seconds
             while True:
                 listener.clear()
@@ -723,7 +724,7 @@ class AccountUseCases:
                     rows = await history.after(tenant_id, after, upto, ids, WATCH_BATCH) if upto > after else []
                 for change in rows:
                     after = change.seq
-                    yield change, encode_cursor(tenant_id, after)
+                    yield change, encode_cursor(self._ctx.page_tokens, tenant_id, after)
                 if len(rows) == WATCH_BATCH:
                     continue  # more to replay
                 after = max(after, upto)  # nothing more of the watched accounts up to there

@@ -9,7 +9,7 @@ from wework.domain.access import Principal
 from wework.domain.errors import FailedPrecondition, NotFound, PreconditionViolation
 from wework.domain.identity import ApiKey, validate_api_key_fields, validate_request_id
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import ApiKeyRepository, IdempotencyRepository, RoleRepository
 from wework.server.application.context import AppContext, require_id
 from wework.server.security.api_keys import generate_api_key
@@ -35,6 +35,8 @@ class ApiKeyUseCases:
             role = await RoleRepository(uow.session).get(tenant_id, role_id)
             if role is None:
                 raise NotFound("role", role_id)
+            # The delegation rule: a key can do nothing its creator cannot.
+            principal.require_delegable(role.permissions, f"roles/{role_id}")
             if not role.is_active:
                 raise FailedPrecondition("the role is inactive",
                                          [PreconditionViolation("ROLE_INACTIVE", f"roles/{role_id}",
@@ -62,11 +64,11 @@ class ApiKeyUseCases:
                             page_token: str) -> tuple[list[ApiKey], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "api_keys")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "api_keys", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await ApiKeyRepository(uow.session).list_page(tenant_id, show_revoked, after, limit + 1)
         page = rows[:limit]
-        return page, (encode_page_token({"after": page[-1].id}, "api_keys") if len(rows) > limit else "")
+        return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "api_keys", tenant_id) if len(rows) > limit else "")
 
     async def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKey:
         tenant_id = principal.require_tenant()

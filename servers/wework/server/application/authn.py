@@ -4,7 +4,9 @@ Three credentials: the platform-admin key (x-api-key, from the settings), a
 tenant API key (x-api-key), and an access token from Login
 (authorization: Bearer ...). What a credential maps to is kept in the
 two-level credential cache, so the hot path does no database read; revoking a
-key or disabling a user invalidates the entry in every process.
+key, disabling a user, changing a password or a role invalidates the entry in every
+process. An access token only names a user and a session: the user's permissions, tenant
+and status come from the entry, never from the token's claims.
 """
 
 from __future__ import annotations
@@ -62,6 +64,31 @@ def _verify(parsed: ParsedApiKey, raw: bytes | None) -> _VerifiedKey:
                         Principal(PrincipalKind.API_KEY, parsed.key_id, parsed.tenant_id, grants))
 
 
+def user_credential_key(tenant_id: str, user_id: str) -> str:
+    """The credential cache key of a user: its tenant is part of it, so a token naming another
+    tenant can neither read nor poison the user's entry. Use cases that change what the entry
+    holds (status, session version, roles, role permissions) invalidate it."""
+    return f"user:{tenant_id}:{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class _KnownUser:
+    """A user's credential cache entry, decoded once per version of the entry."""
+
+    tenant_id: str
+    enabled: bool
+    session_version: int
+    permissions: frozenset[str]
+
+
+def _decode_user(raw: bytes | None) -> _KnownUser | None:
+    entry = json.loads(raw) if raw else None
+    if entry is None:
+        return None
+    return _KnownUser(entry["tenant_id"], entry["status"] in (UserStatus.ACTIVE.value, UserStatus.LOCKED.value),
+                      int(entry["session_version"]), frozenset(entry["permissions"]))
+
+
 class CredentialAuthenticator:
     def __init__(self, ctx: AppContext, tenants: TenantUseCases) -> None:
         self._ctx = ctx
@@ -70,6 +97,7 @@ class CredentialAuthenticator:
         self._touch_tasks: set[asyncio.Task] = set()
         # Full API key -> what its cache entry said when the key was last verified.
         self._verified_keys: DecodedEntries[_VerifiedKey] = DecodedEntries()
+        self._known_users: DecodedEntries[_KnownUser | None] = DecodedEntries()
 
     async def authenticate(self, metadata: Mapping[str, str], method: str) -> Principal:
         api_key = metadata.get("x-api-key")
@@ -117,14 +145,19 @@ class CredentialAuthenticator:
 
     async def _token_principal(self, token: str) -> Principal:
         claims = self._ctx.tokens.verify(token)
-        entry = await self._cached(f"user:{claims.user_id}",
-                                   lambda: self._load_user(claims.tenant_id, claims.user_id))
-        # A lock only stops new logins: tokens already issued keep working, so that
-        # someone guessing a password cannot log the real user out.
-        if entry is None or entry["status"] not in (UserStatus.ACTIVE.value, UserStatus.LOCKED.value):
+        key = user_credential_key(claims.tenant_id, claims.user_id)
+        raw = await self._cached_raw(key, lambda: self._load_user(claims.tenant_id, claims.user_id))
+        user = self._known_users.get(key, raw, _decode_user)
+        # The signature alone proves nothing about the present: the user's tenant, status,
+        # session and permissions are what the database says now (through the cache), never
+        # what the token says. A lock only stops new logins: tokens already issued keep
+        # working, so that someone guessing a password cannot log the real user out.
+        if user is None or user.tenant_id != claims.tenant_id or not user.enabled:
             raise Unauthenticated("the user is disabled or no longer exists")
+        if user.session_version != claims.session_version:
+            raise Unauthenticated("this session has ended (password, status or roles changed); log in again")
         await self._require_usable_tenant(claims.tenant_id)
-        return Principal(PrincipalKind.USER, claims.user_id, claims.tenant_id, frozenset(claims.permissions))
+        return Principal(PrincipalKind.USER, claims.user_id, claims.tenant_id, user.permissions)
 
     async def _require_usable_tenant(self, tenant_id: str) -> None:
         status = await self._tenants.tenant_status(tenant_id)
@@ -132,10 +165,6 @@ class CredentialAuthenticator:
             raise Unauthenticated("the tenant of this credential no longer exists")
         if status is TenantStatus.SUSPENDED:
             raise FailedPrecondition("the tenant is suspended", reason="TENANT_SUSPENDED")
-
-    async def _cached(self, key: str, load) -> dict | None:
-        raw = await self._cached_raw(key, load)
-        return json.loads(raw) if raw else None
 
     async def _cached_raw(self, key: str, load) -> bytes | None:
         async def loader() -> bytes | None:
@@ -162,5 +191,10 @@ class CredentialAuthenticator:
     async def _load_user(self, tenant_id: str, user_id: str) -> dict | None:
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             user = await UserRepository(uow.session, self._ctx.cipher).get(tenant_id, user_id)
+            if user is None:
+                return None
+            role_permissions = await RoleRepository(uow.session).active_permissions_of_user(tenant_id, user_id)
         # Only what authentication needs: no personal data goes into Redis.
-        return None if user is None else {"status": user.status.value}
+        return {"tenant_id": user.tenant_id, "status": user.status.value,
+                "session_version": user.session_version,
+                "permissions": sorted(tenant_grants(role_permissions))}

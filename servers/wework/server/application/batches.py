@@ -32,7 +32,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from wework.domain.access import Principal
@@ -59,7 +59,7 @@ from wework.domain.errors import (
 from wework.domain.identity import validate_request_id
 from wework.domain.messages import MessageType, render, validate_content
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.batches import MATERIALIZE_WRITERS, BatchRepository
 from wework.persistence.repositories.messages import MessageRepository, TemplateRepository
 from wework.server.application.context import AppContext, require_id
@@ -214,6 +214,8 @@ class BatchUseCases:
                 uow.enlist(await repo.materialize_task(task_id, rows, shared=batch.shared,
                                                        writers=self.materialize_writers))
                 locked.materialized_count = len(rows)
+                if locked.template_id:  # usage as SendMessage counts it: one per message, with the messages
+                    await TemplateRepository(uow.session).record_use(tenant_id, locked.template_id, now, len(rows))
                 if locked.target_type is TargetType.IMPORT:
                     await repo.drop_import_targets(task_id)
                 locked.start_time = locked.updated_at = now
@@ -368,7 +370,7 @@ class BatchUseCases:
         size = normalize_page_size(page_size)
         after = None
         if page_token:
-            body = decode_page_token(page_token, "batch_tasks")
+            body = self._ctx.page_tokens.decode(page_token, "batch_tasks", tenant_id, {"t": datetime, "id": str})
             after = (body["t"], body["id"])
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             page = await BatchRepository(uow.session).list_page(tenant_id, status, account_id, after, size + 1)
@@ -376,7 +378,7 @@ class BatchUseCases:
         page = page[:size]
         page = [await self.refresh(tenant_id, t.id) if t.status in (BatchStatus.RUNNING, BatchStatus.PAUSED)
                 else t for t in page]
-        token = encode_page_token({"t": page[-1].created_at, "id": page[-1].id}, "batch_tasks") if more else ""
+        token = self._ctx.page_tokens.encode({"t": page[-1].created_at, "id": page[-1].id}, "batch_tasks", tenant_id) if more else ""
         return page, token
 
     async def watch_batch_task(self, principal: Principal, task_id: str) -> AsyncIterator[tuple[BatchTask, int]]:

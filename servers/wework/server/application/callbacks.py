@@ -25,8 +25,16 @@ processed callback:
 - `event_type`: "account.status_changed", "message.sent", "message.delivered",
   "message.failed", "message.received", "conversation.changed" (no heartbeats).
 - `data`: a small JSON-able dict (ids, statuses, the message preview), no secrets.
-- `source_event_id`: the callback_events id. A replay of a callback that was processed before
-  publishes nothing again.
+
+Credentials (wework.domain.redaction.SENSITIVE_KEYS: login tokens, provider tokens, verification
+codes...) never reach the table in clear: `store` replaces their values with "[REDACTED]" in
+the body it stores; the few an effect needs (CREDENTIALS_USED: the ONLINE callback's login
+token) are sealed (field cipher, bound to the dedupe key) in sealed_secrets, the others dropped.
+`process` opens them only to apply the effect. raw_data, parsed_data, listings, logs and tenant
+events all see the redacted body.
+- `source_event_id`: the callback_events id, or the event's own key (TenantEvent.key:
+  message.sent and message.delivered are one per message, whichever receipt makes them). A
+  replay of a callback that was processed before publishes nothing again.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -46,22 +54,28 @@ from wework.domain.access import Principal
 from wework.domain.callbacks import (
     ALREADY_APPLIED,
     APPLIED,
+    CREDENTIALS_USED,
     EVENT_TYPES,
     HEARTBEAT,
+    MAX_JSON_DEPTH,
     MESSAGE_RECEIPTS,
     Effect,
+    Envelope,
     MalformedCallback,
+    TenantEvent,
     check_receipt,
-    check_signature,
     dedupe_key,
     envelope,
     event_type_of,
+    json_nesting_exceeds,
     parse,
     retry_delay,
+    verify_signature,
 )
 from wework.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from wework.domain.redaction import restore_secrets, split_secrets
 from wework.persistence.database import Database
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import PageTokens, normalize_page_size
 from wework.persistence.repositories.accounts import AccountDirectoryRepository
 from wework.persistence.repositories.callbacks import CallbackFilter, CallbackRepository, StoredCallback
 from wework.persistence.uow import UnitOfWork
@@ -69,6 +83,7 @@ from wework.server.application.context import utcnow
 from wework.server.observability import metrics
 from wework.server.providers.base import ProviderCallback
 from wework.server.providers.wire import callback_to_json
+from wework.server.security.field_crypto import FieldCipher, FieldCryptoError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +96,11 @@ STATUSES = ("received", "processing", "processed", "failed", "ignored")
 
 
 # ---- the webhook hook point ---------------------------------------------------------------------
+
+
+def secrets_context(dedupe_key: str) -> str:
+    """The field-cipher context of a callback's sealed credentials (bound to that callback)."""
+    return f"callback_events.sealed_secrets:{dedupe_key}"
 
 
 class WebhookSink(Protocol):
@@ -156,8 +176,10 @@ class IngestResult:
 class CallbackInbox:
     def __init__(self, db: Database, redis: Any, key_prefix: str, settings: InboxSettings,
                  directory: GuidDirectory, *, wake: Callable[[str | None], Awaitable[None]] | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, cipher: FieldCipher | None = None) -> None:
         self._db, self._redis, self._cfg, self._directory = db, redis, settings, directory
+        # None: credentials are redacted and dropped (nothing can open them later).
+        self._cipher = cipher
         self._replay_prefix = f"{key_prefix}cbsig:"
         self._wake, self._clock = wake, clock
         self.signed = settings.secret is not None
@@ -169,11 +191,13 @@ class CallbackInbox:
                      source_ip: str | None = None, user_agent: str | None = None,
                      require_signature: bool = False) -> IngestResult:
         """Authenticates and stores one callback. Unauthenticated for a bad, stale or replayed
-        signature (nothing is stored); InvalidArgument for a body over 1 MiB."""
+        signature (nothing is stored); InvalidArgument for a body over 1 MiB or nested too deep."""
         if len(body) > MAX_BODY_BYTES:
             raise InvalidArgument(FieldViolation("body", "a callback body is at most 1 MiB"))
         replay_key = await self._authenticate(body, timestamp, signature, source, source_ip, require_signature)
         try:
+            if json_nesting_exceeds(body):  # a final answer (4xx): the provider must not retry it
+                raise InvalidArgument(FieldViolation("body", f"JSON nested more than {MAX_JSON_DEPTH} levels deep"))
             return await self.store(body, source=source, source_ip=source_ip, user_agent=user_agent)
         except BaseException:
             if replay_key is not None:  # not stored: the provider's retry of this request may pass
@@ -185,14 +209,17 @@ class CallbackInbox:
         secret = self._cfg.secret
         if secret is None:
             if require_signature:
-                self._refuse(source, source_ip, "no callback secret is configured")
+                self._refuse(source, source_ip,
+                             "no callback secret is configured (setting callback.secret, env WEWORK_CALLBACK__SECRET)")
             return None
-        reason = check_signature(secret, timestamp, signature, body, time.time(), self._cfg.tolerance_seconds)
+        reason, canonical = verify_signature(secret, timestamp, signature, body, time.time(),
+                                             self._cfg.tolerance_seconds)
         if reason is not None:
             self._refuse(source, source_ip, reason)
-        # Replay protection: each (timestamp, signature) pair is accepted once within the window
-        # in which its timestamp is acceptable at all. Without Redis it degrades to the dedupe.
-        key = self._replay_prefix + hashlib.sha256(f"{timestamp}.{signature}".encode()).hexdigest()[:32]
+        # Replay protection: each signed (timestamp, body) is accepted once within the window in
+        # which its timestamp is acceptable at all - keyed on the canonical signature, not on the
+        # header's text. Without Redis it degrades to the dedupe.
+        key = self._replay_prefix + hashlib.sha256(canonical.encode()).hexdigest()[:32]
         try:
             fresh = await self._redis.set(key, b"1", nx=True, ex=2 * self._cfg.tolerance_seconds + 1)
         except Exception as exc:  # noqa: BLE001 - Redis down: the dedupe still prevents a second effect
@@ -221,17 +248,33 @@ class CallbackInbox:
         key = dedupe_key(body, env)
         route = await self._directory.lookup(env.guid) if env.guid else None
         tenant_id = route[0] if route else None
-        raw = body.decode("utf-8", errors="replace")
+        raw, sealed = self._seal_credentials(body, env, key)
         values: dict[str, Any] = {
             "dedupe_key": key, "tenant_id": tenant_id, "guid": env.guid, "notify_type": env.notify_type,
             "event_type": event_type_of(env.notify_type), "raw_data": raw,
-            "source_ip": source_ip[:45] if source_ip else None, "user_agent": user_agent}
+            "source_ip": source_ip[:45] if source_ip else None, "user_agent": user_agent, "sealed_secrets": sealed}
         shard = self._db.shard_for(tenant_id) if tenant_id is not None else unassigned_shard(self._db)
         callback_id, duplicate = await self._writer.submit(shard, values)
         metrics.CALLBACKS_RECEIVED.labels(source=source, outcome="duplicate" if duplicate else "accepted").inc()
         if not duplicate and self._wake is not None:
             self._wake_soon(shard)
         return IngestResult(callback_id, duplicate)
+
+    def _seal_credentials(self, body: bytes, env: Envelope, key: str) -> tuple[str, str | None]:
+        """(the body to store, the sealed credentials its effect needs): the body as received when
+        it carries none, else re-serialised with their values replaced by "[REDACTED]"."""
+        raw = body.decode("utf-8", errors="replace")
+        if env.body is None:
+            return raw, None
+        redacted, found = split_secrets(env.body)
+        if not found:
+            return raw, None
+        used = CREDENTIALS_USED.get(env.notify_type, frozenset())
+        kept = [[list(path), value] for path, value in found if path in used]
+        sealed = None
+        if kept and self._cipher is not None:
+            sealed = self._cipher.encrypt(json.dumps(kept, ensure_ascii=False), context=secrets_context(key))
+        return json.dumps(redacted, ensure_ascii=False, separators=(",", ":")), sealed
 
     def _wake_soon(self, shard: str) -> None:
         """Wake-ups leave the answer's path and are coalesced: under load one publish per shard
@@ -331,19 +374,20 @@ class CallbackProcessing:
 
     def __init__(self, db: Database, accounts: Any, messages: Any, directory: GuidDirectory,
                  webhook_sink: WebhookSink, settings: ProcessingSettings,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, cipher: FieldCipher | None = None) -> None:
         self._db, self._accounts, self._messages = db, accounts, messages
+        self._cipher = cipher
         self._directory, self.webhook_sink, self._cfg, self._clock = directory, webhook_sink, settings, clock
         self._batch: dict[str, list[_Finish]] | None = None
 
     async def process(self, shard: str, c: StoredCallback, worker_id: str) -> str:
         """Processes `c` (claimed by `worker_id` on `shard`); the status it ends in, or "retry"."""
         try:
-            parsed = parse(c.raw_data)
+            parsed = parse(self._with_credentials(c))
             check_receipt(parsed)
         except MalformedCallback as exc:
             return await self._finish(shard, c, worker_id, "failed", f"malformed callback: {exc}")
-        body = json.loads(c.raw_data)
+        body = json.loads(c.raw_data)  # what parsed_data shows: the redacted body
         if parsed.notify_type not in EVENT_TYPES:
             return await self._finish(shard, c, worker_id, "ignored", f"unknown notify_type {parsed.notify_type}",
                                       parsed_data=body)
@@ -373,19 +417,31 @@ class CallbackProcessing:
                 effect = await self._accounts.apply(callback, tenant_id, account_id, key)
         except Exception as exc:  # noqa: BLE001 - any failure is retried, then recorded
             return await self._retry(shard, c, worker_id, exc)
-        publish = effect.webhook_event is not None and (
-            effect.outcome == APPLIED or (effect.outcome == ALREADY_APPLIED and c.process_time is None))
+        publish = effect.outcome == APPLIED or (effect.outcome == ALREADY_APPLIED and c.process_time is None)
         try:
             return await self._finish(
                 shard, c, worker_id, "processed" if effect.processed else "ignored",
                 None if effect.processed else effect.reason, parsed_data=body, tenant_id=tenant_id,
-                publish=(effect.webhook_event, effect.data or {}) if publish else None)
+                publish=effect.events if publish else ())
         except Exception as exc:  # noqa: BLE001 - e.g. the webhook tables: the ledger keeps the effect single
             return await self._retry(shard, c, worker_id, exc)
 
+    def _with_credentials(self, c: StoredCallback) -> str:
+        """The stored body with its sealed credentials put back, to apply the callback (never
+        stored or shown). Without a cipher, or if they cannot be opened, the redacted body."""
+        if not c.sealed_secrets or self._cipher is None:
+            return c.raw_data
+        try:
+            found = json.loads(self._cipher.decrypt(c.sealed_secrets, context=secrets_context(c.dedupe_key or "")))
+            doc = json.loads(c.raw_data)
+        except (FieldCryptoError, ValueError) as exc:
+            log.warning("callback %s: its sealed credentials cannot be opened (%s); applied without them", c.id, exc)
+            return c.raw_data
+        return json.dumps(restore_secrets(doc, [(tuple(path), value) for path, value in found]))
+
     async def _finish(self, shard: str, c: StoredCallback, worker_id: str, status: str, error: str | None,
                       *, parsed_data: dict[str, Any] | None = None, tenant_id: str | None = None,
-                      publish: tuple[Any, dict[str, Any]] | None = None) -> str:
+                      publish: Sequence[TenantEvent] = ()) -> str:
         item = _Finish(c, status, error, parsed_data, tenant_id, publish)
         batch = self._batch.get(shard) if self._batch is not None else None
         if batch is not None:
@@ -406,10 +462,9 @@ class CallbackProcessing:
                                          tenant_id=it.tenant_id if on_tenant_shard else None):
                     continue  # the lease expired and another processor has it
                 mine.append(it)
-                if it.publish is not None and it.tenant_id is not None:
-                    event_type, data = it.publish
-                    await self.webhook_sink.publish(uow if on_tenant_shard else None, it.tenant_id, event_type,
-                                                    data, it.c.id)
+                for event in it.publish if it.tenant_id is not None else ():
+                    await self.webhook_sink.publish(uow if on_tenant_shard else None, it.tenant_id, event.type,
+                                                    event.data, event.key or it.c.id)
         for it in mine:
             metrics.CALLBACKS_PROCESSED.labels(outcome=it.status).inc()
             metrics.CALLBACK_PROCESSING_LAG.observe(max((now - it.c.received_time).total_seconds(), 0.0))
@@ -452,7 +507,7 @@ class _Finish:
     error: str | None
     parsed_data: dict[str, Any] | None
     tenant_id: str | None
-    publish: tuple[Any, dict[str, Any]] | None
+    publish: Sequence[TenantEvent]
 
 
 class _Batching:
@@ -500,10 +555,11 @@ class CallbackEventUseCases:
     tenant's callbacks; the platform admin names a tenant (or x-wework-tenant) or sees every
     shard, the unassigned callbacks included."""
 
-    def __init__(self, db: Database, *, replay_window: timedelta,
+    def __init__(self, db: Database, *, replay_window: timedelta, page_tokens: PageTokens,
                  wake: Callable[[str | None], Awaitable[None]] | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self._db, self._replay_window, self._wake, self._clock = db, replay_window, wake, clock
+        self._page_tokens = page_tokens
 
     # -- scope --
 
@@ -546,9 +602,8 @@ class CallbackEventUseCases:
         limit = normalize_page_size(page_size)
         after = None
         if page_token:
-            body = decode_page_token(page_token, "callback_events")
-            if body.get("tenant") != (tenant_id or ""):
-                raise InvalidArgument(FieldViolation("page_token", "the page token belongs to another listing"))
+            # Scoped to the tenant listed ("" for the platform admin's listing of every tenant).
+            body = self._page_tokens.decode(page_token, "callback_events", tenant_id or "", {"t": datetime, "id": str})
             after = (body["t"], body["id"])
         rows: list[StoredCallback] = []
         for shard in self._shards(tenant_id):
@@ -558,8 +613,8 @@ class CallbackEventUseCases:
         page = rows[:limit]
         token = ""
         if len(rows) > limit:
-            token = encode_page_token({"t": page[-1].received_time, "id": page[-1].id, "tenant": tenant_id or ""},
-                                      "callback_events")
+            token = self._page_tokens.encode({"t": page[-1].received_time, "id": page[-1].id}, "callback_events",
+                                             tenant_id or "")
         return page, token
 
     async def get_callback_event(self, principal: Principal, callback_id: str, tenant_id: str) -> StoredCallback:
@@ -601,7 +656,8 @@ class CallbackEventUseCases:
             if q.received_after < not_before:  # type: ignore[operator]
                 raise InvalidArgument(FieldViolation(
                     "filter.received_after",
-                    f"callbacks older than the replay window ({self._replay_window}) cannot be replayed"))
+                    f"callbacks older than the replay window ({self._replay_window.days} days: setting "
+                    "callback.replay_window_days, env WEWORK_CALLBACK__REPLAY_WINDOW_DAYS) cannot be replayed"))
             if max_events < 0 or max_events > MAX_REPLAY_EVENTS:
                 raise InvalidArgument(FieldViolation("max_events", f"0 to {MAX_REPLAY_EVENTS}"))
             tenant = self._tenant(principal, q.tenant_id, "filter.tenant_id")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from wework.domain.errors import FieldViolation, InvalidArgument
 from wework.domain.identity import LoginPolicy
 from wework.persistence.database import Database
+from wework.persistence.pagination import PageTokens
 from wework.persistence.redis.cache import TwoLevelCache
 from wework.server.security.field_crypto import FieldCipher
 from wework.server.security.passwords import PasswordHasher
@@ -31,6 +32,8 @@ class AppContext:
     credential_cache: TwoLevelCache
     admin_api_key: str
     login_policy: LoginPolicy = field(default_factory=LoginPolicy)
+    # Signs page tokens and watch cursors; wework-server derives it from security.token_secret.
+    page_tokens: PageTokens = field(default_factory=PageTokens.with_random_key)
     clock: Callable[[], datetime] = utcnow
 
 

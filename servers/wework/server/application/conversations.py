@@ -20,7 +20,7 @@ from wework.domain.callbacks import AlreadyApplied
 from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from wework.domain.identity import check_etag
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.accounts import ConversationRepository
 from wework.persistence.repositories.callbacks import EffectLedger
 from wework.server.application.accounts import ACCOUNT_DB, AccountStore, retrying
@@ -48,7 +48,7 @@ class ConversationUseCases:
             raise InvalidArgument(FieldViolation("tag", "a tag is at most 50 characters"))
         after = None
         if page_token:
-            body = decode_page_token(page_token, "conversations")
+            body = self._ctx.page_tokens.decode(page_token, "conversations", tenant_id, {"t": (datetime, type(None)), "id": str})
             after = (body["t"], body["id"])
         await self._store.get_cached(tenant_id, account_id)  # NOT_FOUND for another tenant's account
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
@@ -57,7 +57,8 @@ class ConversationUseCases:
         page = rows[:limit]
         token = ""
         if len(rows) > limit:
-            token = encode_page_token({"t": page[-1].last_msg_time, "id": page[-1].id}, "conversations")
+            token = self._ctx.page_tokens.encode({"t": page[-1].last_msg_time, "id": page[-1].id}, "conversations",
+                                        tenant_id)
         return page, token
 
     async def get_conversation(self, principal: Principal, conversation_id: str) -> Conversation:

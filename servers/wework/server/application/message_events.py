@@ -23,7 +23,15 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from wework.domain.callbacks import ALREADY_APPLIED, APPLIED, NO_EFFECT, AlreadyApplied, Effect
+from wework.domain.callbacks import (
+    ALREADY_APPLIED,
+    APPLIED,
+    NO_EFFECT,
+    AlreadyApplied,
+    Effect,
+    TenantEvent,
+    receipt_event_key,
+)
 from wework.domain.errors import FailedPrecondition
 from wework.domain.messages import MessageStatus, transition
 from wework.persistence.database import Database
@@ -75,7 +83,6 @@ class MessageEvents:
         reported = RECEIPTS[NotifyType(callback.notify_type)]
         msg_id = str(callback.data.get("msg_id") or "")
         shards = [self._db.shard_for(tenant_id)] if tenant_id else self._db.shard_names
-        event = f"message.{reported.value}"
         base = {"message_id": msg_id, "status": reported.value,
                 "wework_msg_id": str(callback.data.get("wework_msg_id") or ""),
                 "error_code": str(callback.data.get("error_code") or ""),
@@ -84,14 +91,12 @@ class MessageEvents:
             outcome: list[Any] = []
             try:
                 found = await self._apply(shard, msg_id, reported, callback.data, effect_key, outcome)
-            except AlreadyApplied:
-                return Effect(ALREADY_APPLIED, "applied before", event, base)
+            except AlreadyApplied as applied:
+                return _receipt_effect(ALREADY_APPLIED, "applied before", reported, msg_id, base, applied.subject)
             except _NoEffect:
                 return Effect(NO_EFFECT, "the message has moved on (a late or repeated receipt)")
             if found:
-                m = outcome[0]
-                return Effect(APPLIED, "", event, {**base, "account_id": m.account_id,
-                                                   "conversation_id": m.conversation_id})
+                return _receipt_effect(APPLIED, "", reported, msg_id, base, outcome[0])
         self.ignored += 1
         return Effect(NO_EFFECT, f"no message {msg_id!r}")
 
@@ -104,11 +109,11 @@ class MessageEvents:
                                    .with_for_update())).scalars().first()
             if row is None:
                 return False
+            m = message_from_row(row)
             # The ledger first: a receipt applied before (crash before it was marked processed,
             # replay) is told apart from one that never applied.
             if effect_key is not None and not await EffectLedger.of_message_db(s).record(effect_key, now):
-                raise AlreadyApplied(effect_key)
-            m = message_from_row(row)
+                raise AlreadyApplied(effect_key, m)
             old = m.status
             wework_msg_id = str(data.get("wework_msg_id") or "") or None
             base = m
@@ -140,6 +145,25 @@ class MessageEvents:
             if outcome is not None:
                 outcome.append(new)
             return True
+
+
+def _receipt_effect(outcome: str, reason: str, reported: MessageStatus, msg_id: str, base: dict[str, Any],
+                    m: Any) -> Effect:
+    """The tenant events of an applied receipt. message.sent and message.delivered are one per
+    message (their webhook-ids derive from the message): a DELIVERED receipt also makes the
+    message.sent event, because the provider's SENT receipt may come later - and then no longer
+    applies (DELIVERED is not moved back) - or never; when SENT came first, the outbox knows
+    that event id already and adds nothing."""
+    where = {"account_id": m.account_id, "conversation_id": m.conversation_id} if m is not None else {}
+    data = {**base, **where}
+    if reported is MS.FAILED:
+        return Effect(outcome, reason, "message.failed", data)
+    key = receipt_event_key(msg_id)
+    effect = Effect(outcome, reason, f"message.{reported.value}", data, event_key=key)
+    if reported is MS.DELIVERED:
+        sent = {**data, "status": MS.SENT.value}
+        effect = replace(effect, more_events=(TenantEvent("message.sent", sent, key),))
+    return effect
 
 
 class ProviderEventRouter:

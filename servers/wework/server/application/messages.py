@@ -26,6 +26,7 @@ from wework.domain.errors import (
     PreconditionViolation,
     QuotaExceeded,
     QuotaViolation,
+    RequestIdReused,
     Unavailable,
 )
 from wework.domain.identity import TenantStatus, validate_request_id
@@ -35,13 +36,14 @@ from wework.domain.messages import (
     MessageType,
     normalize_priority,
     render,
+    request_fingerprint,
     transition,
     validate_content,
     validate_conversation_id,
     validate_schedule,
 )
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.redis.client import tenant_key
 from wework.persistence.repositories.messages import (
     MessageFilter,
@@ -228,6 +230,7 @@ class _Pending:
     day: date  # the UTC day whose quota the message counts against
     future: asyncio.Future
     charged: bool = False  # holds a unit of the day's quota
+    request_hash: str | None = None  # stored with request_id (wework.domain.messages.request_fingerprint)
 
 
 class MessageWriter:
@@ -260,7 +263,8 @@ class MessageWriter:
         # (tenant, request_id) of the sends queued or being written by this process.
         self._by_request: dict[tuple[str, str], _Pending] = {}
 
-    def submit(self, message: Message, request_id: str, limit: int, day: date) -> _Pending:
+    def submit(self, message: Message, request_id: str, limit: int, day: date,
+               request_hash: str | None = None) -> _Pending:
         """Queues `message`; its future completes once it is committed, or fails with the error
         (QuotaExceeded, AlreadyExists for a taken request_id, Unavailable...)."""
         loop = asyncio.get_running_loop()
@@ -270,11 +274,11 @@ class MessageWriter:
             # The same request is already queued or being written here: this one neither takes
             # a unit nor writes; it learns the first one's outcome (AlreadyExists once that is
             # committed, so the caller answers with the first message).
-            follower = _Pending(message, request_id, limit, day, loop.create_future())
+            follower = _Pending(message, request_id, limit, day, loop.create_future(), request_hash=request_hash)
             first.future.add_done_callback(lambda done: self._follow(done, follower))
             return follower
         shard = self._ctx.db.shard_for(message.tenant_id)
-        item = _Pending(message, request_id, limit, day, loop.create_future())
+        item = _Pending(message, request_id, limit, day, loop.create_future(), request_hash=request_hash)
         if request_id:
             self._by_request[key] = item
             item.future.add_done_callback(lambda _done: self._by_request.pop(key, None)
@@ -296,7 +300,8 @@ class MessageWriter:
         if follower.future.done():  # its caller went away
             return
         if first.cancelled():  # the first caller went away before its message was taken: go alone
-            again = self.submit(follower.message, follower.request_id, follower.limit, follower.day)
+            again = self.submit(follower.message, follower.request_id, follower.limit, follower.day,
+                                follower.request_hash)
             again.future.add_done_callback(lambda done: _copy_outcome(done, follower.future))
             follower.future.add_done_callback(lambda mine: again.future.cancel() if mine.cancelled() else None)
             return
@@ -415,8 +420,8 @@ class MessageWriter:
         async with self._ctx.db.shard_unit_of_work(MESSAGE_DB, shard, tenants={i.message.tenant_id for i in batch},
                                                    rendered_sql=not usage) as uow:
             repo = MessageRepository(uow.session)
-            await repo.put_idempotent_many([(i.message.tenant_id, SEND_OPERATION, i.request_id, i.message.id)
-                                            for i in batch if i.request_id], now)
+            await repo.put_idempotent_many([(i.message.tenant_id, SEND_OPERATION, i.request_id, i.message.id,
+                                             i.request_hash) for i in batch if i.request_id], now)
             await repo.add_many([i.message for i in batch])
             templates = TemplateRepository(uow.session)
             for (tenant_id, template_id), n in sorted(usage.items()):
@@ -427,6 +432,15 @@ class MessageWriter:
             if due:
                 for hook in self._on_accepted:
                     hook(uow, due)
+
+
+def _send_fingerprint(req: SendRequest) -> str:
+    """The fingerprint of what a SendMessage asks for (everything but its request_id)."""
+    return request_fingerprint({
+        "account_id": req.account_id, "conversation_id": req.conversation_id,
+        "message_type": req.message_type.value if req.message_type is not None else None, "content": req.content,
+        "template_id": req.template_id, "variables": req.variables or {}, "priority": req.priority,
+        "scheduled_time": req.scheduled_time.isoformat() if req.scheduled_time is not None else None})
 
 
 def unavailable_quota(exc: BaseException) -> BaseException:
@@ -562,13 +576,17 @@ class MessageUseCases:
         # accepted request (same request_id) finds its key taken at the write and returns the
         # first message; the unit it took goes back. When the quota is used up the key is looked
         # up, so that such a retry still answers with its message instead of RESOURCE_EXHAUSTED.
-        pending = self._writer.submit(message, req.request_id, limit, now.date())
+        # A request_id comes with the fingerprint of the request: a reuse with another request is
+        # refused (REQUEST_ID_REUSED) rather than answered with the first message. Compared only
+        # when the key is found taken, so the accepting path pays a hash and a column.
+        fingerprint = _send_fingerprint(req) if req.request_id else None
+        pending = self._writer.submit(message, req.request_id, limit, now.date(), fingerprint)
         try:
             # Not shielded: a cancelled caller cancels the future, and the writer only ever sets
             # a future that is still pending.
             await pending.future
         except (QuotaExceeded, AlreadyExists):
-            existing = await self._idempotent(tenant_id, req.request_id) if req.request_id else None
+            existing = await self._idempotent(tenant_id, req.request_id, fingerprint) if req.request_id else None
             if existing is None:
                 raise
             return existing
@@ -592,11 +610,17 @@ class MessageUseCases:
         content = render(template.template_type, template.template_content, template.variables, req.variables)
         return template.template_type, content
 
-    async def _idempotent(self, tenant_id: str, request_id: str) -> Message | None:
+    async def _idempotent(self, tenant_id: str, request_id: str, fingerprint: str | None) -> Message | None:
+        """The message `request_id` made before; RequestIdReused if it was made by another request."""
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             repo = MessageRepository(uow.session)
-            message_id = await repo.get_idempotent(tenant_id, SEND_OPERATION, request_id)
-            return None if message_id is None else await repo.get(tenant_id, message_id)
+            found = await repo.get_idempotent_request(tenant_id, SEND_OPERATION, request_id)
+            if found is None:
+                return None
+            message_id, stored = found
+            if stored is not None and fingerprint is not None and stored != fingerprint:
+                raise RequestIdReused(request_id, f"messages/{message_id}")
+            return await repo.get(tenant_id, message_id)
 
     # -- read --------------------------------------------------------------------------------------
 
@@ -617,14 +641,11 @@ class MessageUseCases:
             raise InvalidArgument(FieldViolation("end_time", "end_time must be after start_time"))
         after = None
         if page_token:
-            body = decode_page_token(page_token, "messages")
-            try:
-                after = (body["t"], body["id"])  # tokens made before 2026-11-28 also hold "s"
-            except KeyError:
-                raise InvalidArgument(FieldViolation("page_token", "the page token is not valid")) from None
+            body = self._ctx.page_tokens.decode(page_token, "messages", tenant_id, {"t": datetime, "id": str})
+            after = (body["t"], body["id"])
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             rows, last = await MessageRepository(uow.session).list_page(tenant_id, f, after, limit)
-        token = encode_page_token({"t": last[0], "id": last[1]}, "messages") if last else ""
+        token = self._ctx.page_tokens.encode({"t": last[0], "id": last[1]}, "messages", tenant_id) if last else ""
         return rows, token
 
     # -- cancel / retry --------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Role use cases: permission lists, and giving them to users."""
+"""Role use cases: permission lists, and giving them to users.
+
+Every write obeys the delegation rule (docs/authentication.md): the caller must hold every
+permission of the role it creates, edits, assigns or unassigns, and every permission of the
+user it assigns to.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from wework.domain.errors import (
 )
 from wework.domain.identity import ROLE_MUTABLE_FIELDS, Role, User, check_etag, validate_request_id
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import (
     ApiKeyRepository,
     IdempotencyRepository,
@@ -24,7 +29,9 @@ from wework.persistence.repositories.identity import (
     UserRepository,
 )
 from wework.persistence.uow import UnitOfWork
+from wework.server.application.authn import user_credential_key
 from wework.server.application.context import AppContext, require_id
+from wework.server.application.delegation import require_may_act_on_user
 
 
 class RoleUseCases:
@@ -36,6 +43,7 @@ class RoleUseCases:
         validate_request_id(request_id)
         role = replace(role, id="", tenant_id=tenant_id, is_system=False, is_active=True)
         role.validate()
+        principal.require_delegable(role.permissions, f"roles/{role.role_code}")
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             roles, idem = RoleRepository(uow.session), IdempotencyRepository(uow.session)
@@ -60,11 +68,11 @@ class RoleUseCases:
     async def list_roles(self, principal: Principal, page_size: int, page_token: str) -> tuple[list[Role], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "roles")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "roles", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await RoleRepository(uow.session).list_page(tenant_id, after, limit + 1)
         page = rows[:limit]
-        return page, (encode_page_token({"after": page[-1].id}, "roles") if len(rows) > limit else "")
+        return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "roles", tenant_id) if len(rows) > limit else "")
 
     async def update_role(self, principal: Principal, changes: Role, paths: list[str], etag: str) -> Role:
         tenant_id = principal.require_tenant()
@@ -83,11 +91,17 @@ class RoleUseCases:
             check_etag(etag, current.version, f"roles/{current.id}")
             updated = replace(current, **{p: getattr(changes, p) for p in paths},
                               updated_at=self._ctx.clock(), version=current.version + 1)
+            # Both: nobody edits a role stronger than themselves, nor makes one.
+            principal.require_delegable([*current.permissions, *updated.permissions], f"roles/{current.id}")
             await roles.save(updated, expected_version=current.version)
             key_ids = await ApiKeyRepository(uow.session).ids_for_role(tenant_id, current.id)
-        # API keys carry their role's permissions in the credential cache: drop them.
+            holder_ids = await roles.holder_ids(tenant_id, current.id)
+        # Keys and users carry their role's permissions in the credential cache: drop them, so
+        # the edit applies to the very next call of every holder, in every process.
         for key_id in key_ids:
             await self._ctx.credential_cache.invalidate(f"apikey:{key_id}")
+        for user_id in holder_ids:
+            await self._ctx.credential_cache.invalidate(user_credential_key(tenant_id, user_id))
         return updated
 
     async def delete_role(self, principal: Principal, role_id: str) -> None:
@@ -117,16 +131,21 @@ class RoleUseCases:
         async with nullcontext(within) if within is not None \
                 else self._ctx.db.unit_of_work("user", tenant_id) as uow:
             users, roles = UserRepository(uow.session, self._ctx.cipher), RoleRepository(uow.session)
-            user = await users.get(tenant_id, user_id)
+            user = await users.get(tenant_id, user_id, for_update=True)
             if user is None:
                 raise NotFound("user", user_id)
-            await self._require(roles, tenant_id, role_id)
+            role = await self._require(roles, tenant_id, role_id)
+            principal.require_delegable(role.permissions, f"roles/{role_id}")
+            await require_may_act_on_user(principal, roles, tenant_id, user_id)
             if assign:
-                await roles.assign(tenant_id, user_id, role_id, principal.subject_id, self._ctx.clock())
+                changed = await roles.assign(tenant_id, user_id, role_id, principal.subject_id, self._ctx.clock())
             else:
-                await roles.unassign(user_id, role_id)
+                changed = await roles.unassign(user_id, role_id)
+            if changed:  # a role change ends the user's earlier sessions
+                await users.save(replace(user, version=user.version + 1, updated_at=self._ctx.clock())
+                                 .ending_sessions(), expected_version=user.version)
             user = await users.get(tenant_id, user_id)
-        await self._ctx.credential_cache.invalidate(f"user:{user_id}")
+        await self._ctx.credential_cache.invalidate(user_credential_key(tenant_id, user_id))
         assert user is not None
         return user
 

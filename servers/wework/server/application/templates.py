@@ -16,7 +16,7 @@ from wework.domain.errors import FieldViolation, InvalidArgument, NotFound
 from wework.domain.identity import check_etag, validate_request_id
 from wework.domain.messages import MessageType, Template, render, validate_template
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.messages import MessageRepository, TemplateRepository
 from wework.server.application.context import AppContext, require_id
 from wework.server.application.media import media_references
@@ -93,13 +93,13 @@ class TemplateUseCases:
                              page_token: str) -> tuple[list[Template], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "templates")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "templates", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             rows = await TemplateRepository(uow.session).list_page(
                 tenant_id, principal.subject_id, category=category or None, tag=tag or None,
                 template_type=template_type, is_active=is_active, after=after, limit=limit + 1)
         page = rows[:limit]
-        token = encode_page_token({"after": page[-1].id}, "templates") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "templates", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def update_template(self, principal: Principal, changes: Template, paths: list[str],

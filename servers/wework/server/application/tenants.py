@@ -17,7 +17,7 @@ from wework.domain.identity import (
     validate_request_id,
 )
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.redis.cache import DecodedEntries
 from wework.persistence.repositories.identity import (
     DirectoryRepository,
@@ -114,7 +114,8 @@ class TenantUseCases:
     async def list_tenants(self, principal: Principal, status: TenantStatus | None, page_size: int,
                            page_token: str) -> tuple[list[Tenant], str]:
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "tenants")["after"] if page_token else None
+        scope = principal.tenant_id or ""  # a tenant principal sees its own tenant only
+        after = self._ctx.page_tokens.decode(page_token, "tenants", scope, {"after": str})["after"] if page_token else None
         db = self._ctx.db
 
         async def one_shard(session):
@@ -124,7 +125,7 @@ class TenantUseCases:
         per_shard = await db.for_each_shard("user", one_shard)
         merged = sorted((t for page in per_shard for t in page), key=lambda t: t.id)
         page = merged[:limit]
-        next_token = encode_page_token({"after": page[-1].id}, "tenants") if len(merged) > limit else ""
+        next_token = self._ctx.page_tokens.encode({"after": page[-1].id}, "tenants", scope) if len(merged) > limit else ""
         return page, next_token
 
     # -- update ------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import datetime
 
@@ -14,7 +13,6 @@ from wework.domain.errors import (
     InvalidArgument,
     NotFound,
     Unauthenticated,
-    UserLocked,
 )
 from wework.domain.identity import (
     MAX_ROLES_ON_CREATE,
@@ -28,7 +26,7 @@ from wework.domain.identity import (
     validate_user_fields,
 )
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import (
     DirectoryRepository,
     IdempotencyRepository,
@@ -36,18 +34,27 @@ from wework.persistence.repositories.identity import (
     TenantRepository,
     UserRepository,
 )
+from wework.server.application.authn import user_credential_key
 from wework.server.application.context import AppContext, require_id
+from wework.server.application.delegation import require_may_act_on_user
+from wework.server.application.login_limits import LoginRateLimiter
 from wework.server.application.roles import RoleUseCases
 from wework.server.application.tenants import TenantUseCases
 
+# The one answer to every refused login: unknown tenant or user, wrong password, a locked or
+# disabled user. Anything more precise would tell a guesser which usernames exist.
 _BAD_LOGIN = "invalid tenant code, username or password"
+# Longer values cannot exist (validate_user_fields), so refusing them says nothing about users
+# and keeps long inputs out of the hash and the rate limit keys.
+_LOGIN_FIELD_LIMITS = (("tenant_code", 50), ("username", 50), ("password", 128))
 
 
 class UserUseCases:
-    def __init__(self, ctx: AppContext, tenants: TenantUseCases) -> None:
+    def __init__(self, ctx: AppContext, tenants: TenantUseCases, login_limiter: LoginRateLimiter) -> None:
         self._ctx = ctx
         self._roles = RoleUseCases(ctx)  # CreateUser grants its roles as AssignRole does
         self._tenants = tenants
+        self._login_limiter = login_limiter
 
     async def create_user(self, principal: Principal, values: dict, request_id: str,
                           role_ids: list[str] | None = None) -> User:
@@ -63,8 +70,8 @@ class UserUseCases:
             principal.require(Permissions.ROLES_WRITE)  # what AssignRole itself needs
         validate_request_id(request_id)
         validate_user_fields(values, creating=True)
-        # Argon2 is deliberately slow: keep it off the event loop.
-        password_hash = await asyncio.to_thread(self._ctx.passwords.hash, values["password"])
+        # Argon2 is deliberately slow: outside the transaction, through the hashing limiter.
+        password_hash = await self._ctx.passwords.hash_async(values["password"])
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             idem = IdempotencyRepository(uow.session)
@@ -98,12 +105,12 @@ class UserUseCases:
                          page_token: str) -> tuple[list[User], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "users")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "users", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await UserRepository(uow.session, self._ctx.cipher).list_page(tenant_id, status, after,
                                                                                  limit + 1)
         page = rows[:limit]
-        token = encode_page_token({"after": page[-1].id}, "users") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "users", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def update_user(self, principal: Principal, user_id: str, values: dict, paths: list[str],
@@ -118,11 +125,13 @@ class UserUseCases:
                                    for p in unknown])
         changed = {p: values.get(p) for p in paths}
         validate_user_fields(changed, creating=False)
-        if "password" in changed:
-            changed["password_hash"] = await asyncio.to_thread(self._ctx.passwords.hash, changed.pop("password"))
+        password_changed = "password" in changed
+        if password_changed:
+            changed["password_hash"] = await self._ctx.passwords.hash_async(changed.pop("password"))
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             users = UserRepository(uow.session, self._ctx.cipher)
             current = await self._require(users, tenant_id, user_id, for_update=True)
+            await require_may_act_on_user(principal, RoleRepository(uow.session), tenant_id, user_id)
             check_etag(etag, current.version, f"users/{user_id}")
             if "email" in changed and changed["email"] and \
                     (await users.find_id_by_email(tenant_id, changed["email"])) not in (None, user_id):
@@ -130,8 +139,10 @@ class UserUseCases:
             updated = replace(current, **{k: (v or None) if k in ("phone", "real_name", "avatar_url") else v
                                           for k, v in changed.items()},
                               updated_at=self._ctx.clock(), version=current.version + 1)
+            if password_changed:  # whoever knew the old password is logged out too
+                updated = updated.ending_sessions()
             await users.save(updated, expected_version=current.version)
-        await self._invalidate(user_id)
+        await self._invalidate(tenant_id, user_id)
         return updated
 
     async def set_enabled(self, principal: Principal, user_id: str, enabled: bool) -> User:
@@ -140,60 +151,72 @@ class UserUseCases:
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             users = UserRepository(uow.session, self._ctx.cipher)
             current = await self._require(users, tenant_id, user_id, for_update=True)
+            await require_may_act_on_user(principal, RoleRepository(uow.session), tenant_id, user_id)
             status = UserStatus.ACTIVE if enabled else UserStatus.INACTIVE
             updated = replace(current, status=status, failed_login_count=0 if enabled else current.failed_login_count,
                               locked_until=None if enabled else current.locked_until,
                               updated_at=self._ctx.clock(), version=current.version + 1)
+            if not enabled:  # enabling again must not bring the old tokens back
+                updated = updated.ending_sessions()
             await users.save(updated, expected_version=current.version)
-        await self._invalidate(user_id)
+        await self._invalidate(tenant_id, user_id)
         return updated
 
     # -- login ---------------------------------------------------------------------------------
 
     async def login(self, tenant_code: str, username: str, password: str,
                     ip: str | None) -> tuple[str, datetime, User]:
-        missing = [FieldViolation(name, f"{name} is required")
-                   for name, value in (("tenant_code", tenant_code), ("username", username),
-                                       ("password", password)) if not value]
-        if missing:
-            raise InvalidArgument(missing)
+        """Every refusal (unknown tenant or user, wrong password, locked or disabled user) answers
+        the same UNAUTHENTICATED after one Argon2 verify, so neither the answer nor its time tells
+        which usernames exist. The verify runs outside any transaction: a flood of logins waits
+        for the hashing limiter without holding database connections."""
+        violations = [FieldViolation(name, f"{name} is required") if not value else
+                      FieldViolation(name, f"must be at most {limit} characters")
+                      for (name, limit), value in zip(_LOGIN_FIELD_LIMITS, (tenant_code, username, password),
+                                                      strict=True)
+                      if not value or len(value) > limit]
+        if violations:
+            raise InvalidArgument(violations)
+        await self._login_limiter.admit(tenant_code, ip)
         async with self._ctx.db.directory_unit_of_work() as uow:
             holder = await DirectoryRepository(uow.session).tenant_id_for_code(tenant_code)
-        if holder is None:
-            await asyncio.to_thread(self._ctx.passwords.dummy_verify, password)
-            raise Unauthenticated(_BAD_LOGIN)
-        tenant_id = holder.tenant_id
-        status = await self._tenants.tenant_status(tenant_id)
-        if status is None or status is TenantStatus.DELETED:
+        status = None if holder is None else await self._tenants.tenant_status(holder.tenant_id)
+        if holder is None or status is None or status is TenantStatus.DELETED:
+            await self._ctx.passwords.dummy_verify_async(password)
             raise Unauthenticated(_BAD_LOGIN)
         if status is TenantStatus.SUSPENDED:
             raise FailedPrecondition("the tenant is suspended", reason="TENANT_SUSPENDED")
+        tenant_id = holder.tenant_id
+
+        async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
+            seen = await UserRepository(uow.session, self._ctx.cipher).get_by_username(tenant_id, username)
+        if seen is None:
+            await self._ctx.passwords.dummy_verify_async(password)
+            raise Unauthenticated(_BAD_LOGIN)
+        # Verified even when locked or disabled, where the result is ignored: every refusal costs the same.
+        password_ok = await self._ctx.passwords.verify_async(seen.password_hash, password)
 
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             users = UserRepository(uow.session, self._ctx.cipher)
             # FOR UPDATE: concurrent wrong guesses must each count.
-            user = await users.get_by_username(tenant_id, username, for_update=True)
+            user = await users.get(tenant_id, seen.id, for_update=True)
             if user is None:
-                await asyncio.to_thread(self._ctx.passwords.dummy_verify, password)
                 raise Unauthenticated(_BAD_LOGIN)
-            was_locked = user.locked_until is not None and user.locked_until > now
-            password_ok = False
-            if not was_locked:
-                password_ok = await asyncio.to_thread(self._ctx.passwords.verify, user.password_hash, password)
-            outcome = decide_login(user, password_ok, now, ip, self._ctx.login_policy)
+            # A password changed meanwhile: the verify above checked the old one.
+            outcome = decide_login(user, password_ok and user.password_hash == seen.password_hash, now, ip,
+                                   self._ctx.login_policy)
             if outcome.user is not None:
                 await users.save(replace(outcome.user, version=user.version + 1), expected_version=user.version)
                 user = replace(outcome.user, version=user.version + 1)
             role_perms = await RoleRepository(uow.session).active_permissions_of_user(tenant_id, user.id) \
                 if outcome.allowed else []
-        if was_locked:
-            raise UserLocked(outcome.locked_seconds)
         if not outcome.allowed:
             raise Unauthenticated(_BAD_LOGIN)
-        await self._invalidate(user.id)
+        await self._invalidate(tenant_id, user.id)
+        # "perms" in the token only informs the client: calls are checked against current roles.
         token, expires = self._ctx.tokens.issue(user.id, tenant_id, sorted(tenant_grants(role_perms)),
-                                                session_version=0)
+                                                session_version=user.session_version)
         return token, expires, user
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -221,5 +244,5 @@ class UserUseCases:
             raise NotFound("user", user_id)
         return user
 
-    async def _invalidate(self, user_id: str) -> None:
-        await self._ctx.credential_cache.invalidate(f"user:{user_id}")
+    async def _invalidate(self, tenant_id: str, user_id: str) -> None:
+        await self._ctx.credential_cache.invalidate(user_credential_key(tenant_id, user_id))

@@ -27,9 +27,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wework.domain.access import Principal
-from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, QuotaExceeded
+from wework.domain.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+    RequestIdReused,
+)
 from wework.domain.errors import QuotaViolation as QV
 from wework.domain.identity import check_etag, validate_request_id
+from wework.domain.redaction import redact
 from wework.domain.webhooks import (
     DEFAULT_SCHEDULE,
     DeliveryStatus,
@@ -47,7 +55,7 @@ from wework.domain.webhooks import (
     validate_url,
 )
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.webhooks import WebhookDeliveryRepository, WebhookEndpointRepository
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
@@ -127,9 +135,9 @@ class TargetGuard:
         for address in found:
             why = self._blocked(address)
             if why is not None:
-                raise TargetRefused(f"{host!r} is {'' if literal else f'resolved to {address}, '}a {why} address; "
-                                    f"the platform does not post to it unless the setting {ALLOW_TARGETS_SETTINGS} "
-                                    "allows it")
+                # Never the resolved address: the answer must not map internal names for the caller.
+                raise TargetRefused(f"{host!r} {'is' if literal else 'resolves to'} a {why} address; the platform "
+                                    f"does not post to it unless the setting {ALLOW_TARGETS_SETTINGS} allows it")
         return found
 
     async def check_url(self, url: str, path: str) -> None:
@@ -190,6 +198,8 @@ class WebhookUseCases:
             if request_id:
                 done = await repo.get_by_request(tenant_id, request_id)
                 if done is not None:
+                    if (done.url, done.description, done.event_types) != (ep.url, ep.description, ep.event_types):
+                        raise RequestIdReused(request_id, f"webhookEndpoints/{done.id}")
                     return self.reveal(done)
             if await repo.count(tenant_id) >= self._policy.max_endpoints_per_tenant:
                 raise QuotaExceeded("too many webhook endpoints", [QV(
@@ -214,11 +224,11 @@ class WebhookUseCases:
                              page_token: str) -> tuple[list[WebhookEndpoint], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "webhook_endpoints")["after"] if page_token else None
+        after = self._ctx.page_tokens.decode(page_token, "webhook_endpoints", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
             rows = await WebhookEndpointRepository(uow.session).list_page(tenant_id, after, limit + 1)
         page = [self._public(e) for e in rows[:limit]]
-        token = encode_page_token({"after": page[-1].id}, "webhook_endpoints") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "webhook_endpoints", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def update_endpoint(self, principal: Principal, changes: WebhookEndpoint, enabled: bool,
@@ -298,14 +308,14 @@ class WebhookUseCases:
         tenant_id = principal.require_tenant()
         require_id(endpoint_id, "webhook_endpoint_id")
         limit = normalize_page_size(page_size)
-        before = decode_page_token(page_token, "webhook_deliveries")["before"] if page_token else None
+        before = self._ctx.page_tokens.decode(page_token, "webhook_deliveries", tenant_id, {"before": str})["before"] if page_token else None
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
             if await WebhookEndpointRepository(uow.session).get(tenant_id, endpoint_id) is None:
                 raise NotFound("webhook endpoint", endpoint_id)
             rows = await WebhookDeliveryRepository(uow.session).list_page(tenant_id, endpoint_id, status, before,
                                                                           limit + 1)
         page = rows[:limit]
-        token = encode_page_token({"before": page[-1].id}, "webhook_deliveries") if len(rows) > limit else ""
+        token = self._ctx.page_tokens.encode({"before": page[-1].id}, "webhook_deliveries", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def redeliver(self, principal: Principal, delivery_id: str) -> WebhookDelivery:
@@ -358,7 +368,9 @@ class WebhookOutbox:
         event_id = event_id_for(tenant_id, event_type, source_event_id)
         # Standard Webhooks payload shape: type, timestamp, data. Fixed bytes: every attempt and
         # every signature covers exactly this body.
-        body = json.dumps({"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": data},
+        # Provider data copied into an event (an incoming message's fields) never carries credentials.
+        body = json.dumps({"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"),
+                           "data": redact(data)},
                           separators=(",", ":"), ensure_ascii=False, default=str)
         due = now + timedelta(seconds=self._policy.schedule[0] if self._policy.schedule else 0)
         rows = [{"id": new_id(), "tenant_id": tenant_id, "endpoint_id": e.id, "event_id": event_id,

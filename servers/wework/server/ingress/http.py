@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from aiohttp import web
-from wework.domain.callbacks import check_signature
+from wework.domain.callbacks import check_signature, json_nesting_exceeds
 from wework.domain.errors import DomainError, InvalidArgument, Unauthenticated
 from wework.server.media.store import LOCAL_LINK_PATH, content_disposition
 from wework.server.providers.sinks import SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -95,8 +95,10 @@ class CallbackIngress:
                 user_agent=request.headers.get("User-Agent"))
         except Unauthenticated as exc:
             return web.json_response({"error": exc.message}, status=401)
-        except InvalidArgument as exc:
-            return web.json_response({"error": exc.message}, status=413)
+        except InvalidArgument as exc:  # too large or nested too deep: final, never retried
+            too_large = any("at most 1 MiB" in v.description for v in exc.violations)
+            description = exc.violations[0].description if exc.violations else exc.message
+            return web.json_response({"error": description}, status=413 if too_large else 400)
         except DomainError as exc:  # Unavailable: the database is down; the provider retries
             log.warning("callback not stored: %s", exc.message)
             return web.json_response({"error": "not stored, retry later"}, status=503)
@@ -112,6 +114,8 @@ class CallbackIngress:
                                      request.headers.get(SIGNATURE_HEADER, ""), body, time.time(), self._skew)
             if reason is not None:
                 return web.json_response({"error": reason}, status=401)
+        if json_nesting_exceeds(body):
+            return web.json_response({"error": "malformed callback: nested too deep"}, status=400)
         try:
             callback = callback_from_json(json.loads(body))
         except (ValueError, KeyError, TypeError, AssertionError):

@@ -147,6 +147,18 @@ REPORT_CACHE_HIT_RATIO = Gauge(
     "Share of this process's cacheable report reads served from the cache since it started (0-1).",
     registry=REGISTRY)
 
+# ---- authentication ---------------------------------------------------------------------------
+
+PASSWORD_HASHES = Counter(
+    "wework_password_hashes",  # exposed as wework_password_hashes_total
+    "Argon2 computations by operation (hash: a new password; verify: a login, real or against the "
+    "dummy hash of an unknown user, so both count alike).",
+    ("operation",), registry=REGISTRY)
+LOGIN_ATTEMPTS_LIMITED = Counter(
+    "wework_login_attempts_limited",
+    "Login calls refused by the login rate limit, by limit (source, tenant).",
+    ("limit",), registry=REGISTRY)
+
 # ---- databases (read/write split) ---------------------------------------------------------
 
 DB_REPLICA_LAG = Gauge(

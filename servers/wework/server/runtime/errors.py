@@ -26,6 +26,7 @@ from wework.domain.errors import (
     Unavailable,
     UserLocked,
 )
+from wework.persistence.errors import unavailable_dependency
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ def _domain_status(exc: DomainError, code: grpc.StatusCode, trace_id: str) -> st
             error_details_pb2.QuotaFailure.Violation(subject=v.subject, description=v.description)
             for v in exc.violations
         ])))
+        if exc.retry_after_seconds is not None:  # a rate limit: when to try again
+            details.append(_retry_info(exc.retry_after_seconds))
     elif isinstance(exc, UserLocked):
         details.append(_retry_info(exc.retry_after_seconds))
     elif isinstance(exc, Unavailable):
@@ -114,6 +117,14 @@ def status_from_exception(exc: BaseException, trace_id: str) -> status_pb2.Statu
         logger.error("method not implemented (trace %s)", trace_id, extra={"trace_id": trace_id})
         return internal_status(trace_id, f"method not implemented (trace {trace_id})",
                                grpc.StatusCode.UNIMPLEMENTED)
+    dependency = unavailable_dependency(exc)
+    if dependency is not None:
+        # A connection failure no lower layer turned into Unavailable (a Redis call outside a
+        # unit of work, say): still the dependency's fault, so retryable, never INTERNAL.
+        unavailable = Unavailable(f"a dependency ({dependency}) is unavailable; retry shortly",
+                                  metadata={"dependency": dependency})
+        logger.warning("dependency unavailable (%s): %r", dependency, exc, extra={"trace_id": trace_id})
+        return _domain_status(unavailable, grpc.StatusCode.UNAVAILABLE, trace_id)
     # Unknown DomainError subclasses land here too: their text was never reviewed for callers.
     logger.error("unhandled exception (trace %s)", trace_id,
                  exc_info=(type(exc), exc, exc.__traceback__), extra={"trace_id": trace_id})

@@ -12,7 +12,6 @@ authentication are mapped like those of handlers. It serves all four RPC kinds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
@@ -28,6 +27,7 @@ from wework.server.observability.tracing import RpcSpan
 from wework.server.runtime.context import RequestContext, bind_request, reset_request
 from wework.server.runtime.errors import status_from_exception, to_grpc_status
 from wework.server.runtime.registry import Access, MethodRule, ServiceRegistry
+from wework.server.runtime.validation import RequestValidator, request_class, safe_deserializer
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("wework.access")
@@ -54,8 +54,14 @@ def metadata_dict(context: Any) -> dict[str, str]:
 
 async def _iterate(responses: Any) -> AsyncIterator[Any]:
     if hasattr(responses, "__aiter__"):
-        async for item in responses:
-            yield item
+        try:
+            async for item in responses:
+                yield item
+        finally:
+            # `async for` does not close what it iterates: closing this closes the handler too.
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                await aclose()
     elif responses is not None:
         for item in responses:
             yield item
@@ -72,6 +78,27 @@ def _final_code(context: Any, exc: BaseException | None) -> grpc.StatusCode:
     if code is not None:
         return code
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def _close_when_call_ends(context: Any, responses: Any) -> None:
+    """Closes `responses` (and so every generator under it, down to the handler's) once the
+    call has ended, if it was left suspended at a yield.
+
+    grpc.aio cancels a streaming call's task wherever it is: inside the handler (its finally
+    blocks run) or while sending a response, outside our generators. In the second case nothing
+    closes them; they would wait for the cyclic garbage collector, holding the handler's
+    listeners and pollers until then.
+    """
+    def ended(_context: Any) -> None:
+        if responses.ag_frame is not None and not responses.ag_running:
+            closing = asyncio.get_running_loop().create_task(responses.aclose())
+            _CLOSING.add(closing)  # the loop keeps only a weak reference to a task
+            closing.add_done_callback(_CLOSING.discard)
+
+    context.add_done_callback(ended)
 
 
 class _UndeclaredMethod(PermissionDenied):
@@ -115,6 +142,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, registry: ServiceRegistry, authenticator: Authenticator) -> None:
         self._registry = registry
         self._authenticator = authenticator
+        self._validator = RequestValidator()
         # method -> (handler from the continuation, the same handler wrapped). Keyed by the
         # methods the server knows (unknown ones have no handler), so it stays small.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
@@ -199,22 +227,36 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     # -- wrapping the four RPC kinds ---------------------------------------------------------------
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        """The same handler with its behaviour run inside the four layers."""
+        """The same handler with its behaviour run inside the four layers, its requests decoded
+        by a deserializer that never raises and checked (validation.py) before the handler."""
         rule = self._registry.rule(method)
         des, ser = handler.request_deserializer, handler.response_serializer
+        message_class = request_class(method)
+        if message_class is not None:
+            des = safe_deserializer(message_class)
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method, rule), des, ser)
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method, rule, False),
+                                                       des, ser)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, method, rule), des, ser)
+            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, method, rule, False),
+                                                        des, ser)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method, rule), des, ser)
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method, rule, True),
+                                                        des, ser)
         if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, method, rule),
+            return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, method, rule, True),
                                                          des, ser)
         return handler
 
-    def _unary(self, behaviour: Callable, method: str, rule: MethodRule) -> Callable:
-        begin, admit, map_error, end = self._begin, self._admit, self._map_error, self._end
+    def _checked(self, request_or_iterator: Any, streaming_request: bool) -> Any:
+        """The request checked, or the request stream checked message by message."""
+        if streaming_request:
+            return self._validator.checked_stream(request_or_iterator)
+        self._validator.check(request_or_iterator)
+        return request_or_iterator
+
+    def _unary(self, behaviour: Callable, method: str, rule: MethodRule, streaming_request: bool) -> Callable:
+        begin, admit, map_error, end, checked = self._begin, self._admit, self._map_error, self._end, self._checked
         needs_admission = rule.access is not Access.PUBLIC
 
         async def wrapped(request_or_iterator: Any, context: Any) -> Any:
@@ -225,7 +267,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     if needs_admission:
                         await admit(method, rule, metadata, call.request)
-                    result = behaviour(request_or_iterator, context)
+                    result = behaviour(checked(request_or_iterator, streaming_request), context)
                     if inspect.isawaitable(result):
                         result = await result
                     return result
@@ -242,14 +284,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapped
 
-    def _stream(self, behaviour: Callable, method: str, rule: MethodRule) -> Callable:
-        begin, admit, map_error, end = self._begin, self._admit, self._map_error, self._end
+    def _stream(self, behaviour: Callable, method: str, rule: MethodRule, streaming_request: bool) -> Callable:
+        begin, admit, map_error, end, checked = self._begin, self._admit, self._map_error, self._end, self._checked
         needs_admission = rule.access is not Access.PUBLIC
 
         # grpc.aio tells the two styles apart by the function's kind, so keep it: a coroutine
         # writes with context.write() and is wrapped like a unary behaviour; a generator yields.
         if inspect.iscoroutinefunction(behaviour):
-            return self._unary(behaviour, method, rule)
+            return self._unary(behaviour, method, rule, streaming_request)
 
         async def wrapped_generator(request_or_iterator: Any, context: Any) -> AsyncIterator[Any]:
             metadata = metadata_dict(context)
@@ -259,7 +301,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     if needs_admission:
                         await admit(method, rule, metadata, call.request)
-                    async for response in _iterate(behaviour(request_or_iterator, context)):
+                    responses = _iterate(behaviour(checked(request_or_iterator, streaming_request), context))
+                    _close_when_call_ends(context, responses)
+                    async for response in responses:
                         yield response
                 except AbortError:
                     raise
@@ -275,14 +319,43 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return wrapped_generator
 
 
+async def _stop_producing(step: asyncio.Future[Any] | None) -> None:
+    """Cancels the task producing a stream's next item and waits until it has stopped.
+
+    The call can end while that task runs the handler's generator (client cancel, deadline,
+    shutdown). Left alone it would poll on for nobody, and the generator could not be closed
+    (`aclose(): asynchronous generator is already running`).
+    """
+    if step is None or step.done():
+        return
+    step.cancel()
+    # wait() rather than `await step`: the step's own CancelledError is expected, while a
+    # second cancellation of this call must still propagate.
+    await asyncio.wait({step})
+    if not step.cancelled():
+        step.exception()  # retrieved: it ended with an error while being cancelled
+
+
 class ShutdownSignal:
     """Set once the server begins to stop (GrpcServer._stop)."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._future: asyncio.Future[None] | None = None
 
     def set(self) -> None:
         self._event.set()
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def future(self) -> asyncio.Future[None]:
+        """One future for every stream, done once the signal is set: waiting on it leaves no
+        task of its own behind (a per-call `wait()` task lived as long as the signal)."""
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+            if self._event.is_set():
+                self._future.set_result(None)
+        return self._future
 
     def is_set(self) -> bool:
         return self._event.is_set()
@@ -318,15 +391,13 @@ class StreamShutdownInterceptor(grpc.aio.ServerInterceptor):
             if signal.is_set():
                 raise ShuttingDown("the server is shutting down; reconnect")
             responses = _iterate(behaviour(request_or_iterator, context))
-            stopping = asyncio.ensure_future(signal.wait())
+            stopping = signal.future()
+            step: asyncio.Future[Any] | None = None
             try:
                 while True:
                     step = asyncio.ensure_future(anext(responses))
                     await asyncio.wait({step, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     if not step.done():
-                        step.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                            await step
                         raise ShuttingDown("the server is shutting down; reconnect and resume")
                     try:
                         item = step.result()
@@ -334,7 +405,7 @@ class StreamShutdownInterceptor(grpc.aio.ServerInterceptor):
                         return
                     yield item
             finally:
-                stopping.cancel()
+                await _stop_producing(step)
                 await responses.aclose()
 
         return streamed

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc  # health: SERVICE_NAME only
 from grpc_reflection.v1alpha import reflection
+from wework.server.runtime.drain import Drain
 from wework.server.runtime.health import HealthReporter, ReadinessCheck
 from wework.server.runtime.interceptors import Authenticator, ShutdownSignal, build_interceptors
 from wework.server.runtime.registry import ServiceRegistration, ServiceRegistry, check_permission_tables
@@ -18,6 +19,10 @@ from wework.server.settings import ServerConfig
 logger = logging.getLogger(__name__)
 
 ShutdownHook = Callable[[], Awaitable[None]]
+
+# Between the last admitted call's answer and grpc's stop: its caller's next call arrives in this
+# time and is held as a refusal, instead of arriving as grpc stops (which drops it: CANCELLED).
+SETTLE_SECONDS = 0.1
 
 
 def install_uvloop() -> bool:
@@ -92,6 +97,7 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._shutdown_signal = ShutdownSignal()
+        self._drain = Drain([health.SERVICE_NAME, reflection.SERVICE_NAME])
         self.port: int | None = None
 
     @property
@@ -104,7 +110,9 @@ class GrpcServer:
             raise RuntimeError("server already started")
         check_permission_tables(self.registry.registrations)
         server = grpc.aio.server(
-            interceptors=build_interceptors(self.registry, self._authenticator, self._shutdown_signal),
+            # The drain innermost: its refusals are mapped, logged and counted like any error.
+            interceptors=[*build_interceptors(self.registry, self._authenticator, self._shutdown_signal),
+                          self._drain],
             options=server_options(self.config),
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
@@ -138,23 +146,47 @@ class GrpcServer:
         # and a later stop() would then fail with CancelledError.
         await asyncio.shield(self._server.wait_for_termination())
 
-    async def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING everywhere, drain in-flight calls for `grace` s, then the shutdown hooks.
+    async def stop(self, grace: float | None = None, drain_delay: float | None = None) -> None:
+        """Drains, then stops: NOT_SERVING everywhere; `drain_delay` s more of serving while
+        load balancers notice; then new calls are refused (UNAVAILABLE / SHUTTING_DOWN) and
+        streams end the same way, while the calls received finish within `grace` s; then grpc
+        stops and the shutdown hooks run. Defaults: the config's drain_delay_seconds and
+        grace_period_seconds.
 
         Idempotent: concurrent or repeated calls wait for the first one.
         """
         if self._stopping is None:
-            self._stopping = asyncio.ensure_future(self._stop(self.config.grace_period_seconds
-                                                              if grace is None else grace))
+            self._stopping = asyncio.ensure_future(self._stop(
+                self.config.grace_period_seconds if grace is None else grace,
+                self.config.drain_delay_seconds if drain_delay is None else drain_delay))
         await asyncio.shield(self._stopping)
 
-    async def _stop(self, grace: float) -> None:
-        logger.info("shutting down", extra={"grace_period_seconds": grace})
+    async def _stop(self, grace: float, drain_delay: float) -> None:
+        logger.info("shutting down", extra={"grace_period_seconds": grace, "drain_delay_seconds": drain_delay})
         await self.health.set_all_not_serving()
-        self._shutdown_signal.set()  # watch streams end now; unary calls drain below
+        if drain_delay > 0 and self._server is not None:
+            # Readiness probes and health-checking balancers read NOT_SERVING while calls still
+            # succeed here: traffic moves away before anything is refused.
+            await asyncio.sleep(drain_delay)
+        self._drain.refuse_new_calls()
+        self._shutdown_signal.set()  # watch streams end now
         if self._server is not None:
-            # New calls are refused now; running ones get `grace` seconds, then are cancelled.
-            await self._server.stop(grace)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            if await self._drain.wait_for_calls(grace):
+                await asyncio.sleep(max(0.0, min(SETTLE_SECONDS, deadline - loop.time())))
+            else:
+                logger.warning("calls still running at the end of the grace period are cancelled",
+                               extra={"calls": self._drain.in_progress})
+            # grpc's stop turns new streams away at once (GOAWAY; callers see UNAVAILABLE) and
+            # gives what is left the rest of the grace. The held refusals are answered only once
+            # it has begun: their callers' retries then find the connection closing.
+            # At least a moment even when the calls used up the grace: the refusals it answers.
+            rest = max(deadline - loop.time(), min(grace, SETTLE_SECONDS))
+            stopping = asyncio.ensure_future(self._server.stop(rest))
+            await asyncio.sleep(0)
+            self._drain.release_refused()
+            await stopping
         for hook in self._on_shutdown:
             try:
                 await hook()

@@ -15,11 +15,13 @@ Safe in any number of processes at once (wework-server and `wework-worker dispat
 
 While a full batch is being sent, the loop already claims the next one and still records the
 previous one (each in its own transaction): the database round trips overlap the sends instead
-of adding to them. One claim ahead and one record behind at most; a loop that stops records
-what it sent and puts its claim ahead back to pending.
+of adding to them. One claim ahead and one record behind at most.
 
-A worker killed between 1 and 3 leaves `sending` rows whose lease expires; any dispatcher
-requeues them and the resend carries the same idempotency key, so the provider sends once.
+A dispatcher that stops (close(): SIGTERM, a rolling update) lets the sends in flight finish
+(up to stop_grace_seconds), records what it sent, and puts every message it claimed but did not
+send back to pending at once, the claim ahead too: another dispatcher sends them now, not when
+the lease expires. A worker killed between 1 and 3 leaves `sending` rows whose lease expires; any
+dispatcher requeues them and the resend carries the same idempotency key, so the provider sends once.
 
 Pacing state lives in this process: with several dispatcher processes an account's interval
 holds per process (docs/pacing.md says how to size it).
@@ -77,6 +79,8 @@ class DispatchSettings:
     recipient_per_hour: int = 1000
     # Sends whose pacing wait is at most this long wait in memory instead of going back.
     inline_wait_seconds: float = 0.25
+    # On close, how long the sends in flight may take to finish before they are cut off.
+    stop_grace_seconds: float = 5.0
 
     @classmethod
     def from_config(cls, cfg: Any) -> DispatchSettings:
@@ -224,6 +228,8 @@ class Dispatcher:
         self._batches = BatchInfoCache(db)
         self._sem = asyncio.Semaphore(settings.max_in_flight)
         self._loops = ShardLoops(db, "dispatch", self._shard_loop)
+        self._stopping = asyncio.Event()
+        self._loop_events: set[asyncio.Event] = set()  # set on close: idle loops end at once
         self._lanes: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.stats = DispatchStats()
         # Ends running batch tasks whose messages are all final (application/batches.py).
@@ -243,17 +249,25 @@ class Dispatcher:
         self._loops.ensure()
 
     async def close(self) -> None:
-        await self._loops.close()
+        """Stops sending: the sends in flight finish (up to stop_grace_seconds), what was sent
+        is recorded, and every claimed message not sent goes back to pending."""
+        self._stopping.set()
+        for event in self._loop_events:
+            event.set()
+        await self._loops.close(grace_seconds=self._cfg.stop_grace_seconds)
         if self._waker is not None:
             await self._waker.close()
 
     async def _shard_loop(self, shard: str) -> None:
         event = self._waker.event() if self._waker is not None else asyncio.Event()
+        self._loop_events.add(event)
         last_sweep = last_batches = 0.0
         ahead: asyncio.Task[list[Message]] | None = None  # the next claim, taken while a batch is sent
         recording: asyncio.Task[None] | None = None  # the previous batch's results being written
+        claimed: list[Message] = []  # the claim being sent
+        sent: list[tuple[Message, str]] = []  # its accepted sends
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     if time.monotonic() - last_sweep > min(self._cfg.claim_lease_seconds / 4, 5.0):
                         last_sweep = time.monotonic()
@@ -267,15 +281,17 @@ class Dispatcher:
                         # Shielded: a loop stopped meanwhile releases this claim (finally below).
                         claimed = await asyncio.shield(ahead)
                         ahead = None
+                    elif self._stopping.is_set():
+                        break
                     else:
                         claimed = await self._claim(shard)
+                    sent = []
                     if not claimed:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(event.wait(), self._cfg.idle_poll_seconds)
                         continue
-                    if len(claimed) >= self._cfg.claim_batch_size:  # more are probably due
+                    if len(claimed) >= self._cfg.claim_batch_size and not self._stopping.is_set():
                         ahead = asyncio.create_task(self._claim(shard), name=f"dispatch-claim-{shard}")
-                    sent: list[tuple[Message, str]] = []
                     try:
                         await self._send_batch(shard, claimed, sent)
                     finally:
@@ -285,13 +301,18 @@ class Dispatcher:
                         recording = asyncio.create_task(self._record_sent(shard, sent, after=previous),
                                                         name=f"dispatch-record-{shard}")
                         await self._settle(previous)
+                    if not self._stopping.is_set():
+                        claimed = []  # all handled; on a stop the unsent part is released below
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("dispatch loop on shard %s failed; retrying", shard)
                     await asyncio.sleep(1.0)
         finally:
+            self._loop_events.discard(event)
             await self._settle(recording)
+            sent_ids = {m.id for m, _ in sent}
+            await self._release(shard, [m for m in claimed if m.id not in sent_ids])
             await self._release_claim(shard, ahead)
 
     @staticmethod
@@ -321,9 +342,23 @@ class Dispatcher:
         except Exception:
             log.exception("claiming ahead on shard %s failed", shard)  # nothing was claimed
             return
-        if claimed:
+        await self._release(shard, claimed)
+
+    async def _release(self, shard: str, unsent: list[Message]) -> None:
+        """Claimed messages the stopping loop did not send go back to pending (the ones it
+        deferred, held or failed meanwhile are no longer `sending` and stay as they are). If
+        this fails, their lease brings them back later."""
+        if not unsent:
+            return
+        try:
             async with await self._tx(shard) as uow:
-                await DispatchRepository(uow.session).release(claimed, self.worker_id, self._clock())
+                released = await DispatchRepository(uow.session).release(unsent, self.worker_id, self._clock())
+        except Exception:
+            log.exception("handing back %d claimed messages on shard %s failed; their lease will requeue them",
+                          len(unsent), shard)
+            return
+        if released:
+            log.info("handed back %d claimed messages on shard %s", released, shard)
 
     async def finish_batches(self, shard: str) -> None:
         if self._finish_batch is None:
@@ -404,6 +439,8 @@ class Dispatcher:
             # sends in flight as one per message did, without a semaphore round per message.
             async with self._sem:
                 for i, m in enumerate(msgs):
+                    if self._stopping.is_set():
+                        return  # the rest of the lane is handed back by the stopping loop
                     try:
                         deferred_until = await self._process(shard, m, sent)
                     except asyncio.CancelledError:
