@@ -253,6 +253,11 @@ def test_same_bytes_twice_are_stored_once(tenant, s3_server):
     assert retried.id != first.id
     keys, _ = s3_state(s3_server, f"e2e/tenants/{tenant.id}/")
     assert len(keys) == 2
+    page = tenant.media.ListMedia(pb.ListMediaRequest(page_size=1), metadata=tenant.md)
+    rest = tenant.media.ListMedia(pb.ListMediaRequest(page_size=1, page_token=page.next_page_token),
+                                  metadata=tenant.md)
+    assert [m.id for m in page.media] + [m.id for m in rest.media] == [retried.id, first.id]
+    assert rest.next_page_token == ""
 
 
 def test_the_tenant_quota_answers_resource_exhausted(tenant):

@@ -260,7 +260,7 @@ async def _media(settings: Settings, ctx: AppContext, shared: dict, closers: lis
     store = await build_store(cfg, settings.data_dir, settings.security.token_secret.get_secret_value().encode(),
                               None)
     closers.append(store.close)
-    media = MediaUseCases(ctx.db, store, media_policy(cfg), clock=ctx.clock)
+    media = MediaUseCases(ctx.db, store, media_policy(cfg), clock=ctx.clock, page_tokens=ctx.page_tokens)
     shared["media"] = media
     return media
 

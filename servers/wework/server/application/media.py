@@ -10,6 +10,7 @@ left behind; `wework-admin maintain` aborts uploads of processes that died mid-w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -38,7 +39,7 @@ from wework.domain.media import (
     type_violation,
 )
 from wework.persistence.ids import new_id
-from wework.persistence.pagination import decode_page_token, encode_page_token, normalize_page_size
+from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.media import MediaRepository
 from wework.persistence.repositories.messages import MessageRepository
 from wework.server.application.context import require_id
@@ -82,8 +83,9 @@ def _utcnow() -> datetime:
 
 class MediaUseCases:
     def __init__(self, db: Any, store: ObjectStore, policy: MediaPolicy,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = _utcnow, page_tokens: Any = None) -> None:
         self._db, self.store, self._policy, self._clock = db, store, policy, clock
+        self._page_tokens = page_tokens  # PageTokens: signed, tenant-bound ListMedia tokens
 
     # ---- upload --------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class MediaUseCases:
         filled, total = 0, 0
         sniffed: str | None = None
         multipart: MultipartUpload | None = None
+        starting: asyncio.Future[MultipartUpload] | None = None
         try:
             async for chunk in chunks:
                 total += len(chunk)
@@ -157,7 +160,10 @@ class MediaUseCases:
                     if filled == part_size:
                         if sniffed is None:
                             sniffed = self._check_type(d.kind, bytes(view[:SNIFF_BYTES]))
-                            multipart = await self.store.start_multipart(key, sniffed)
+                            # Shielded: a call cancelled while S3 creates the upload still
+                            # learns its id below, and aborts it.
+                            starting = asyncio.ensure_future(self.store.start_multipart(key, sniffed))
+                            multipart = await asyncio.shield(starting)
                         assert multipart is not None
                         await multipart.put_part(part)
                         filled = 0
@@ -172,6 +178,8 @@ class MediaUseCases:
                 raise InvalidArgument(FieldViolation("metadata.sha256", "the bytes do not match the declared sha256"))
         except BaseException:
             # A cut stream (CancelledError), bad bytes or a store failure: nothing stays behind.
+            if multipart is None and starting is not None:
+                multipart = await _started(starting)
             if multipart is not None:
                 await _shielded(multipart.abort())
             raise
@@ -248,11 +256,11 @@ class MediaUseCases:
                    page_token: str) -> tuple[list[Media], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = decode_page_token(page_token, "media")["after"] if page_token else None
+        after = self._page_tokens.decode(page_token, "media", tenant_id, {"after": str})["after"] if page_token else None
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             rows = await MediaRepository(uow.session).list_page(tenant_id, kind, after, limit + 1)
         page = rows[:limit]
-        token = encode_page_token({"after": page[-1].id}, "media") if len(rows) > limit else ""
+        token = self._page_tokens.encode({"after": page[-1].id}, "media", tenant_id) if len(rows) > limit else ""
         return page, token
 
     async def delete(self, principal: Principal, media_id: str) -> None:
@@ -359,6 +367,17 @@ def _is_duplicate(exc: BaseException) -> bool:
     from sqlalchemy.exc import IntegrityError
 
     return isinstance(exc, IntegrityError)
+
+
+async def _started(starting: asyncio.Future[MultipartUpload]) -> MultipartUpload | None:
+    """The multipart upload a cancelled call was creating, once S3 has answered (None if it
+    failed). Waits through further cancellation: the call ends with its own error anyway."""
+    while not starting.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({starting})
+    if starting.cancelled() or starting.exception() is not None:
+        return None
+    return starting.result()
 
 
 async def _shielded(aw: Any) -> None:

@@ -28,6 +28,7 @@ import jwt
 log = logging.getLogger(__name__)
 READ_CHUNK = 1024 * 1024
 LINK_AUDIENCE = "wework-media-link"
+ABORT_RECHECKS, ABORT_RECHECK_SECONDS = 5, 0.5
 
 
 class StoredObjectMissing(Exception):
@@ -170,11 +171,14 @@ class _S3Multipart:
     def __init__(self, client: Any, bucket: str, key: str, upload_id: str) -> None:
         self._client, self._bucket, self._key, self._id = client, bucket, key, upload_id
         self._parts: list[dict[str, Any]] = []
+        self._part_in_flight = False
 
-    async def put_part(self, data: bytes) -> None:
+    async def put_part(self, data: bytes | bytearray) -> None:
         number = len(self._parts) + 1
+        self._part_in_flight = True
         answer = await self._client.upload_part(Bucket=self._bucket, Key=self._key, UploadId=self._id,
                                                 PartNumber=number, Body=data, ContentMD5=_md5(data))
+        self._part_in_flight = False
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     async def complete(self) -> None:
@@ -182,7 +186,20 @@ class _S3Multipart:
                                                      MultipartUpload={"Parts": self._parts})
 
     async def abort(self) -> None:
+        from botocore.exceptions import ClientError
+
         await self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._id)
+        if not self._part_in_flight:
+            return
+        # A part cut off mid-request may still land after the abort and bring the upload back
+        # (S3's documentation: abort again until no part is left).
+        for _ in range(ABORT_RECHECKS):
+            await asyncio.sleep(ABORT_RECHECK_SECONDS)
+            try:
+                await self._client.list_parts(Bucket=self._bucket, Key=self._key, UploadId=self._id)
+            except ClientError:
+                return  # NoSuchUpload: gone
+            await self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._id)
 
 
 def _md5(data: bytes) -> str:
