@@ -24,7 +24,7 @@ contracts: bootstrap
 	scripts/check-contracts.sh
 
 lint: bootstrap
-	.venv/bin/ruff check clients/wework/client servers persistence tests $(wildcard bench)
+	.venv/bin/ruff check clients/wework/client servers persistence tests scripts $(wildcard bench)
 
 unit: bootstrap
 	.venv/bin/pytest -q tests/unit

@@ -274,7 +274,7 @@ def test_everything(rendered):
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = [r["alert"] for r in one(objects, "PrometheusRule", "wework")["spec"]["groups"][0]["rules"]]
     assert sorted(alerts) == ["WeworkAccountsOffline", "WeworkDispatchLagHigh", "WeworkHighErrorRate",
-                              "WeworkQueueDepthHigh", "WeworkWebhookEndpointsDisabled"]
+                              "WeworkQueueDepthHigh", "WeworkVerifyDifferences", "WeworkWebhookEndpointsDisabled"]
     # CronJobs.
     maintain = one(objects, "CronJob", "wework-maintain")
     (job,) = pod_spec(maintain)["containers"]

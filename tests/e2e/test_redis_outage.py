@@ -72,11 +72,7 @@ def test_redis_stopped_mid_batch_loses_nothing_and_sends_nothing_twice(outage_pl
     with WeworkClient(ClientOptions(target=server.target, api_key=TEST_ADMIN_KEY)) as admin:
         tenant = admin.tenants.create_tenant(tpb.Tenant(tenant_code=code, tenant_name=code,
                                                         max_daily_messages=BATCH + EXTRA))
-    # Retries off: each refusal is seen at once (the default client retries UNAVAILABLE for ~1 s).
-    once = ClientOptions(target=server.target, api_key=TEST_ADMIN_KEY, tenant_id=tenant.id,
-                         channel_options=(("grpc.enable_retries", 0),))
-    with WeworkClient(ClientOptions(target=server.target, api_key=TEST_ADMIN_KEY, tenant_id=tenant.id)) as client, \
-            WeworkClient(once) as no_retry:
+    with WeworkClient(ClientOptions(target=server.target, api_key=TEST_ADMIN_KEY, tenant_id=tenant.id)) as client:
         account = online_account(client, "sender")
         sim.clear_requests()
         task = client.messages.create_batch_task(pb.BatchSendTask(
@@ -96,7 +92,10 @@ def test_redis_stopped_mid_batch_loses_nothing_and_sends_nothing_twice(outage_pl
         refused, outage_started = 0, time.monotonic()
         for i in range(3):
             with pytest.raises(UnavailableError) as err:
-                no_retry.messages.send_message(account_id=account.id, conversation_id=f"down-{i}", content=text("no"))
+                # retry=None: each refusal is seen at once (by default the client retries a
+                # SendMessage after the server's RetryInfo delay, 1 s).
+                client.messages.send_message(account_id=account.id, conversation_id=f"down-{i}",
+                                             content=text("no"), retry=None)
             assert err.value.reason == "DEPENDENCY_UNAVAILABLE"
             refused += 1
         assert client.accounts.get_account(account.id).status == apb.ACCOUNT_STATUS_ONLINE

@@ -4,17 +4,17 @@
 docs/decisions/0019-messages-indexes.md): each one costs every insert and every status change.
 This test runs the repositories' reads and updates on a MariaDB shard holding a realistic mix
 of messages (most of them finished, a few pending and in flight), captures the SQL they send,
-and asks MariaDB for each statement's plan: none may scan the whole table, and each must use
-the primary key or one of the kept indexes. Dropping an index a query needs fails here.
+and asks MariaDB for each statement's plan (harness/plans.py): none may scan the whole table, and
+each must use the primary key or one of the kept indexes. Dropping an index a query needs fails
+here. The other tables' hot statements: test_hot_statement_plans.py.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy import event
+from harness.plans import check_plans
 from wework.domain.messages import MessageStatus
 from wework.persistence.ids import new_id
 from wework.persistence.repositories.batches import BatchRepository
@@ -52,35 +52,13 @@ async def _fill(session, tenant_id: str, batch_id: str, now: datetime) -> None:
     await session.execute(sa.text("ANALYZE TABLE messages"))
 
 
-async def _plans(conn, statements: list[tuple[str, object]]) -> list[tuple[str, dict]]:
-    plans = []
-    for sql, params in statements:
-        raw = (await conn.exec_driver_sql("EXPLAIN FORMAT=JSON " + sql, params)).scalar_one()
-        plans.append((sql, json.loads(raw)))
-    return plans
-
-
-def _tables(node) -> list[dict]:
-    """Every access of `messages` in an EXPLAIN FORMAT=JSON tree."""
-    found = []
-    if isinstance(node, dict):
-        if node.get("table_name") == "messages" or str(node.get("table_name", "")).startswith("messages"):
-            found.append(node)
-        for value in node.values():
-            found += _tables(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += _tables(value)
-    return found
-
-
 CLAIM, TIME, CONVERSATION, BATCH = ("idx_messages_claim", "idx_messages_tenant_time_status",
                                     "idx_messages_conversation_time", "idx_messages_batch_counts")
 
 
 # Read on every GetBatchTask, every 0.5 s per WatchBatchTask and every second per running task
 # by each dispatcher: from the index alone, not one row lookup per message of the batch.
-INDEX_ONLY = {"batch counts", "batch report counts"}
+INDEX_ONLY = frozenset({"batch counts", "batch report counts"})
 
 
 async def test_every_repository_statement_on_messages_uses_its_index(mariadb_database):
@@ -119,27 +97,9 @@ async def test_every_repository_statement_on_messages_uses_its_index(mariadb_dat
             ("pause", lambda: batches.set_paused(tenant_id, batch_id, True), {BATCH}),
             ("resume", lambda: batches.set_paused(tenant_id, batch_id, False), {BATCH}),
             ("cancel pending", lambda: batches.cancel_pending(tenant_id, batch_id, now), {BATCH}),
+            # The send path's daily quota count and the template usage report.
+            ("count accepted", lambda: listing.count_accepted(tenant_id, now.date()), {TIME}),
+            ("template usage", lambda: reports.template_usage(tenant_id, now - timedelta(days=1), now), {TIME}),
         ]
-        checked = 0
-        for name, call, expected in calls:
-            captured: list[tuple[str, object]] = []
-
-            def capture(_conn, _cursor, statement, parameters, _context, _executemany, into=captured):
-                if "messages" in statement and statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
-                    into.append((statement, parameters))
-
-            event.listen(conn.sync_connection, "before_cursor_execute", capture)
-            try:
-                await call()
-            finally:
-                event.remove(conn.sync_connection, "before_cursor_execute", capture)
-            assert captured, name
-            for sql, plan in await _plans(conn, captured):
-                for access in _tables(plan) or [{}]:
-                    where = f"{name}:\n{sql}\n{json.dumps(plan, indent=1)}"
-                    assert access.get("access_type") not in (None, "ALL"), f"full scan of messages in {where}"
-                    assert access.get("key") in expected, f"{access.get('key')} used in {where}"
-                    if name in INDEX_ONLY:
-                        assert access.get("using_index") is True, f"rows read beside the index in {where}"
-                    checked += 1
+        checked = await check_plans(conn, calls, ("messages",), index_only=INDEX_ONLY)
         assert checked >= 20

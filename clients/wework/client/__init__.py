@@ -5,17 +5,13 @@
     with WeworkClient(ClientOptions("dns:///wework-tenant:50051", api_key=KEY)) as client:
         tenant = client.tenants.get_tenant("0191...")
 
-See docs/client.md.
+Every RPC of every wework.v1 service has a method, generated from the proto descriptors in
+both the blocking (WeworkClient) and the asyncio (AsyncWeworkClient) client. See docs/client.md.
 """
 
-from .aio import (
-    AsyncAccountServiceClient,
-    AsyncCallbackServiceClient,
-    AsyncMessageServiceClient,
-    AsyncReportServiceClient,
-    AsyncTenantServiceClient,
-    AsyncWeworkClient,
-)
+from . import aio, sync
+from ._base import DEFAULT, DEFAULT_RETRY, Retry
+from .aio import *  # AsyncWeworkClient and every asyncio service client
 from .config import ClientOptions, service_config, service_config_json, wework_service_names
 from .errors import (
     AbortedError,
@@ -36,47 +32,32 @@ from .errors import (
     WeworkError,
     from_rpc_error,
 )
-from .sync import (
-    AccountServiceClient,
-    CallbackServiceClient,
-    MessageServiceClient,
-    ReportServiceClient,
-    TenantServiceClient,
-    WeworkClient,
-)
+from .sync import *  # WeworkClient and every blocking service client
 
 __all__ = [
+    "DEFAULT",
+    "DEFAULT_RETRY",
     "AbortedError",
-    "AccountServiceClient",
     "AlreadyExistsError",
-    "AsyncAccountServiceClient",
-    "AsyncCallbackServiceClient",
-    "AsyncMessageServiceClient",
-    "AsyncReportServiceClient",
-    "AsyncTenantServiceClient",
-    "AsyncWeworkClient",
-    "CallbackServiceClient",
     "ClientOptions",
     "DeadlineExceededError",
     "FailedPreconditionError",
     "FieldViolation",
     "InternalError",
     "InvalidArgumentError",
-    "MessageServiceClient",
     "NotFoundError",
     "PermissionDeniedError",
     "PreconditionViolation",
     "QuotaViolation",
-    "ReportServiceClient",
     "ResourceExhaustedError",
-    "TenantServiceClient",
+    "Retry",
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
-    "WeworkClient",
     "WeworkError",
     "from_rpc_error",
     "service_config",
     "service_config_json",
     "wework_service_names",
 ]
+__all__ += aio.__all__ + sync.__all__

@@ -2,8 +2,9 @@
 
 The channel carries a service config that balances calls over every resolved
 address (round_robin: gRPC pins one HTTP/2 connection otherwise, so a
-`dns:///` target naming a headless Service would send everything to one pod)
-and retries UNAVAILABLE with backoff on every wework.v1 service.
+`dns:///` target naming a headless Service would send everything to one pod).
+Retries are the client's (`retry=`, wework.client.Retry): they know which methods are
+safe to repeat and honour the server's RetryInfo, which a channel retry policy cannot.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import functools
 import importlib
 import json
 import pkgutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as _metadata
 from typing import Any
@@ -24,16 +25,6 @@ from .tracing import aio_interceptors, sync_interceptors
 
 # Same limit as the server's default (server.max_message_bytes).
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-RETRY_POLICY: dict[str, Any] = {
-    "maxAttempts": 4,
-    "initialBackoff": "0.1s",
-    "maxBackoff": "2s",
-    "backoffMultiplier": 2,
-    # Only UNAVAILABLE: the call did not take effect, or (server-side dependency
-    # outage) it is safe to repeat because creates carry a request_id.
-    "retryableStatusCodes": ["UNAVAILABLE"],
-}
 
 # The server lets clients ping at most every 30 s without data
 # (grpc.http2.min_ping_interval_without_data_ms); pinging more often gets the
@@ -47,10 +38,13 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
 
 
 def _version() -> str:
-    try:
-        return _metadata.version("wework-platform")
-    except _metadata.PackageNotFoundError:
-        return "0"
+    # wework-client alone, or inside the server's wework-platform (the monorepo's install).
+    for distribution in ("wework-client", "wework-platform"):
+        try:
+            return _metadata.version(distribution)
+        except _metadata.PackageNotFoundError:
+            continue
+    return "0"
 
 
 DEFAULT_USER_AGENT = f"wework-client-python/{_version()}"
@@ -63,6 +57,10 @@ class ClientOptions:
     target: a gRPC target, e.g. "dns:///wework-tenant-headless.ns.svc:50051".
     api_key: an API key or the platform-admin key (sent as `x-api-key`).
     access_token: a token from TenantService.Login (sent as `authorization: Bearer`).
+    token_provider: instead of a fixed access_token, a callable returning the current one
+        (a coroutine function is awaited by the asyncio client). It is called before every
+        attempt, so it can refresh an expiring token; after an UNAUTHENTICATED answer it is
+        asked once more and the call repeated when it returns another token.
     tenant_id: the tenant a platform admin acts in (sent as `x-wework-tenant`).
     timeout: default deadline of each call in seconds; None for no deadline.
     secure: False for plaintext, True for TLS with the system roots, or PEM root
@@ -75,6 +73,7 @@ class ClientOptions:
     target: str
     api_key: str | None = None
     access_token: str | None = None
+    token_provider: Callable[[], Any] | None = None
     tenant_id: str | None = None
     timeout: float | None = 10.0
     secure: bool | bytes = False
@@ -85,16 +84,16 @@ class ClientOptions:
     def __post_init__(self) -> None:
         if not self.target:
             raise ValueError("target is required")
-        if self.api_key and self.access_token:
+        if sum(1 for c in (self.api_key, self.access_token, self.token_provider) if c) > 1:
             # The server authenticates one credential; sending both is ambiguous.
-            raise ValueError("give api_key or access_token, not both")
+            raise ValueError("give one of api_key, access_token or token_provider")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError("timeout must be positive or None")
         if self.max_message_bytes <= 0:
             raise ValueError("max_message_bytes must be positive")
 
     def credential_metadata(self) -> tuple[tuple[str, str], ...]:
-        """The per-call metadata that carries the credential and tenant.
+        """The per-call metadata that carries a fixed credential and the tenant.
 
         Plain metadata rather than grpc call credentials: those are refused on
         plaintext channels, and in-cluster traffic is often plaintext.
@@ -155,7 +154,7 @@ def wework_service_names() -> tuple[str, ...]:
     """Full names of every service in the generated wework.v1 modules.
 
     Read from the generated descriptors rather than listed by hand, so a new
-    service gets retries as soon as its code is generated.
+    service is covered as soon as its code is generated.
     """
     import wework.v1 as api  # PEP 420 namespace package of the generated code
 
@@ -168,16 +167,14 @@ def wework_service_names() -> tuple[str, ...]:
 
 
 def service_config(services: Sequence[str] | None = None) -> dict[str, Any]:
-    """The gRPC service config: round_robin plus the retry policy per service."""
+    """The gRPC service config: round_robin, and wait_for_ready off for every service.
+
+    No retryPolicy: a channel that retried too would multiply the client's attempts.
+    """
     names = wework_service_names() if services is None else tuple(services)
     return {
         "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{"service": name} for name in names],
-                "retryPolicy": dict(RETRY_POLICY),
-            }
-        ],
+        "methodConfig": [{"name": [{"service": name} for name in names], "waitForReady": False}],
     }
 
 

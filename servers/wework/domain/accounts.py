@@ -110,6 +110,9 @@ class Account:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 1
+    # The account's token at a puppet-service provider: write-only (never answered, cached or
+    # logged; repr=False keeps it out of every repr of the account).
+    provider_token: str | None = field(default=None, repr=False)
 
     @property
     def etag(self) -> str:
@@ -395,7 +398,8 @@ def decide_recovery(account: Account, *, online: bool, recoverable: bool | None,
 
 # ---- validation ----------------------------------------------------------------------------------
 
-ACCOUNT_MUTABLE_FIELDS = frozenset({"account_name", "phone", "email", "user_id", "config"})
+ACCOUNT_MUTABLE_FIELDS = frozenset({"account_name", "phone", "email", "user_id", "config", "provider_token"})
+MAX_PROVIDER_TOKEN = 300
 MAX_CONFIG_BYTES = 64 * 1024
 GUID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
@@ -417,6 +421,11 @@ def validate_account(values: dict[str, Any], prefix: str = "account", *, creatin
     user_id = values.get("user_id")
     if user_id and len(user_id) > 36:
         v.append(FieldViolation(f"{prefix}.user_id", "must be a user id (at most 36 characters)"))
+    token = values.get("provider_token")
+    if token and (len(token) > MAX_PROVIDER_TOKEN or any(c.isspace() or ord(c) < 32 for c in token)):
+        # The value itself is never echoed: it is a secret.
+        v.append(FieldViolation(f"{prefix}.provider_token",
+                                f"must be at most {MAX_PROVIDER_TOKEN} characters without spaces"))
     config = values.get("config")
     if config is not None:
         if len(json.dumps(config, separators=(",", ":")).encode()) > MAX_CONFIG_BYTES:

@@ -12,6 +12,9 @@
   wework-admin shard-map      print the shard map in force (runtime version or settings)
   wework-admin move-buckets --buckets 512-767 --to-dsn DSN [--shard-name s2]
                               move a bucket range to new databases online (docs/bucket-moves.md)
+  wework-admin verify         checksum every replica against its primary, or a bucket move's
+                              source against its target (docs/operations-verify.md)
+  wework-admin db-report      top statements with their plans, unused indexes (docs/operations-db-report.md)
   wework-admin quickstart [--target HOST:PORT] [--tenant-code CODE]
                               through a running server: a tenant, an API key and a user with a
                               role; prints the shell exports (WEWORK_API_KEY, ...)
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="system role of the user (default operator)")
     quick.add_argument("--key-role", default="admin", choices=system_roles,
                        help="system role of the API key (default admin)")
+    _add_verify_parser(sub)
+    _add_db_report_parser(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -121,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_move_buckets(settings, args))
     if args.command == "failover":
         return asyncio.run(_failover(settings, args))
+    if args.command == "verify":
+        return asyncio.run(_verify(settings, args))
+    if args.command == "db-report":
+        return asyncio.run(_db_report(settings, args))
     if args.command == "quickstart":
         return _quickstart(settings, args)
     return _check_config(settings)
@@ -501,6 +510,231 @@ def _restore(settings: Settings, args: argparse.Namespace) -> int:
     else:
         console.print(f"data as of {min(e.snapshot_at for e in m.databases):%Y-%m-%d %H:%M:%S} UTC (backup "
                       f"taken {m.started_at:%Y-%m-%d %H:%M:%S}); restore started {started:%H:%M:%S}")
+    return 0
+
+
+def _add_verify_parser(sub: Any) -> None:
+    verify = sub.add_parser("verify", help="checksum replicas against their primary, or a bucket move's source "
+                                           "against its target (docs/operations-verify.md)")
+    verify.add_argument("--shard", action="append", default=[], help="only this shard (repeatable)")
+    verify.add_argument("--table", action="append", default=[], help="only this table, TABLE or DB.TABLE (repeatable)")
+    verify.add_argument("--buckets", help="compare a bucket range between --source-dsn and --target-dsn")
+    verify.add_argument("--source-dsn", help="DSN template (with {db}) of the range's source (default: the shard "
+                                             "of the range in the map in force)")
+    verify.add_argument("--target-dsn", help="DSN template (with {db}) of the range's target")
+    verify.add_argument("--move", action="store_true",
+                        help="compare source and target of the unfinished bucket move (its range and target)")
+    verify.add_argument("--chunk-size", type=int, default=1000, help="rows per checksum statement (default 1000)")
+    verify.add_argument("--sleep", type=float, default=0.0, help="seconds to pause after each chunk (default 0)")
+    verify.add_argument("--replica-wait", type=float, default=60.0,
+                        help="seconds a replica may take to reach the primary's position (default 60)")
+    verify.add_argument("--resume", action="store_true", help="continue the interrupted run where it stopped")
+    verify.add_argument("--checksum-db", default="wework_verify",
+                        help="database on each primary holding checksums and progress (default wework_verify)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    _add_job_metrics_arguments(verify)
+
+
+def _add_job_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-file", help="write the figures for node_exporter's textfile collector (*.prom)")
+    parser.add_argument("--pushgateway", help="push the figures to this Prometheus Pushgateway (host:port or URL)")
+
+
+async def _verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0: everything equal; 1: differences (named on stdout); 3: a comparison could not be made."""
+    import json
+    import time
+
+    from wework.persistence.verify import ReplicaVerifier, VerifyError, VerifyOptions
+    from wework.server.observability import metrics
+
+    if args.chunk_size < 1:
+        console.print("[red]verify: --chunk-size must be at least 1[/red]")
+        return 2
+    options = VerifyOptions(chunk_size=args.chunk_size, sleep_seconds=args.sleep,
+                            replica_wait_seconds=args.replica_wait, resume=args.resume,
+                            checksum_db=args.checksum_db, tables=frozenset(args.table))
+    config = await _effective_config(settings)
+    say = console.print
+    kind = "move" if (args.buckets or args.move) else "replica"
+    try:
+        if kind == "move":
+            verifier = await _move_verifier(settings, config, args, options, say)
+            if verifier is None:
+                return 2
+        else:
+            verifier = ReplicaVerifier(config, options, progress=say, shards=args.shard)
+        report = await verifier.run()
+    except VerifyError as exc:
+        console.print(f"[red]verify: {exc}[/red]")
+        return 3
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        console.print(f"[red]verify failed: {type(exc).__name__}: {exc}[/red]")
+        return 3
+    for t in report.tables:
+        metrics.VERIFY_CHUNKS.labels(t.kind, t.shard, t.target).inc(t.chunks)
+        metrics.VERIFY_ROWS.labels(t.kind, t.shard, t.target).inc(t.rows)
+        metrics.VERIFY_DIFFERING_CHUNKS.labels(t.kind, t.shard, t.target, t.db, t.table).set(t.differing_chunks)
+        metrics.VERIFY_DIFFERING_ROWS.labels(t.kind, t.shard, t.target, t.db, t.table).set(t.differing_rows)
+    metrics.VERIFY_ERRORS.labels(kind).set(len(report.errors))
+    metrics.VERIFY_DURATION.labels(kind).set(report.seconds)
+    metrics.VERIFY_LAST_RUN.labels(kind).set(time.time())
+    if args.metrics_file or args.pushgateway:
+        metrics.export_job_metrics(f"wework-verify-{kind}", textfile=args.metrics_file, pushgateway=args.pushgateway)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1, default=str))
+    else:
+        for d in report.differences:
+            for r in d.rows:
+                print(f"DIFF {d.kind} shard={d.shard} target={d.target} table={d.db}.{d.table} chunk={d.chunk} "
+                      f"range=({d.lower}, {d.upper}] row={json.dumps(r.key, default=str)} {r.problem}")
+            if not d.rows:
+                print(f"DIFF {d.kind} shard={d.shard} target={d.target} table={d.db}.{d.table} chunk={d.chunk} "
+                      f"range=({d.lower}, {d.upper}] rows {d.source_rows}/{d.target_rows} (changed since)")
+        for e in report.errors:
+            print(f"ERROR {e}")
+    chunks = sum(t.chunks for t in report.tables)
+    color = "green" if report.ok else "red"
+    console.print(f"[{color}]{len(report.tables)} table comparison(s), {chunks} chunk(s), "
+                  f"{len(report.differences)} differing chunk(s), {len(report.errors)} error(s) in "
+                  f"{report.seconds:.1f} s[/{color}]")
+    return 3 if report.errors else (1 if report.differences else 0)
+
+
+async def _move_verifier(settings: Settings, config: Any, args: argparse.Namespace, options: Any, say: Any) -> Any:
+    """The MoveVerifier of --buckets/--source-dsn/--target-dsn, or of the unfinished move (--move)."""
+    from wework.persistence.bucket_move import bucket_set
+    from wework.persistence.sharding import ShardRouter
+    from wework.persistence.verify import MoveVerifier
+
+    buckets, source, target, target_name = args.buckets, args.source_dsn, args.target_dsn, "target"
+    if args.move:
+        import sqlalchemy as sa
+        from wework.persistence.database import Database
+        from wework.persistence.models.directory import BucketMove
+
+        db = Database(settings.database_config, databases=())
+        try:
+            async with db.directory_session(read_only=True) as s:
+                row = (await s.execute(sa.select(BucketMove).where(BucketMove.phase.in_(
+                    ("copy", "catchup", "frozen"))).order_by(BucketMove.created_at.desc()))).scalars().first()
+        finally:
+            await db.dispose()
+        if row is None:
+            console.print("[red]verify --move: no unfinished bucket move before its delete phase[/red]")
+            return None
+        buckets, target, target_name = row.buckets, row.target_dsn, row.target_shard
+    if not (buckets and target):
+        console.print("[red]verify: --buckets needs --target-dsn (or use --move)[/red]")
+        return None
+    try:
+        moving = bucket_set(buckets)
+    except ValueError as exc:
+        console.print(f"[red]verify: --buckets {buckets!r}: {exc}[/red]")
+        return None
+    if source is None:
+        shards = {ShardRouter(config).shard_for_bucket(b).name: ShardRouter(config).shard_for_bucket(b)
+                  for b in moving}
+        if len(shards) != 1:
+            console.print(f"[red]verify: the range spans shards {sorted(shards)}; give --source-dsn or one "
+                          "shard's range at a time[/red]")
+            return None
+        (source_name, spec), = shards.items()
+        source = spec.dsn
+    else:
+        source_name = "source"
+    return MoveVerifier(config, buckets, source, target, source_name=source_name, target_name=target_name,
+                        options=options, progress=say)
+
+
+def _add_db_report_parser(sub: Any) -> None:
+    report = sub.add_parser("db-report", help="top statements by total time with their plans, and unused indexes "
+                                              "(docs/operations-db-report.md)")
+    report.add_argument("--top", type=int, default=10, help="statements per server (default 10)")
+    report.add_argument("--no-plans", action="store_true", help="do not EXPLAIN the top statements")
+    report.add_argument("--enable-statistics", action="store_true",
+                        help="SET GLOBAL userstat, slow log into its table, log_queries_not_using_indexes first")
+    report.add_argument("--long-query-time", type=float,
+                        help="with --enable-statistics: SET GLOBAL long_query_time (seconds; 0 logs everything)")
+    report.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    _add_job_metrics_arguments(report)
+
+
+async def _db_report(settings: Settings, args: argparse.Namespace) -> int:
+    """One report per MariaDB server holding the shard map's primaries (and the directory)."""
+    import json
+
+    from sqlalchemy.engine import make_url
+    from wework.persistence.config import SERVICE_DATABASES
+    from wework.persistence.database import create_engine_for
+    from wework.persistence.dbreport import enable_statistics, server_report
+    from wework.server.observability import metrics
+
+    config = await _effective_config(settings)
+    by_server: dict[str, list[str]] = {}  # host:port -> a DSN there, then its schemas
+    dsns: dict[str, str] = {}
+    for dsn in [config.directory_dsn, *(s.dsn_for(db) for s in config.shards for db in SERVICE_DATABASES)]:
+        url = make_url(dsn)
+        if url.get_backend_name() != "mysql":
+            console.print("[red]db-report reads MariaDB's statistics; the embedded mode (SQLite) has none[/red]")
+            return 2
+        server = f"{url.host}:{url.port or 3306}"
+        dsns.setdefault(server, dsn)
+        by_server.setdefault(server, []).append(url.database or "")
+    reports = []
+    for server, schemas in by_server.items():
+        engine = create_engine_for(dsns[server], config, pooled=False)
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                if args.enable_statistics:
+                    changed = await enable_statistics(conn, args.long_query_time)
+                    console.print(f"{server}: {', '.join(changed) or 'statistics already on'}")
+                reports.append(await server_report(conn, server, schemas, top=args.top, with_plans=not args.no_plans))
+        except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+            console.print(f"[red]db-report: {server}: {type(exc).__name__}: {exc}[/red]")
+            return 1
+        finally:
+            await engine.dispose()
+    for r in reports:
+        for source in (r.statement_source, r.index_source):
+            if source:
+                metrics.DB_REPORT_SOURCE.labels(r.server, source).set(1)
+        for s in r.statements:
+            metrics.DB_REPORT_STATEMENT_SECONDS.labels(r.server, s.digest).set(s.total_seconds)
+            metrics.DB_REPORT_STATEMENT_CALLS.labels(r.server, s.digest).set(s.calls)
+            metrics.DB_REPORT_FULL_SCANS.labels(r.server, s.digest).set(int(s.full_scan))
+        if r.unused_indexes is not None:
+            for schema in by_server[r.server]:
+                metrics.DB_REPORT_UNUSED_INDEXES.labels(r.server, schema).set(
+                    sum(1 for i in r.unused_indexes if i.schema == schema))
+    if args.metrics_file or args.pushgateway:
+        metrics.export_job_metrics("wework-db-report", textfile=args.metrics_file, pushgateway=args.pushgateway)
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=1, default=str))
+        return 0
+    out = Console(width=max(console.width, 160))
+    for r in reports:
+        table = Table(title=f"{r.server}: top statements by total time ({r.statement_source or 'no source'})")
+        for col in ("digest", "db", "calls", "total s", "avg ms", "rows examined", "plan", "statement"):
+            table.add_column(col)
+        for s in r.statements:
+            plan = "; ".join(f"{a.table}: {'FULL SCAN' if a.full_scan else a.access_type} {a.key or ''}".strip()
+                             for a in s.plan or []) or (s.plan_error or "")
+            table.add_row(s.digest, s.schema or "", str(s.calls), f"{s.total_seconds:.3f}",
+                          f"{1000 * s.total_seconds / max(s.calls, 1):.2f}", str(s.rows_examined), plan, s.text[:120])
+        out.print(table)
+        if r.unused_indexes is None:
+            out.print("unused indexes: no index statistics on this server")
+        else:
+            idx = Table(title=f"{r.server}: indexes no statement read since {r.index_since} ({r.index_source})")
+            for col in ("database", "table", "index", "unique"):
+                idx.add_column(col)
+            for i in r.unused_indexes:
+                idx.add_row(i.schema, i.table, i.index, "yes (enforces a constraint)" if i.unique else "no")
+            out.print(idx)
+        for note in r.notes:
+            out.print(f"note: {note}")
     return 0
 
 

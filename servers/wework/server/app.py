@@ -74,6 +74,7 @@ from wework.server.workers.callbacks import CallbackProcessor, CallbackWaker, Pr
 from wework.server.workers.dispatch import Dispatcher, DispatchSettings, DispatchWaker
 from wework.server.workers.heartbeat import HeartbeatMonitor
 from wework.server.workers.pacing import RedisPacing
+from wework.server.workers.puppet_ownership import PuppetOwnership
 from wework.server.workers.webhooks import WebhookDeliveryWorker, WebhookWaker, WorkerSettings
 
 
@@ -306,13 +307,24 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     router = ProviderEventRouter(AccountEvents(store, login, conversations, incoming), MessageEvents(ctx.db))
     shared["callback_sink"] = router
     # The simulator delivers into the durable inbox (store, then process) like a real provider.
-    provider = create_provider(settings.provider, shared.get("callback_inbox") or router)
+    provider = create_provider(settings.provider, shared.get("callback_inbox") or router,
+                               tokens=store.provider_token)
     shared["provider"] = provider
     store.provider = provider
     monitor = HeartbeatMonitor(store, interval_seconds=cfg.monitor_interval_seconds,
                                batch_size=cfg.monitor_batch_size)
     await monitor.start()
-    closers.extend([monitor.close, provider.close, bus.close])
+    closers.append(monitor.close)
+    if settings.provider.kind == "puppet_service" and not settings.redis.url.startswith("memory://"):
+        # Several processes share the accounts: leases say which one consumes each stream (the
+        # embedded Redis is this process alone, which then consumes every stream itself).
+        ps = settings.provider.puppet_service
+        ownership = PuppetOwnership(provider, redis, prefix, store.guids_with_provider_sessions,
+                                    lease_seconds=ps.ownership_lease_seconds, tick_seconds=ps.ownership_tick_seconds)
+        provider.board = ownership  # type: ignore[attr-defined]
+        await ownership.start()
+        closers.append(ownership.close)  # leave (leases back) before the provider closes
+    closers.extend([provider.close, bus.close])
     shared["account_gateway"] = InProcessAccountGateway(store, conversations)
     shared["account_store"] = store
     return account_handler.registration(account_handler.AccountServiceHandler(

@@ -25,6 +25,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 from wework.persistence.config import DatabaseConfig, RedisConfig, ShardSpec
+from wework.server.providers.puppet_service.config import PuppetServiceConfig
 from wework.server.providers.simulator import SimulatorConfig
 
 # The services this build implements; account, message, callback and report join as they land.
@@ -113,9 +114,12 @@ class SecurityConfig(BaseModel):
 
 
 class ProviderConfig(BaseModel):
-    kind: Literal["simulator", "http"] = "simulator"
+    kind: Literal["simulator", "http", "puppet_service"] = "simulator"
     # kind "simulator": the in-process simulator (docs/providers.md)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    # kind "puppet_service": a Wechaty puppet-service provider (docs/puppet-service.md); the
+    # token is per account (AccountService provider_token), never in the settings.
+    puppet_service: PuppetServiceConfig = Field(default_factory=PuppetServiceConfig)
     # kind "http": a real provider's REST API (docs/provider-http-api.md)
     base_url: str | None = None
     api_key: SecretStr | None = None

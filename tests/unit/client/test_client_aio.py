@@ -4,6 +4,7 @@ real channel also exercises the service config (round_robin, retries)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -88,7 +89,7 @@ async def test_metadata_deadline_and_request_id(served: tuple[ScriptedTenantServ
     assert remaining is not None and 0 < remaining <= 7.5 + 0.1  # deadline clocks differ slightly
 
 
-async def test_unavailable_is_retried_by_the_channel_with_the_same_request_id(
+async def test_unavailable_is_retried_by_the_client_with_the_same_request_id(
     served: tuple[ScriptedTenantService, str],
 ) -> None:
     servicer, target = served
@@ -150,7 +151,24 @@ async def test_async_iterator_follows_page_tokens(served: tuple[ScriptedTenantSe
     assert ids == [f"t-{i}" for i in range(5)]
     tokens = [request.page_token for name, request, _, _ in servicer.calls if name == "ListTenants"]
     assert tokens == ["", "2", "4", ""]  # three pages, then the single list_tenants call
-    assert page.next_page_token == ""
+    assert page.next_page_token == "" and len(page.tenants) == 5
+
+
+async def test_async_pager_pages_and_items(served: tuple[ScriptedTenantService, str]) -> None:
+    servicer, target = served
+    async with AsyncWeworkClient(options(target)) as client:
+        pager = await client.tenants.list_tenants(page_size=2)
+        assert pager.next_page_token == "2" and [t.id for t in pager.tenants] == ["t-0", "t-1"]
+        sizes = []
+        async for page in pager.pages:
+            sizes.append(len(page.tenants))
+            await asyncio.sleep(0.3)  # the caller's time between pages counts too
+        ids = [t.id async for t in pager]
+    assert sizes == [2, 2, 1]
+    assert ids == [f"t-{i}" for i in range(5)]
+    # One deadline for every page, not one per page.
+    first, second, third = [left for name, _, _, left in servicer.calls if name == "ListTenants"][:3]
+    assert first - second > 0.25 and second - third > 0.25
 
 
 async def test_with_options_shares_the_channel(served: tuple[ScriptedTenantService, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,11 +14,15 @@ import pytest
 from wework.client import (
     AbortedError,
     ClientOptions,
+    DeadlineExceededError,
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
     QuotaViolation,
     ResourceExhaustedError,
+    Retry,
+    UnauthenticatedError,
+    UnavailableError,
     WeworkClient,
     WeworkError,
 )
@@ -88,7 +93,8 @@ def test_metadata_carries_api_key_and_tenant_and_a_deadline_is_set(h: Harness) -
     assert md["x-api-key"] == "key-1"
     assert md["x-wework-tenant"] == "tenant-9"
     assert "authorization" not in md
-    assert h.recorder.timeouts == [("/wework.v1.TenantService/GetTenant", 7.5)]
+    ((method, timeout),) = h.recorder.timeouts
+    assert method == "/wework.v1.TenantService/GetTenant" and 7 < timeout <= 7.5
 
 
 def test_per_call_timeout_and_extra_metadata(h: Harness) -> None:
@@ -96,7 +102,7 @@ def test_per_call_timeout_and_extra_metadata(h: Harness) -> None:
     md, _ = h.answer("GetUser", pb.User(id="u-1"))
     fut.result(timeout=5)
     assert md["x-trace"] == "abc" and md["x-api-key"] == "key-1"
-    assert h.recorder.timeouts[-1][1] == 2.0
+    assert 1.5 < h.recorder.timeouts[-1][1] <= 2.0
 
 
 def test_bearer_token_via_with_options_replaces_the_api_key(h: Harness) -> None:
@@ -112,12 +118,42 @@ def test_bearer_token_via_with_options_replaces_the_api_key(h: Harness) -> None:
         h.client.with_options(target="elsewhere:1")
 
 
-def test_login_sends_no_credential(h: Harness) -> None:
-    fut = h.start(lambda: h.client.tenants.login(tenant_code="acme", username="ann", password="pw-123456"))
-    md, request = h.answer("Login", pb.LoginResponse(access_token="tok"))
-    assert fut.result(timeout=5).access_token == "tok"
-    assert request == pb.LoginRequest(tenant_code="acme", username="ann", password="pw-123456")
-    assert "x-api-key" not in md and "authorization" not in md and "x-wework-tenant" not in md
+def test_token_provider_is_asked_per_call_and_its_own_login_goes_without_credential() -> None:
+    h = Harness(api_key=None)
+    tokens = iter(["tok-1", "tok-2"])
+    provided: list[str] = []
+
+    def provider() -> str:
+        # A provider that logs in through the very client it serves: no credential, no recursion.
+        login = client.tenants.login(tenant_code="acme", username="ann", password="pw-123456")
+        provided.append(login.access_token)
+        return login.access_token
+
+    client = WeworkClient(ClientOptions("unused:0", token_provider=provider, tenant_id="tenant-9"),
+                          channel=h.recorder)  # type: ignore[arg-type]
+    for expected in ("tok-1", "tok-2"):
+        fut = h.start(lambda: client.tenants.get_tenant("t-1"))
+        login_md, login = h.answer("Login", pb.LoginResponse(access_token=next(tokens)))
+        md, _ = h.answer("GetTenant", pb.Tenant(id="t-1"))
+        fut.result(timeout=5)
+        assert login == pb.LoginRequest(tenant_code="acme", username="ann", password="pw-123456")
+        assert "authorization" not in login_md and "x-api-key" not in login_md
+        assert md["authorization"] == f"Bearer {expected}" and md["x-wework-tenant"] == "tenant-9"
+    assert provided == ["tok-1", "tok-2"]
+    h.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_unauthenticated_asks_the_provider_again_and_repeats_with_a_new_token() -> None:
+    h = Harness(api_key=None)
+    tokens = iter(["expired", "fresh", "fresh"])
+    client = WeworkClient(ClientOptions("unused:0", token_provider=lambda: next(tokens)),
+                          channel=h.recorder)  # type: ignore[arg-type]
+    fut = h.start(lambda: client.tenants.suspend_tenant("t-1"))  # not retry-safe: only the refresh repeats it
+    first, _ = h.answer("SuspendTenant", code=grpc.StatusCode.UNAUTHENTICATED, details="token expired")
+    second, _ = h.answer("SuspendTenant", pb.Tenant(id="t-1"))
+    assert fut.result(timeout=5).id == "t-1"
+    assert (first["authorization"], second["authorization"]) == ("Bearer expired", "Bearer fresh")
+    h.pool.shutdown(wait=False, cancel_futures=True)
 
 
 @pytest.mark.parametrize(
@@ -267,7 +303,9 @@ def test_iterator_follows_page_tokens_and_stops_on_empty_token(h: Harness) -> No
     assert [t.id for t in fut.result(timeout=5)] == ["a", "b", "c", "d", "e"]
     assert [r.page_token for r in requests] == ["", "p2", "p3"]
     assert all(r.page_size == 2 and r.status == pb.TENANT_STATUS_ACTIVE for r in requests)
-    assert [t for _, t in h.recorder.timeouts] == [7.5, 7.5, 7.5]  # a deadline per page
+    # One deadline for the whole iteration: each page gets what is left of it.
+    timeouts = [t for _, t in h.recorder.timeouts]
+    assert 7 < timeouts[0] <= 7.5 and timeouts[0] > timeouts[1] > timeouts[2]
 
 
 @pytest.mark.parametrize(
@@ -306,3 +344,103 @@ def test_client_closes_only_a_channel_it_created(h: Harness) -> None:
         pass
     with pytest.raises(ValueError):  # a closed grpc channel refuses new calls
         client.channel.unary_unary("/x/y")(b"", timeout=0.1)
+
+
+def test_list_returns_a_pager_with_pages_items_and_the_first_response_fields(h: Harness) -> None:
+    fut = h.start(lambda: h.client.tenants.list_tenants(page_size=2))
+    h.answer("ListTenants", pb.ListTenantsResponse(tenants=[pb.Tenant(id="a"), pb.Tenant(id="b")],
+                                                   next_page_token="p2"))
+    pager = fut.result(timeout=5)
+    assert pager.next_page_token == "p2" and [t.id for t in pager.tenants] == ["a", "b"]
+    fut = h.start(lambda: [[t.id for t in page.tenants] for page in pager.pages])
+    h.answer("ListTenants", pb.ListTenantsResponse(tenants=[pb.Tenant(id="c")]))
+    assert fut.result(timeout=5) == [["a", "b"], ["c"]]
+    fut = h.start(lambda: [t.id for t in pager])  # iterating fetches the pages again
+    h.answer("ListTenants", pb.ListTenantsResponse(tenants=[pb.Tenant(id="c")]))
+    assert fut.result(timeout=5) == ["a", "b", "c"]
+
+
+def test_a_safe_method_is_retried_after_the_servers_retry_delay_with_the_same_request_id(
+    h: Harness, rich: Any
+) -> None:
+    fut = h.start(lambda: h.client.tenants.create_tenant(pb.Tenant(tenant_code="acme")))
+    _, first = h.answer("CreateTenant", code=grpc.StatusCode.UNAVAILABLE, details="database unavailable",
+                        trailing=rich.trailer(grpc.StatusCode.UNAVAILABLE, "database unavailable",
+                                              rich.retry_info(0.3)))
+    failed_at = time.monotonic()
+    _, second = h.answer("CreateTenant", pb.Tenant(id="t-1"))
+    assert time.monotonic() - failed_at >= 0.25  # the server's RetryInfo, not the 0.1 s backoff
+    assert fut.result(timeout=5).id == "t-1"
+    assert first.request_id and first.request_id == second.request_id
+
+
+def test_aborted_is_retried_on_a_read_but_not_an_etag_mismatch(h: Harness, rich: Any) -> None:
+    fut = h.start(lambda: h.client.tenants.get_tenant("t-1"))
+    h.answer("GetTenant", code=grpc.StatusCode.ABORTED, details="conflict")
+    h.answer("GetTenant", pb.Tenant(id="t-1"))
+    assert fut.result(timeout=5).id == "t-1"
+
+    fut = h.start(lambda: h.client.tenants.get_tenant("t-1"))
+    h.answer("GetTenant", code=grpc.StatusCode.ABORTED, details="etag",
+             trailing=rich.trailer(grpc.StatusCode.ABORTED, "etag", rich.error_info("ETAG_MISMATCH")))
+    with pytest.raises(AbortedError):
+        fut.result(timeout=5)
+
+
+def test_unsafe_methods_are_not_retried_unless_the_caller_asks(h: Harness) -> None:
+    # SuspendTenant has no request_id and is no read: a repeat could act twice.
+    fut = h.start(lambda: h.client.tenants.suspend_tenant("t-1"))
+    h.answer("SuspendTenant", code=grpc.StatusCode.UNAVAILABLE, details="down")
+    with pytest.raises(UnavailableError):
+        fut.result(timeout=5)
+    fut = h.start(lambda: h.client.tenants.suspend_tenant("t-1", retry=Retry(initial=0.01)))
+    h.answer("SuspendTenant", code=grpc.StatusCode.UNAVAILABLE, details="down")
+    h.answer("SuspendTenant", pb.Tenant(id="t-1"))
+    assert fut.result(timeout=5).id == "t-1"
+    fut = h.start(lambda: h.client.tenants.create_tenant(pb.Tenant(tenant_code="acme"), retry=None))
+    h.answer("CreateTenant", code=grpc.StatusCode.UNAVAILABLE, details="down")
+    with pytest.raises(UnavailableError):
+        fut.result(timeout=5)
+
+
+def test_retries_stop_when_the_wait_would_cross_the_deadline(h: Harness, rich: Any) -> None:
+    fut = h.start(lambda: h.client.tenants.get_tenant("t-1", timeout=1.0))
+    h.answer("GetTenant", code=grpc.StatusCode.UNAVAILABLE, details="down",
+             trailing=rich.trailer(grpc.StatusCode.UNAVAILABLE, "down", rich.retry_info(5)))
+    with pytest.raises(UnavailableError) as caught:
+        fut.result(timeout=5)
+    assert caught.value.retry_delay == 5  # given up at once: the caller sees when to come back
+    assert len(h.recorder.timeouts) == 1
+
+
+def test_unauthenticated_with_the_same_token_is_raised_after_one_more_ask() -> None:
+    h = Harness(api_key=None)
+    asked = []
+    client = WeworkClient(ClientOptions("unused:0", token_provider=lambda: asked.append(1) or "revoked"),
+                          channel=h.recorder)  # type: ignore[arg-type]
+    fut = h.start(lambda: client.tenants.get_tenant("t-1"))
+    h.answer("GetTenant", code=grpc.StatusCode.UNAUTHENTICATED, details="revoked")
+    with pytest.raises(UnauthenticatedError):
+        fut.result(timeout=5)
+    assert len(asked) == 2 and len(h.recorder.timeouts) == 1
+    h.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_page_fetched_after_the_deadline_is_not_sent(h: Harness) -> None:
+    fut = h.start(lambda: h.client.tenants.list_tenants(timeout=0.3))
+    h.answer("ListTenants", pb.ListTenantsResponse(tenants=[pb.Tenant(id="a")], next_page_token="p2"))
+    pager = fut.result(timeout=5)
+    time.sleep(0.4)
+    with pytest.raises(DeadlineExceededError):
+        list(pager)
+    assert len(h.recorder.timeouts) == 1  # the second page was never asked for
+
+
+def test_a_blocking_client_refuses_a_coroutine_token_provider() -> None:
+    async def provider() -> str:
+        return "tok"
+
+    client = WeworkClient(ClientOptions("unused:0", token_provider=provider),
+                          channel=Harness().recorder)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="coroutine"):
+        client.tenants.get_tenant("t-1")

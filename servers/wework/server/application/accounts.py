@@ -269,6 +269,27 @@ class AccountStore:
             raise NotFound("account", account_id)
         return account
 
+    async def provider_token(self, guid: str) -> str | None:
+        """The puppet-service token of the account whose instance is `guid` (decrypted; the
+        puppet_service provider's TokenSource). Never cached: the cache holds no secrets."""
+        async with self.db.directory_unit_of_work() as uow:
+            route = await AccountDirectoryRepository(uow.session).lookup(guid)
+        if route is None:
+            return None
+        account = await self.load(*route)
+        return None if account is None else account.provider_token
+
+    async def guids_with_provider_sessions(self, limit: int = 100_000) -> list[str]:
+        """Every shard's accounts whose provider session must be followed (a login under way, online,
+        recovering, or offline with a recovery due), for the puppet-service ownership leases."""
+        statuses = [AccountStatus.LOGGING_IN, AccountStatus.WAITING_SCAN, AccountStatus.WAITING_CONFIRM,
+                    AccountStatus.NEED_VERIFY, AccountStatus.ONLINE, AccountStatus.RECOVERING]
+
+        async def one(session) -> list[str]:
+            return await AccountRepository(session, self.ctx.cipher).guids_with_provider_sessions(statuses, limit)
+
+        return [g for guids in await self.db.for_each_shard(ACCOUNT_DB, one) for g in guids]
+
     async def get_cached(self, tenant_id: str, account_id: str) -> Account:
         """The account from the two-level cache (never its login token)."""
 
@@ -290,7 +311,7 @@ class AccountStore:
         body: dict[str, Any] = {}
         for f in fields(Account):
             value = getattr(a, f.name)
-            if f.name == "login_token":
+            if f.name in ("login_token", "provider_token"):
                 continue
             if f.name in _CACHE_SECRETS:
                 value = self.ctx.cipher.encrypt(value, context=_CACHE_SECRETS[f.name])
@@ -465,7 +486,8 @@ class AccountUseCases:
         account = Account(id=account_id, tenant_id=tenant_id, account_name=values["account_name"], guid=guid,
                           user_id=values.get("user_id") or None, phone=values.get("phone") or None,
                           email=values.get("email") or None, config=values.get("config"),
-                          status=AccountStatus.CREATED, created_at=now, updated_at=now, version=1)
+                          provider_token=values.get("provider_token") or None, status=AccountStatus.CREATED,
+                          created_at=now, updated_at=now, version=1)
         try:
             # 2. The provider instance (idempotent by guid): it validates the config too.
             await self._create_instance(account)
@@ -554,7 +576,7 @@ class AccountUseCases:
             raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated")
                                    for p in unknown])
         changed = {p: values.get(p) for p in paths}
-        for name in ("phone", "email", "user_id"):
+        for name in ("phone", "email", "user_id", "provider_token"):
             if name in changed:
                 changed[name] = changed[name] or None
         validate_account(changed, creating=False)

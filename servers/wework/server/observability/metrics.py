@@ -259,3 +259,71 @@ def start_metrics_server(host: str, port: int) -> MetricsServer:
     httpd, thread = start_http_server(port, addr=host, registry=REGISTRY)
     bound = httpd.server_address[1]
     return MetricsServer(host, bound, httpd, thread)
+
+
+# ---- operator jobs (wework-admin verify / db-report) ----------------------------------------
+# These run as short-lived commands (a CronJob), not in a served process: their figures live in a
+# registry of their own, written for node_exporter's textfile collector or pushed to a
+# Pushgateway (export_job_metrics), never mixed into a server's /metrics.
+JOB_REGISTRY = CollectorRegistry()
+
+VERIFY_CHUNKS = Counter(
+    "wework_verify_chunks_checked",
+    "Chunks checksummed by wework-admin verify (kind: replica or move).",
+    ("kind", "shard", "target"), registry=JOB_REGISTRY)
+VERIFY_ROWS = Counter(
+    "wework_verify_rows_checked",
+    "Rows covered by the checksums of wework-admin verify.",
+    ("kind", "shard", "target"), registry=JOB_REGISTRY)
+VERIFY_DIFFERING_CHUNKS = Gauge(
+    "wework_verify_differing_chunks",
+    "Chunks whose checksum differs between primary and replica (or a move's source and target) in the last run.",
+    ("kind", "shard", "target", "db", "table"), registry=JOB_REGISTRY)
+VERIFY_DIFFERING_ROWS = Gauge(
+    "wework_verify_differing_rows",
+    "Rows found different, missing or extra in the last run (narrowed from the differing chunks).",
+    ("kind", "shard", "target", "db", "table"), registry=JOB_REGISTRY)
+VERIFY_ERRORS = Gauge(
+    "wework_verify_errors",
+    "Comparisons the last run could not make (a replica unreachable or not catching up).",
+    ("kind",), registry=JOB_REGISTRY)
+VERIFY_LAST_RUN = Gauge(
+    "wework_verify_last_run_timestamp_seconds",
+    "When the last wework-admin verify run ended (Unix time).",
+    ("kind",), registry=JOB_REGISTRY)
+VERIFY_DURATION = Gauge(
+    "wework_verify_duration_seconds",
+    "How long the last wework-admin verify run took.",
+    ("kind",), registry=JOB_REGISTRY)
+
+DB_REPORT_STATEMENT_SECONDS = Gauge(
+    "wework_db_report_statement_seconds",
+    "Total execution time of a top statement (by digest) since the server's statistics began.",
+    ("server", "digest"), registry=JOB_REGISTRY)
+DB_REPORT_STATEMENT_CALLS = Gauge(
+    "wework_db_report_statement_calls",
+    "Executions of a top statement (by digest) since the server's statistics began.",
+    ("server", "digest"), registry=JOB_REGISTRY)
+DB_REPORT_FULL_SCANS = Gauge(
+    "wework_db_report_statement_full_scan",
+    "1 if the plan of a top statement reads a whole table (EXPLAIN access type ALL), else 0.",
+    ("server", "digest"), registry=JOB_REGISTRY)
+DB_REPORT_UNUSED_INDEXES = Gauge(
+    "wework_db_report_unused_indexes",
+    "Secondary indexes of a database that no statement read since the statistics began.",
+    ("server", "db"), registry=JOB_REGISTRY)
+DB_REPORT_SOURCE = Gauge(
+    "wework_db_report_source",
+    "1 for each statistics source db-report read on a server (performance_schema, slow_log, userstat).",
+    ("server", "source"), registry=JOB_REGISTRY)
+
+
+def export_job_metrics(job: str, *, textfile: str | None = None, pushgateway: str | None = None) -> None:
+    """Writes JOB_REGISTRY for node_exporter's textfile collector (atomically) and/or pushes it
+    to a Pushgateway under `job` (replacing that job's previous figures)."""
+    from prometheus_client import push_to_gateway, write_to_textfile
+
+    if textfile:
+        write_to_textfile(textfile, JOB_REGISTRY)
+    if pushgateway:
+        push_to_gateway(pushgateway, job=job, registry=JOB_REGISTRY)
