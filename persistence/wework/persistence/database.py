@@ -19,6 +19,7 @@ from wework.domain.errors import Unavailable
 
 from . import local_infile
 from .config import SERVICE_DATABASES, DatabaseConfig
+from .directory_primary import install_primary_discovery
 from .driver_tx import CLEAN, driver_level
 from .replicas import ReplicaRouting
 from .sharding import DIRECTORY, PhysicalDatabase, ShardRouter, physical_databases
@@ -233,6 +234,9 @@ class Database:
             engine = self._by_dsn.get(target.dsn)
             if engine is None:
                 engine = create_engine_for(target.dsn, self.config)
+                if target.db == DIRECTORY and self.config.directory_replicas:
+                    install_primary_discovery(engine, [target.dsn, *self.config.directory_replicas],
+                                              self.config.replica_heartbeat_schema)
                 self._by_dsn[target.dsn] = engine
                 if self._on_engine_created is not None:
                     self._on_engine_created(engine, target.db, target.shard)

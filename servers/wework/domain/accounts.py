@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from wework.domain.dispatch import pacing_violations
 from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, PreconditionViolation
 from wework.domain.identity import EMAIL_RE, PHONE_RE, etag_of
 
@@ -432,6 +433,8 @@ def validate_account(values: dict[str, Any], prefix: str = "account", *, creatin
             v.append(FieldViolation(f"{prefix}.config", f"must be at most {MAX_CONFIG_BYTES} bytes as JSON"))
         elif "simulator" in config and not isinstance(config["simulator"], dict):
             v.append(FieldViolation(f"{prefix}.config", "config.simulator must be an object"))
+        elif "pacing" in config:
+            v.extend(pacing_violations(config["pacing"], f"{prefix}.config.pacing"))
     if v:
         raise InvalidArgument(v)
 

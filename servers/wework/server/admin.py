@@ -9,6 +9,8 @@
   wework-admin restore --input DIR     restore a backup into empty databases and verify it
   wework-admin failover --shard NAME [--replica DSN|INDEX|HOST:PORT]
                               promote a replica and publish the new shard map (docs/failover.md)
+  wework-admin failover --directory [--replica DSN|INDEX|HOST:PORT]
+                              promote a replica of the directory database (docs/failover.md)
   wework-admin shard-map      print the shard map in force (runtime version or settings)
   wework-admin move-buckets --buckets 512-767 --to-dsn DSN [--shard-name s2]
                               move a bucket range to new databases online (docs/bucket-moves.md)
@@ -80,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     move.add_argument("--lease-seconds", type=float, default=30.0,
                       help="a crashed move can be resumed this long after it died (default 30)")
     move.add_argument("--batch-size", type=int, default=500, help="rows per page and delete (default 500)")
-    fail = sub.add_parser("failover", help="promote a replica of a shard to primary (docs/failover.md)")
-    fail.add_argument("--shard", required=True, help="the shard whose primary is lost")
+    fail = sub.add_parser("failover", help="promote a replica of a shard or of the directory to primary "
+                                           "(docs/failover.md)")
+    which = fail.add_mutually_exclusive_group(required=True)
+    which.add_argument("--shard", help="the shard whose primary is lost")
+    which.add_argument("--directory", action="store_true",
+                       help="the directory database's primary is lost (database.directory_replicas)")
     fail.add_argument("--replica", help="which replica: index in the shard's list, DSN template or host:port "
                                         "(default: the one that has received the most)")
     fail.add_argument("--force", action="store_true",
@@ -166,6 +172,8 @@ async def _failover(settings: Settings, args: argparse.Namespace) -> int:
     from wework.persistence.redis.client import create_redis
     from wework.persistence.shardmap import ShardMapStore, wait_for_acks
 
+    if args.directory:
+        return await _failover_directory(settings, args)
     db = Database(settings.database_config, databases=())
     redis = None if settings.redis.url.startswith("memory://") else create_redis(settings.redis)
     prefix = settings.redis.key_prefix
@@ -190,6 +198,26 @@ async def _failover(settings: Settings, args: argparse.Namespace) -> int:
     console.print(f"[green]shard {result.shard}: {result.new_primary} is the primary (was {result.old_primary}); "
                   f"shard map version {result.version}[/green]")
     print(f"version={result.version} primary={result.new_primary} position={result.applied_position}")
+    return 0
+
+
+async def _failover_directory(settings: Settings, args: argparse.Namespace) -> int:
+    from wework.persistence.failover import FailoverError, failover_directory
+
+    try:
+        result = await failover_directory(settings.database_config, args.replica, force=args.force,
+                                          apply_timeout=args.apply_timeout,
+                                          progress=lambda line: console.print(line))
+    except FailoverError as exc:
+        console.print(f"[red]failover refused: {exc}[/red]")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        console.print(f"[red]failover failed: {type(exc).__name__}: {exc}[/red]")
+        return 1
+    console.print(f"[green]directory: {result.new_primary} is the primary (was {result.old_primary}); running "
+                  "processes reconnect to it. At the next deploy set database.directory_dsn to it and list "
+                  "the rebuilt old primary under directory_replicas.[/green]")
+    print(f"epoch={result.version} primary={result.new_primary} position={result.applied_position}")
     return 0
 
 

@@ -163,6 +163,7 @@ async def build_application(settings: Settings, *,
     caches, closers = [tenant_cache, credential_cache], []
     await _start_replicas(settings, db, redis, closers)
     shared: dict = {}  # parts one service hands to another in this process (account -> message)
+    shared["tenants"] = tenants
     services = settings.server.services
     # Media first: messages name media, the dispatcher turns them into links, the callback
     # processing stores incoming media.
@@ -343,11 +344,16 @@ async def _start_dispatcher(settings: Settings, ctx: AppContext, redis, shared: 
     dispatch_settings = DispatchSettings.from_config(settings.message)
     pacing = None
     if not settings.redis.url.startswith("memory://"):  # the embedded Redis is this process alone
-        pacing = RedisPacing(redis, settings.redis.key_prefix, dispatch_settings.account_min_interval_seconds,
-                             dispatch_settings.account_jitter_seconds, dispatch_settings.recipient_per_minute,
-                             dispatch_settings.recipient_per_hour)
+        pacing = RedisPacing(redis, settings.redis.key_prefix)
+    tenants, accounts = shared["tenants"], shared["account_store"]
+
+    async def pacing_overrides(tenant_id: str, account_id: str) -> list[dict | None]:
+        # Both cached reads (two-level caches, invalidated on update): the tenant's, then the account's.
+        account = await accounts.get_cached(tenant_id, account_id)
+        return [await tenants.tenant_pacing_config(tenant_id), account.config]
+
     dispatcher = Dispatcher(ctx.db, shared["provider"], shared["account_gateway"], dispatch_settings,
-                            waker=waker, pacing=pacing,
+                            waker=waker, pacing=pacing, pacing_overrides=pacing_overrides,
                             finish_batch=lambda tenant_id, task_id: finish_if_done(ctx, tenant_id, task_id),
                             resolve_content=shared["media"].resolve_for_send)
     await dispatcher.start()

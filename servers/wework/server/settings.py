@@ -262,9 +262,15 @@ class MessageConfig(BaseModel):
     # Per-account pacing: at least this many seconds between two sends, plus 0..jitter.
     account_min_interval_seconds: float = Field(default=1.0, ge=0)
     account_jitter_seconds: float = Field(default=0.5, ge=0)
+    # Per-account ceilings over sliding windows, shared by every dispatcher (unset: off, the
+    # interval alone bounds the account; WeCom publishes no per-account figure, docs/pacing.md).
+    account_per_minute: int | None = Field(default=None, ge=1)
+    account_per_hour: int | None = Field(default=None, ge=1)
     # Per-recipient limits (WeCom: 30 a minute, 1000 an hour per member).
     recipient_per_minute: int = Field(default=30, ge=1)
     recipient_per_hour: int = Field(default=1000, ge=1)
+    # While Redis cannot decide pacing, sends are held (never sent unpaced) and asked again after this.
+    pacing_hold_seconds: float = Field(default=1.0, gt=0)
 
 
 class CallbackConfig(BaseModel):
