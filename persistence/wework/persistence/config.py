@@ -108,6 +108,8 @@ class DatabaseConfig(BaseModel):
         names = [s.name for s in self.shards]
         if len(set(names)) != len(names):
             raise ValueError("shard names must be unique")
+        if "directory" in names:  # the directory's name in replica routing, metrics and heartbeats
+            raise ValueError("no shard may be named 'directory'")
         if not self.shards:
             raise ValueError("at least one shard is needed")
         owner: dict[int, str] = {}
