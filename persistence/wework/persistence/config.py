@@ -71,6 +71,8 @@ class DatabaseConfig(BaseModel):
     # Replicas of the directory (MariaDB, semi-sync like a shard's, docs/failover.md). With any,
     # each new directory connection goes to whichever of directory_dsn and these is writable
     # (the highest failover epoch wins), so `wework-admin failover --directory` needs no restart.
+    # Directory lookups (account guids, tenant codes) read from them within the lag bound, like
+    # shard reads (docs/replicas.md).
     directory_replicas: list[str] = Field(default_factory=list)
     shards: list[ShardSpec] = Field(
         default_factory=lambda: [
