@@ -20,6 +20,7 @@ import uuid
 import grpc
 import harness
 import pytest
+from harness.admin_cli import admin_document
 from harness.replication import execute, start_replicated_pair
 from serverproc import TEST_ADMIN_KEY, run_admin, settings_yaml, start_server
 from wework.client import ClientOptions, WeworkClient
@@ -104,10 +105,11 @@ def test_kill_9_the_directory_primary_fail_over_and_lose_no_tenant_or_account(di
         tenants_before, accounts_before = list(creator.tenants), list(creator.accounts)
         time.sleep(0.5)
 
-        result = run_admin(p["settings"], "failover", "--directory", timeout=120)
+        result = run_admin(p["settings"], "failover", "--directory", "--json", timeout=120)
         failed_over = time.monotonic() - killed_at
         assert result.returncode == 0, result.stderr + result.stdout
-        assert "epoch=1" in result.stdout, result.stdout
+        report = admin_document("failover", result.returncode, result.stdout, result.stderr)
+        assert (report["shard"], report["version"]) == ("directory", 1), report
         creator.wait(len(creator.tenants) + AFTER_FAILOVER, 60)
     finally:
         creator.stop.set()

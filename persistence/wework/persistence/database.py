@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -22,6 +21,7 @@ from .config import SERVICE_DATABASES, DatabaseConfig
 from .directory_primary import install_primary_discovery
 from .driver_tx import CLEAN, driver_level
 from .replicas import SHARD_WIDE, ReplicaRouting
+from .resilience import close_quietly
 from .sharding import DIRECTORY, PhysicalDatabase, ShardRouter, physical_databases
 from .uow import (
     UnitOfWork,
@@ -368,7 +368,7 @@ class Database:
         try:
             yield conn
         finally:
-            await _close_quietly(conn)
+            await close_quietly(conn, "connection")
 
     @asynccontextmanager
     async def _tracked_write(self, db: str, shard: str | None, tenant_id: str | None,
@@ -384,7 +384,7 @@ class Database:
         try:
             yield conn
         finally:
-            await _close_quietly(conn)
+            await close_quietly(conn, "connection")
 
     @asynccontextmanager
     async def _open_uow(self, db: str, shard: str | None, tenant_id: str | None,
@@ -550,13 +550,6 @@ class Database:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.01)
-
-
-async def _close_quietly(conn: AsyncConnection) -> None:
-    try:
-        await conn.close()
-    except Exception:
-        logging.getLogger(__name__).debug("closing a connection failed", exc_info=True)
 
 
 async def for_each_shard(database: Database, db: str, fn: Callable[[AsyncSession], Awaitable[T]]) -> list[T]:

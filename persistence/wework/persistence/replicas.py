@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .background import cancel_and_wait
 from .config import DatabaseConfig
+from .resilience import RedisBreaker, close_quietly
 from .sharding import DIRECTORY
 
 if TYPE_CHECKING:
@@ -144,8 +145,8 @@ class RedisWriteTracker(WriteTracker):
     """Also shares the writes through Redis, so that a tenant's write made by one server process
     is waited for by a read in any other (requests of one client are spread over processes).
 
-    After a Redis failure it stops asking Redis for PAUSE_SECONDS: every commit and every read
-    would otherwise wait out the socket timeout. Meanwhile reads go to the primary."""
+    After a Redis failure it stops asking Redis for PAUSE_SECONDS (a RedisBreaker): every commit
+    and every read would otherwise wait out the socket timeout. Meanwhile reads go to the primary."""
 
     PAUSE_SECONDS = 1.0
 
@@ -153,16 +154,8 @@ class RedisWriteTracker(WriteTracker):
         super().__init__(ttl)
         self._redis = redis
         self._prefix = f"{key_prefix}ryw:"
-        self._paused_until = 0.0
-
-    def _paused(self) -> bool:
-        return time.monotonic() < self._paused_until
-
-    def _pause(self, exc: BaseException) -> None:
-        if not self._paused():
-            log.warning("read-your-writes: Redis unreachable (%r); replica reads go to the primary "
-                        "for %.0f s", exc, self.PAUSE_SECONDS)
-        self._paused_until = time.monotonic() + self.PAUSE_SECONDS
+        self._breaker = RedisBreaker("read-your-writes", fallback="replica reads go to the primary",
+                                     pause_seconds=self.PAUSE_SECONDS, logger=log)
 
     def _key(self, shard: str, tenant_id: str) -> str:
         # The {shard} hash tag keeps a tenant's key and its shard's key in one Redis Cluster slot
@@ -175,23 +168,26 @@ class RedisWriteTracker(WriteTracker):
         seq = gtid_seq(gtid)
         if seq is None:
             return
-        if self._paused():
+        if self._breaker.is_open:
             return  # reads go to the primary meanwhile (get raises WritesUnknown)
         try:
             await self._redis.eval(_RECORD_SCRIPT, 1, self._key(shard, key), gtid, str(seq[0]), str(seq[1]),
                                    str(int(self.ttl * 1000)))
         except Exception as exc:  # noqa: BLE001 - the commit is done; only the routing hint is lost
-            self._pause(exc)
+            self._breaker.failed(exc)
+        else:
+            self._breaker.succeeded()
 
     async def get(self, shard: str, tenant_id: str) -> str | None:
         # Without knowing the tenant's writes the read goes to the primary.
-        if self._paused():
+        if self._breaker.is_open:
             raise WritesUnknown("Redis is unreachable")
         try:
             raw = await self._redis.mget([self._key(shard, tenant_id), self._key(shard, SHARD_WIDE)])
         except Exception as exc:
-            self._pause(exc)
+            self._breaker.failed(exc)
             raise WritesUnknown(str(exc)) from exc
+        self._breaker.succeeded()
         best = await super().get(shard, tenant_id)
         for value in raw:
             best = later_gtid(best, value.decode() if isinstance(value, bytes) else value)
@@ -335,7 +331,7 @@ class ReplicaRouting:
                         self._routed(shard, "primary", "wait_timeout")
                         return None
             except _DB_ERRORS as exc:
-                await _close_quietly(conn)
+                await close_quietly(conn, "replica connection")
                 state.error, state.lag = f"{type(exc).__name__}: {exc}", None
                 continue
             self._routed(shard, "replica", "usable")
@@ -367,13 +363,6 @@ async def _primary_position(primary: AsyncEngine) -> str | None:
         # (semi-sync) and serves what it applied.
         log.debug("primary position unknown", exc_info=True)
         return None
-
-
-async def _close_quietly(conn: AsyncConnection) -> None:
-    try:
-        await conn.close()
-    except Exception:
-        log.debug("closing a replica connection failed", exc_info=True)
 
 
 # ---- lag measurement -----------------------------------------------------------------------------

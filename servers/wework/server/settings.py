@@ -52,6 +52,8 @@ class ServerConfig(BaseModel):
     health_check_interval_seconds: float = Field(default=5.0, gt=0)
     # Server processes sharing the port (SO_REUSEPORT); see docs/multiprocess.md.
     workers: int = Field(default=1, ge=1, le=64)
+    # The event loop: uvloop (when installed) or asyncio's own; see docs/decisions/0036.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @field_validator("services", mode="before")
     @classmethod

@@ -44,7 +44,8 @@ from wework.domain.callbacks import (
 from wework.domain.errors import DomainError, FailedPrecondition, NotFound, Unavailable
 from wework.persistence.repositories.accounts import AccountDirectoryRepository
 from wework.persistence.repositories.callbacks import EffectLedger
-from wework.server.application.accounts import ACCOUNT_DB, AccountStore, LoginFlow, retrying
+from wework.persistence.resilience import retrying
+from wework.server.application.accounts import ACCOUNT_DB, AccountStore, LoginFlow
 from wework.server.application.conversations import ConversationUseCases
 from wework.server.providers.base import NotifyType, ProviderCallback
 

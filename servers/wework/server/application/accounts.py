@@ -14,15 +14,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import uuid4
 
-import sqlalchemy as sa
-from redis.exceptions import RedisError
 from wework.domain.access import Principal
 from wework.domain.accounts import (
     ACCOUNT_MUTABLE_FIELDS,
@@ -56,11 +53,10 @@ from wework.domain.errors import (
 )
 from wework.domain.identity import TenantStatus, check_etag, validate_request_id
 from wework.persistence.background import cancel_and_wait
-from wework.persistence.errors import is_retryable
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import PageTokens, normalize_page_size
 from wework.persistence.redis.cache import DecodedEntries, TwoLevelCache
-from wework.persistence.redis.client import RedisClient, as_text, listen
+from wework.persistence.redis.client import RedisClient, as_text
 from wework.persistence.repositories.accounts import (
     AccountDirectoryRepository,
     AccountRepository,
@@ -68,6 +64,7 @@ from wework.persistence.repositories.accounts import (
     StatusHistoryRepository,
 )
 from wework.persistence.repositories.identity import DirectoryRepository
+from wework.persistence.resilience import RedisBreaker, listen, retrying
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
 from wework.server.application.tenants import TenantUseCases
@@ -110,18 +107,6 @@ def provider_failure(exc: ProviderError, subject: str) -> DomainError:
                               [PreconditionViolation("PROVIDER", subject, exc.code)])
 
 
-async def retrying(fn: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
-    """Runs a transaction again after a deadlock or lock wait timeout (MySQL error 1213/1205)."""
-    for attempt in range(attempts):
-        try:
-            return await fn()
-        except sa.exc.DBAPIError as exc:
-            if not is_retryable(exc) or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.02 * 2 ** attempt)
-    raise AssertionError("unreachable")
-
-
 # ---- wake-ups of WatchAccounts -------------------------------------------------------------------
 
 
@@ -157,7 +142,9 @@ class AccountEventBus:
         self._prefix = f"{key_prefix}account-events:"
         self._listeners: dict[str, set[Listener]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._publish_paused_until = 0.0
+        # Redis failed a moment ago: don't add its timeout to every change.
+        self._publish_breaker = RedisBreaker("account events", fallback="watchers fall back to polling",
+                                             logger=log)
         self.messages_received = 0
 
     def channel(self, tenant_id: str) -> str:
@@ -181,13 +168,14 @@ class AccountEventBus:
 
     async def publish(self, tenant_id: str) -> None:
         self._wake(tenant_id)  # this process's streams do not wait for the round trip
-        if time.monotonic() < self._publish_paused_until:
-            return  # Redis failed a moment ago: don't add its timeout to every change
+        if self._publish_breaker.is_open:
+            return
         try:
             await self._redis.publish(self.channel(tenant_id), b"1")
-        except (RedisError, OSError) as exc:
-            self._publish_paused_until = time.monotonic() + 1.0
-            log.warning("account events: publish failed, watchers fall back to polling: %r", exc)
+        except Exception as exc:  # noqa: BLE001 - only a hint: the watchers also poll
+            self._publish_breaker.failed(exc)
+        else:
+            self._publish_breaker.succeeded()
 
     async def start(self) -> None:
         if self._task is None:

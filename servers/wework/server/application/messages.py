@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from wework.domain.access import Principal
 from wework.domain.errors import (
     AlreadyExists,
@@ -84,11 +84,10 @@ class DailyQuota:
     one tenant in this process share one INCRBY too, which keeps Redis off the hot path's
     critical cost.
     The database is the truth: a missing key (Redis restarted or evicted it) is first seeded
-    with SET NX from the count of the day's accepted messages. On a real Redis the existence
-    check and the INCRBY are one Lua script (one round trip, and no INCRBY can create an
-    unseeded key); where scripting is refused (the embedded fakeredis has no Lua) EXISTS runs
-    before INCRBY. If Redis cannot be reached, sends are refused with UNAVAILABLE rather than
-    accepted unchecked (docs/messages.md).
+    with SET NX from the count of the day's accepted messages. The existence check and the
+    INCRBY are one Lua script (one round trip, and no INCRBY can create an unseeded key; the
+    embedded Redis runs it too, fakeredis[lua]). If Redis cannot be reached, sends are
+    refused with UNAVAILABLE rather than accepted unchecked (docs/messages.md).
     """
 
     # nil when the key is missing (to be seeded first), else the total after INCRBY.
@@ -104,8 +103,7 @@ class DailyQuota:
         self._queues: dict[str, list[tuple[int, int, asyncio.Future]]] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._keys: dict[tuple[str, date], str] = {}
-        self._script: Any = None
-        self._scripting = True  # until the server refuses EVALSHA/EVAL
+        self._script = redis.register_script(self._INCR_IF_EXISTS)
 
     def key(self, tenant_id: str, day: date) -> str:
         found = self._keys.get((tenant_id, day))
@@ -178,22 +176,10 @@ class DailyQuota:
         return out
 
     async def _incr_seeded(self, key: str, tenant_id: str, day: date, wanted: int) -> int:
-        if self._scripting:
-            try:
-                if self._script is None:
-                    self._script = self._redis.register_script(self._INCR_IF_EXISTS)
-                total = await self._script(keys=[key], args=[wanted])
-            except ResponseError as exc:
-                # No scripting here (fakeredis without Lua, an ACL without EVAL): EXISTS + INCRBY.
-                log.info("quota counter without Lua (%s): EXISTS before each INCRBY", exc)
-                self._scripting = False
-            else:
-                if total is not None:
-                    return int(total)
-                await self._seed(key, tenant_id, day)
-                return int(await self._redis.incrby(key, wanted))
-        if not await self._redis.exists(key):
-            await self._seed(key, tenant_id, day)
+        total = await self._script(keys=[key], args=[wanted])
+        if total is not None:
+            return int(total)
+        await self._seed(key, tenant_id, day)
         return int(await self._redis.incrby(key, wanted))
 
     async def _seed(self, key: str, tenant_id: str, day: date) -> None:

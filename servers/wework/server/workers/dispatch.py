@@ -50,9 +50,9 @@ from wework.domain.messages import Message
 from wework.persistence.background import cancel_and_wait
 from wework.persistence.database import Database
 from wework.persistence.models import message as mm
-from wework.persistence.redis.client import listen
 from wework.persistence.repositories.batches import BatchRepository
 from wework.persistence.repositories.dispatch import DispatchRepository
+from wework.persistence.resilience import RedisBreaker, listen
 from wework.server.application.context import utcnow
 from wework.server.observability import metrics
 from wework.server.providers.base import Provider, ProviderError
@@ -130,17 +130,19 @@ class DispatchWaker:
         self.channel = f"{key_prefix}dispatch-wake"
         self._events: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
-        self._publish_paused_until = 0.0
+        self._publish_breaker = RedisBreaker("dispatch wake-ups", fallback="dispatchers poll",
+                                             pause_seconds=self.PUBLISH_PAUSE_SECONDS, logger=log)
 
     async def wake(self, shard: str | None = None) -> None:
         self._local()
-        if self._redis is None or time.monotonic() < self._publish_paused_until:
+        if self._redis is None or self._publish_breaker.is_open:
             return
         try:
             await self._redis.publish(self.channel, (shard or "").encode())
         except Exception as exc:  # noqa: BLE001 - the poll covers a lost wake-up
-            self._publish_paused_until = time.monotonic() + self.PUBLISH_PAUSE_SECONDS
-            log.warning("dispatch wake-up not published: %r", exc)
+            self._publish_breaker.failed(exc)
+        else:
+            self._publish_breaker.succeeded()
 
     def _local(self) -> None:
         for e in self._events:
