@@ -17,6 +17,7 @@ from wework.persistence.redis.cache import TwoLevelCache
 from wework.persistence.redis.client import create_redis
 from wework.persistence.redis.client import ping as redis_ping
 from wework.persistence.replicas import RedisWriteTracker, ReplicaMonitor, ReplicaRouting
+from wework.persistence.sharding import DIRECTORY
 from wework.persistence.shardmap import ShardMapStore, ShardMapWatcher
 from wework.server.application.account_events import AccountEvents
 from wework.server.application.accounts import (
@@ -277,7 +278,7 @@ async def _start_replicas(settings: Settings, db: Database, redis, closers: list
                                                 ReplicaRouting.tracker_ttl(settings.database_config))
     db.replicas.on_read = metrics.observe_db_read
     monitor = ReplicaMonitor(db, on_lag=lambda shard, replica, lag: metrics.observe_replica_lag(
-        db.databases, shard, replica, lag))
+        [DIRECTORY] if shard == DIRECTORY else db.databases, shard, replica, lag))
     await monitor.start()
     closers.append(monitor.close)
 

@@ -249,7 +249,7 @@ class AccountEvents:
         if route is not None:
             self._routes.move_to_end(guid)
             return route
-        async with self._store.db.directory_unit_of_work() as uow:
+        async with self._store.db.directory_unit_of_work(read_only=True) as uow:
             route = await AccountDirectoryRepository(uow.session).lookup(guid)
         if route is not None:
             self._routes[guid] = route
