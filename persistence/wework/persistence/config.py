@@ -71,6 +71,8 @@ class DatabaseConfig(BaseModel):
     # Replicas of the directory (MariaDB, semi-sync like a shard's, docs/failover.md). With any,
     # each new directory connection goes to whichever of directory_dsn and these is writable
     # (the highest failover epoch wins), so `wework-admin failover --directory` needs no restart.
+    # Directory lookups (account guids, tenant codes) read from them within the lag bound, like
+    # shard reads (docs/replicas.md).
     directory_replicas: list[str] = Field(default_factory=list)
     shards: list[ShardSpec] = Field(
         default_factory=lambda: [
@@ -108,6 +110,8 @@ class DatabaseConfig(BaseModel):
         names = [s.name for s in self.shards]
         if len(set(names)) != len(names):
             raise ValueError("shard names must be unique")
+        if "directory" in names:  # the directory's name in replica routing, metrics and heartbeats
+            raise ValueError("no shard may be named 'directory'")
         if not self.shards:
             raise ValueError("at least one shard is needed")
         owner: dict[int, str] = {}

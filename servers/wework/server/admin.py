@@ -439,9 +439,39 @@ async def _maintain(settings: Settings, args: argparse.Namespace, out: Output) -
     skipped = [r for r in reports if r.status == "skipped"]
     out.say(f"{len(reports) - len(failed) - len(skipped)} done, {len(skipped)} skipped "
             f"(another run holds them), {len(failed)} failed")
+    media = await _sweep_media(settings, out)
     out.result(done=len(reports) - len(failed) - len(skipped), skipped=len(skipped), failed=len(failed),
-               databases=[{**asdict(r), "label": r.label} for r in reports])
-    return 1 if failed else 0
+               databases=[{**asdict(r), "label": r.label} for r in reports], media=media)
+    return 1 if failed or media is None else 0
+
+
+async def _sweep_media(settings: Settings, out: Output) -> dict[str, int] | None:
+    """Media unused past media.retention_days, media of deleted tenants, incomplete uploads
+    (docs/media.md), in batches of media.sweep_batch_size. None when the sweep failed."""
+    from wework.persistence.database import Database
+    from wework.persistence.repositories.media import deleted_tenant_ids
+    from wework.server.application.media import MediaUseCases, media_policy
+    from wework.server.media.store import build_store
+
+    db = Database(settings.database_config, databases=("user", "message"))
+    store = None
+    try:
+        await db.start()
+        store = await build_store(settings.media, settings.data_dir,
+                                  settings.security.token_secret.get_secret_value().encode(), None)
+        deleted = [t for shard in await db.for_each_shard("user", deleted_tenant_ids) for t in shard]
+        removed = await MediaUseCases(db, store, media_policy(settings.media)).sweep(deleted)
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        out.error(f"media sweep failed: {type(exc).__name__}: {exc}")
+        return None
+    finally:
+        if store is not None:
+            await store.close()
+        await db.dispose()
+    out.say(f"media: {removed['expired']} unused past {settings.media.retention_days} days removed, "
+            f"{removed['deleted_tenants']} of deleted tenants removed, "
+            f"{removed['incomplete_uploads']} incomplete uploads aborted")
+    return dict(removed)
 
 
 def _names(names: list[str]) -> str:

@@ -260,7 +260,7 @@ class AccountStore:
     async def provider_token(self, guid: str) -> str | None:
         """The puppet-service token of the account whose instance is `guid` (decrypted; the
         puppet_service provider's TokenSource). Never cached: the cache holds no secrets."""
-        async with self.db.directory_unit_of_work() as uow:
+        async with self.db.directory_unit_of_work(read_only=True) as uow:
             route = await AccountDirectoryRepository(uow.session).lookup(guid)
         if route is None:
             return None

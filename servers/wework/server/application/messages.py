@@ -55,6 +55,7 @@ from wework.persistence.repositories.messages import (
 )
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
+from wework.server.application.media import media_references
 from wework.server.application.message_ports import AccountGateway
 from wework.server.application.tenants import TenantUseCases
 from wework.server.observability import metrics
@@ -561,8 +562,10 @@ class SendRequest:
 
 class MessageUseCases:
     def __init__(self, ctx: AppContext, accounts: AccountGateway, tenants: TenantUseCases, quota: DailyQuota,
-                 *, max_schedule: timedelta = timedelta(days=30)) -> None:
+                 *, max_schedule: timedelta = timedelta(days=30), media: Any = None) -> None:
         self._ctx = ctx
+        # MediaUseCases: a media_id in the content must name media of the tenant (docs/media.md).
+        self._media = media
         self._accounts = accounts
         self._tenants = tenants
         self._quota = quota
@@ -661,6 +664,8 @@ class MessageUseCases:
         if req.template_id:
             message_type, content = await self._render_template(principal, tenant_id, req, templates)
         assert message_type is not None
+        if self._media is not None:
+            await self._media.check_references(tenant_id, media_references(message_type.value, content))
         return Message(
             id=new_id(), tenant_id=tenant_id, account_id=req.account_id, conversation_id=req.conversation_id,
             message_type=message_type, content=content, created_at=now, updated_at=now,

@@ -232,6 +232,7 @@ class Dispatcher:
                  finish_batch: Callable[[str, str], Awaitable[Any]] | None = None,
                  pacing: Pacing | None = None,
                  pacing_overrides: Callable[[str, str], Awaitable[list[Mapping[str, Any] | None]]] | None = None,
+                 resolve_content: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
                  ) -> None:
         self._db, self._provider, self._accounts, self._cfg = db, provider, accounts, settings
         self._waker = waker
@@ -251,6 +252,8 @@ class Dispatcher:
         self._pacing_warned_at = float("-inf")
         # Ends running batch tasks whose messages are all final (application/batches.py).
         self._finish_batch = finish_batch
+        # Turns a media_id of ours into a time-limited URL for the provider (application/media.py).
+        self._resolve_content = resolve_content
 
     # -- lifecycle --
 
@@ -535,9 +538,15 @@ class Dispatcher:
             await asyncio.sleep(slot.wait)
         # 4. Send.
         try:
+            content = m.content
+            if self._resolve_content is not None and content.get("media_id"):
+                try:
+                    content = await self._resolve_content(m.tenant_id, content)
+                except NotFound:  # deleted after the message was accepted: final, like a refusal
+                    raise ProviderError("the message's media was deleted", code="MEDIA_NOT_FOUND") from None
             result = await self._provider.send_message(
                 guid, conversation_id=m.conversation_id, message_type=m.message_type.value,
-                content=m.content, idempotency_key=m.id)
+                content=content, idempotency_key=m.id)
         except ProviderError as exc:
             attempts = m.retry_count + 1
             code = exc.code or "PROVIDER_ERROR"
