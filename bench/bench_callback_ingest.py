@@ -3,8 +3,8 @@ against a no-op handler (POST /provider/noop) on the same aiohttp server stack i
 
 Starts wework-server with the callback port, a signing secret and `callback.bench_routes`
 (which adds the no-op route: it reads the body and answers 200, nothing else), creates a
-tenant and an account, then drives both routes from N concurrent httpx callers (keep-alive), in
-alternating rounds (aiohttp clients, keep-alive). Every ingested callback is a distinct, signed MESSAGE_RECEIVED for the
+tenant and an account, then drives both routes from N concurrent aiohttp callers (keep-alive), in
+alternating rounds. Every ingested callback is a distinct, signed MESSAGE_RECEIVED for the
 account: the measured path is signature check, replay check (Redis SET NX), guid -> tenant
 (cached), one transaction inserting the dedupe row and the callback, and the wake-up. Callback
 processing is off in the server by default (--with-processor turns it on), so that the figure

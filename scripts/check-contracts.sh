@@ -25,3 +25,6 @@ fi
 # Generated code (contracts, client facade, docs/client.md's method table) must be what
 # scripts/generate.sh produces from the protos.
 scripts/generate.sh --check
+
+# The Wechaty puppet-service stubs (third-party, not linted by buf): up to date.
+scripts/generate-puppet-service.sh --check

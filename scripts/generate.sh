@@ -48,3 +48,6 @@ cp "$tmp"/clients/wework/v1/*_pb2* clients/wework/v1/
 for file in "${generated[@]}"; do
   cp "$tmp/$file" "$file"
 done
+
+# ---- the Wechaty puppet-service stubs (third-party protocol; a separate step) ----
+scripts/generate-puppet-service.sh

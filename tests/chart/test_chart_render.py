@@ -13,7 +13,7 @@ import pytest
 import yaml
 from chartkit import VALUE_SETS, one, pod_spec, values_files
 
-SERVICE_NAMES = ("tenant", "account", "message", "callback", "report")
+SERVICE_NAMES = ("tenant", "account", "message", "callback", "report", "media")
 SECRET_ENV = {
     "WEWORK_DATABASE__DIRECTORY_DSN", "WEWORK_DATABASE__SHARDS", "WEWORK_REDIS__URL",
     "WEWORK_SECURITY__ADMIN_API_KEY", "WEWORK_SECURITY__TOKEN_SECRET", "WEWORK_SECURITY__LOOKUP_HASH_KEY",
@@ -124,8 +124,8 @@ def test_default_values(rendered):
     objects = rendered("default")
     kinds = sorted(o["kind"] for o in objects)
     # Every service: a Deployment, a PodDisruptionBudget and two Services each; the helm test Pod.
-    assert kinds == ["ConfigMap", "ConfigMap", *["Deployment"] * 5, "Job", "NetworkPolicy", "Pod",
-                     *["PodDisruptionBudget"] * 5, *["Service"] * 10, "ServiceAccount"]
+    assert kinds == ["ConfigMap", "ConfigMap", *["Deployment"] * 6, "Job", "NetworkPolicy", "Pod",
+                     *["PodDisruptionBudget"] * 6, *["Service"] * 12, "ServiceAccount"]
     assert {d["metadata"]["name"] for d in chartkit.objects_of(objects, "Deployment")} == {
         f"wework-{n}" for n in SERVICE_NAMES}
     # Without callbackIngress the callback server listens on gRPC only.
@@ -236,6 +236,16 @@ def test_everything(rendered):
     assert callback_env["WEWORK_CALLBACK__SECRET"]["valueFrom"]["secretKeyRef"] == {
         "name": "wework-app", "key": "provider-callback-secret"}  # everything.yaml names its Secret
     assert "WEWORK_CALLBACK__HTTP_PORT" not in env_of(containers(deployments["wework-tenant"])[0])
+    # Media in S3: the bucket and SSE in the settings file, endpoint and credentials by reference.
+    media_env = env_of(containers(deployments["wework-media"])[0])
+    for var, key in (("WEWORK_MEDIA__S3__ENDPOINT_URL", "object-store-endpoint"),
+                     ("WEWORK_MEDIA__S3__ACCESS_KEY_ID", "s3-access-key-id"),
+                     ("WEWORK_MEDIA__S3__SECRET_ACCESS_KEY", "s3-secret-access-key")):
+        assert media_env[var]["valueFrom"]["secretKeyRef"] == {"name": "object-store", "key": key, "optional": True}
+    media = settings_file(objects)["media"]
+    assert media == {"backend": "s3", "key_prefix": "prod/", "s3": {
+        "bucket": "wework-prod-media", "region": "eu-west-1", "addressing_style": "virtual",
+        "server_side_encryption": "aws:kms", "sse_kms_key_id": "alias/wework"}}
     # Workers: their own command, no gRPC port or probes, a metrics Service.
     worker = containers(deployments["wework-worker-dispatch"])[0]
     assert worker["command"] == ["wework-worker"] and worker["args"] == ["dispatch"]
@@ -306,7 +316,7 @@ def test_custom_image_ports_and_resources(rendered):
     image = ("registry.example.com/team/wework-platform@sha256:"
              "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
     pods = [pod_spec(o) for o in objects if o["kind"] in ("Deployment", "Job")]
-    assert len(pods) == 6  # tenant, account, message, callback, report, the migration Job
+    assert len(pods) == 7  # tenant, account, message, callback, report, media, the migration Job
     for pod in pods:
         assert [(c["image"], c["imagePullPolicy"]) for c in pod["containers"]] == [(image, "Always")]
     deployment = one(objects, "Deployment", "platform-tenant")
@@ -365,6 +375,9 @@ BAD_VALUES = [
     ({"server.probes.liveness.periodSeconds": 0}, "server.probes.liveness.periodSeconds"),
     ({"server.resources.requests.cpu": "lots"}, "server.resources.requests.cpu"),
     ({"allInOne.replicaz": 2}, "replicaz"),
+    ({"config.media.s3.secret_access_key": "plaintext"}, "config.media.s3.secret_access_key"),
+    ({"media.backend": "ftp"}, "media.backend"),
+    ({"media.s3.serverSideEncryption": "rot13"}, "media.s3.serverSideEncryption"),
 ]
 
 

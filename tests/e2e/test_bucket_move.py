@@ -21,6 +21,7 @@ from typing import Self
 import harness
 import pytest
 from google.protobuf import field_mask_pb2
+from harness.admin_cli import admin_document
 from serverproc import BIN, TEST_ADMIN_KEY, online_account, run_admin, settings_yaml, start_server
 from wework.client import ClientOptions, WeworkClient
 from wework.persistence.sharding import bucket_of
@@ -250,12 +251,14 @@ def test_move_under_write_load_loses_and_duplicates_nothing(platform, mariadb_se
     with Load(platform, group_a) as load:
         load.wait_for(20)
         moved = run_admin(platform.config_path, "move-buckets", "--buckets", f"{RANGE_A[0]}-{RANGE_A[1]}",
-                          "--to-dsn", to_dsn, "--shard-name", "s2", timeout=240)
+                          "--to-dsn", to_dsn, "--shard-name", "s2", "--json", timeout=240)
         load.wait_for(len(load.created) + 10)
-    print(moved.stdout[-6000:])
+    print(moved.stderr[-6000:])
     assert moved.returncode == 0, moved.stdout[-4000:] + moved.stderr[-4000:]
     assert not load.errors, load.errors[:5]
-    freeze = next(line for line in moved.stdout.splitlines() if line.startswith("write freeze:"))
+    report = admin_document("move-buckets", moved.returncode, moved.stdout, moved.stderr)
+    assert (report["buckets"], report["target_shard"], report["mismatched_tables"]) == ("768-1023", "s2", [])
+    freeze = f"write freeze: {report['freeze_seconds']:.3f} s"
     in_a = [t.id for t in tenants["A"]]
     worst = max(max(load.latencies[t]) for t in in_a)
     print(f"{freeze}; slowest write of a tenant in the range seen by the client: {worst:.3f} s; "
@@ -307,9 +310,10 @@ def test_crashed_move_resumes_and_a_second_run_is_refused(platform, mariadb_serv
             time.sleep(1)
         load.wait_for(len(load.created) + 10)
     print("".join(lines)[-3000:])
-    print(resumed.stdout[-6000:])
+    print(resumed.stderr[-6000:])
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
-    assert "resuming move" in resumed.stdout
+    assert "resuming move" in resumed.stderr  # progress: stderr
+    assert [line for line in resumed.stdout.splitlines() if line.startswith("write freeze:")]  # result: stdout
     assert not load.errors, load.errors[:5]
     owners = {t.id: ("s2" if in_range(t.id, RANGE_A) else "s3" if in_range(t.id, RANGE_B)
                      else "0" if bucket_of(t.id, 1024) < 512 else "1")

@@ -25,6 +25,7 @@ import harness
 import httpx
 import pytest
 import sqlalchemy as sa
+from harness.admin_cli import admin_document
 from harness.replication import start_replicated_pair
 from serverproc import (
     TEST_ADMIN_KEY,
@@ -165,10 +166,11 @@ def test_kill_9_the_primary_fail_over_and_lose_no_acknowledged_message(failover_
             time.sleep(0.5)
 
             started = time.monotonic()
-            result = run_admin(p["settings"], "failover", "--shard", "s0", timeout=120)
+            result = run_admin(p["settings"], "failover", "--shard", "s0", "--json", timeout=120)
             print(f"failover took {time.monotonic() - started:.1f} s:\n{result.stderr}{result.stdout}")
             assert result.returncode == 0, result.stderr + result.stdout
-            assert "version=1" in result.stdout
+            report = admin_document("failover", result.returncode, result.stdout, result.stderr)
+            assert (report["shard"], report["version"]) == ("s0", 1)
 
             sender.wait_acked(len(sender.acked) + AFTER_FAILOVER, 60)
         finally:

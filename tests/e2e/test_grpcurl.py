@@ -73,7 +73,7 @@ def test_errors_show_code_and_message(platform):
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 RECIPE_SERVICES = ("TenantService", "AccountService", "MessageService", "ReportService", "CallbackService",
-                   "SimulatorService")
+                   "SimulatorService", "MediaService")
 
 
 def _sh_blocks(document: Path) -> list[str]:

@@ -181,7 +181,8 @@ def test_messages_of_an_account_that_is_not_online_are_held_visibly(mp):
 def test_every_content_type_is_accepted(sender):
     _, client, account = sender
     contents = [
-        pb.MessageContent(image=pb.ImageContent(media_id="m1")),
+        # media_id names an uploaded media of the tenant (tests/e2e/test_media.py); a URL here
+        pb.MessageContent(image=pb.ImageContent(url="https://cdn.example.com/a.png")),
         pb.MessageContent(file=pb.FileContent(url="https://cdn.example.com/a.pdf", file_name="a.pdf")),
         pb.MessageContent(link=pb.LinkContent(title="t", url="https://example.com")),
         pb.MessageContent(miniprogram=pb.MiniProgramContent(app_id="wx1", title="t", thumb_media_id="m")),

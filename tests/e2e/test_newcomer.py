@@ -18,6 +18,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from harness.admin_cli import admin_document
 from serverproc import BIN, ServerProcess, start_server
 from wework.v1 import account_pb2 as apb
 from wework.v1 import account_pb2_grpc as apb_grpc
@@ -146,10 +147,20 @@ def test_quickstart_prints_exports_that_work(embedded, tmp_path):
                                         metadata=[("x-api-key", exports["WEWORK_API_KEY"])])
     assert tenant.tenant_code == code
     again = subprocess.run([str(BIN / "wework-admin"), "--data-dir", str(embedded.workdir / "var"), "quickstart",
-                            "--target", embedded.server.target, "--tenant-code", code],
+                            "--target", embedded.server.target, "--tenant-code", code, "--json"],
                            env=_no_wework_env(), cwd=tmp_path, capture_output=True, text=True, check=False,
                            timeout=60)
     assert again.returncode == 1 and "ALREADY_EXISTS" in again.stderr and "--tenant-code" in again.stderr
+    assert "ALREADY_EXISTS" in admin_document("quickstart", again.returncode, again.stdout, again.stderr)["error"]
+    # For automation: the same exports in one JSON document.
+    other = subprocess.run([str(BIN / "wework-admin"), "--data-dir", str(embedded.workdir / "var"), "quickstart",
+                            "--target", embedded.server.target, "--tenant-code", f"{code}j", "--json"],
+                           env=_no_wework_env(), cwd=tmp_path, capture_output=True, text=True, check=False,
+                           timeout=60)
+    report = admin_document("quickstart", other.returncode, other.stdout, other.stderr)
+    assert report["tenant_code"] == f"{code}j" and report["exports"]["WEWORK_TENANT_ID"] == report["tenant_id"]
+    embedded.accounts.ListAccounts(apb.ListAccountsRequest(),
+                                   metadata=[("x-api-key", report["exports"]["WEWORK_API_KEY"])])
 
 
 # ---- users with roles ------------------------------------------------------------------------------

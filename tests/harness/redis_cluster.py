@@ -106,7 +106,8 @@ def start_restartable_redis() -> RestartableRedis:
 
 @dataclass
 class RedisCluster:
-    """Three master nodes (no replicas) covering all 16384 slots, on 127.0.0.1."""
+    """Master nodes covering all 16384 slots (three by default), each with `replicas` replica
+    nodes (none by default), on 127.0.0.1."""
 
     ports: list[int]
     basedir: Path
@@ -145,6 +146,22 @@ class RedisCluster:
                     return port
         raise AssertionError(f"no node serves slot {slot}")
 
+    def masters(self, via: int | None = None) -> dict[int, str]:
+        """port -> node id of the nodes that are masters now and not failed (a failover changes
+        them), as the node on `via` sees the cluster."""
+        found = {}
+        for line in self.cli(via or self.ports[0], "cluster", "nodes").splitlines():
+            parts = line.split()
+            if "master" in parts[2] and "fail" not in parts[2]:
+                found[int(parts[1].split("@")[0].rsplit(":", 1)[1])] = parts[0]
+        return found
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on `port` (a crash: no goodbye to the cluster bus)."""
+        proc = self.processes[self.ports.index(port)]
+        proc.kill()
+        proc.wait(10)
+
     def stop(self) -> None:
         for proc in self.processes:
             _stop(proc)
@@ -154,17 +171,19 @@ class RedisCluster:
             _STARTED.remove(self)
 
 
-def start_redis_cluster(nodes: int = 3) -> RedisCluster:
-    """Starts `nodes` cluster-enabled redis-servers, joins them with `redis-cli --cluster create`
-    and waits until every node reports cluster_state:ok. Raises ServerUnavailable (with the fix)
-    when the binaries are missing or the cluster does not form."""
+def start_redis_cluster(nodes: int = 3, replicas: int = 0) -> RedisCluster:
+    """Starts `nodes` masters and `replicas` replicas of each (cluster-enabled redis-servers),
+    joins them with `redis-cli --cluster create` and waits until every node reports
+    cluster_state:ok and every replica is in sync. Raises ServerUnavailable (with the fix) when
+    the binaries are missing or the cluster does not form. A replica takes over a master that
+    stays unreachable for cluster-node-timeout (2 s) plus an election (docs/redis.md)."""
     server_bin = _binary("redis-server", INSTALL_HINT)
     _binary("redis-cli", CLUSTER_HINT)
     basedir = Path(tempfile.mkdtemp(prefix="wwt-redis-cluster-"))
     cluster = RedisCluster([], basedir)
     _STARTED.append(cluster)
     try:
-        for i in range(nodes):
+        for i in range(nodes * (1 + replicas)):
             port = _free_cluster_port()
             node_dir = basedir / f"node{i}"
             node_dir.mkdir()
@@ -183,11 +202,11 @@ def start_redis_cluster(nodes: int = 3) -> RedisCluster:
                                             f"{_tail(basedir / f'node{i}' / 'redis.log')}")
                 time.sleep(0.05)
         cluster.cli(cluster.ports[0], "--cluster", "create",
-                    *(f"127.0.0.1:{p}" for p in cluster.ports), "--cluster-replicas", "0", "--cluster-yes",
+                    *(f"127.0.0.1:{p}" for p in cluster.ports), "--cluster-replicas", str(replicas), "--cluster-yes",
                     timeout=60)
         while True:
             states = [cluster.cluster_info(p).get("cluster_state") for p in cluster.ports]
-            if all(s == "ok" for s in states):
+            if all(s == "ok" for s in states) and (not replicas or _replicas_in_sync(cluster)):
                 return cluster
             if time.monotonic() > deadline:
                 raise ServerUnavailable(f"Redis Cluster did not reach cluster_state:ok: {states}")
@@ -195,6 +214,14 @@ def start_redis_cluster(nodes: int = 3) -> RedisCluster:
     except BaseException:
         cluster.stop()
         raise
+
+
+def _replicas_in_sync(cluster: RedisCluster) -> bool:
+    for port in cluster.ports:
+        info = cluster.cli(port, "info", "replication")
+        if "role:slave" in info and "master_link_status:up" not in info:
+            return False
+    return True
 
 
 def _free_cluster_port() -> int:

@@ -287,9 +287,11 @@ def find_or_start_redis() -> RedisServer:
     return start_private_redis()
 
 
-def start_private_redis(*, netns: str | None = None, host: str = "127.0.0.1") -> RedisServer:
-    """A new redis-server on a free port; `netns`: inside that network namespace, on port 6379
-    of every address there, reached at `host` (tests/drills)."""
+def start_private_redis(*, netns: str | None = None, host: str = "127.0.0.1",
+                        port: int | None = None) -> RedisServer:
+    """A new redis-server on a free port (or `port`: e.g. a restart where a stopped one listened);
+    `netns`: inside that network namespace, on port 6379 of every address there, reached at
+    `host` (tests/drills)."""
     binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/local/bin")
     if not binary:
         raise ServerUnavailable("no Redis reachable and redis-server not found. " + INSTALL_HINT)
@@ -297,17 +299,17 @@ def start_private_redis(*, netns: str | None = None, host: str = "127.0.0.1") ->
     log = basedir / "redis.log"
     last_error = ""
     for _attempt in range(3):
-        port = 6379 if netns else free_port()
+        listen_port = 6379 if netns else (port or free_port())
         bind = ["--bind", "0.0.0.0", "--protected-mode", "no"] if netns else ["--bind", "127.0.0.1"]
         proc = subprocess.Popen(
-            [*_in_netns(netns), binary, "--port", str(port), *bind, "--save", "", "--appendonly", "no",
+            [*_in_netns(netns), binary, "--port", str(listen_port), *bind, "--save", "", "--appendonly", "no",
              "--daemonize", "no", "--dir", str(basedir), "--logfile", str(log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        server = RedisServer(host, port, process=proc, basedir=basedir)
+        server = RedisServer(host, listen_port, process=proc, basedir=basedir)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline and proc.poll() is None:
-            if _redis_ping(host, port):
+            if _redis_ping(host, listen_port):
                 _STARTED.append(server)
                 return server
             time.sleep(0.1)

@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from harness import make_database_config, physical_database_names
+from harness.admin_cli import admin_document
 from wework.domain.identity import Tenant as TenantEntity
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
@@ -244,10 +245,13 @@ async def test_recovery_drill(mariadb_server, second_mariadb, unique_db_prefix, 
     assert not any(s.list_databases(unique_db_prefix + "_") for s in root_servers)
 
     t0 = time.monotonic()
-    restored = _admin(settings, "restore", "--input", str(path))
+    restored = _admin(settings, "restore", "--input", str(path), "--json")
     restore_seconds = time.monotonic() - t0
     assert restored.returncode == 0, restored.stderr
     assert "restored and verified 17 database(s)" in restored.stderr
+    report = admin_document("restore", restored.returncode, restored.stdout, restored.stderr)
+    assert (report["databases"], len(report["restored"]), report["dry_run"]) == (17, 17, False)
+    assert report["rows"] == sum(r["rows"] for r in report["restored"]) == sum(sum(c.values()) for c in counts.values())
 
     after = _capture(config, root_servers)
     assert after.keys() == before.keys()

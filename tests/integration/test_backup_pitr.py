@@ -22,6 +22,7 @@ import sqlalchemy as sa
 import yaml
 from harness import make_database_config, physical_database_names
 from harness import servers as harness_servers
+from harness.admin_cli import admin_document
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
 from wework.persistence.migrate import migrate_all
@@ -151,10 +152,13 @@ async def test_point_in_time_recovery(binlog_mariadb, unique_db_prefix, tmp_path
         server.drop_databases(unique_db_prefix + "_")
         t0 = time.monotonic()
         restored = _admin(settings, "restore", "--input", str(tmp_path / "backup"),
-                          "--until", until.isoformat(), *extra)
+                          "--until", until.isoformat(), *extra, "--json")
         seconds = time.monotonic() - t0
         assert restored.returncode == 0, restored.stderr
         assert "replayed the binlogs of 5 database(s)" in restored.stderr
+        report = admin_document("restore", restored.returncode, restored.stdout, restored.stderr)
+        assert datetime.fromisoformat(report["until"]) == datetime.fromisoformat(report["data_as_of"]) == until
+        assert len(report["restored"]) == 5 and all(r["replayed_bytes"] is not None for r in report["restored"])
         got = _capture(config, server)
         for label, tables in wanted.items():
             for table, rows in tables.items():

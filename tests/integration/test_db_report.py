@@ -17,6 +17,7 @@ import harness
 import pytest
 import yaml
 from harness import make_database_config
+from harness.admin_cli import admin_document
 from harness.servers import forget
 from wework.persistence.database import Database
 from wework.persistence.dbreport import fingerprint
@@ -74,7 +75,7 @@ async def test_an_unindexed_query_is_reported_with_its_plan_and_unused_indexes_a
     # MariaDB's defaults: nothing to read; the report says so instead of inventing figures.
     code, out, err = await _admin(settings, "db-report", "--json")
     assert code == 0, err
-    (report,) = json.loads(out)
+    (report,) = admin_document("db-report", code, out, err)["servers"]
     assert report["statement_source"] is None and report["index_source"] is None
     assert report["unused_indexes"] is None and any("no index statistics" in n for n in report["notes"])
 
@@ -104,7 +105,7 @@ async def test_an_unindexed_query_is_reported_with_its_plan_and_unused_indexes_a
     prom = tmp_path / "db-report.prom"
     code, out, err = await _admin(settings, "db-report", "--json", "--metrics-file", str(prom))
     assert code == 0, err
-    (report,) = json.loads(out)
+    (report,) = json.loads(out)["servers"]
     assert report["server"] == f"{server.host}:{server.port}"
     assert (report["statement_source"], report["index_source"]) == ("slow_log", "userstat")
     assert "userstat" in report["index_since"]
@@ -165,7 +166,7 @@ async def test_performance_schema_digests_and_index_io_are_preferred(mariadb_wit
 
     code, out, err = await _admin(settings, "db-report", "--json", "--top", "50")
     assert code == 0, err
-    (report,) = json.loads(out)
+    (report,) = json.loads(out)["servers"]
     assert report["statement_source"] == "performance_schema" and report["index_source"] == "performance_schema"
     assert report["index_since"].startswith("server start")
     unindexed = [s for s in report["statements"] if "contact_person" in s["text"]]
@@ -189,7 +190,7 @@ async def test_performance_schema_digests_and_index_io_are_preferred(mariadb_wit
         conn.close()
     code, out, err = await _admin(settings, "db-report", "--json", "--top", "50")
     assert code == 0, err
-    (report,) = json.loads(out)
+    (report,) = json.loads(out)["servers"]
     assert report["statement_source"] == "performance_schema"
     (unindexed,) = [s for s in report["statements"] if "contact_person" in s["text"]]
     assert unindexed["calls"] == 6 and "contact_person" in unindexed["sample"]

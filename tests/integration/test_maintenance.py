@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from harness import make_database_config, make_sqlite_config
+from harness.admin_cli import admin_document
 from wework.persistence.database import Database, create_engine_for
 from wework.persistence.ids import new_id
 from wework.persistence.maintenance import DatabaseReport, MaintenancePolicy, lock_name, maintain_all
@@ -183,11 +184,14 @@ async def test_a_database_locked_by_another_run_is_skipped(mariadb_server, seede
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({"database": config.model_dump(mode="json"), **_SECURITY}))
     proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "wework-admin"), "--config", str(settings), "maintain",
+        str(Path(sys.executable).parent / "wework-admin"), "--config", str(settings), "maintain", "--json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()
     assert "3 done, 0 skipped" in err.decode()
+    report = admin_document("maintain", proc.returncode, out.decode(), err.decode())
+    assert (report["done"], report["skipped"], report["failed"]) == (3, 0, 0)
+    assert {d["db"] for d in report["databases"]} == {"account", "message", "callback"}
 
 
 async def test_sqlite_deletes_by_retention_only(tmp_path):

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import harness
 import pytest
 import sqlalchemy as sa
 from harness import make_database_config
 from harness.replication import execute, global_status, slave_status
+from sqlalchemy.engine import make_url
 from wework.persistence.config import ShardSpec
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
 from wework.persistence.migrate import migrate_all
 from wework.persistence.models import Tenant
 from wework.persistence.replicas import ReplicaMonitor, WriteTracker, gtid_seq
+from wework.persistence.repositories.identity import DirectoryRepository
+from wework.persistence.sharding import DIRECTORY
 from wework.server.observability import metrics
 
 pytestmark = pytest.mark.mariadb
@@ -294,6 +298,107 @@ async def test_a_write_through_one_process_is_waited_for_by_a_read_through_anoth
         await redis.aclose()
 
 
+# ---- the directory, routed as one more database (Database.directory_unit_of_work(read_only=True))
+
+
+def _with_directory_replicas(config, dsns):
+    return config.model_copy(update={"directory_replicas": dsns})
+
+
+def _directory_replica_dsn(pair, config) -> str:
+    return pair.replica.url(make_url(config.directory_dsn).database)
+
+
+@pytest.fixture
+async def directory_replicated(replicated_mariadb, replicated_config):
+    pair = replicated_mariadb
+    config = _with_directory_replicas(replicated_config, [_directory_replica_dsn(pair, replicated_config)])
+    db = Database(config)
+    routed: list[tuple[str, str, str]] = []
+    db.replicas.on_read = lambda *r: routed.append(r)
+    monitor = ReplicaMonitor(db)
+    await monitor.start()
+    await _until(lambda: db.replicas.usable(DIRECTORY), "the directory replica never became usable")
+    yield db, pair, routed
+    await monitor.close()
+    await db.dispose()
+    _sql_thread(pair.replica, True)
+
+
+async def _add_code(db: Database) -> str:
+    code = f"c{new_id()[-20:]}"
+    async with db.directory_unit_of_work() as uow:
+        assert (await uow.session.execute(sa.text("SELECT @@server_id"))).scalar_one() == 1
+        await DirectoryRepository(uow.session).reserve_tenant_code(code, new_id(), datetime.now(UTC))
+    return code
+
+
+async def _look_up_code(db: Database, code: str) -> tuple[int, bool]:
+    """(server_id that answered, whether the code was found), in one directory lookup."""
+    async with db.directory_unit_of_work(read_only=True) as uow:
+        server_id = (await uow.session.execute(sa.text("SELECT @@server_id"))).scalar_one()
+        holder = await DirectoryRepository(uow.session).tenant_id_for_code(code)
+    return server_id, holder is not None
+
+
+async def test_directory_lookups_go_to_the_replica_and_see_the_callers_own_writes(directory_replicated):
+    db, _pair, routed = directory_replicated
+    for _ in range(10):  # every lookup right after its own write
+        code = await _add_code(db)
+        assert await _look_up_code(db, code) == (2, True)
+    assert {r for r in routed} == {(DIRECTORY, "replica", "usable")}
+
+
+async def test_a_directory_write_the_replica_has_not_applied_is_read_from_the_primary(directory_replicated):
+    db, pair, routed = directory_replicated
+    _sql_thread(pair.replica, False)
+    try:
+        code = await _add_code(db)  # acknowledged by the replica, not applied
+        routed.clear()
+        assert await _look_up_code(db, code) == (1, True)
+        assert routed == [(DIRECTORY, "primary", "wait_timeout")]
+    finally:
+        _sql_thread(pair.replica, True)
+    await _until(lambda: db.replicas.usable(DIRECTORY), "the directory replica did not come back")
+    assert await _look_up_code(db, code) == (2, True)
+
+
+async def test_a_lagging_directory_replica_is_taken_out_of_lookups_until_it_catches_up(directory_replicated):
+    db, pair, routed = directory_replicated
+    _sql_thread(pair.replica, False)
+    try:
+        # No directory write: only the heartbeats fall behind, so only the lag decides.
+        await _until(lambda: not db.replicas.usable(DIRECTORY), "the stopped directory replica stayed in reads")
+        routed.clear()
+        assert await _look_up_code(db, "no-such-code") == (1, False)
+        assert routed == [(DIRECTORY, "primary", "no_usable_replica")]
+        assert db.replicas.usable("s0") == []  # the same server's shard replica lags alike
+    finally:
+        _sql_thread(pair.replica, True)
+    await _until(lambda: db.replicas.usable(DIRECTORY), "the directory replica did not return after catching up")
+    assert await _look_up_code(db, "no-such-code") == (2, False)
+
+
+async def test_an_unreachable_directory_replica_leaves_lookups_on_the_primary(replicated_config):
+    from harness import free_port
+
+    dead = f"mysql+aiomysql://root@127.0.0.1:{free_port()}/x_directory"
+    config = _with_directory_replicas(replicated_config, [dead]).model_copy(update={"connect_timeout_seconds": 1.0})
+    db = Database(config)
+    routed: list[tuple[str, str, str]] = []
+    db.replicas.on_read = lambda *r: routed.append(r)
+    monitor = ReplicaMonitor(db)
+    await monitor.start()
+    try:
+        await _until(lambda: db.replicas.states[DIRECTORY][0].error is not None, "the dead replica was never measured")
+        code = await _add_code(db)  # the directory primary is found among the candidates
+        assert await _look_up_code(db, code) == (1, True)
+        assert routed == [(DIRECTORY, "primary", "no_usable_replica")]
+    finally:
+        await monitor.close()
+        await db.dispose()
+
+
 async def test_forced_switchover_fences_the_old_primary_and_publishes_the_replica(
         replicated_mariadb, replicated_config):
     """Last in this module: it turns the pair around (the replica becomes the primary)."""
@@ -328,3 +433,25 @@ async def test_forced_switchover_fences_the_old_primary_and_publishes_the_replic
             assert (await uow.session.execute(sa.text("SELECT @@server_id"))).scalar_one() == 2
     finally:
         await moved.dispose()
+
+
+async def test_a_promoted_directory_replica_is_not_read_as_a_replica(replicated_mariadb, replicated_config):
+    """After the switchover above the listed replica is the writable server: it is the primary
+    (found by the directory's primary discovery) and no longer a replica to wait on."""
+    pair = replicated_mariadb
+    assert execute(pair.replica, "SELECT @@read_only") == [(0,)]
+    config = _with_directory_replicas(replicated_config, [_directory_replica_dsn(pair, replicated_config)])
+    db = Database(config)
+    routed: list[tuple[str, str, str]] = []
+    db.replicas.on_read = lambda *r: routed.append(r)
+    monitor = ReplicaMonitor(db)
+    await monitor.start()
+    try:
+        await _until(lambda: db.replicas.states[DIRECTORY][0].writable, "the writable replica was never measured")
+        assert db.replicas.usable(DIRECTORY) == []
+        async with db.directory_unit_of_work(read_only=True) as uow:
+            assert (await uow.session.execute(sa.text("SELECT @@server_id"))).scalar_one() == 2
+        assert routed == [(DIRECTORY, "primary", "no_usable_replica")]
+    finally:
+        await monitor.close()
+        await db.dispose()

@@ -442,30 +442,33 @@ async def test_run_until_signal_stops_gracefully_on_sigterm(log_buffer):
     assert probe.events == [("on_shutdown", NOT_SERVING)]
 
 
-def test_server_runs_on_uvloop(tmp_path):
+@pytest.mark.parametrize(("event_loop", "loop_class"), [("uvloop", "Loop"), ("asyncio", "_UnixSelectorEventLoop")])
+def test_server_runs_on_the_configured_event_loop(tmp_path, event_loop, loop_class):
+    """server.event_loop picks the loop through asyncio.Runner(loop_factory=...), without the
+    deprecated event-loop policy API (the policy stays asyncio's own)."""
     script = tmp_path / "uv.py"
     script.write_text(
         "import asyncio, sys, grpc\n"
         "sys.path.insert(0, TEST_DIR)\n"
         "import test_runtime_server as t\n"
-        "from wework.server.runtime import install_uvloop\n"
+        "from wework.server.runtime import run_on_loop\n"
         "from wework.v1 import account_pb2, account_pb2_grpc, tenant_pb2, tenant_pb2_grpc\n"
-        "assert install_uvloop()\n"
         "async def main():\n"
-        "    import uvloop\n"
-        "    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)\n"
+        "    print(type(asyncio.get_running_loop()).__name__)\n"
         "    server = t.make_server(t.Probe())\n"
         "    port = await server.start()\n"
         "    async with grpc.aio.insecure_channel(f'127.0.0.1:{port}') as ch:\n"
         "        r = await tenant_pb2_grpc.TenantServiceStub(ch).GetTenant(\n"
         "            tenant_pb2.GetTenantRequest(id='u'), metadata=(('x-api-key', 'good'),))\n"
         "    await server.stop(0)\n"
-        "    print('ok', r.tenant_name)\n"
-        "asyncio.run(main())\n".replace("TEST_DIR", repr(str(Path(__file__).parent)))
+        "    return r.tenant_name\n"
+        "print('ok', run_on_loop(main(), EVENT_LOOP))\n"
+        "print(type(asyncio.get_event_loop_policy()).__module__)\n"
+        .replace("TEST_DIR", repr(str(Path(__file__).parent))).replace("EVENT_LOOP", repr(event_loop))
     )
     done = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok tenant-1"
+    assert done.stdout.split("\n")[:3] == [loop_class, "ok tenant-1", "asyncio.unix_events"]
 
 
 async def test_deadline_exceeded_call_is_logged_once(channel, log_buffer, served):

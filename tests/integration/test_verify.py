@@ -8,7 +8,6 @@ resumes; a source/target difference of a bucket range is named the same way.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import harness
 import pytest
 import yaml
 from harness import make_database_config
+from harness.admin_cli import admin_document
 from harness.replication import execute
 from wework.persistence.config import ShardSpec
 from wework.persistence.database import Database
@@ -137,9 +137,10 @@ async def test_a_row_changed_on_the_replica_is_named_with_its_table_and_key(repl
                      'table="tenants"' in x]
         assert differing and differing[0].endswith(" 1.0")
 
-        code, out, _err = await _admin(settings, "verify", "--table", "tenants", "--json")
+        code, out, err = await _admin(settings, "verify", "--table", "tenants", "--json")
         assert code == 1
-        report = json.loads(out)
+        report = admin_document("verify", code, out, err)  # a result: the documented keys, no `error`
+        assert "error" not in report and report["kind"] == "replica" and not report["ok"]
         (diff,) = report["differences"]
         assert (diff["db"], diff["table"], diff["rows"]) == ("user", "tenants", [{"key": {"id": victim},
                                                                                   "problem": "differs"}])

@@ -92,7 +92,7 @@ component wins, tests/chart checks it), plus
 {{- define "wework.components" -}}
 {{- $root := . -}}
 {{- $out := dict -}}
-{{- $titles := dict "tenant" "Tenant" "account" "Account" "message" "Message" "callback" "Callback" "report" "Report" -}}
+{{- $titles := dict "tenant" "Tenant" "account" "Account" "message" "Message" "callback" "Callback" "report" "Report" "media" "Media" -}}
 {{- if .Values.allInOne.enabled -}}
 {{- $c := mergeOverwrite (deepCopy .Values.server) (deepCopy (omit .Values.allInOne "enabled")) -}}
 {{- $_ := set $c "kind" "server" -}}
@@ -101,7 +101,7 @@ component wins, tests/chart checks it), plus
 {{- $_ := set $c "callbackIngress" .Values.callbackIngress.enabled -}}
 {{- $_ := set $out "server" $c -}}
 {{- else -}}
-{{- range $name := list "tenant" "account" "message" "callback" "report" -}}
+{{- range $name := list "tenant" "account" "message" "callback" "report" "media" -}}
 {{- $svc := index $root.Values.services $name -}}
 {{- if $svc.enabled -}}
 {{- $c := mergeOverwrite (deepCopy $root.Values.server) (deepCopy (omit $svc "enabled")) -}}
@@ -134,6 +134,20 @@ component wins, tests/chart checks it), plus
 {{- $_ := set $obs "metrics_port" (int .Values.metrics.port) -}}
 {{- $_ := set $cfg "observability" $obs -}}
 {{- end -}}
+{{- $media := deepCopy (get $cfg "media" | default dict) -}}
+{{- $_ := set $media "backend" .Values.media.backend -}}
+{{- if eq .Values.media.backend "s3" -}}
+{{- $s3 := deepCopy (get $media "s3" | default dict) -}}
+{{- $v := .Values.media.s3 -}}
+{{- $_ := set $s3 "bucket" $v.bucket -}}
+{{- $_ := set $s3 "region" $v.region -}}
+{{- $_ := set $s3 "addressing_style" $v.addressingStyle -}}
+{{- if $v.serverSideEncryption }}{{ $_ := set $s3 "server_side_encryption" $v.serverSideEncryption }}{{ end -}}
+{{- if $v.sseKmsKeyId }}{{ $_ := set $s3 "sse_kms_key_id" $v.sseKmsKeyId }}{{ end -}}
+{{- $_ := set $media "s3" $s3 -}}
+{{- if $v.keyPrefix }}{{ $_ := set $media "key_prefix" $v.keyPrefix }}{{ end -}}
+{{- end -}}
+{{- $_ := set $cfg "media" $media -}}
 {{- toYaml $cfg -}}
 {{- end }}
 
@@ -152,6 +166,17 @@ component wins, tests/chart checks it), plus
       {{- if $ref.optional }}
       optional: true
       {{- end }}
+{{- end }}
+{{- end }}
+{{- if eq $root.Values.media.backend "s3" }}
+{{- $s3 := $root.Values.media.s3 }}
+{{- range $var, $key := dict "WEWORK_MEDIA__S3__ENDPOINT_URL" $s3.endpointKey "WEWORK_MEDIA__S3__ACCESS_KEY_ID" $s3.accessKeyIdKey "WEWORK_MEDIA__S3__SECRET_ACCESS_KEY" $s3.secretAccessKeyKey }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.secret | default $root.Values.secrets.existingSecret }}
+      key: {{ $key }}
+      optional: true
 {{- end }}
 {{- end }}
 {{- with (index . 1) }}

@@ -48,7 +48,7 @@ CONVERSATION_TYPE_PRIVATE: ConversationType
 CONVERSATION_TYPE_GROUP: ConversationType
 
 class Account(_message.Message):
-    __slots__ = ("id", "tenant_id", "account_name", "user_id", "phone", "email", "guid", "status", "config", "user_info", "last_login_time", "last_heartbeat_time", "login_retry_count", "error_message", "recovery_attempts", "next_recovery_time", "create_time", "update_time", "etag")
+    __slots__ = ("id", "tenant_id", "account_name", "user_id", "phone", "email", "guid", "status", "config", "user_info", "last_login_time", "last_heartbeat_time", "login_retry_count", "error_message", "recovery_attempts", "next_recovery_time", "create_time", "update_time", "etag", "provider_token")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,7 @@ class Account(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     account_name: str
@@ -87,7 +88,8 @@ class Account(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_name: _Optional[str] = ..., user_id: _Optional[str] = ..., phone: _Optional[str] = ..., email: _Optional[str] = ..., guid: _Optional[str] = ..., status: _Optional[_Union[AccountStatus, str]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., user_info: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., last_login_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., login_retry_count: _Optional[int] = ..., error_message: _Optional[str] = ..., recovery_attempts: _Optional[int] = ..., next_recovery_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    provider_token: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_name: _Optional[str] = ..., user_id: _Optional[str] = ..., phone: _Optional[str] = ..., email: _Optional[str] = ..., guid: _Optional[str] = ..., status: _Optional[_Union[AccountStatus, str]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., user_info: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., last_login_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., login_retry_count: _Optional[int] = ..., error_message: _Optional[str] = ..., recovery_attempts: _Optional[int] = ..., next_recovery_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., provider_token: _Optional[str] = ...) -> None: ...
 
 class CreateAccountRequest(_message.Message):
     __slots__ = ("account", "request_id")

@@ -155,7 +155,8 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateAccount(self, request, context):
-        """Updates account_name, phone, email, user_id or config (update_mask; optional etag).
+        """Updates account_name, phone, email, user_id, config or provider_token
+        (update_mask; optional etag).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

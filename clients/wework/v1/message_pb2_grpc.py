@@ -51,6 +51,11 @@ class MessageServiceStub:
                 request_serializer=wework_dot_v1_dot_message__pb2.SendMessageRequest.SerializeToString,
                 response_deserializer=wework_dot_v1_dot_message__pb2.Message.FromString,
                 _registered_method=True)
+        self.BatchSendMessages = channel.unary_unary(
+                '/wework.v1.MessageService/BatchSendMessages',
+                request_serializer=wework_dot_v1_dot_message__pb2.BatchSendMessagesRequest.SerializeToString,
+                response_deserializer=wework_dot_v1_dot_message__pb2.BatchSendMessagesResponse.FromString,
+                _registered_method=True)
         self.GetMessage = channel.unary_unary(
                 '/wework.v1.MessageService/GetMessage',
                 request_serializer=wework_dot_v1_dot_message__pb2.GetMessageRequest.SerializeToString,
@@ -167,6 +172,18 @@ class MessageServiceServicer:
         """Accepts a message for sending. Counts against the tenant's daily quota
         (RESOURCE_EXHAUSTED with a QuotaFailure when it is used up). With a
         template_id, the content is rendered from the template and `variables`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchSendMessages(self, request, context):
+        """Accepts up to 1,000 messages in one call (AIP-233), each item validated,
+        checked and made idempotent exactly as SendMessage does. The quota is taken
+        for the whole call at once (units of failed items are given back). Each
+        item answers its message or its own google.rpc.Status, in request order;
+        with `atomic` every item is accepted or none is (the first failure is the
+        call's error, its fields named requests[i].field).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,6 +333,11 @@ def add_MessageServiceServicer_to_server(servicer, server):
                     request_deserializer=wework_dot_v1_dot_message__pb2.SendMessageRequest.FromString,
                     response_serializer=wework_dot_v1_dot_message__pb2.Message.SerializeToString,
             ),
+            'BatchSendMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchSendMessages,
+                    request_deserializer=wework_dot_v1_dot_message__pb2.BatchSendMessagesRequest.FromString,
+                    response_serializer=wework_dot_v1_dot_message__pb2.BatchSendMessagesResponse.SerializeToString,
+            ),
             'GetMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMessage,
                     request_deserializer=wework_dot_v1_dot_message__pb2.GetMessageRequest.FromString,
@@ -451,6 +473,33 @@ class MessageService:
             '/wework.v1.MessageService/SendMessage',
             wework_dot_v1_dot_message__pb2.SendMessageRequest.SerializeToString,
             wework_dot_v1_dot_message__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchSendMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wework.v1.MessageService/BatchSendMessages',
+            wework_dot_v1_dot_message__pb2.BatchSendMessagesRequest.SerializeToString,
+            wework_dot_v1_dot_message__pb2.BatchSendMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ never reads the environment itself.
 from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
 
 # The service databases. Each physical shard holds one database of each; each
 # service owns its own and never reads another's tables.
@@ -67,6 +68,12 @@ class DatabaseConfig(BaseModel):
 
     bucket_count: int = Field(default=1024, ge=1, le=65536)
     directory_dsn: str = "sqlite+aiosqlite:///var/data/directory.db"
+    # Replicas of the directory (MariaDB, semi-sync like a shard's, docs/failover.md). With any,
+    # each new directory connection goes to whichever of directory_dsn and these is writable
+    # (the highest failover epoch wins), so `wework-admin failover --directory` needs no restart.
+    # Directory lookups (account guids, tenant codes) read from them within the lag bound, like
+    # shard reads (docs/replicas.md).
+    directory_replicas: list[str] = Field(default_factory=list)
     shards: list[ShardSpec] = Field(
         default_factory=lambda: [
             ShardSpec(name="s0", buckets="0-1023", dsn="sqlite+aiosqlite:///var/data/{db}_s0.db")
@@ -103,6 +110,8 @@ class DatabaseConfig(BaseModel):
         names = [s.name for s in self.shards]
         if len(set(names)) != len(names):
             raise ValueError("shard names must be unique")
+        if "directory" in names:  # the directory's name in replica routing, metrics and heartbeats
+            raise ValueError("no shard may be named 'directory'")
         if not self.shards:
             raise ValueError("at least one shard is needed")
         owner: dict[int, str] = {}
@@ -123,6 +132,13 @@ class DatabaseConfig(BaseModel):
             raise ValueError(f"bucket {missing} belongs to no shard")
         # Two shards on one physical database would silently merge their tenants' rows.
         seen: dict[str, str] = {self.directory_dsn: "the directory"}
+        for dsn in self.directory_replicas:
+            if dsn in seen or "{db}" in dsn:
+                raise ValueError("a directory replica must be a database of its own, without {db}")
+            if make_url(dsn).get_backend_name() != make_url(self.directory_dsn).get_backend_name() or \
+                    make_url(dsn).get_backend_name() == "sqlite":
+                raise ValueError("directory replicas need a MariaDB directory_dsn and MariaDB replicas")
+            seen[dsn] = "a directory replica"
         for shard in self.shards:
             for db in SERVICE_DATABASES:
                 dsn = shard.dsn_for(db)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -19,8 +18,10 @@ from wework.domain.errors import Unavailable
 
 from . import local_infile
 from .config import SERVICE_DATABASES, DatabaseConfig
+from .directory_primary import install_primary_discovery
 from .driver_tx import CLEAN, driver_level
-from .replicas import ReplicaRouting
+from .replicas import SHARD_WIDE, ReplicaRouting
+from .resilience import close_quietly
 from .sharding import DIRECTORY, PhysicalDatabase, ShardRouter, physical_databases
 from .uow import (
     UnitOfWork,
@@ -233,6 +234,9 @@ class Database:
             engine = self._by_dsn.get(target.dsn)
             if engine is None:
                 engine = create_engine_for(target.dsn, self.config)
+                if target.db == DIRECTORY and self.config.directory_replicas:
+                    install_primary_discovery(engine, [target.dsn, *self.config.directory_replicas],
+                                              self.config.replica_heartbeat_schema)
                 self._by_dsn[target.dsn] = engine
                 if self._on_engine_created is not None:
                     self._on_engine_created(engine, target.db, target.shard)
@@ -276,6 +280,8 @@ class Database:
 
     @asynccontextmanager
     async def directory_session(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session on the directory primary, always (the shard map and bucket moves must read
+        the latest rows); lookups that may be served by a replica use directory_unit_of_work."""
         async with open_session(self._bind(self.engine(DIRECTORY), read_only), DIRECTORY, None) as s:
             yield s
 
@@ -309,8 +315,11 @@ class Database:
                 yield uow
 
     @asynccontextmanager
-    async def directory_unit_of_work(self) -> AsyncIterator[UnitOfWork]:
-        async with open_unit_of_work(self.engine(DIRECTORY), DIRECTORY, None, None) as uow:
+    async def directory_unit_of_work(self, *, read_only: bool = False) -> AsyncIterator[UnitOfWork]:
+        """A directory transaction. `read_only=True`: a lookup that a directory replica within
+        the lag bound may serve, once it has applied every directory write this process (or,
+        through Redis, any process) recorded lately; else the primary (docs/replicas.md)."""
+        async with self._open_uow(DIRECTORY, None, None, read_only) as uow:
             yield uow
 
     async def for_each_shard(self, db: str, fn: Callable[[AsyncSession], Awaitable[T]], *,
@@ -338,28 +347,36 @@ class Database:
 
     # ---- read replicas (replicas.py) ----------------------------------------------------------
 
+    # The directory is routed like one more shard, under the name DIRECTORY (shard=None here).
+
     @asynccontextmanager
-    async def _replica_read(self, db: str, shard: str, tenant_id: str | None,
+    async def _replica_read(self, db: str, shard: str | None, tenant_id: str | None,
                             read_only: bool) -> AsyncIterator[AsyncConnection | None]:
-        """A connection to a usable replica for a read_only call on a replicated shard, else None."""
+        """A connection to a usable replica for a read_only call on a replicated shard (or
+        directory), else None."""
         conn = None
-        if read_only and self.replicas.has_replicas(shard):
-            conn = await self.replicas.connect_for_read(db, shard, tenant_id, self.engine(db, shard))
+        route = shard or DIRECTORY
+        if read_only and self.replicas.has_replicas(route):
+            # Directory rows belong to no tenant: a directory read waits for the directory's
+            # recorded writes (kept under SHARD_WIDE), not for the primary's whole position,
+            # which would cost a primary round trip per lookup.
+            must_see = SHARD_WIDE if shard is None else tenant_id
+            conn = await self.replicas.connect_for_read(db, route, must_see, self.engine(db, shard))
         if conn is None:
             yield None
             return
         try:
             yield conn
         finally:
-            await _close_quietly(conn)
+            await close_quietly(conn, "connection")
 
     @asynccontextmanager
-    async def _tracked_write(self, db: str, shard: str, tenant_id: str | None,
+    async def _tracked_write(self, db: str, shard: str | None, tenant_id: str | None,
                              read_only: bool) -> AsyncIterator[AsyncConnection | None]:
-        """For a write on a replicated shard: a primary connection kept past the commit, so that
-        the transaction's GTID can be read and recorded for the next reads of the tenant (of every
-        tenant, for a shard-wide write)."""
-        if read_only or not self.replicas.has_replicas(shard):
+        """For a write on a replicated shard (or directory): a primary connection kept past the
+        commit, so that the transaction's GTID can be read and recorded for the next reads of the
+        tenant (of every tenant, for a shard-wide write; of every directory lookup)."""
+        if read_only or not self.replicas.has_replicas(shard or DIRECTORY):
             yield None
             return
         async with mapped_errors(db, shard):
@@ -367,10 +384,10 @@ class Database:
         try:
             yield conn
         finally:
-            await _close_quietly(conn)
+            await close_quietly(conn, "connection")
 
     @asynccontextmanager
-    async def _open_uow(self, db: str, shard: str, tenant_id: str | None,
+    async def _open_uow(self, db: str, shard: str | None, tenant_id: str | None,
                         read_only: bool) -> AsyncIterator[UnitOfWork]:
         async with self._replica_read(db, shard, tenant_id, read_only) as replica:
             if replica is not None:
@@ -381,7 +398,8 @@ class Database:
             if conn is not None:
                 async with open_unit_of_work(conn, db, shard, tenant_id) as uow:  # type: ignore[arg-type]
                     # First hook: recorded before any wake-up lets another reader in.
-                    uow.after_commit(functools.partial(self.replicas.record_write, conn, shard, tenant_id))
+                    uow.after_commit(functools.partial(self.replicas.record_write, conn, shard or DIRECTORY,
+                                                       tenant_id))
                     yield uow
                 return
         async with open_unit_of_work(self._bind(self.engine(db, shard), read_only), db, shard, tenant_id) as uow:
@@ -532,13 +550,6 @@ class Database:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.01)
-
-
-async def _close_quietly(conn: AsyncConnection) -> None:
-    try:
-        await conn.close()
-    except Exception:
-        logging.getLogger(__name__).debug("closing a connection failed", exc_info=True)
 
 
 async def for_each_shard(database: Database, db: str, fn: Callable[[AsyncSession], Awaitable[T]]) -> list[T]:

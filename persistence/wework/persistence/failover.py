@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .config import DatabaseConfig, ShardSpec
 from .database import create_engine_for
+from .directory_primary import bump_epoch
 from .replicas import gtid_seq, replica_label
 from .shardmap import ShardMapStore
 
@@ -79,18 +80,22 @@ async def _slave_status(conn: AsyncConnection) -> dict[str, Any]:
 
 def pick_replica(spec: ShardSpec, choice: str | None) -> str | None:
     """The replica DSN named by `choice`: its index, its DSN template, or its host:port."""
+    return _pick(spec.replicas, choice, f"shard {spec.name}")
+
+
+def _pick(replicas: list[str], choice: str | None, what: str) -> str | None:
     if choice is None:
         return None
     if choice.isdigit():
         index = int(choice)
-        if index >= len(spec.replicas):
-            raise FailoverError(f"shard {spec.name} has {len(spec.replicas)} replica(s); no index {index}")
-        return spec.replicas[index]
-    for dsn in spec.replicas:
+        if index >= len(replicas):
+            raise FailoverError(f"{what} has {len(replicas)} replica(s); no index {index}")
+        return replicas[index]
+    for dsn in replicas:
         if choice in (dsn, replica_label(dsn)):
             return dsn
-    raise FailoverError(f"{choice!r} is not a replica of shard {spec.name} "
-                        f"(replicas: {[replica_label(d) for d in spec.replicas]})")
+    raise FailoverError(f"{choice!r} is not a replica of {what} "
+                        f"(replicas: {[replica_label(d) for d in replicas]})")
 
 
 async def _received(dsn: str, config: DatabaseConfig, timeout: float) -> int:
@@ -118,19 +123,62 @@ async def failover(store: ShardMapStore, shard: str, replica: str | None = None,
     if not spec.replicas:
         raise FailoverError(f"shard {shard} lists no replica to promote")
     old_label = replica_label(spec.dsn)
-
-    chosen = pick_replica(spec, replica)
-    if chosen is None:
-        received = {dsn: await _received(dsn, config, connect_timeout) for dsn in spec.replicas}
-        chosen = max(spec.replicas, key=lambda d: received[d])
-        if received[chosen] < 0:
-            raise FailoverError(f"no replica of shard {shard} is reachable")
+    chosen, applied, rest, repointed = await _promote(
+        config, spec.dsn_for(_PROBE_DB), spec.replicas, replica, f"shard {shard}", f"map version {version}",
+        force=force, apply_timeout=apply_timeout, connect_timeout=connect_timeout, progress=progress)
     new_label = replica_label(chosen)
-    progress(f"shard {shard}: promoting replica {new_label} (primary {old_label}, map version {version})")
+
+    # 5. Publish: the promoted replica is the shard's primary; the old primary leaves the map.
+    shards = [s.model_copy(update={"dsn": chosen, "replicas": rest}) if s.name == shard else s
+              for s in config.shards]
+    new_version = await store.publish(config.model_copy(update={"shards": shards}),
+                                      f"failover {shard}: {old_label} -> {new_label}", expected_version=version)
+    progress(f"published shard map version {new_version}")
+    return FailoverResult(shard, old_label, new_label, new_version, applied,
+                          [replica_label(d) for d in rest], repointed)
+
+
+async def failover_directory(config: DatabaseConfig, replica: str | None = None, *, force: bool = False,
+                             apply_timeout: float = 60.0, connect_timeout: float = 3.0,
+                             progress: Callable[[str], None] = lambda _line: None) -> FailoverResult:
+    """Promotes a replica of the directory (`database.directory_replicas`) the way `failover`
+    promotes a shard's, then raises the promoted server's epoch so that every process's new
+    directory connections go there (directory_primary.py). Nothing is published: the shard map
+    lives in the directory itself. The result's `version` is the new epoch."""
+    if not config.directory_replicas:
+        raise FailoverError("database.directory_replicas lists no replica of the directory to promote")
+    old_label = replica_label(config.directory_dsn)
+    chosen, applied, rest, repointed = await _promote(
+        config, config.directory_dsn, config.directory_replicas, replica, "the directory", "directory",
+        force=force, apply_timeout=apply_timeout, connect_timeout=connect_timeout, progress=progress)
+    conn = await _connect(chosen, config, connect_timeout)
+    try:
+        epoch = await bump_epoch(conn, config.replica_heartbeat_schema, replica_label(chosen))
+    finally:
+        await _close(conn)
+    progress(f"directory epoch {epoch} on {replica_label(chosen)}; new connections go there")
+    return FailoverResult("directory", old_label, replica_label(chosen), epoch, applied,
+                          [replica_label(d) for d in rest], repointed)
+
+
+async def _promote(config: DatabaseConfig, old_dsn: str, replicas: list[str], replica: str | None, what: str,
+                   where: str, *, force: bool, apply_timeout: float, connect_timeout: float,
+                   progress: Callable[[str], None]) -> tuple[str, str, list[str], list[str]]:
+    """Steps 2-4 for the primary `old_dsn` (a concrete DSN) and its `replicas` (DSNs or templates):
+    (the promoted replica, its applied position, the other replicas, those re-pointed)."""
+    old_label = replica_label(old_dsn)
+    chosen = _pick(replicas, replica, what)
+    if chosen is None:
+        received = {dsn: await _received(dsn, config, connect_timeout) for dsn in replicas}
+        chosen = max(replicas, key=lambda d: received[d])
+        if received[chosen] < 0:
+            raise FailoverError(f"no replica of {what} is reachable")
+    new_label = replica_label(chosen)
+    progress(f"{what}: promoting replica {new_label} (primary {old_label}, {where})")
 
     # 2. The old primary must be gone: writes still landing there after the switch would be lost.
     try:
-        old = await _connect(spec.dsn_for(_PROBE_DB), config, connect_timeout)
+        old = await _connect(old_dsn, config, connect_timeout)
     except Exception:  # noqa: BLE001 - unreachable is what a failover expects
         old = None
     replica_conn = await _connect(chosen.replace("{db}", _PROBE_DB), config, connect_timeout)
@@ -139,7 +187,7 @@ async def failover(store: ShardMapStore, shard: str, replica: str | None = None,
             try:
                 if not force:
                     raise FailoverError(
-                        f"the primary {old_label} of shard {shard} still answers; stop it first (or pass "
+                        f"the primary {old_label} of {what} still answers; stop it first (or pass "
                         "--force to fence it read-only and switch over: writes of clients with admin "
                         "privileges could still reach it)")
                 await old.execute(sa.text("SET GLOBAL read_only = 1"))
@@ -171,7 +219,7 @@ async def failover(store: ShardMapStore, shard: str, replica: str | None = None,
             await replica_conn.execute(sa.text("STOP SLAVE"))
             await replica_conn.execute(sa.text("RESET SLAVE ALL"))
         applied = await replica_conn.scalar(sa.text("SELECT @@gtid_current_pos")) or ""
-        rest = [d for d in spec.replicas if d != chosen]
+        rest = [d for d in replicas if d != chosen]
         await replica_conn.execute(sa.text(f"SET GLOBAL rpl_semi_sync_master_enabled = {1 if rest else 0}"))
         await replica_conn.execute(sa.text("SET GLOBAL read_only = 0"))
         progress(f"{new_label} is writable at {applied}")
@@ -180,15 +228,7 @@ async def failover(store: ShardMapStore, shard: str, replica: str | None = None,
 
     # 4. The other replicas follow the new primary.
     repointed = await _repoint(rest, chosen, config, connect_timeout, progress)
-
-    # 5. Publish: the promoted replica is the shard's primary; the old primary leaves the map.
-    shards = [s.model_copy(update={"dsn": chosen, "replicas": rest}) if s.name == shard else s
-              for s in config.shards]
-    new_version = await store.publish(config.model_copy(update={"shards": shards}),
-                                      f"failover {shard}: {old_label} -> {new_label}", expected_version=version)
-    progress(f"published shard map version {new_version}")
-    return FailoverResult(shard, old_label, new_label, new_version, applied,
-                          [replica_label(d) for d in rest], repointed)
+    return chosen, applied, rest, repointed
 
 
 async def _repoint(replicas: list[str], primary: str, config: DatabaseConfig, timeout: float,

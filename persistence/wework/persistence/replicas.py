@@ -14,6 +14,10 @@ read's writes in time, the read goes to the primary. See docs/replicas.md.
   replica has applied that GTID (MASTER_GTID_WAIT); a shard-wide read waits for the primary's whole
   binlog position. A wait that times out sends the read to the primary.
 
+The directory (`database.directory_replicas`) is routed the same way, as one more database
+under the name DIRECTORY: its lookups wait for the directory writes recorded lately (its rows
+belong to no tenant, so all of them are kept under SHARD_WIDE).
+
 MariaDB only (GTIDs, MASTER_GTID_WAIT); SQLite shards never list replicas.
 """
 
@@ -34,7 +38,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .background import cancel_and_wait
-from .config import DatabaseConfig, ShardSpec
+from .config import DatabaseConfig
+from .resilience import RedisBreaker, close_quietly
+from .sharding import DIRECTORY
 
 if TYPE_CHECKING:
     from .database import Database
@@ -139,8 +145,8 @@ class RedisWriteTracker(WriteTracker):
     """Also shares the writes through Redis, so that a tenant's write made by one server process
     is waited for by a read in any other (requests of one client are spread over processes).
 
-    After a Redis failure it stops asking Redis for PAUSE_SECONDS: every commit and every read
-    would otherwise wait out the socket timeout. Meanwhile reads go to the primary."""
+    After a Redis failure it stops asking Redis for PAUSE_SECONDS (a RedisBreaker): every commit
+    and every read would otherwise wait out the socket timeout. Meanwhile reads go to the primary."""
 
     PAUSE_SECONDS = 1.0
 
@@ -148,16 +154,8 @@ class RedisWriteTracker(WriteTracker):
         super().__init__(ttl)
         self._redis = redis
         self._prefix = f"{key_prefix}ryw:"
-        self._paused_until = 0.0
-
-    def _paused(self) -> bool:
-        return time.monotonic() < self._paused_until
-
-    def _pause(self, exc: BaseException) -> None:
-        if not self._paused():
-            log.warning("read-your-writes: Redis unreachable (%r); replica reads go to the primary "
-                        "for %.0f s", exc, self.PAUSE_SECONDS)
-        self._paused_until = time.monotonic() + self.PAUSE_SECONDS
+        self._breaker = RedisBreaker("read-your-writes", fallback="replica reads go to the primary",
+                                     pause_seconds=self.PAUSE_SECONDS, logger=log)
 
     def _key(self, shard: str, tenant_id: str) -> str:
         # The {shard} hash tag keeps a tenant's key and its shard's key in one Redis Cluster slot
@@ -170,23 +168,26 @@ class RedisWriteTracker(WriteTracker):
         seq = gtid_seq(gtid)
         if seq is None:
             return
-        if self._paused():
+        if self._breaker.is_open:
             return  # reads go to the primary meanwhile (get raises WritesUnknown)
         try:
             await self._redis.eval(_RECORD_SCRIPT, 1, self._key(shard, key), gtid, str(seq[0]), str(seq[1]),
                                    str(int(self.ttl * 1000)))
         except Exception as exc:  # noqa: BLE001 - the commit is done; only the routing hint is lost
-            self._pause(exc)
+            self._breaker.failed(exc)
+        else:
+            self._breaker.succeeded()
 
     async def get(self, shard: str, tenant_id: str) -> str | None:
         # Without knowing the tenant's writes the read goes to the primary.
-        if self._paused():
+        if self._breaker.is_open:
             raise WritesUnknown("Redis is unreachable")
         try:
             raw = await self._redis.mget([self._key(shard, tenant_id), self._key(shard, SHARD_WIDE)])
         except Exception as exc:
-            self._pause(exc)
+            self._breaker.failed(exc)
             raise WritesUnknown(str(exc)) from exc
+        self._breaker.succeeded()
         best = await super().get(shard, tenant_id)
         for value in raw:
             best = later_gtid(best, value.decode() if isinstance(value, bytes) else value)
@@ -204,6 +205,9 @@ class ReplicaState:
     lag: float | None = None  # seconds; None until measured
     measured_at: float = 0.0  # monotonic time of the last measurement
     error: str | None = None  # set while unreachable
+    # @@read_only is 0: promoted (a directory failover keeps it listed) or misconfigured. Not a
+    # replica to read from: MASTER_GTID_WAIT there would wait for writes it never applies.
+    writable: bool = False
     applied_seq: int = 0  # the last heartbeat of this process seen applied
 
     def dsn_for(self, db: str) -> str:
@@ -212,7 +216,8 @@ class ReplicaState:
 
 @dataclass
 class ReplicaRouting:
-    """Replica states of the shard map and the choice of a connection for each read."""
+    """Replica states of the shard map and the directory, and the choice of a connection for
+    each read. States are keyed by shard name, the directory's by DIRECTORY."""
 
     config: DatabaseConfig
     tracker: WriteTracker = field(default=None)  # type: ignore[assignment]
@@ -246,8 +251,11 @@ class ReplicaRouting:
                          for dsn in shard.replicas]
             for shard in config.shards if shard.replicas
         }
+        if config.directory_replicas:
+            self.states[DIRECTORY] = [old.get((DIRECTORY, dsn)) or ReplicaState(DIRECTORY, dsn, replica_label(dsn))
+                                      for dsn in config.directory_replicas]
         keep = {s.dsn_for(db) for states in self.states.values() for s in states
-                for db in ("user", "account", "message", "callback")}
+                for db in ("user", "account", "message", "callback", DIRECTORY)}
         return [self._engines.pop(dsn) for dsn in list(self._engines) if dsn not in keep]
 
     def has_replicas(self, shard: str) -> bool:
@@ -258,8 +266,15 @@ class ReplicaRouting:
             return []
         now, stale = time.monotonic(), self.stale_after(self.config)
         bound = self.config.replica_max_lag_seconds
-        return [s for s in self.states.get(shard, ()) if s.error is None and s.lag is not None
-                and s.lag <= bound and now - s.measured_at <= stale]
+        return [s for s in self.states.get(shard, ()) if s.error is None and not s.writable
+                and s.lag is not None and s.lag <= bound and now - s.measured_at <= stale]
+
+    def routed(self) -> list[tuple[str, str]]:
+        """(name, primary DSN) of each database with replicas: shards, then the directory."""
+        out = [(s.name, s.dsn) for s in self.config.shards if s.replicas]
+        if self.config.directory_replicas:
+            out.append((DIRECTORY, self.config.directory_dsn))
+        return out
 
     def engine(self, state: ReplicaState, db: str) -> AsyncEngine:
         from .database import create_engine_for
@@ -316,7 +331,7 @@ class ReplicaRouting:
                         self._routed(shard, "primary", "wait_timeout")
                         return None
             except _DB_ERRORS as exc:
-                await _close_quietly(conn)
+                await close_quietly(conn, "replica connection")
                 state.error, state.lag = f"{type(exc).__name__}: {exc}", None
                 continue
             self._routed(shard, "replica", "usable")
@@ -348,13 +363,6 @@ async def _primary_position(primary: AsyncEngine) -> str | None:
         # (semi-sync) and serves what it applied.
         log.debug("primary position unknown", exc_info=True)
         return None
-
-
-async def _close_quietly(conn: AsyncConnection) -> None:
-    try:
-        await conn.close()
-    except Exception:
-        log.debug("closing a replica connection failed", exc_info=True)
 
 
 # ---- lag measurement -----------------------------------------------------------------------------
@@ -404,35 +412,39 @@ class ReplicaMonitor:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def tick(self) -> None:
-        shards = [s for s in self._routing.config.shards if s.replicas]
-        await asyncio.gather(*(self._shard_tick(s) for s in shards))
+        await asyncio.gather(*(self._shard_tick(name, dsn) for name, dsn in self._routing.routed()))
 
-    def _probe_db(self) -> str:
+    def _probe_db(self, shard: str) -> str:
         # Any service database this process opens lives on the shard's server; the heartbeat
-        # table sits in a schema of its own beside them.
-        return self._db.databases[0]
+        # table sits in a schema of its own beside them. The directory's DSNs name one database.
+        return DIRECTORY if shard == DIRECTORY else self._db.databases[0]
 
-    async def _shard_tick(self, shard: ShardSpec) -> None:
+    def _primary(self, shard: str) -> AsyncEngine:
+        if shard == DIRECTORY:  # the engine that finds the current directory primary itself
+            return self._db.engine(DIRECTORY)
+        return self._db.engine(self._probe_db(shard), shard)
+
+    async def _shard_tick(self, shard: str, dsn: str) -> None:
         try:
-            await self._beat(shard)
-            if shard.name in self._beat_failing:
-                self._beat_failing.discard(shard.name)
-                log.info("heartbeat on the primary of shard %s written again", shard.name)
+            await self._beat(shard, dsn)
+            if shard in self._beat_failing:
+                self._beat_failing.discard(shard)
+                log.info("heartbeat on the primary of shard %s written again", shard)
         except _DB_ERRORS as exc:
             # Replicas are still measured against the beats written so far: a replica that had
             # applied them all keeps serving reads while the primary is down.
-            if shard.name not in self._beat_failing:  # once per outage, not every tick
-                self._beat_failing.add(shard.name)
-                log.warning("heartbeat on the primary of shard %s failed: %s", shard.name, exc)
-        states = self._routing.states.get(shard.name, [])
-        await asyncio.gather(*(self._measure(shard.name, state) for state in states))
-        self._prune(shard.name)
+            if shard not in self._beat_failing:  # once per outage, not every tick
+                self._beat_failing.add(shard)
+                log.warning("heartbeat on the primary of shard %s failed: %s", shard, exc)
+        states = self._routing.states.get(shard, [])
+        await asyncio.gather(*(self._measure(shard, state) for state in states))
+        self._prune(shard)
 
-    async def _beat(self, shard: ShardSpec) -> None:
-        engine = self._db.engine(self._probe_db(), shard.name)
+    async def _beat(self, shard: str, dsn: str) -> None:
+        engine = self._primary(shard)
         table = f"`{self._schema}`.replication_heartbeat"
         async with engine.connect() as conn:
-            if (shard.name, shard.dsn) not in self._ready:
+            if (shard, dsn) not in self._ready:
                 await conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{self._schema}`"))
                 await conn.execute(sa.text(
                     f"CREATE TABLE IF NOT EXISTS {table} (shard VARCHAR(32) NOT NULL, writer VARCHAR(32) NOT NULL, "
@@ -440,23 +452,24 @@ class ReplicaMonitor:
                 # Rows of writers (processes) long gone.
                 await conn.execute(sa.text(f"DELETE FROM {table} WHERE ts < UTC_TIMESTAMP(6) - INTERVAL 1 DAY"))
                 await conn.commit()
-                self._ready.add((shard.name, shard.dsn))
-            seq = self._seq.get(shard.name, 0) + 1
+                self._ready.add((shard, dsn))
+            seq = self._seq.get(shard, 0) + 1
             sent = time.monotonic()
             await conn.execute(sa.text(
                 f"INSERT INTO {table} (shard, writer, seq, ts) VALUES (:s, :w, :q, UTC_TIMESTAMP(6)) "
                 "ON DUPLICATE KEY UPDATE seq = VALUES(seq), ts = VALUES(ts)"),
-                {"s": shard.name, "w": self.writer, "q": seq})
+                {"s": shard, "w": self.writer, "q": seq})
             await conn.commit()
-        self._seq[shard.name] = seq
-        self._written.setdefault(shard.name, {})[seq] = sent
+        self._seq[shard] = seq
+        self._written.setdefault(shard, {})[seq] = sent
 
     async def _measure(self, shard: str, state: ReplicaState) -> None:
-        engine = self._routing.engine(state, self._probe_db())
+        engine = self._routing.engine(state, self._probe_db(shard))
         table = f"`{self._schema}`.replication_heartbeat"
         try:
             async with asyncio.timeout(max(1.0, self._routing.config.replica_max_lag_seconds)):
                 async with engine.connect() as conn:
+                    writable = not await conn.scalar(sa.text("SELECT @@read_only"))
                     try:
                         applied = await conn.scalar(
                             sa.text(f"SELECT seq FROM {table} WHERE shard = :s AND writer = :w"),
@@ -479,7 +492,9 @@ class ReplicaMonitor:
         if was_usable != usable:
             log.log(logging.INFO if usable else logging.WARNING, "replica %s of shard %s %s reads (lag %.3f s, "
                     "bound %.3f s)", state.label, shard, "serves" if usable else "is taken out of", lag, bound)
-        state.error, state.lag, state.measured_at = None, lag, now
+        if writable and not state.writable:
+            log.warning("replica %s of shard %s is writable (promoted?): no reads go to it", state.label, shard)
+        state.error, state.lag, state.measured_at, state.writable = None, lag, now, writable
         state.applied_seq = applied or 0
         self._report(shard, state)
 

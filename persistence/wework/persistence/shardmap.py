@@ -235,7 +235,8 @@ class ShardMapWatcher:
                 log.exception("shard map check failed; retrying")
 
     async def _nudge_loop(self) -> None:
-        from .redis.client import as_text, listen
+        from .redis.client import as_text
+        from .resilience import listen
 
         def on_message(message: dict) -> None:
             if as_text(message["type"]) == "message":

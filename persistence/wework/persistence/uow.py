@@ -18,6 +18,7 @@ from wework.domain.errors import Unavailable
 
 from .driver_tx import DriverTransaction
 from .errors import is_unavailable
+from .resilience import close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ async def open_session(engine: AsyncEngine, db: str, shard: str | None) -> Async
         async with mapped_errors(db, shard):
             yield session
     finally:
-        await _close_quietly(session)
+        await close_quietly(session, "session")
 
 
 def open_unit_of_work(engine: AsyncEngine, db: str, shard: str | None,
@@ -158,7 +159,7 @@ async def _run_unit_of_work(session: AsyncSession, db: str, shard: str | None,
                 await uow._decide("abandon")  # committed or not: the recorded decision tells
                 raise
     finally:
-        await _close_quietly(session)
+        await close_quietly(session, "session")
     await uow._run_after_commit()
 
 
@@ -170,8 +171,3 @@ async def _rollback_quietly(session: AsyncSession) -> None:
         log.debug("rollback failed", exc_info=True)
 
 
-async def _close_quietly(session: AsyncSession) -> None:
-    try:
-        await session.close()
-    except Exception:
-        log.debug("session close failed", exc_info=True)

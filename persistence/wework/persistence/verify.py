@@ -41,6 +41,7 @@ from .bucket_move import bucket_set
 from .config import SERVICE_DATABASES, DatabaseConfig, ShardSpec
 from .database import create_engine_for
 from .replicas import replica_label
+from .resilience import retrying
 from .sharding import bucket_of
 
 Progress = Callable[[str], None]
@@ -279,15 +280,13 @@ async def _statement_session(engine: AsyncEngine, lock_wait: int) -> AsyncConnec
     return conn
 
 
-async def _retry_locked(call: Callable[[], Any], attempts: int = 5) -> Any:
-    for attempt in range(attempts):
-        try:
-            return await call()
-        except sa.exc.OperationalError as exc:
-            if getattr(exc.orig, "args", [None])[0] != LOCK_WAIT_TIMEOUT or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.2 * (attempt + 1))
-    return None
+def _lock_wait_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, sa.exc.OperationalError) and getattr(exc.orig, "args", [None])[0] == LOCK_WAIT_TIMEOUT
+
+
+async def _retry_locked(call: Callable[[], Any]) -> Any:
+    # Only the statement waited out a lock (not a deadlock, which rolls back the transaction).
+    return await retrying(call, attempts=5, retry_on=_lock_wait_timeout, first_wait=0.2)
 
 
 class ReplicaVerifier:

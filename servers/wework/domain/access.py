@@ -87,6 +87,8 @@ class Permissions:
     WEBHOOKS_READ = "webhooks.read"
     WEBHOOKS_WRITE = "webhooks.write"
     REPORTS_READ = "reports.read"
+    MEDIA_READ = "media.read"
+    MEDIA_WRITE = "media.write"
     # SimulatorService: act as the phone, the network or a chat partner (simulator provider only).
     SIMULATOR_CONTROL = "simulator.control"
 
@@ -104,14 +106,14 @@ SYSTEM_ROLES: dict[str, tuple[str, list[str]]] = {
         "Operator",
         [
             "tenant.read", "users.read", "roles.read", "accounts.*", "messages.*",
-            "templates.*", "callbacks.read", "callbacks.replay", "webhooks.read", "reports.read",
+            "templates.*", "callbacks.read", "callbacks.replay", "webhooks.read", "reports.read", "media.*",
         ],
     ),
     "viewer": (
         "Viewer",
         [
             "tenant.read", "users.read", "roles.read", "accounts.read", "messages.read",
-            "templates.read", "callbacks.read", "webhooks.read", "reports.read",
+            "templates.read", "callbacks.read", "webhooks.read", "reports.read", "media.read",
         ],
     ),
 }

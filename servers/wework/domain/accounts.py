@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from wework.domain.dispatch import pacing_violations
 from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, PreconditionViolation
 from wework.domain.identity import EMAIL_RE, PHONE_RE, etag_of
 
@@ -110,6 +111,9 @@ class Account:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 1
+    # The account's token at a puppet-service provider: write-only (never answered, cached or
+    # logged; repr=False keeps it out of every repr of the account).
+    provider_token: str | None = field(default=None, repr=False)
 
     @property
     def etag(self) -> str:
@@ -395,7 +399,8 @@ def decide_recovery(account: Account, *, online: bool, recoverable: bool | None,
 
 # ---- validation ----------------------------------------------------------------------------------
 
-ACCOUNT_MUTABLE_FIELDS = frozenset({"account_name", "phone", "email", "user_id", "config"})
+ACCOUNT_MUTABLE_FIELDS = frozenset({"account_name", "phone", "email", "user_id", "config", "provider_token"})
+MAX_PROVIDER_TOKEN = 300
 MAX_CONFIG_BYTES = 64 * 1024
 GUID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
@@ -417,12 +422,19 @@ def validate_account(values: dict[str, Any], prefix: str = "account", *, creatin
     user_id = values.get("user_id")
     if user_id and len(user_id) > 36:
         v.append(FieldViolation(f"{prefix}.user_id", "must be a user id (at most 36 characters)"))
+    token = values.get("provider_token")
+    if token and (len(token) > MAX_PROVIDER_TOKEN or any(c.isspace() or ord(c) < 32 for c in token)):
+        # The value itself is never echoed: it is a secret.
+        v.append(FieldViolation(f"{prefix}.provider_token",
+                                f"must be at most {MAX_PROVIDER_TOKEN} characters without spaces"))
     config = values.get("config")
     if config is not None:
         if len(json.dumps(config, separators=(",", ":")).encode()) > MAX_CONFIG_BYTES:
             v.append(FieldViolation(f"{prefix}.config", f"must be at most {MAX_CONFIG_BYTES} bytes as JSON"))
         elif "simulator" in config and not isinstance(config["simulator"], dict):
             v.append(FieldViolation(f"{prefix}.config", "config.simulator must be an object"))
+        elif "pacing" in config:
+            v.extend(pacing_violations(config["pacing"], f"{prefix}.config.pacing"))
     if v:
         raise InvalidArgument(v)
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wework.domain.access import TENANT_PERMISSIONS
+from wework.domain.dispatch import pacing_violations
 from wework.domain.errors import (
     EtagMismatch,
     FailedPrecondition,
@@ -147,6 +148,8 @@ class Tenant:
                 v.append(FieldViolation(f"{prefix}.{name}", f"must be between 0 and {MAX_QUOTA}"))
         if want("webhook_url"):
             _check_url(v, f"{prefix}.webhook_url", self.webhook_url)
+        if want("config") and self.config and "pacing" in self.config:
+            v.extend(pacing_violations(self.config["pacing"], f"{prefix}.config.pacing"))
         if v:
             raise InvalidArgument(v)
 

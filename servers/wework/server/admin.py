@@ -9,6 +9,8 @@
   wework-admin restore --input DIR     restore a backup into empty databases and verify it
   wework-admin failover --shard NAME [--replica DSN|INDEX|HOST:PORT]
                               promote a replica and publish the new shard map (docs/failover.md)
+  wework-admin failover --directory [--replica DSN|INDEX|HOST:PORT]
+                              promote a replica of the directory database (docs/failover.md)
   wework-admin shard-map      print the shard map in force (runtime version or settings)
   wework-admin move-buckets --buckets 512-767 --to-dsn DSN [--shard-name s2]
                               move a bucket range to new databases online (docs/bucket-moves.md)
@@ -18,6 +20,10 @@
   wework-admin quickstart [--target HOST:PORT] [--tenant-code CODE]
                               through a running server: a tenant, an API key and a user with a
                               role; prints the shell exports (WEWORK_API_KEY, ...)
+
+Every subcommand takes --json: one JSON document on stdout (with "command", "ok", "exit_code" and,
+on failure, "error"), messages and progress on stderr. Exit codes: 0 done, 1 failed, 2 bad settings
+or usage; restore and verify 3, move-buckets 4: docs/operations-admin-cli.md.
 """
 
 from __future__ import annotations
@@ -26,17 +32,18 @@ import argparse
 import asyncio
 import shlex
 import sys
-import threading
+import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from wework.domain.access import SYSTEM_ROLES
+from wework.server.admin_output import Output, terminal_console
 from wework.server.settings import Settings, SettingsError, load_settings
 
-console = Console(stderr=True)
+console = terminal_console(sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     move.add_argument("--lease-seconds", type=float, default=30.0,
                       help="a crashed move can be resumed this long after it died (default 30)")
     move.add_argument("--batch-size", type=int, default=500, help="rows per page and delete (default 500)")
-    fail = sub.add_parser("failover", help="promote a replica of a shard to primary (docs/failover.md)")
-    fail.add_argument("--shard", required=True, help="the shard whose primary is lost")
+    fail = sub.add_parser("failover", help="promote a replica of a shard or of the directory to primary "
+                                           "(docs/failover.md)")
+    which = fail.add_mutually_exclusive_group(required=True)
+    which.add_argument("--shard", help="the shard whose primary is lost")
+    which.add_argument("--directory", action="store_true",
+                       help="the directory database's primary is lost (database.directory_replicas)")
     fail.add_argument("--replica", help="which replica: index in the shard's list, DSN template or host:port "
                                         "(default: the one that has received the most)")
     fail.add_argument("--force", action="store_true",
@@ -103,50 +114,40 @@ def main(argv: list[str] | None = None) -> int:
                        help="system role of the API key (default admin)")
     _add_verify_parser(sub)
     _add_db_report_parser(sub)
+    for subcommand in sub.choices.values():  # the options every subcommand has
+        subcommand.add_argument("--json", action="store_true",
+                                help="print one JSON document on stdout, messages and progress on stderr "
+                                     "(docs/operations-admin-cli.md)")
     args = parser.parse_args(argv)
 
+    out = Output(args.command, args.json, console)
     try:
         settings = load_settings(args.config, **({"data_dir": args.data_dir} if args.data_dir else {}))
     except SettingsError as exc:
-        console.print(f"[red]wework-admin: {exc}[/red]")
-        return 2
-    if args.command == "migrate":
-        return asyncio.run(_migrate(settings))
-    if args.command == "shard-of":
-        return _shard_of(settings, args.tenant_id)
-    if args.command == "maintain":
-        return asyncio.run(_maintain(settings))
-    if args.command == "backup":
-        return _backup(settings, args)
-    if args.command == "restore":
-        return _restore(settings, args)
-    if args.command == "shard-map":
-        return asyncio.run(_shard_map(settings))
-    if args.command == "move-buckets":
-        return asyncio.run(_move_buckets(settings, args))
-    if args.command == "failover":
-        return asyncio.run(_failover(settings, args))
-    if args.command == "verify":
-        return asyncio.run(_verify(settings, args))
-    if args.command == "db-report":
-        return asyncio.run(_db_report(settings, args))
-    if args.command == "quickstart":
-        return _quickstart(settings, args)
-    return _check_config(settings)
+        out.error(f"wework-admin: {exc}")
+        return out.finish(2)
+    try:
+        code = COMMANDS[args.command](settings, args, out)
+        code = asyncio.run(code) if asyncio.iscoroutine(code) else code
+    except Exception as exc:  # noqa: BLE001 - unforeseen: still exit 1 with one message (and a JSON document)
+        traceback.print_exc()  # stderr: for the bug report
+        out.error(f"{args.command} failed: {type(exc).__name__}: {exc}")
+        code = 1
+    return out.finish(code)
 
 
-async def _migrate(settings: Settings) -> int:
+async def _migrate(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from wework.persistence.migrate import migrate_all
 
     config = settings.database_config
 
     def progress(db: str, shard: str, message: str) -> None:
-        console.print(f"[cyan]{db:>9}[/cyan] [bold]{shard:<10}[/bold] {message}")
+        out.progress.step(f"{db:>9} {shard:<10} {message}")
 
     try:
         results = await migrate_all(config, progress=progress)
     except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-        console.print(f"[red]migration failed: {exc}[/red]")
+        out.error(f"migration failed: {exc}")
         return 1
     # Shards added at runtime (bucket moves, failovers) are migrated too.
     effective = await _effective_config(settings)
@@ -154,42 +155,74 @@ async def _migrate(settings: Settings) -> int:
         try:
             results += await migrate_all(effective, progress=progress)
         except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-            console.print(f"[red]migration of the runtime shard map failed: {exc}[/red]")
+            out.error(f"migration of the runtime shard map failed: {exc}")
             return 1
-    console.print(f"[green]migrated {len(results)} database(s)[/green]")
+    out.progress.stop()
+    out.say(f"migrated {len(results)} database(s)", "green")
+    out.result(databases=[{"db": r.db, "shard": r.shard or None, "database": r.database, "before": r.before,
+                           "after": r.after, "changed": r.changed} for r in results])
     return 0
 
 
-async def _failover(settings: Settings, args: argparse.Namespace) -> int:
+async def _failover(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from wework.persistence.database import Database
     from wework.persistence.failover import FailoverError, failover
     from wework.persistence.redis.client import create_redis
     from wework.persistence.shardmap import ShardMapStore, wait_for_acks
 
+    if args.directory:
+        return await _failover_directory(settings, args, out)
     db = Database(settings.database_config, databases=())
     redis = None if settings.redis.url.startswith("memory://") else create_redis(settings.redis)
     prefix = settings.redis.key_prefix
+    behind: Any = None
     try:
         result = await failover(ShardMapStore(db, redis=redis, key_prefix=prefix), args.shard, args.replica,
                                 force=args.force, apply_timeout=args.apply_timeout,
-                                progress=lambda line: console.print(line))
+                                progress=out.progress.step)
         if redis is not None:
             behind = await wait_for_acks(redis, prefix, result.version, timeout=args.ack_timeout)
             if behind:
-                console.print(f"[yellow]not yet on version {result.version}: {behind}[/yellow]")
+                out.warn(f"not yet on version {result.version}: {behind}")
     except FailoverError as exc:
-        console.print(f"[red]failover refused: {exc}[/red]")
+        out.error(f"failover refused: {exc}")
         return 1
     except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-        console.print(f"[red]failover failed: {type(exc).__name__}: {exc}[/red]")
+        out.error(f"failover failed: {type(exc).__name__}: {exc}")
         return 1
     finally:
         await db.dispose()
         if redis is not None:
             await redis.aclose()
-    console.print(f"[green]shard {result.shard}: {result.new_primary} is the primary (was {result.old_primary}); "
-                  f"shard map version {result.version}[/green]")
-    print(f"version={result.version} primary={result.new_primary} position={result.applied_position}")
+    out.say(f"shard {result.shard}: {result.new_primary} is the primary (was {result.old_primary}); "
+            f"shard map version {result.version}", "green")
+    out.line(f"version={result.version} primary={result.new_primary} position={result.applied_position}")
+    out.result(shard=result.shard, version=result.version, new_primary=result.new_primary,
+               old_primary=result.old_primary, position=result.applied_position,
+               remaining_replicas=result.remaining_replicas, repointed=result.repointed, not_acknowledged=behind or [])
+    return 0
+
+
+async def _failover_directory(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    from wework.persistence.failover import FailoverError, failover_directory
+
+    try:
+        result = await failover_directory(settings.database_config, args.replica, force=args.force,
+                                          apply_timeout=args.apply_timeout, progress=out.progress.step)
+    except FailoverError as exc:
+        out.error(f"failover refused: {exc}")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        out.error(f"failover failed: {type(exc).__name__}: {exc}")
+        return 1
+    out.say(f"directory: {result.new_primary} is the primary (was {result.old_primary}); running "
+            "processes reconnect to it. At the next deploy set database.directory_dsn to it and list "
+            "the rebuilt old primary under directory_replicas.", "green")
+    out.line(f"epoch={result.version} primary={result.new_primary} position={result.applied_position}")
+    # The shard failover's keys: `shard` is "directory", `version` the new epoch, nothing to acknowledge.
+    out.result(shard=result.shard, version=result.version, new_primary=result.new_primary,
+               old_primary=result.old_primary, position=result.applied_position,
+               remaining_replicas=result.remaining_replicas, repointed=result.repointed, not_acknowledged=[])
     return 0
 
 
@@ -212,7 +245,7 @@ async def _effective_config(settings: Settings):
     return current[1] if current is not None else settings.database_config
 
 
-async def _shard_map(settings: Settings) -> int:
+async def _shard_map(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from wework.persistence.database import Database
     from wework.persistence.shardmap import ShardMapStore
 
@@ -229,64 +262,73 @@ async def _shard_map(settings: Settings) -> int:
         table.add_column(col)
     for shard in config.shards:
         table.add_row(shard.name, shard.buckets, _redact(shard.dsn), str(len(shard.replicas)))
-    Console().print(table)
+    out.table(table)
     if config.frozen_buckets:
-        print(f"frozen buckets: {config.frozen_buckets}")
+        out.line(f"frozen buckets: {config.frozen_buckets}")
     for v, reason, at in history:
-        print(f"  v{v} {at:%Y-%m-%d %H:%M:%S} {reason}")
+        out.line(f"  v{v} {at:%Y-%m-%d %H:%M:%S} {reason}")
+    out.result(version=version, source="runtime" if version else "settings", **_shard_map_json(config),
+               frozen_buckets=config.frozen_buckets or None,
+               history=[{"version": v, "reason": reason, "at": at} for v, reason, at in history])
     return 0
 
 
-async def _move_buckets(settings: Settings, args: argparse.Namespace) -> int:
-    import time
+def _shard_map_json(config: Any) -> dict[str, Any]:
+    return {"bucket_count": config.bucket_count,
+            "shards": [{"name": s.name, "buckets": s.buckets, "dsn": _redact(s.dsn),
+                        "replicas": [_redact(r) for r in s.replicas]} for s in config.shards]}
 
+
+async def _move_buckets(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from wework.persistence.bucket_move import BucketMover, MoveAlreadyRunning, MoveError, MoveOptions
     from wework.persistence.redis.client import MEMORY_URL, create_redis
 
     if not (args.resume or args.abort) and not (args.buckets and args.to_dsn):
-        console.print("[red]move-buckets: --buckets and --to-dsn are needed (or --resume / --abort)[/red]")
+        out.error("move-buckets: --buckets and --to-dsn are needed (or --resume / --abort)")
         return 2
     if settings.redis.url.startswith(MEMORY_URL):
-        console.print("[red]move-buckets needs the servers' Redis (redis.url): it waits there for every "
-                      "server to apply the freeze[/red]")
+        out.error("move-buckets needs the servers' Redis (redis.url): it waits there for every "
+                  "server to apply the freeze")
         return 2
     redis = create_redis(settings.redis)
-    started = time.monotonic()
-
-    def progress(line: str) -> None:
-        print(f"[{time.monotonic() - started:7.2f}s] {line}", flush=True)
-
     options = MoveOptions(ack_timeout_seconds=args.ack_timeout, max_freeze_seconds=args.max_freeze,
                           lease_seconds=args.lease_seconds, batch_size=args.batch_size)
     mover = BucketMover(settings.database_config, redis, settings.redis.key_prefix, options=options,
-                        progress=progress)
+                        progress=out.progress.step)
     try:
         if args.abort:
             move_id = await mover.abort()
-            console.print(f"[yellow]move {move_id} aborted; the range stays where it was[/yellow]")
+            out.warn(f"move {move_id} aborted; the range stays where it was")
+            out.result(move_id=move_id, aborted=True)
             return 0
         if args.resume:
             result = await mover.resume()
         else:
             result = await mover.move(args.buckets, args.to_dsn, args.shard_name)
     except MoveAlreadyRunning as exc:
-        console.print(f"[red]{exc}[/red]")
+        out.error(str(exc))
         return 4
     except MoveError as exc:
-        console.print(f"[red]move-buckets: {exc}[/red]")
+        out.error(f"move-buckets: {exc}")
         return 1
     finally:
         await mover.close()
         await redis.aclose()
     bad = [c for c in result.checks if not c.ok]
-    console.print(f"[green]moved buckets {result.buckets} to {result.target_shard}: shard map version "
-                  f"{result.version}, {len(result.checks)} tables verified, {result.rows_deleted} source rows "
-                  f"deleted[/green]")
-    print(f"write freeze: {result.freeze_seconds:.3f} s", flush=True)
+    out.progress.stop()
+    out.say(f"moved buckets {result.buckets} to {result.target_shard}: shard map version "
+            f"{result.version}, {len(result.checks)} tables verified, {result.rows_deleted} source rows "
+            "deleted", "green" if not bad else "red")
+    out.line(f"write freeze: {result.freeze_seconds:.3f} s")
+    out.result(move_id=result.move_id, aborted=False, resumed=result.resumed, buckets=result.buckets,
+               target_shard=result.target_shard, version=result.version,
+               freeze_seconds=round(result.freeze_seconds, 3), rows_deleted=result.rows_deleted,
+               tables_verified=len(result.checks),
+               mismatched_tables=[f"{c.db}.{c.table}" for c in bad])
     return 1 if bad else 0
 
 
-def _quickstart(settings: Settings, args: argparse.Namespace) -> int:
+def _quickstart(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     """Creates a tenant, an API key and a user through the running server's API (so every rule of
     the API applies), logs the user in, and prints the shell exports on stdout."""
     import secrets
@@ -298,7 +340,7 @@ def _quickstart(settings: Settings, args: argparse.Namespace) -> int:
     target = args.target or f"127.0.0.1:{settings.server.port}"
     admin_key = settings.security.admin_api_key
     if admin_key is None:  # pragma: no cover - load_settings fills or refuses it
-        console.print("[red]wework-admin: security.admin_api_key (env WEWORK_SECURITY__ADMIN_API_KEY) is not set[/red]")
+        out.error("wework-admin: security.admin_api_key (env WEWORK_SECURITY__ADMIN_API_KEY) is not set")
         return 2
     channel = grpc.secure_channel(target, grpc.ssl_channel_credentials()) if args.tls \
         else grpc.insecure_channel(target)
@@ -321,53 +363,63 @@ def _quickstart(settings: Settings, args: argparse.Namespace) -> int:
             login = stub.Login(pb.LoginRequest(tenant_code=args.tenant_code, username=args.username,
                                                password=password), timeout=30)
     except grpc.RpcError as exc:
-        console.print(f"[red]wework-admin: {target}: {exc.code().name}: {exc.details()}[/red]")
+        out.error(f"wework-admin: {target}: {exc.code().name}: {exc.details()}")
         if exc.code() is grpc.StatusCode.ALREADY_EXISTS:
-            console.print("[yellow]choose another --tenant-code[/yellow]")
+            out.warn("choose another --tenant-code")
         return 1
     exports = {
         "WEWORK_TARGET": target, "WEWORK_TENANT_ID": tenant.id, "WEWORK_TENANT_CODE": args.tenant_code,
         "WEWORK_API_KEY": key.secret, "WEWORK_USERNAME": args.username, "WEWORK_PASSWORD": password,
         "WEWORK_ACCESS_TOKEN": login.access_token,
     }
-    console.print(f"[green]tenant {args.tenant_code} ({tenant.id}), API key with role {args.key_role}, user "
-                  f"{args.username} with role {args.user_role}; the access token expires "
-                  f"{login.expire_time.ToDatetime():%H:%M} UTC. Paste these exports, or run: "
-                  f"eval \"$(wework-admin quickstart ...)\"[/green]")
+    out.say(f"tenant {args.tenant_code} ({tenant.id}), API key with role {args.key_role}, user "
+            f"{args.username} with role {args.user_role}; the access token expires "
+            f"{login.expire_time.ToDatetime():%H:%M} UTC. Paste these exports, or run: "
+            f"eval \"$(wework-admin quickstart ...)\"", "green")
     for name, value in exports.items():
-        print(f"export {name}={shlex.quote(value)}")
+        out.line(f"export {name}={shlex.quote(value)}")
+    # The secrets are the point of this command: it prints them for the operator who asked.
+    out.result(tenant_id=tenant.id, tenant_code=args.tenant_code, username=args.username,
+               access_token_expires_at=login.expire_time.ToDatetime(tzinfo=UTC), exports=exports)
     return 0
 
 
-def _shard_of(settings: Settings, tenant_id: str) -> int:
+async def _shard_of(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from wework.persistence.sharding import ShardRouter, bucket_of
 
-    config = asyncio.run(_effective_config(settings))
-    shard = ShardRouter(config).shard_for(tenant_id)
-    print(f"tenant {tenant_id}: bucket {bucket_of(tenant_id, config.bucket_count)} -> shard {shard.name}")
+    config = await _effective_config(settings)
+    shard = ShardRouter(config).shard_for(args.tenant_id)
+    bucket = bucket_of(args.tenant_id, config.bucket_count)
+    out.line(f"tenant {args.tenant_id}: bucket {bucket} -> shard {shard.name}")
+    out.result(tenant_id=args.tenant_id, bucket=bucket, shard=shard.name)
     return 0
 
 
-def _check_config(settings: Settings) -> int:
+def _check_config(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     config = settings.database_config
     table = Table(title=f"shard map ({config.bucket_count} buckets)")
     for col in ("shard", "buckets", "dsn template", "replicas"):
         table.add_column(col)
     for shard in config.shards:
         table.add_row(shard.name, shard.buckets, _redact(shard.dsn), str(len(shard.replicas)))
-    Console().print(table)
-    print(f"directory: {_redact(config.directory_dsn)}")
-    print(f"services: {', '.join(settings.server.services)}; embedded: {settings.embedded}")
+    out.table(table)
+    out.line(f"directory: {_redact(config.directory_dsn)}")
+    out.line(f"services: {', '.join(settings.server.services)}; embedded: {settings.embedded}")
+    out.result(**_shard_map_json(config), directory=_redact(config.directory_dsn),
+               services=list(settings.server.services), embedded=settings.embedded)
     return 0
 
 
-async def _maintain(settings: Settings) -> int:
+async def _maintain(settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    from dataclasses import asdict
+
     from wework.persistence.maintenance import maintain_all
 
     if settings.embedded:
-        console.print("[yellow]SQLite (embedded mode): no partitions; expired rows are deleted only[/yellow]")
+        out.warn("SQLite (embedded mode): no partitions; expired rows are deleted only")
     reports = await maintain_all(settings.database_config, settings.maintenance.policy(),
-                                 progress=lambda r: console.print(f"[cyan]{r.label:<16}[/cyan] {r.status}"))
+                                 progress=lambda r: out.progress.step(f"{r.label:<16} {r.status}"))
+    out.progress.stop()
     table = Table(title="maintenance")
     for col in ("database", "status", "table", "partitions created", "partitions dropped", "rows deleted",
                 "note"):
@@ -381,105 +433,114 @@ async def _maintain(settings: Settings) -> int:
             dropped = ", ".join(t.dropped) + (f" (~{t.dropped_rows_estimate} rows)" if t.dropped else "")
             table.add_row(f"{r.label} ({r.database})" if i == 0 else "", status if i == 0 else "", t.table,
                           _names(t.created), dropped, str(t.deleted_rows), r.message if i == 0 else "")
-    Console(stderr=True, width=max(console.width, 160)).print(table)
+    if not out.as_json:  # the table is a report for humans: on stderr, beside the progress
+        terminal_console(sys.stderr, width=max(console.width, 160)).print(table)
     failed = [r for r in reports if r.status == "failed"]
     skipped = [r for r in reports if r.status == "skipped"]
-    console.print(f"{len(reports) - len(failed) - len(skipped)} done, {len(skipped)} skipped "
-                  f"(another run holds them), {len(failed)} failed")
-    return 1 if failed else 0
+    out.say(f"{len(reports) - len(failed) - len(skipped)} done, {len(skipped)} skipped "
+            f"(another run holds them), {len(failed)} failed")
+    media = await _sweep_media(settings, out)
+    out.result(done=len(reports) - len(failed) - len(skipped), skipped=len(skipped), failed=len(failed),
+               databases=[{**asdict(r), "label": r.label} for r in reports], media=media)
+    return 1 if failed or media is None else 0
+
+
+async def _sweep_media(settings: Settings, out: Output) -> dict[str, int] | None:
+    """Media unused past media.retention_days, media of deleted tenants, incomplete uploads
+    (docs/media.md), in batches of media.sweep_batch_size. None when the sweep failed."""
+    from wework.persistence.database import Database
+    from wework.persistence.repositories.media import deleted_tenant_ids
+    from wework.server.application.media import MediaUseCases, media_policy
+    from wework.server.media.store import build_store
+
+    db = Database(settings.database_config, databases=("user", "message"))
+    store = None
+    try:
+        await db.start()
+        store = await build_store(settings.media, settings.data_dir,
+                                  settings.security.token_secret.get_secret_value().encode(), None)
+        deleted = [t for shard in await db.for_each_shard("user", deleted_tenant_ids) for t in shard]
+        removed = await MediaUseCases(db, store, media_policy(settings.media)).sweep(deleted)
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        out.error(f"media sweep failed: {type(exc).__name__}: {exc}")
+        return None
+    finally:
+        if store is not None:
+            await store.close()
+        await db.dispose()
+    out.say(f"media: {removed['expired']} unused past {settings.media.retention_days} days removed, "
+            f"{removed['deleted_tenants']} of deleted tenants removed, "
+            f"{removed['incomplete_uploads']} incomplete uploads aborted")
+    return dict(removed)
 
 
 def _names(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 4 else f"{names[0]} .. {names[-1]} ({len(names)})"
 
 
-class _RichProgress:
-    """Adapts the backup module's progress callbacks (called from worker threads) to rich."""
-
-    def __init__(self, progress: Any) -> None:
-        self._p = progress
-        self._tasks: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def start(self, label: str, total: int | None, unit: str) -> None:
-        with self._lock:
-            self._tasks[label] = self._p.add_task(label, total=total, unit=unit)
-
-    def advance(self, label: str, amount: int) -> None:
-        self._p.advance(self._tasks[label], amount)
-
-    def done(self, label: str, summary: str) -> None:
-        task = self._tasks[label]
-        completed = next(t.completed for t in self._p.tasks if t.id == task)
-        # Row totals are the server's estimates: end the bar at what was really done.
-        self._p.update(task, total=max(completed, 1), completed=max(completed, 1),
-                       description=f"{label} [green]done[/green]")
-        self._p.console.print(f"[cyan]{label:<16}[/cyan] {summary}")
-
-
-def _progress_bars():
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description:<24}"), BarColumn(),
-                    TextColumn("{task.completed:>12,.0f} {task.fields[unit]}"), TimeElapsedColumn(),
-                    console=console)
-
-
-def _backup(settings: Settings, args: argparse.Namespace) -> int:
+def _backup(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from wework.persistence.backup import BackupError, backup_all
 
     try:
-        with _progress_bars() as bars:
-            result = backup_all(settings.database_config, args.output, parallel=args.parallel,
-                                lock_timeout=args.lock_timeout, progress=_RichProgress(bars))
+        result = backup_all(settings.database_config, args.output, parallel=args.parallel,
+                            lock_timeout=args.lock_timeout, progress=out.progress)
     except (BackupError, OSError) as exc:
-        console.print(f"[red]backup failed: {exc}[/red]")
+        out.error(f"backup failed: {exc}")
         return 1
     except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-        console.print(f"[red]backup failed: {type(exc).__name__}: {exc}[/red]")
+        out.error(f"backup failed: {type(exc).__name__}: {exc}")
         return 1
+    out.progress.stop()
     m = result.manifest
     no_binlog = [e.label for e in m.databases if e.engine == "mysql" and not e.binlog.enabled]
-    console.print(f"[green]backed up {len(m.databases)} database(s), {m.total_rows} rows in "
-                  f"{result.seconds:.1f} s[/green]")
+    out.say(f"backed up {len(m.databases)} database(s), {m.total_rows} rows in {result.seconds:.1f} s", "green")
     if no_binlog:
-        console.print(f"[yellow]binary logging is off for {len(no_binlog)} database(s): no point-in-time "
-                      "recovery past this backup[/yellow]")
-    print(result.path)  # stdout: for scripts
+        out.warn(f"binary logging is off for {len(no_binlog)} database(s): no point-in-time "
+                 "recovery past this backup")
+    out.line(str(result.path))  # stdout: for scripts
+    out.result(path=str(result.path), databases=len(m.databases), rows=m.total_rows,
+               seconds=round(result.seconds, 3), started_at=m.started_at, finished_at=m.finished_at,
+               binlog_off=no_binlog)
     return 0
 
 
-def _restore(settings: Settings, args: argparse.Namespace) -> int:
+def _restore(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from wework.persistence.backup import BackupError, RestoreError, VerificationError, restore_all
 
     started = datetime.now(UTC)
     try:
-        with _progress_bars() as bars:
-            result = restore_all(settings.database_config, args.input, force=args.force, parallel=args.parallel,
-                                 progress=_RichProgress(bars), dry_run=args.dry_run, until=args.until,
-                                 binlog_dir=args.binlog_dir)
+        result = restore_all(settings.database_config, args.input, force=args.force, parallel=args.parallel,
+                             progress=out.progress, dry_run=args.dry_run, until=args.until,
+                             binlog_dir=args.binlog_dir)
     except VerificationError as exc:
-        console.print(f"[red bold]VERIFICATION FAILED[/red bold] [red]{exc}[/red]")
+        out.error(f"VERIFICATION FAILED: {exc}")
         return 3
     except (BackupError, RestoreError, OSError) as exc:
-        console.print(f"[red]restore failed: {exc}[/red]")
+        out.error(f"restore failed: {exc}")
         return 1
     except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-        console.print(f"[red]restore failed: {type(exc).__name__}: {exc}[/red]")
+        out.error(f"restore failed: {type(exc).__name__}: {exc}")
         return 1
+    out.progress.stop()
     m = result.manifest
+    data_as_of = result.until or min(e.snapshot_at for e in m.databases)
+    out.result(dry_run=result.dry_run, backup_started_at=m.started_at, databases=len(m.databases),
+               rows=m.total_rows, seconds=round(result.seconds, 3), until=result.until,
+               data_as_of=None if result.dry_run else data_as_of,
+               restored=[{"label": d.label, "database": d.database, "rows": d.rows, "seconds": round(d.seconds, 3),
+                          "replayed_bytes": d.replayed_bytes} for d in result.databases])
     if result.dry_run:
-        console.print(f"[green]dry run: the backup of {m.started_at:%Y-%m-%d %H:%M:%S} UTC is intact and "
-                      f"its {len(m.databases)} target database(s) can be restored[/green]")
+        out.say(f"dry run: the backup of {m.started_at:%Y-%m-%d %H:%M:%S} UTC is intact and "
+                f"its {len(m.databases)} target database(s) can be restored", "green")
         return 0
-    console.print(f"[green]restored and verified {len(result.databases)} database(s), {m.total_rows} rows "
-                  f"(row counts and checksums match the manifest) in {result.seconds:.1f} s[/green]")
+    out.say(f"restored and verified {len(result.databases)} database(s), {m.total_rows} rows "
+            f"(row counts and checksums match the manifest) in {result.seconds:.1f} s", "green")
     if result.until is not None:
-        console.print(f"[green]replayed the binlogs of {len(result.databases)} database(s) up to "
-                      f"{result.until:%Y-%m-%d %H:%M:%S} UTC[/green] (point-in-time recovery)")
+        out.say(f"[green]replayed the binlogs of {len(result.databases)} database(s) up to "
+                f"{result.until:%Y-%m-%d %H:%M:%S} UTC[/green] (point-in-time recovery)")
     else:
-        console.print(f"data as of {min(e.snapshot_at for e in m.databases):%Y-%m-%d %H:%M:%S} UTC (backup "
-                      f"taken {m.started_at:%Y-%m-%d %H:%M:%S}); restore started {started:%H:%M:%S}")
+        out.say(f"data as of {min(e.snapshot_at for e in m.databases):%Y-%m-%d %H:%M:%S} UTC (backup "
+                f"taken {m.started_at:%Y-%m-%d %H:%M:%S}); restore started {started:%H:%M:%S}")
     return 0
 
 
@@ -501,7 +562,6 @@ def _add_verify_parser(sub: Any) -> None:
     verify.add_argument("--resume", action="store_true", help="continue the interrupted run where it stopped")
     verify.add_argument("--checksum-db", default="wework_verify",
                         help="database on each primary holding checksums and progress (default wework_verify)")
-    verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     _add_job_metrics_arguments(verify)
 
 
@@ -510,7 +570,7 @@ def _add_job_metrics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pushgateway", help="push the figures to this Prometheus Pushgateway (host:port or URL)")
 
 
-async def _verify(settings: Settings, args: argparse.Namespace) -> int:
+async def _verify(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     """Exit 0: everything equal; 1: differences (named on stdout); 3: a comparison could not be made."""
     import json
     import time
@@ -519,28 +579,28 @@ async def _verify(settings: Settings, args: argparse.Namespace) -> int:
     from wework.server.observability import metrics
 
     if args.chunk_size < 1:
-        console.print("[red]verify: --chunk-size must be at least 1[/red]")
+        out.error("verify: --chunk-size must be at least 1")
         return 2
     options = VerifyOptions(chunk_size=args.chunk_size, sleep_seconds=args.sleep,
                             replica_wait_seconds=args.replica_wait, resume=args.resume,
                             checksum_db=args.checksum_db, tables=frozenset(args.table))
     config = await _effective_config(settings)
-    say = console.print
     kind = "move" if (args.buckets or args.move) else "replica"
     try:
         if kind == "move":
-            verifier = await _move_verifier(settings, config, args, options, say)
+            verifier = await _move_verifier(settings, config, args, options, out)
             if verifier is None:
                 return 2
         else:
-            verifier = ReplicaVerifier(config, options, progress=say, shards=args.shard)
+            verifier = ReplicaVerifier(config, options, progress=out.progress.step, shards=args.shard)
         report = await verifier.run()
     except VerifyError as exc:
-        console.print(f"[red]verify: {exc}[/red]")
+        out.error(f"verify: {exc}")
         return 3
     except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-        console.print(f"[red]verify failed: {type(exc).__name__}: {exc}[/red]")
+        out.error(f"verify failed: {type(exc).__name__}: {exc}")
         return 3
+    out.progress.stop()
     for t in report.tables:
         metrics.VERIFY_CHUNKS.labels(t.kind, t.shard, t.target).inc(t.chunks)
         metrics.VERIFY_ROWS.labels(t.kind, t.shard, t.target).inc(t.rows)
@@ -551,27 +611,25 @@ async def _verify(settings: Settings, args: argparse.Namespace) -> int:
     metrics.VERIFY_LAST_RUN.labels(kind).set(time.time())
     if args.metrics_file or args.pushgateway:
         metrics.export_job_metrics(f"wework-verify-{kind}", textfile=args.metrics_file, pushgateway=args.pushgateway)
-    if args.json:
-        print(json.dumps(report.to_json(), indent=1, default=str))
-    else:
-        for d in report.differences:
-            for r in d.rows:
-                print(f"DIFF {d.kind} shard={d.shard} target={d.target} table={d.db}.{d.table} chunk={d.chunk} "
-                      f"range=({d.lower}, {d.upper}] row={json.dumps(r.key, default=str)} {r.problem}")
-            if not d.rows:
-                print(f"DIFF {d.kind} shard={d.shard} target={d.target} table={d.db}.{d.table} chunk={d.chunk} "
-                      f"range=({d.lower}, {d.upper}] rows {d.source_rows}/{d.target_rows} (changed since)")
-        for e in report.errors:
-            print(f"ERROR {e}")
+    out.result(kind=kind, **report.to_json())
+    for d in report.differences:
+        for r in d.rows:
+            out.line(f"DIFF {d.kind} shard={d.shard} target={d.target} table={d.db}.{d.table} chunk={d.chunk} "
+                     f"range=({d.lower}, {d.upper}] row={json.dumps(r.key, default=str)} {r.problem}")
+        if not d.rows:
+            out.line(f"DIFF {d.kind} shard={d.shard} target={d.target} table={d.db}.{d.table} chunk={d.chunk} "
+                     f"range=({d.lower}, {d.upper}] rows {d.source_rows}/{d.target_rows} (changed since)")
+    for e in report.errors:
+        out.line(f"ERROR {e}")
     chunks = sum(t.chunks for t in report.tables)
-    color = "green" if report.ok else "red"
-    console.print(f"[{color}]{len(report.tables)} table comparison(s), {chunks} chunk(s), "
-                  f"{len(report.differences)} differing chunk(s), {len(report.errors)} error(s) in "
-                  f"{report.seconds:.1f} s[/{color}]")
+    out.say(f"{len(report.tables)} table comparison(s), {chunks} chunk(s), "
+            f"{len(report.differences)} differing chunk(s), {len(report.errors)} error(s) in "
+            f"{report.seconds:.1f} s", "green" if report.ok else "red")
     return 3 if report.errors else (1 if report.differences else 0)
 
 
-async def _move_verifier(settings: Settings, config: Any, args: argparse.Namespace, options: Any, say: Any) -> Any:
+async def _move_verifier(settings: Settings, config: Any, args: argparse.Namespace, options: Any,
+                         out: Output) -> Any:
     """The MoveVerifier of --buckets/--source-dsn/--target-dsn, or of the unfinished move (--move)."""
     from wework.persistence.bucket_move import bucket_set
     from wework.persistence.sharding import ShardRouter
@@ -591,30 +649,30 @@ async def _move_verifier(settings: Settings, config: Any, args: argparse.Namespa
         finally:
             await db.dispose()
         if row is None:
-            console.print("[red]verify --move: no unfinished bucket move before its delete phase[/red]")
+            out.error("verify --move: no unfinished bucket move before its delete phase")
             return None
         buckets, target, target_name = row.buckets, row.target_dsn, row.target_shard
     if not (buckets and target):
-        console.print("[red]verify: --buckets needs --target-dsn (or use --move)[/red]")
+        out.error("verify: --buckets needs --target-dsn (or use --move)")
         return None
     try:
         moving = bucket_set(buckets)
     except ValueError as exc:
-        console.print(f"[red]verify: --buckets {buckets!r}: {exc}[/red]")
+        out.error(f"verify: --buckets {buckets!r}: {exc}")
         return None
     if source is None:
         shards = {ShardRouter(config).shard_for_bucket(b).name: ShardRouter(config).shard_for_bucket(b)
                   for b in moving}
         if len(shards) != 1:
-            console.print(f"[red]verify: the range spans shards {sorted(shards)}; give --source-dsn or one "
-                          "shard's range at a time[/red]")
+            out.error(f"verify: the range spans shards {sorted(shards)}; give --source-dsn or one "
+                      "shard's range at a time")
             return None
         (source_name, spec), = shards.items()
         source = spec.dsn
     else:
         source_name = "source"
     return MoveVerifier(config, buckets, source, target, source_name=source_name, target_name=target_name,
-                        options=options, progress=say)
+                        options=options, progress=out.progress.step)
 
 
 def _add_db_report_parser(sub: Any) -> None:
@@ -626,14 +684,11 @@ def _add_db_report_parser(sub: Any) -> None:
                         help="SET GLOBAL userstat, slow log into its table, log_queries_not_using_indexes first")
     report.add_argument("--long-query-time", type=float,
                         help="with --enable-statistics: SET GLOBAL long_query_time (seconds; 0 logs everything)")
-    report.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     _add_job_metrics_arguments(report)
 
 
-async def _db_report(settings: Settings, args: argparse.Namespace) -> int:
+async def _db_report(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     """One report per MariaDB server holding the shard map's primaries (and the directory)."""
-    import json
-
     from sqlalchemy.engine import make_url
     from wework.persistence.config import SERVICE_DATABASES
     from wework.persistence.database import create_engine_for
@@ -646,7 +701,7 @@ async def _db_report(settings: Settings, args: argparse.Namespace) -> int:
     for dsn in [config.directory_dsn, *(s.dsn_for(db) for s in config.shards for db in SERVICE_DATABASES)]:
         url = make_url(dsn)
         if url.get_backend_name() != "mysql":
-            console.print("[red]db-report reads MariaDB's statistics; the embedded mode (SQLite) has none[/red]")
+            out.error("db-report reads MariaDB's statistics; the embedded mode (SQLite) has none")
             return 2
         server = f"{url.host}:{url.port or 3306}"
         dsns.setdefault(server, dsn)
@@ -659,13 +714,15 @@ async def _db_report(settings: Settings, args: argparse.Namespace) -> int:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 if args.enable_statistics:
                     changed = await enable_statistics(conn, args.long_query_time)
-                    console.print(f"{server}: {', '.join(changed) or 'statistics already on'}")
+                    out.progress.step(f"{server}: {', '.join(changed) or 'statistics already on'}")
+                out.progress.step(f"{server}: reading the statistics of {len(schemas)} database(s)")
                 reports.append(await server_report(conn, server, schemas, top=args.top, with_plans=not args.no_plans))
         except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-            console.print(f"[red]db-report: {server}: {type(exc).__name__}: {exc}[/red]")
+            out.error(f"db-report: {server}: {type(exc).__name__}: {exc}")
             return 1
         finally:
             await engine.dispose()
+    out.progress.stop()
     for r in reports:
         for source in (r.statement_source, r.index_source):
             if source:
@@ -680,10 +737,10 @@ async def _db_report(settings: Settings, args: argparse.Namespace) -> int:
                     sum(1 for i in r.unused_indexes if i.schema == schema))
     if args.metrics_file or args.pushgateway:
         metrics.export_job_metrics("wework-db-report", textfile=args.metrics_file, pushgateway=args.pushgateway)
-    if args.json:
-        print(json.dumps([r.to_json() for r in reports], indent=1, default=str))
+    out.result(servers=[r.to_json() for r in reports])
+    if out.as_json:
         return 0
-    out = Console(width=max(console.width, 160))
+    stdout = terminal_console(sys.stdout, width=max(console.width, 160))
     for r in reports:
         table = Table(title=f"{r.server}: top statements by total time ({r.statement_source or 'no source'})")
         for col in ("digest", "db", "calls", "total s", "avg ms", "rows examined", "plan", "statement"):
@@ -693,18 +750,18 @@ async def _db_report(settings: Settings, args: argparse.Namespace) -> int:
                              for a in s.plan or []) or (s.plan_error or "")
             table.add_row(s.digest, s.schema or "", str(s.calls), f"{s.total_seconds:.3f}",
                           f"{1000 * s.total_seconds / max(s.calls, 1):.2f}", str(s.rows_examined), plan, s.text[:120])
-        out.print(table)
+        stdout.print(table)
         if r.unused_indexes is None:
-            out.print("unused indexes: no index statistics on this server")
+            stdout.print("unused indexes: no index statistics on this server")
         else:
             idx = Table(title=f"{r.server}: indexes no statement read since {r.index_since} ({r.index_source})")
             for col in ("database", "table", "index", "unique"):
                 idx.add_column(col)
             for i in r.unused_indexes:
                 idx.add_row(i.schema, i.table, i.index, "yes (enforces a constraint)" if i.unique else "no")
-            out.print(idx)
+            stdout.print(idx)
         for note in r.notes:
-            out.print(f"note: {note}")
+            stdout.print(f"note: {note}")
     return 0
 
 
@@ -726,6 +783,24 @@ def _redact(dsn: str) -> str:
         return make_url(dsn.replace("{db}", "__db__")).render_as_string(hide_password=True).replace("__db__", "{db}")
     except Exception:  # noqa: BLE001 - a malformed DSN is shown as is, without its secret part
         return dsn.split("@")[-1]
+
+
+# The subcommands and what runs them: (settings, parsed arguments, output) -> exit code (or a coroutine
+# of it). A subcommand's options are declared once, on its parser in main(), and reach it in `args`.
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace, Output], Any]] = {
+    "migrate": _migrate,
+    "shard-of": _shard_of,
+    "check-config": _check_config,
+    "maintain": _maintain,
+    "backup": _backup,
+    "restore": _restore,
+    "shard-map": _shard_map,
+    "move-buckets": _move_buckets,
+    "failover": _failover,
+    "verify": _verify,
+    "db-report": _db_report,
+    "quickstart": _quickstart,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

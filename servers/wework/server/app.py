@@ -17,6 +17,7 @@ from wework.persistence.redis.cache import TwoLevelCache
 from wework.persistence.redis.client import create_redis
 from wework.persistence.redis.client import ping as redis_ping
 from wework.persistence.replicas import RedisWriteTracker, ReplicaMonitor, ReplicaRouting
+from wework.persistence.sharding import DIRECTORY
 from wework.persistence.shardmap import ShardMapStore, ShardMapWatcher
 from wework.server.application.account_events import AccountEvents
 from wework.server.application.accounts import (
@@ -41,6 +42,7 @@ from wework.server.application.callbacks import (
 from wework.server.application.context import AppContext
 from wework.server.application.conversations import ConversationUseCases
 from wework.server.application.login_limits import LoginLimits, LoginRateLimiter
+from wework.server.application.media import IncomingMedia, MediaUseCases, media_policy
 from wework.server.application.message_events import MessageEvents, ProviderEventRouter
 from wework.server.application.message_ports import InProcessAccountGateway
 from wework.server.application.messages import DailyQuota, MessageUseCases, database_quota_counter
@@ -53,12 +55,14 @@ from wework.server.application.users import UserUseCases
 from wework.server.application.webhooks import TargetGuard, WebhookOutbox, WebhookPolicy, WebhookUseCases
 from wework.server.handlers import account as account_handler
 from wework.server.handlers import callback as callback_handler
+from wework.server.handlers import media as media_handler
 from wework.server.handlers import message as message_handler
 from wework.server.handlers import report as report_handler
 from wework.server.handlers import simulator as simulator_handler
 from wework.server.handlers import tenant as tenant_handler
 from wework.server.handlers.callback_events import CallbackEvents
 from wework.server.ingress.http import CallbackIngress
+from wework.server.media.store import LocalStore, build_store
 from wework.server.observability.metrics import observe_shard_map
 from wework.server.providers.factory import create_provider
 from wework.server.runtime.health import non_critical
@@ -71,6 +75,7 @@ from wework.server.workers.callbacks import CallbackProcessor, CallbackWaker, Pr
 from wework.server.workers.dispatch import Dispatcher, DispatchSettings, DispatchWaker
 from wework.server.workers.heartbeat import HeartbeatMonitor
 from wework.server.workers.pacing import RedisPacing
+from wework.server.workers.puppet_ownership import PuppetOwnership
 from wework.server.workers.webhooks import WebhookDeliveryWorker, WebhookWaker, WorkerSettings
 
 
@@ -159,7 +164,13 @@ async def build_application(settings: Settings, *,
     caches, closers = [tenant_cache, credential_cache], []
     await _start_replicas(settings, db, redis, closers)
     shared: dict = {}  # parts one service hands to another in this process (account -> message)
+    shared["tenants"] = tenants
     services = settings.server.services
+    # Media first: messages name media, the dispatcher turns them into links, the callback
+    # processing stores incoming media.
+    media = await _media(settings, ctx, shared, closers)
+    if "media" in services:
+        registrations.append(media_handler.registration(media_handler.MediaServiceHandler(media)))
     # Tenant webhooks first: the callback inbox built below publishes to shared["webhook_sink"].
     await _webhooks(settings, ctx, redis, shared, closers)
     # The message service asks the account application layer about accounts in process, so a
@@ -228,8 +239,12 @@ async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, c
             on_replaced.append(lambda _config: processor.ensure_shard_loops())
         closers.insert(0, processor.close)  # before the provider and the pools
     if cfg.http_port is not None:
-        ingress = CallbackIngress(inbox, bench_routes=cfg.bench_routes)
+        store = shared["media"].store
+        local_store = store if isinstance(store, LocalStore) else None
+        ingress = CallbackIngress(inbox, bench_routes=cfg.bench_routes, media_store=local_store)
         await ingress.start(cfg.http_host, cfg.http_port)
+        if local_store is not None and local_store.signer.base_url is None:
+            local_store.signer.base_url = f"http://{cfg.http_host}:{ingress.port}"
         shared["callback_ingress"] = ingress
         closers.insert(0, ingress.close)  # stop taking callbacks first
     if "callback" in settings.server.services:
@@ -239,6 +254,18 @@ async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, c
         handler = callback_handler.CallbackServiceHandler(CallbackEvents(inbox, use_cases),
                                                           shared.get("webhook_use_cases"))
         registrations.append(callback_handler.registration(handler))
+
+
+async def _media(settings: Settings, ctx: AppContext, shared: dict, closers: list) -> MediaUseCases:
+    """The media store (docs/media.md) and its use cases, shared by MediaService, the message
+    service (media references), the dispatcher (links for providers) and callback processing."""
+    cfg = settings.media
+    store = await build_store(cfg, settings.data_dir, settings.security.token_secret.get_secret_value().encode(),
+                              None)
+    closers.append(store.close)
+    media = MediaUseCases(ctx.db, store, media_policy(cfg), clock=ctx.clock, page_tokens=ctx.page_tokens)
+    shared["media"] = media
+    return media
 
 
 async def _start_replicas(settings: Settings, db: Database, redis, closers: list) -> None:
@@ -251,7 +278,7 @@ async def _start_replicas(settings: Settings, db: Database, redis, closers: list
                                                 ReplicaRouting.tracker_ttl(settings.database_config))
     db.replicas.on_read = metrics.observe_db_read
     monitor = ReplicaMonitor(db, on_lag=lambda shard, replica, lag: metrics.observe_replica_lag(
-        db.databases, shard, replica, lag))
+        [DIRECTORY] if shard == DIRECTORY else db.databases, shard, replica, lag))
     await monitor.start()
     closers.append(monitor.close)
 
@@ -277,16 +304,29 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     store = AccountStore(ctx, cache, bus, policies)
     login, conversations = LoginFlow(store), ConversationUseCases(store)
     # Message receipts go to the message service's MessageEvents, the rest to AccountEvents.
-    router = ProviderEventRouter(AccountEvents(store, login, conversations), MessageEvents(ctx.db))
+    incoming = IncomingMedia(shared["media"], TargetGuard(WebhookPolicy.from_config(settings.webhooks)),
+                             settings.media.fetch_timeout_seconds)
+    router = ProviderEventRouter(AccountEvents(store, login, conversations, incoming), MessageEvents(ctx.db))
     shared["callback_sink"] = router
     # The simulator delivers into the durable inbox (store, then process) like a real provider.
-    provider = create_provider(settings.provider, shared.get("callback_inbox") or router)
+    provider = create_provider(settings.provider, shared.get("callback_inbox") or router,
+                               tokens=store.provider_token)
     shared["provider"] = provider
     store.provider = provider
     monitor = HeartbeatMonitor(store, interval_seconds=cfg.monitor_interval_seconds,
                                batch_size=cfg.monitor_batch_size)
     await monitor.start()
-    closers.extend([monitor.close, provider.close, bus.close])
+    closers.append(monitor.close)
+    if settings.provider.kind == "puppet_service" and not settings.redis.url.startswith("memory://"):
+        # Several processes share the accounts: leases say which one consumes each stream (the
+        # embedded Redis is this process alone, which then consumes every stream itself).
+        ps = settings.provider.puppet_service
+        ownership = PuppetOwnership(provider, redis, prefix, store.guids_with_provider_sessions,
+                                    lease_seconds=ps.ownership_lease_seconds, tick_seconds=ps.ownership_tick_seconds)
+        provider.board = ownership  # type: ignore[attr-defined]
+        await ownership.start()
+        closers.append(ownership.close)  # leave (leases back) before the provider closes
+    closers.extend([provider.close, bus.close])
     shared["account_gateway"] = InProcessAccountGateway(store, conversations)
     shared["account_store"] = store
     return account_handler.registration(account_handler.AccountServiceHandler(
@@ -305,12 +345,18 @@ async def _start_dispatcher(settings: Settings, ctx: AppContext, redis, shared: 
     dispatch_settings = DispatchSettings.from_config(settings.message)
     pacing = None
     if not settings.redis.url.startswith("memory://"):  # the embedded Redis is this process alone
-        pacing = RedisPacing(redis, settings.redis.key_prefix, dispatch_settings.account_min_interval_seconds,
-                             dispatch_settings.account_jitter_seconds, dispatch_settings.recipient_per_minute,
-                             dispatch_settings.recipient_per_hour)
+        pacing = RedisPacing(redis, settings.redis.key_prefix)
+    tenants, accounts = shared["tenants"], shared["account_store"]
+
+    async def pacing_overrides(tenant_id: str, account_id: str) -> list[dict | None]:
+        # Both cached reads (two-level caches, invalidated on update): the tenant's, then the account's.
+        account = await accounts.get_cached(tenant_id, account_id)
+        return [await tenants.tenant_pacing_config(tenant_id), account.config]
+
     dispatcher = Dispatcher(ctx.db, shared["provider"], shared["account_gateway"], dispatch_settings,
-                            waker=waker, pacing=pacing,
-                            finish_batch=lambda tenant_id, task_id: finish_if_done(ctx, tenant_id, task_id))
+                            waker=waker, pacing=pacing, pacing_overrides=pacing_overrides,
+                            finish_batch=lambda tenant_id, task_id: finish_if_done(ctx, tenant_id, task_id),
+                            resolve_content=shared["media"].resolve_for_send)
     await dispatcher.start()
     ctx.db.on_shard_map_replaced.append(lambda _config: dispatcher.ensure_shard_loops())  # new shards
     closers.insert(0, dispatcher.close)  # before the provider closes
@@ -323,13 +369,15 @@ async def _message_service(settings: Settings, ctx: AppContext, redis, tenants: 
     gateway = shared["account_gateway"]
     cfg = settings.message
     quota = DailyQuota(redis, settings.redis, cfg.quota_key_ttl_seconds, database_quota_counter(ctx))
-    messages = MessageUseCases(ctx, gateway, tenants, quota, max_schedule=timedelta(days=cfg.max_schedule_days))
+    messages = MessageUseCases(ctx, gateway, tenants, quota, max_schedule=timedelta(days=cfg.max_schedule_days),
+                               media=shared["media"])
     shared["messages"] = messages
     batches = BatchUseCases(ctx, gateway, tenants, quota=quota, require_active_tenant=messages.require_active_tenant,
                             materialize_writers=cfg.materialize_writers)
+    batches.media = shared["media"]
     shared["batches"] = batches
     return message_handler.registration(message_handler.MessageServiceHandler(
-        messages, TemplateUseCases(ctx), batches))
+        messages, TemplateUseCases(ctx, media=shared["media"]), batches))
 
 
 async def _report_service(settings: Settings, ctx: AppContext, redis, caches: list) -> ServiceRegistration:

@@ -7,7 +7,6 @@ With no settings at all it runs the embedded default: SQLite files under
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import shlex
@@ -76,14 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 def run_single(settings: Settings) -> int:
     """Serves in this process until SIGTERM/SIGINT (also the body of each worker process)."""
     from wework.server.runtime.logging import configure_logging
-    from wework.server.runtime.server import CannotListen, install_uvloop
+    from wework.server.runtime.server import CannotListen, run_on_loop
 
     configure_logging(settings.logging)
     # Alembic announces every plugin at INFO on each start of the embedded mode.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    install_uvloop()
     try:
-        asyncio.run(serve(settings))
+        run_on_loop(serve(settings), settings.server.event_loop)
     except KeyboardInterrupt:
         pass
     except CannotListen as exc:

@@ -25,10 +25,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 from wework.persistence.config import DatabaseConfig, RedisConfig, ShardSpec
+from wework.server.providers.puppet_service.config import PuppetServiceConfig
 from wework.server.providers.simulator import SimulatorConfig
 
 # The services this build implements; account, message, callback and report join as they land.
-ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message", "callback", "report")
+ALL_SERVICES: tuple[str, ...] = ("tenant", "account", "message", "callback", "report", "media")
 # Where the embedded mode binds gRPC and /metrics unless told otherwise.
 EMBEDDED_HOST = "127.0.0.1"
 
@@ -51,6 +52,8 @@ class ServerConfig(BaseModel):
     health_check_interval_seconds: float = Field(default=5.0, gt=0)
     # Server processes sharing the port (SO_REUSEPORT); see docs/multiprocess.md.
     workers: int = Field(default=1, ge=1, le=64)
+    # The event loop: uvloop (when installed) or asyncio's own; see docs/decisions/0036.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @field_validator("services", mode="before")
     @classmethod
@@ -113,9 +116,12 @@ class SecurityConfig(BaseModel):
 
 
 class ProviderConfig(BaseModel):
-    kind: Literal["simulator", "http"] = "simulator"
+    kind: Literal["simulator", "http", "puppet_service"] = "simulator"
     # kind "simulator": the in-process simulator (docs/providers.md)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    # kind "puppet_service": a Wechaty puppet-service provider (docs/puppet-service.md); the
+    # token is per account (AccountService provider_token), never in the settings.
+    puppet_service: PuppetServiceConfig = Field(default_factory=PuppetServiceConfig)
     # kind "http": a real provider's REST API (docs/provider-http-api.md)
     base_url: str | None = None
     api_key: SecretStr | None = None
@@ -130,6 +136,54 @@ class ProviderConfig(BaseModel):
         if self.kind == "http" and not self.base_url:
             raise ValueError("provider.base_url is required when provider.kind is 'http'")
         return self
+
+
+class S3Config(BaseModel):
+    """An S3-compatible object store (AWS S3, MinIO, SeaweedFS, Ceph RGW...) for media."""
+
+    # None: AWS's endpoint for the region.
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    bucket: str = "wework-media"
+    # "path" works with every S3-compatible server; AWS also takes "virtual".
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    # None: the default credential chain (environment, instance profile, IRSA...).
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    # Passed through on every PUT: "AES256" or "aws:kms" (with sse_kms_key_id); None: the bucket's default.
+    server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = None
+    sse_kms_key_id: str | None = None
+    # Create the bucket at start when it is missing (development and tests; production buckets
+    # are made by the platform team with their lifecycle and encryption policies).
+    create_bucket: bool = False
+
+
+class MediaConfig(BaseModel):
+    """Media storage (docs/media.md): an S3-compatible store, or a local directory (embedded)."""
+
+    backend: Literal["local", "s3"] = "local"
+    # backend "local": the directory (default: data_dir/media). Links are served by the HTTP
+    # listener of callback.http_port.
+    local_dir: Path | None = None
+    s3: S3Config = Field(default_factory=S3Config)
+    # Prefix of every object key of this deployment, e.g. "prod/"; keys continue with the tenant.
+    key_prefix: str = Field(default="", max_length=200, pattern=r"^([A-Za-z0-9._-]+/)*$")
+    # Upload part size: bytes held in memory per upload; larger files go up as multipart uploads.
+    part_size_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024)
+    # Per-tenant storage quota in bytes (0: unlimited).
+    tenant_quota_bytes: int = Field(default=10 * 1024**3, ge=0)
+    link_ttl_seconds: int = Field(default=900, ge=1)
+    max_link_ttl_seconds: int = Field(default=7 * 86400, ge=1, le=7 * 86400)
+    # Base URL of platform-served links (local backend), as recipients reach the HTTP listener;
+    # None: http://callback.http_host:callback.http_port.
+    public_base_url: str | None = None
+    # wework-admin maintain: media no message used for this long is removed.
+    retention_days: int = Field(default=90, ge=1)
+    # Uploads started this long ago and never finished are aborted by the sweep.
+    incomplete_upload_hours: int = Field(default=24, ge=1)
+    sweep_batch_size: int = Field(default=500, ge=1, le=10000)
+    # Incoming media fetched from providers' URLs (SSRF-guarded like webhooks).
+    fetch_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
 class MaintenanceConfig(BaseModel):
@@ -210,9 +264,15 @@ class MessageConfig(BaseModel):
     # Per-account pacing: at least this many seconds between two sends, plus 0..jitter.
     account_min_interval_seconds: float = Field(default=1.0, ge=0)
     account_jitter_seconds: float = Field(default=0.5, ge=0)
+    # Per-account ceilings over sliding windows, shared by every dispatcher (unset: off, the
+    # interval alone bounds the account; WeCom publishes no per-account figure, docs/pacing.md).
+    account_per_minute: int | None = Field(default=None, ge=1)
+    account_per_hour: int | None = Field(default=None, ge=1)
     # Per-recipient limits (WeCom: 30 a minute, 1000 an hour per member).
     recipient_per_minute: int = Field(default=30, ge=1)
     recipient_per_hour: int = Field(default=1000, ge=1)
+    # While Redis cannot decide pacing, sends are held (never sent unpaced) and asked again after this.
+    pacing_hold_seconds: float = Field(default=1.0, gt=0)
 
 
 class CallbackConfig(BaseModel):
@@ -382,6 +442,7 @@ class Settings(BaseSettings):
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     webhooks: WebhookConfig = Field(default_factory=WebhookConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -3,6 +3,7 @@ the real protos plus a new one (every RPC kind) emits both clients, which compil
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,9 +44,8 @@ message CreateProbeRequest {
 
 def test_a_new_service_gets_both_clients_and_a_row_in_the_docs(tmp_path: Path) -> None:
     protos = tmp_path / "protos"
-    (protos / "wework" / "v1").mkdir(parents=True)
-    for proto in (REPO / "protos" / "wework" / "v1").glob("*.proto"):
-        (protos / "wework" / "v1" / proto.name).write_text(proto.read_text())
+    # The whole tree: wework/v1 imports protos vendored beside it (google/rpc/status.proto).
+    shutil.copytree(REPO / "protos", protos)
     (protos / "wework" / "v1" / "probe.proto").write_text(NEW_PROTO)
     descriptor_set = tmp_path / "set.binpb"
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={protos}", "--include_imports",

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-from wework.v1 import account_pb2, callback_pb2, message_pb2, report_pb2, simulator_pb2, tenant_pb2
+from wework.v1 import account_pb2, callback_pb2, media_pb2, message_pb2, report_pb2, simulator_pb2, tenant_pb2
 
 from .._base import DEFAULT, Metadata, StreamResume
 from ._flavor import RequestStream
@@ -16,6 +16,7 @@ from .core import ClientBase, Pager, ServiceClient, RetryArg, TimeoutArg
 __all__ = [
     "AccountServiceClient",
     "CallbackServiceClient",
+    "MediaServiceClient",
     "MessageServiceClient",
     "ReportServiceClient",
     "SimulatorServiceClient",
@@ -99,8 +100,8 @@ class AccountServiceClient(ServiceClient):
         metadata: Metadata = (),
         **fields: Any,
     ) -> account_pb2.Account:
-        """UpdateAccount: Updates account_name, phone, email, user_id or config (update_mask; optional
-        etag). An Account fills `account`.
+        """UpdateAccount: Updates account_name, phone, email, user_id, config or provider_token
+        (update_mask; optional etag). An Account fills `account`.
         """
         return self._unary("UpdateAccount", request, fields, retry, timeout, metadata)
 
@@ -524,6 +525,118 @@ class CallbackServiceClient(ServiceClient):
         return self._unary("RedeliverWebhook", request, fields, retry, timeout, metadata)
 
 
+class MediaServiceClient(ServiceClient):
+    """wework.v1.MediaService: Images, files, voice and video of the caller's tenant, kept in the
+    platform's object store (docs/media.md). Upload once, then name the media by its id in
+    SendMessage, templates and batch tasks.
+    """
+
+    _service = "wework.v1.MediaService"
+
+    def upload_media(
+        self,
+        requests: RequestStream[media_pb2.UploadMediaRequest],
+        /,
+        *,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+    ) -> media_pb2.Media:
+        """UploadMedia: Uploads one file: the first message carries `metadata`, every following one a
+        `chunk` of the bytes in order. The type is sniffed from the bytes and must be allowed for
+        the kind (INVALID_ARGUMENT otherwise); the size must match the declared one; the same bytes
+        uploaded twice by one tenant answer the first media (dedupe by sha256). A tenant past its
+        storage quota answers RESOURCE_EXHAUSTED with a QuotaFailure. A cut stream leaves nothing
+        behind. `requests` is an iterable (or async iterable) of requests; sent once.
+        """
+        return self._client_stream("UploadMedia", requests, timeout, metadata)
+
+    def get_media(
+        self,
+        request: media_pb2.GetMediaRequest | str | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> media_pb2.Media:
+        """GetMedia: One media's metadata. A str fills `id`. Idempotent: retried by default."""
+        return self._unary("GetMedia", request, fields, retry, timeout, metadata)
+
+    def list_media(
+        self,
+        request: media_pb2.ListMediaRequest | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> Pager[media_pb2.ListMediaResponse, media_pb2.Media]:
+        """ListMedia: The tenant's media, newest first. Idempotent: retried by default. Iterate the
+        answer for every item of every page.
+        """
+        return self._paged("ListMedia", request, fields, retry, timeout, metadata)
+
+    def iter_media(
+        self,
+        request: media_pb2.ListMediaRequest | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> Iterator[media_pb2.Media]:
+        """Every item of ListMedia, across pages (the items of list_media)."""
+        return self._iter_items("ListMedia", request, fields, retry, timeout, metadata)
+
+    def delete_media(
+        self,
+        request: media_pb2.DeleteMediaRequest | str | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> media_pb2.DeleteMediaResponse:
+        """DeleteMedia: Deletes a media and its bytes. Messages already accepted keep their reference
+        and fail at send time if they were not sent yet. A str fills `id`.
+        """
+        return self._unary("DeleteMedia", request, fields, retry, timeout, metadata)
+
+    def get_media_download_url(
+        self,
+        request: media_pb2.GetMediaDownloadUrlRequest | str | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> media_pb2.GetMediaDownloadUrlResponse:
+        """GetMediaDownloadUrl: A time-limited download link: a presigned URL of the object store, or a
+        signed URL served by the platform's HTTP listener for the local backend. A str fills `id`.
+        Idempotent: retried by default.
+        """
+        return self._unary("GetMediaDownloadUrl", request, fields, retry, timeout, metadata)
+
+    def download_media(
+        self,
+        request: media_pb2.DownloadMediaRequest | str | None = None,
+        /,
+        *,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> Iterator[media_pb2.DownloadMediaResponse]:
+        """DownloadMedia: The bytes of a media, streamed in chunks, through gRPC. A str fills `id`. A
+        stream: no deadline unless `timeout` is given.
+        """
+        return self._server_stream("DownloadMedia", request, fields, timeout, metadata)
+
+
 class MessageServiceClient(ServiceClient):
     """wework.v1.MessageService: Sending messages through the tenant's online WeCom accounts: single
     messages (now or scheduled, with priority and idempotency), templates with variables, and batch
@@ -548,6 +661,24 @@ class MessageServiceClient(ServiceClient):
         fills `content`. `request_id` is filled when empty; retried by default.
         """
         return self._unary("SendMessage", request, fields, retry, timeout, metadata)
+
+    def batch_send_messages(
+        self,
+        request: message_pb2.BatchSendMessagesRequest | None = None,
+        /,
+        *,
+        retry: RetryArg = DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> message_pb2.BatchSendMessagesResponse:
+        """BatchSendMessages: Accepts up to 1,000 messages in one call (AIP-233), each item validated,
+        checked and made idempotent exactly as SendMessage does. The quota is taken for the whole
+        call at once (units of failed items are given back). Each item answers its message or its
+        own google.rpc.Status, in request order; with `atomic` every item is accepted or none is
+        (the first failure is the call's error, its fields named requests[i].field).
+        """
+        return self._unary("BatchSendMessages", request, fields, retry, timeout, metadata)
 
     def get_message(
         self,
@@ -1430,6 +1561,11 @@ class WeworkClient(ClientBase):
     def callbacks(self) -> CallbackServiceClient:
         """wework.v1.CallbackService."""
         return CallbackServiceClient(self._transport)
+
+    @functools.cached_property
+    def media(self) -> MediaServiceClient:
+        """wework.v1.MediaService."""
+        return MediaServiceClient(self._transport)
 
     @functools.cached_property
     def messages(self) -> MessageServiceClient:

@@ -63,6 +63,8 @@ class WeworkAccount(IdMixin, VersionedMixin, TimestampsMixin, AccountBase):
     recovery_attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0,
                                                    server_default=sa.text("0"))
     next_recovery_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Added (0004): the account's puppet-service token (write-only in the API).
+    provider_token: Mapped[str | None] = mapped_column(sa.String(CIPHERTEXT_LENGTH))  # ciphertext
 
     __table_args__ = (
         index("wework_accounts", "uk_tenant_account_name", "tenant_id", "account_name"),

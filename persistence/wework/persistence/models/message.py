@@ -234,3 +234,39 @@ class AppliedCallback(MessageBase):
     )
 
 metadata = MessageBase.metadata
+
+
+MEDIA_KINDS = ("image", "voice", "video", "file")
+
+
+class MediaObject(MessageBase):
+    """A media file of a tenant (MediaService); its bytes are in the object store at storage_key.
+
+    On the message database, beside the messages that name it, so that the tenant's shard holds
+    both. last_used_at moves when a message or template names the media: the retention sweep of
+    `wework-admin maintain` removes media unused for media.retention_days.
+    """
+
+    __tablename__ = "media"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    kind: Mapped[str] = mapped_column(enum_type("media_kind", *MEDIA_KINDS), nullable=False)
+    file_name: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(sa.String(127), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    storage_key: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    source: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
+
+    __table_args__ = (
+        # Dedupe: one stored copy of the same bytes per tenant and kind.
+        index("media", "uk_tenant_sha256_kind", "tenant_id", "sha256", "kind"),
+        # ListMedia, newest first (ids are UUIDv7: creation order).
+        index("media", "idx_tenant_id", "tenant_id", "id"),
+        # The retention sweep.
+        index("media", "idx_last_used", "last_used_at"),
+        dict(MYSQL_TABLE_ARGS),
+    )

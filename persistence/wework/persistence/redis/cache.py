@@ -11,7 +11,8 @@ Layout in Redis (one hash per cache key, so it always sits in one cluster slot):
 `invalidate` bumps "g" and deletes "v". A load that read the hash before that bump writes
 "v" stamped with the old generation, and readers ignore a "v" whose stamp is not the
 current "g": a slow stale load can never resurrect an invalidated value in L2. (A Lua
-compare-and-set would do the same, but the embedded fakeredis has no Lua without lupa.)
+compare-and-set would do the same; the stamp needs no script, is one code path for a real
+and the embedded Redis alike, and costs no extra round trip, so it stays.)
 
 L1 is used only while the invalidation subscriber is connected, and is emptied whenever
 it (re)subscribes, because messages published in between are lost. Worst case (a message
@@ -26,12 +27,13 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
-from redis.exceptions import RedisError, ResponseError
-from wework.persistence.redis.client import RedisClient, subscriber
+from redis.exceptions import RedisError
+from wework.persistence.redis.client import RedisClient
+from wework.persistence.resilience import RedisBreaker, listen
 
 from ..background import cancel_and_wait
 
@@ -103,22 +105,26 @@ class TwoLevelCache:
         self._listening = False
         self._task: asyncio.Task[None] | None = None
         self._first_attempt: asyncio.Event | None = None
-        self._l2_down_until = 0.0
-        self._l2_healthy = True
-        self._subscriber_healthy = True
+        # After a Redis failure L2 is skipped for redis_retry_seconds (reads go to the loader).
+        self._l2 = RedisBreaker(f"cache {namespace}", fallback="using the database",
+                                pause_seconds=redis_retry_seconds, logger=logger)
 
         # Counters, read by metrics.
         self.l1_hits = 0
         self.l2_hits = 0
         self.misses = 0
         self.loads = 0
-        self.redis_errors = 0
         self.invalidations_received = 0
         # Keys whose set/invalidate did not reach Redis: invalidated there once it answers again,
         # so a copy that survived the outage (a network cut, not a restart) is not served on.
         self._unsent: set[str] = set()
 
     # ---- public API ----------------------------------------------------------------
+
+    @property
+    def redis_errors(self) -> int:
+        """Redis failures degraded around (a counter, read by metrics)."""
+        return self._l2.failures
 
     @property
     def listening(self) -> bool:
@@ -342,7 +348,7 @@ class TwoLevelCache:
 
     async def _l2_read(self, key: str) -> _L2 | None:
         """None when Redis is unavailable (or recently failed: don't pay a timeout per read)."""
-        if time.monotonic() < self._l2_down_until:
+        if self._l2.is_open:
             return None
         try:
             raw_gen, raw = await self._redis.hmget(self._rkey(key), "g", "v")
@@ -363,7 +369,7 @@ class TwoLevelCache:
         return _L2(generation, False, None)
 
     async def _l2_write(self, key: str, generation: int, body: bytes, ttl: float) -> None:
-        if time.monotonic() < self._l2_down_until:
+        if self._l2.is_open:
             return
         rkey = self._rkey(key)
         try:
@@ -379,72 +385,43 @@ class TwoLevelCache:
         await self._redis.publish(self.channel, self._origin + b"|" + key.encode())
 
     def _l2_failed(self, op: str, exc: BaseException, *, level: int = logging.WARNING) -> None:
-        self.redis_errors += 1
-        if isinstance(exc, ResponseError):
-            # Redis answered (e.g. WRONGTYPE): not an outage, don't stop using it.
-            logger.error("cache %s: redis %s failed: %s", self.namespace, op, exc)
-            return
-        self._l2_down_until = time.monotonic() + self.redis_retry_seconds
-        if self._l2_healthy or level >= logging.ERROR:
-            logger.log(level, "cache %s: redis %s failed, using the database: %r", self.namespace, op, exc)
-        self._l2_healthy = False
+        logger.debug("cache %s: redis %s failed: %r", self.namespace, op, exc)
+        self._l2.failed(exc, level=level)
 
     def _l2_ok(self) -> None:
-        if not self._l2_healthy:
-            logger.info("cache %s: redis reachable again", self.namespace)
-            self._l2_healthy = True
+        self._l2.succeeded()
 
     # ---- invalidation subscriber ---------------------------------------------------
 
     async def _subscribe_loop(self) -> None:
-        delay = 0.1
-        while True:
-            pubsub = None
-            try:
-                pubsub = await subscriber(self._redis)
-                await pubsub.subscribe(self.channel)
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if self._unsent:
-                        await self._flush_unsent()
-                    if message is None:
-                        continue
-                    kind = message["type"]
-                    if isinstance(kind, bytes):
-                        kind = kind.decode()
-                    if kind == "subscribe":
-                        # First subscription, or redis-py resubscribed after a silent
-                        # reconnect: whatever was published meanwhile is lost, so start empty.
-                        self._clear_local()
-                        self._listening = True
-                        delay = 0.1
-                        if not self._subscriber_healthy:
-                            logger.info("cache %s: invalidation subscriber connected", self.namespace)
-                            self._subscriber_healthy = True
-                        if self._first_attempt is not None:
-                            self._first_attempt.set()
-                    elif kind == "message":
-                        self._on_message(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure: reconnect after a pause
-                if self._subscriber_healthy:
-                    logger.warning(
-                        "cache %s: invalidation subscriber down, L1 disabled until it reconnects: %r",
-                        self.namespace,
-                        exc,
-                    )
-                    self._subscriber_healthy = False
-            finally:
-                self._listening = False
-                self._clear_local()
-                if self._first_attempt is not None:
-                    self._first_attempt.set()
-                if pubsub is not None:
-                    with suppress(Exception):
-                        await pubsub.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        await listen(self._redis, self._on_subscriber_message, what=f"cache {self.namespace}: invalidations",
+                     channels=[self.channel], on_tick=self._on_subscriber_tick,
+                     on_disconnect=self._on_subscriber_down)
+
+    def _on_subscriber_message(self, message: dict) -> None:
+        kind = message["type"]
+        if isinstance(kind, bytes):
+            kind = kind.decode()
+        if kind == "subscribe":
+            # First subscription, or a resubscription: whatever was published meanwhile is
+            # lost, so start empty.
+            self._clear_local()
+            self._listening = True
+            if self._first_attempt is not None:
+                self._first_attempt.set()
+        elif kind == "message":
+            self._on_message(message["data"])
+
+    async def _on_subscriber_tick(self) -> None:
+        if self._unsent:
+            await self._flush_unsent()
+
+    def _on_subscriber_down(self) -> None:
+        # L1 is off until the resubscription: invalidations are being missed.
+        self._listening = False
+        self._clear_local()
+        if self._first_attempt is not None:
+            self._first_attempt.set()
 
     def _on_message(self, data: bytes) -> None:
         origin, sep, raw_key = data.partition(b"|")

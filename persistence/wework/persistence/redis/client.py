@@ -6,19 +6,18 @@ values (hashes, encrypted blobs) never pass through a text codec.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-import fakeredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from wework.persistence.config import RedisConfig
+
+if TYPE_CHECKING:
+    import fakeredis
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,11 @@ _fake_server_lock = threading.Lock()
 
 def _embedded_server() -> fakeredis.FakeServer:
     """The one in-process Redis: every memory:// client shares it, so pub/sub and keys
-    behave as if all of them talked to the same server."""
+    behave as if all of them talked to the same server.
+
+    fakeredis is imported only here: processes that talk to a real Redis never load it."""
+    import fakeredis
+
     global _fake_server
     with _fake_server_lock:
         if _fake_server is None:
@@ -60,7 +63,9 @@ def create_redis(config: RedisConfig) -> RedisClient:
     if url.startswith(MEMORY_URL):
         if config.cluster:
             raise ValueError("redis.cluster=true needs a redis:// or rediss:// url, not memory://")
-        return fakeredis.FakeAsyncRedis(server=_embedded_server(), decode_responses=False)
+        from fakeredis import FakeAsyncRedis
+
+        return FakeAsyncRedis(server=_embedded_server(), decode_responses=False)
 
     scheme = url.partition("://")[0].lower()
     timeouts = {
@@ -106,40 +111,6 @@ async def subscriber(client: RedisClient) -> aioredis.client.PubSub:
         await client.initialize()
         return client.pubsub(node=client.get_random_node())
     return client.pubsub()
-
-
-async def listen(client: RedisClient, on_message: Callable[[dict[str, Any]], None], *, what: str,
-                 channels: Sequence[str] = (), patterns: Sequence[str] = ()) -> None:
-    """Runs until cancelled: subscribes to `channels` and `patterns` and hands every message to
-    `on_message`, subscribe confirmations included (a (re)subscription may have missed
-    messages). After a failure it resubscribes with a backoff of 0.1 s doubling to 5 s.
-
-    For hints only (wake-ups, nudges): their users also poll, so a gap loses no work.
-    """
-    delay = 0.1
-    while True:
-        pubsub = None
-        try:
-            pubsub = await subscriber(client)
-            if channels:
-                await pubsub.subscribe(*channels)
-            if patterns:
-                await pubsub.psubscribe(*patterns)
-            delay = 0.1
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None:
-                    on_message(message)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - resubscribe after a pause; the users poll meanwhile
-            log.warning("%s: subscriber down, retrying: %r", what, exc)
-        finally:
-            if pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
 
 
 def as_text(value: str | bytes) -> str:

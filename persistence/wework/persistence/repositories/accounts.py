@@ -38,6 +38,7 @@ from wework.persistence.repositories.identity import Cipher
 _PHONE = "wework_accounts.phone"
 _EMAIL = "wework_accounts.email"
 _TOKEN = "wework_accounts.login_token"
+_PROVIDER_TOKEN = "wework_accounts.provider_token"
 
 
 async def _flush(session: AsyncSession, subject: str, duplicates: dict[str, tuple[str, str, str]]) -> None:
@@ -74,7 +75,7 @@ class AccountRepository:
             last_heartbeat_time=r.last_heartbeat_time, login_retry_count=r.login_retry_count,
             error_message=r.error_message, recovery_attempts=r.recovery_attempts,
             next_recovery_at=r.next_recovery_at, created_at=r.created_at, updated_at=r.updated_at,
-            version=r.version,
+            version=r.version, provider_token=self._c.decrypt(r.provider_token, context=_PROVIDER_TOKEN),
         )
 
     def _apply(self, r: am.WeworkAccount, a: Account) -> None:
@@ -89,6 +90,7 @@ class AccountRepository:
         r.config = a.config
         r.user_info = a.user_info
         r.login_token = self._c.encrypt(a.login_token, context=_TOKEN)
+        r.provider_token = self._c.encrypt(a.provider_token, context=_PROVIDER_TOKEN)
         r.qr_code_url = a.qr_code_url
         r.qr_payload = a.qr_payload
         r.qr_expire_time = a.qr_expire_time
@@ -185,6 +187,17 @@ class AccountRepository:
                                    sa.or_(t.last_heartbeat_time.is_(None), t.last_heartbeat_time < cutoff))
                 .order_by(t.last_heartbeat_time).limit(limit).with_for_update(skip_locked=True))
         return [self._to_domain(r) for r in (await self._s.execute(stmt)).scalars()]
+
+    async def guids_with_provider_sessions(self, statuses: Sequence[AccountStatus], limit: int) -> list[str]:
+        """Guids of accounts with a provider token whose provider session someone must follow:
+        in one of `statuses`, or OFFLINE with a recovery scheduled (idx_status serves it)."""
+        t = am.WeworkAccount
+        stmt = (sa.select(t.guid).where(
+            t.guid.is_not(None), t.provider_token.is_not(None),
+            sa.or_(t.status.in_([s.value for s in statuses]),
+                   sa.and_(t.status == AccountStatus.OFFLINE.value, t.next_recovery_at.is_not(None))))
+            .order_by(t.guid).limit(limit))
+        return [g for g in (await self._s.execute(stmt)).scalars()]
 
     async def lock_due_recoveries(self, now: datetime, limit: int) -> list[Account]:
         """OFFLINE/RECOVERING accounts whose next recovery attempt is due, locked (SKIP LOCKED)."""

@@ -125,6 +125,13 @@ class MessageRepository:
         row = (await self._s.execute(stmt)).scalar_one_or_none()
         return None if row is None else message_from_row(row)
 
+    async def get_many(self, tenant_id: str, message_ids: list[str]) -> dict[str, Message]:
+        """The tenant's messages among `message_ids` by id (one SELECT; missing ids are absent)."""
+        if not message_ids:
+            return {}
+        stmt = sa.select(mm.Message).where(mm.Message.tenant_id == tenant_id, mm.Message.id.in_(message_ids))
+        return {row.id: message_from_row(row) for row in (await self._s.execute(stmt)).scalars()}
+
     async def save_state(self, m: Message, *, expected_status: MessageStatus) -> bool:
         """Writes the state fields if the row still has `expected_status`; False if it moved on."""
         values = {f: getattr(m, f) for f in _STATE_FIELDS}
@@ -222,6 +229,16 @@ class MessageRepository:
         """(resource_id, request_hash) of a request_id used before, None if it was not."""
         row = await self._s.get(mm.IdempotencyKey, (tenant_id, operation, request_id))
         return None if row is None else (row.resource_id, row.request_hash)
+
+    async def get_idempotent_requests(self, tenant_id: str, operation: str,
+                                      request_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """request_id -> (resource_id, request_hash) of those of `request_ids` used before (one SELECT)."""
+        if not request_ids:
+            return {}
+        k = mm.IdempotencyKey
+        stmt = sa.select(k.request_id, k.resource_id, k.request_hash).where(
+            k.tenant_id == tenant_id, k.operation == operation, k.request_id.in_(request_ids))
+        return {r: (rid, h) for r, rid, h in (await self._s.execute(stmt)).all()}
 
     async def put_idempotent_many(self, rows: list[tuple[str, str, str, str, str | None]], now: datetime) -> None:
         """(tenant, operation, request_id, resource_id, request_hash) rows in one INSERT;

@@ -20,6 +20,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +45,8 @@ from wework.domain.callbacks import (
 from wework.domain.errors import DomainError, FailedPrecondition, NotFound, Unavailable
 from wework.persistence.repositories.accounts import AccountDirectoryRepository
 from wework.persistence.repositories.callbacks import EffectLedger
-from wework.server.application.accounts import ACCOUNT_DB, AccountStore, LoginFlow, retrying
+from wework.persistence.resilience import retrying
+from wework.server.application.accounts import ACCOUNT_DB, AccountStore, LoginFlow
 from wework.server.application.conversations import ConversationUseCases
 from wework.server.providers.base import NotifyType, ProviderCallback
 
@@ -65,8 +67,11 @@ def _parse_time(value: Any) -> datetime | None:
 class AccountEvents:
     """`deliver(callback)` is the CallbackSink the provider adapter calls."""
 
-    def __init__(self, store: AccountStore, login: LoginFlow, conversations: ConversationUseCases) -> None:
+    def __init__(self, store: AccountStore, login: LoginFlow, conversations: ConversationUseCases,
+                 incoming_media: Any = None) -> None:
         self._store = store
+        # IncomingMedia (application/media.py): received images/files become media of the tenant.
+        self._incoming_media = incoming_media
         self._login = login
         self._conversations = conversations
         # guid -> (tenant, account) never changes while the guid exists: keep recent ones here.
@@ -139,6 +144,11 @@ class AccountEvents:
             return Effect(APPLIED, "", *_event(kind, cb, account_id, previous))
         if kind in (NotifyType.MESSAGE_RECEIVED, NotifyType.CONVERSATION_CHANGED):
             await self._store.get_cached(tenant_id, account_id)  # the account still exists
+            if kind is NotifyType.MESSAGE_RECEIVED and self._incoming_media is not None and cb.data:
+                content = await self._incoming_media.store_received(
+                    tenant_id, str(cb.data.get("message_type") or ""), cb.data.get("content"))
+                if content is not cb.data.get("content"):
+                    cb = replace(cb, data={**cb.data, "content": content})
             record = (self._conversations.record_message if kind is NotifyType.MESSAGE_RECEIVED
                       else self._conversations.record_conversation)
             conversation = await record(tenant_id, account_id, cb.data, now, effect_key=effect_key)
@@ -239,7 +249,7 @@ class AccountEvents:
         if route is not None:
             self._routes.move_to_end(guid)
             return route
-        async with self._store.db.directory_unit_of_work() as uow:
+        async with self._store.db.directory_unit_of_work(read_only=True) as uow:
             route = await AccountDirectoryRepository(uow.session).lookup(guid)
         if route is not None:
             self._routes[guid] = route

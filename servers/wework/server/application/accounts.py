@@ -14,15 +14,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import uuid4
 
-import sqlalchemy as sa
-from redis.exceptions import RedisError
 from wework.domain.access import Principal
 from wework.domain.accounts import (
     ACCOUNT_MUTABLE_FIELDS,
@@ -56,11 +53,10 @@ from wework.domain.errors import (
 )
 from wework.domain.identity import TenantStatus, check_etag, validate_request_id
 from wework.persistence.background import cancel_and_wait
-from wework.persistence.errors import is_retryable
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import PageTokens, normalize_page_size
 from wework.persistence.redis.cache import DecodedEntries, TwoLevelCache
-from wework.persistence.redis.client import RedisClient, as_text, listen
+from wework.persistence.redis.client import RedisClient, as_text
 from wework.persistence.repositories.accounts import (
     AccountDirectoryRepository,
     AccountRepository,
@@ -68,6 +64,7 @@ from wework.persistence.repositories.accounts import (
     StatusHistoryRepository,
 )
 from wework.persistence.repositories.identity import DirectoryRepository
+from wework.persistence.resilience import RedisBreaker, listen, retrying
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
 from wework.server.application.tenants import TenantUseCases
@@ -110,18 +107,6 @@ def provider_failure(exc: ProviderError, subject: str) -> DomainError:
                               [PreconditionViolation("PROVIDER", subject, exc.code)])
 
 
-async def retrying(fn: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
-    """Runs a transaction again after a deadlock or lock wait timeout (MySQL error 1213/1205)."""
-    for attempt in range(attempts):
-        try:
-            return await fn()
-        except sa.exc.DBAPIError as exc:
-            if not is_retryable(exc) or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.02 * 2 ** attempt)
-    raise AssertionError("unreachable")
-
-
 # ---- wake-ups of WatchAccounts -------------------------------------------------------------------
 
 
@@ -157,7 +142,9 @@ class AccountEventBus:
         self._prefix = f"{key_prefix}account-events:"
         self._listeners: dict[str, set[Listener]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._publish_paused_until = 0.0
+        # Redis failed a moment ago: don't add its timeout to every change.
+        self._publish_breaker = RedisBreaker("account events", fallback="watchers fall back to polling",
+                                             logger=log)
         self.messages_received = 0
 
     def channel(self, tenant_id: str) -> str:
@@ -181,13 +168,14 @@ class AccountEventBus:
 
     async def publish(self, tenant_id: str) -> None:
         self._wake(tenant_id)  # this process's streams do not wait for the round trip
-        if time.monotonic() < self._publish_paused_until:
-            return  # Redis failed a moment ago: don't add its timeout to every change
+        if self._publish_breaker.is_open:
+            return
         try:
             await self._redis.publish(self.channel(tenant_id), b"1")
-        except (RedisError, OSError) as exc:
-            self._publish_paused_until = time.monotonic() + 1.0
-            log.warning("account events: publish failed, watchers fall back to polling: %r", exc)
+        except Exception as exc:  # noqa: BLE001 - only a hint: the watchers also poll
+            self._publish_breaker.failed(exc)
+        else:
+            self._publish_breaker.succeeded()
 
     async def start(self) -> None:
         if self._task is None:
@@ -269,6 +257,27 @@ class AccountStore:
             raise NotFound("account", account_id)
         return account
 
+    async def provider_token(self, guid: str) -> str | None:
+        """The puppet-service token of the account whose instance is `guid` (decrypted; the
+        puppet_service provider's TokenSource). Never cached: the cache holds no secrets."""
+        async with self.db.directory_unit_of_work(read_only=True) as uow:
+            route = await AccountDirectoryRepository(uow.session).lookup(guid)
+        if route is None:
+            return None
+        account = await self.load(*route)
+        return None if account is None else account.provider_token
+
+    async def guids_with_provider_sessions(self, limit: int = 100_000) -> list[str]:
+        """Every shard's accounts whose provider session must be followed (a login under way, online,
+        recovering, or offline with a recovery due), for the puppet-service ownership leases."""
+        statuses = [AccountStatus.LOGGING_IN, AccountStatus.WAITING_SCAN, AccountStatus.WAITING_CONFIRM,
+                    AccountStatus.NEED_VERIFY, AccountStatus.ONLINE, AccountStatus.RECOVERING]
+
+        async def one(session) -> list[str]:
+            return await AccountRepository(session, self.ctx.cipher).guids_with_provider_sessions(statuses, limit)
+
+        return [g for guids in await self.db.for_each_shard(ACCOUNT_DB, one) for g in guids]
+
     async def get_cached(self, tenant_id: str, account_id: str) -> Account:
         """The account from the two-level cache (never its login token)."""
 
@@ -290,7 +299,7 @@ class AccountStore:
         body: dict[str, Any] = {}
         for f in fields(Account):
             value = getattr(a, f.name)
-            if f.name == "login_token":
+            if f.name in ("login_token", "provider_token"):
                 continue
             if f.name in _CACHE_SECRETS:
                 value = self.ctx.cipher.encrypt(value, context=_CACHE_SECRETS[f.name])
@@ -465,7 +474,8 @@ class AccountUseCases:
         account = Account(id=account_id, tenant_id=tenant_id, account_name=values["account_name"], guid=guid,
                           user_id=values.get("user_id") or None, phone=values.get("phone") or None,
                           email=values.get("email") or None, config=values.get("config"),
-                          status=AccountStatus.CREATED, created_at=now, updated_at=now, version=1)
+                          provider_token=values.get("provider_token") or None, status=AccountStatus.CREATED,
+                          created_at=now, updated_at=now, version=1)
         try:
             # 2. The provider instance (idempotent by guid): it validates the config too.
             await self._create_instance(account)
@@ -554,7 +564,7 @@ class AccountUseCases:
             raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated")
                                    for p in unknown])
         changed = {p: values.get(p) for p in paths}
-        for name in ("phone", "email", "user_id"):
+        for name in ("phone", "email", "user_id", "provider_token"):
             if name in changed:
                 changed[name] = changed[name] or None
         validate_account(changed, creating=False)

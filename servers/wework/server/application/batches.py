@@ -63,6 +63,7 @@ from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.batches import MATERIALIZE_WRITERS, BatchRepository
 from wework.persistence.repositories.messages import MessageRepository, TemplateRepository
 from wework.server.application.context import AppContext, require_id
+from wework.server.application.media import media_references
 from wework.server.application.message_ports import AccountGateway, ConversationFilter
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class BatchUseCases:
         self.quota = quota
         self.require_active_tenant = require_active_tenant
         self.wake = wake
+        self.media: Any = None  # MediaUseCases: a media_id must name media of the tenant
 
     # -- create / import ---------------------------------------------------------------------------
 
@@ -141,6 +143,9 @@ class BatchUseCases:
         bad = validate_content(mtype, task.content, prefix="task.message_content")
         if bad:
             raise InvalidArgument(bad)
+        if self.media is not None:  # one upload, every recipient: the reference is checked once
+            await self.media.check_references(
+                tenant_id, media_references(mtype.value, task.content, "task.message_content.media_id"))
 
     async def import_targets(self, principal: Principal,
                              chunks: AsyncIterator[tuple[str, list[BatchTarget]]]) -> tuple[int, int]:

@@ -137,7 +137,7 @@ class GuidDirectory:
             return route
         if not fresh and self._unknown.get(guid, 0.0) > time.monotonic():
             return None
-        async with self._db.directory_unit_of_work() as uow:
+        async with self._db.directory_unit_of_work(read_only=True) as uow:
             route = await AccountDirectoryRepository(uow.session).lookup(guid)
         if route is None:
             if len(self._unknown) > self._size:

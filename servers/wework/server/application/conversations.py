@@ -23,7 +23,8 @@ from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.accounts import ConversationRepository
 from wework.persistence.repositories.callbacks import EffectLedger
-from wework.server.application.accounts import ACCOUNT_DB, AccountStore, retrying
+from wework.persistence.resilience import retrying
+from wework.server.application.accounts import ACCOUNT_DB, AccountStore
 from wework.server.application.context import require_id
 
 log = logging.getLogger(__name__)

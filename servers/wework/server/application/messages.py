@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from wework.domain.access import Principal
 from wework.domain.errors import (
     AlreadyExists,
+    DomainError,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -34,6 +35,7 @@ from wework.domain.messages import (
     Message,
     MessageStatus,
     MessageType,
+    Template,
     normalize_priority,
     render,
     request_fingerprint,
@@ -53,6 +55,7 @@ from wework.persistence.repositories.messages import (
 )
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
+from wework.server.application.media import media_references
 from wework.server.application.message_ports import AccountGateway
 from wework.server.application.tenants import TenantUseCases
 from wework.server.observability import metrics
@@ -61,6 +64,9 @@ log = logging.getLogger(__name__)
 
 MESSAGE_DB = "message"
 SEND_OPERATION = "SendMessage"
+# Items per BatchSendMessages call (AIP-233 leaves the bound to the API; 1,000 as SQS/FCM-like
+# batch APIs keep one call's work, its INSERTs and its answer, bounded).
+MAX_BATCH_SEND = 1000
 
 # Called once per accepting transaction with the messages it makes due (a group commit holds
 # several; a transaction of scheduled messages only calls no hook); the dispatcher registers its
@@ -84,11 +90,10 @@ class DailyQuota:
     one tenant in this process share one INCRBY too, which keeps Redis off the hot path's
     critical cost.
     The database is the truth: a missing key (Redis restarted or evicted it) is first seeded
-    with SET NX from the count of the day's accepted messages. On a real Redis the existence
-    check and the INCRBY are one Lua script (one round trip, and no INCRBY can create an
-    unseeded key); where scripting is refused (the embedded fakeredis has no Lua) EXISTS runs
-    before INCRBY. If Redis cannot be reached, sends are refused with UNAVAILABLE rather than
-    accepted unchecked (docs/messages.md).
+    with SET NX from the count of the day's accepted messages. The existence check and the
+    INCRBY are one Lua script (one round trip, and no INCRBY can create an unseeded key; the
+    embedded Redis runs it too, fakeredis[lua]). If Redis cannot be reached, sends are
+    refused with UNAVAILABLE rather than accepted unchecked (docs/messages.md).
     """
 
     # nil when the key is missing (to be seeded first), else the total after INCRBY.
@@ -104,8 +109,7 @@ class DailyQuota:
         self._queues: dict[str, list[tuple[int, int, asyncio.Future]]] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._keys: dict[tuple[str, date], str] = {}
-        self._script: Any = None
-        self._scripting = True  # until the server refuses EVALSHA/EVAL
+        self._script = redis.register_script(self._INCR_IF_EXISTS)
 
     def key(self, tenant_id: str, day: date) -> str:
         found = self._keys.get((tenant_id, day))
@@ -178,22 +182,10 @@ class DailyQuota:
         return out
 
     async def _incr_seeded(self, key: str, tenant_id: str, day: date, wanted: int) -> int:
-        if self._scripting:
-            try:
-                if self._script is None:
-                    self._script = self._redis.register_script(self._INCR_IF_EXISTS)
-                total = await self._script(keys=[key], args=[wanted])
-            except ResponseError as exc:
-                # No scripting here (fakeredis without Lua, an ACL without EVAL): EXISTS + INCRBY.
-                log.info("quota counter without Lua (%s): EXISTS before each INCRBY", exc)
-                self._scripting = False
-            else:
-                if total is not None:
-                    return int(total)
-                await self._seed(key, tenant_id, day)
-                return int(await self._redis.incrby(key, wanted))
-        if not await self._redis.exists(key):
-            await self._seed(key, tenant_id, day)
+        total = await self._script(keys=[key], args=[wanted])
+        if total is not None:
+            return int(total)
+        await self._seed(key, tenant_id, day)
         return int(await self._redis.incrby(key, wanted))
 
     async def _seed(self, key: str, tenant_id: str, day: date) -> None:
@@ -307,6 +299,48 @@ class MessageWriter:
         error = first.exception()
         fail(follower.future, error if error is not None else AlreadyExists("request", "request_id", follower.request_id))
 
+    def pending(self, message: Message, request_id: str, limit: int, day: date,
+                request_hash: str | None) -> _Pending:
+        """A message whose quota unit its caller has taken already (BatchSendMessages takes a
+        whole call's units at once), for submit_charged or write_together."""
+        return _Pending(message, request_id, limit, day, asyncio.get_running_loop().create_future(),
+                        charged=True, request_hash=request_hash)
+
+    def submit_charged(self, items: list[_Pending]) -> None:
+        """Queues charged messages for the group commit (their units are given back if they are
+        not written). A concurrent send of the same request_id is not followed here: the key's
+        uniqueness settles it at the write (AlreadyExists for the second)."""
+        for item in items:
+            self._enqueue(self._ctx.db.shard_for(item.message.tenant_id), item)
+
+    async def withdraw_charged(self, items: list[_Pending]) -> None:
+        """withdraw() for charged messages: those still queued are dropped and their units given back."""
+        mine = set(items)
+        withdrawn: list[_Pending] = []
+        for queue in self._queues.values():
+            kept = [item for item in queue if item not in mine]
+            if len(kept) != len(queue):
+                withdrawn += [item for item in queue if item in mine]
+                queue[:] = kept  # in place: the shard's writer holds this list
+        await self._refund(withdrawn)
+
+    async def write_together(self, items: list[_Pending]) -> None:
+        """Writes charged messages of one tenant in one transaction, all or none (an atomic
+        BatchSendMessages); raises the write's error after giving their units back. A caller
+        that goes away does not stop the write (a retry finds it by request_id)."""
+        shard = self._ctx.db.shard_for(items[0].message.tenant_id)
+
+        async def write_or_refund() -> None:
+            try:
+                await self._write(shard, items)
+            except BaseException:
+                await self._refund(items)
+                raise
+
+        await asyncio.shield(asyncio.ensure_future(write_or_refund()))
+        for item in items:
+            resolve(item.future)
+
     def withdraw(self, item: _Pending) -> bool:
         """Takes back a message the writer has not started on (its caller went away): True if
         it will be neither charged nor written."""
@@ -368,6 +402,10 @@ class MessageWriter:
             groups.setdefault((item.message.tenant_id, item.day), []).append(item)
         charged: list[_Pending] = []
         for (tenant_id, day), items in groups.items():
+            charged += [i for i in items if i.charged]  # by their caller (BatchSendMessages)
+            items = [i for i in items if not i.charged]
+            if not items:
+                continue
             try:
                 refusals = await self._quota.take(tenant_id, day, [(1, i.limit) for i in items])
             except Exception as exc:  # noqa: BLE001 - handed to the waiting callers
@@ -404,11 +442,15 @@ class MessageWriter:
                 resolve(item.future)
 
     async def _refund(self, items: list[_Pending]) -> None:
-        """Gives back the quota units of messages that were not written."""
+        """Gives back the quota units of messages that were not written: one DECRBY per tenant
+        and day (a withdrawn BatchSendMessages gives back up to 1,000 at once)."""
+        units: Counter[tuple[str, date]] = Counter()
         for item in items:
             if item.charged:
                 item.charged = False
-                await self._quota.release(item.message.tenant_id, item.day)
+                units[(item.message.tenant_id, item.day)] += 1
+        for (tenant_id, day), n in units.items():
+            await self._quota.release(tenant_id, day, n)
 
     async def _write(self, shard: str, batch: list[_Pending]) -> None:
         now = self._ctx.clock()
@@ -440,6 +482,30 @@ def _send_fingerprint(req: SendRequest) -> str:
         "message_type": req.message_type.value if req.message_type is not None else None, "content": req.content,
         "template_id": req.template_id, "variables": req.variables or {}, "priority": req.priority,
         "scheduled_time": req.scheduled_time.isoformat() if req.scheduled_time is not None else None})
+
+
+class _RequestIdTaken(Exception):
+    """An atomic batch's write found a request_id taken by a concurrent call."""
+
+
+def _raise_if_atomic(atomic: bool, outcomes: list[Any]) -> None:
+    """In atomic mode, raises what fails the call: every item's field violations together
+    (named requests[i].field), else the first failing item's error (its message and ErrorInfo
+    naming the item)."""
+    if not atomic:
+        return
+    failed = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
+    if not failed:
+        return
+    invalid = [(i, o) for i, o in failed if isinstance(o, InvalidArgument)]
+    if invalid:
+        raise InvalidArgument([FieldViolation(f"requests[{i}].{v.field}", v.description, v.reason)
+                               for i, o in invalid for v in o.violations])
+    i, error = failed[0]
+    if isinstance(error, DomainError):
+        error.message = f"requests[{i}]: {error.message}"
+        error.metadata = {**error.metadata, "request_index": str(i)}
+    raise error
 
 
 def unavailable_quota(exc: BaseException) -> BaseException:
@@ -496,8 +562,10 @@ class SendRequest:
 
 class MessageUseCases:
     def __init__(self, ctx: AppContext, accounts: AccountGateway, tenants: TenantUseCases, quota: DailyQuota,
-                 *, max_schedule: timedelta = timedelta(days=30)) -> None:
+                 *, max_schedule: timedelta = timedelta(days=30), media: Any = None) -> None:
         self._ctx = ctx
+        # MediaUseCases: a media_id in the content must name media of the tenant (docs/media.md).
+        self._media = media
         self._accounts = accounts
         self._tenants = tenants
         self._quota = quota
@@ -529,44 +597,11 @@ class MessageUseCases:
         tenant_id = principal.require_tenant()
         now = self._ctx.clock()
         # 1. Everything that needs no I/O, all violations at once.
-        violations: list[FieldViolation] = []
-        if not req.account_id:
-            violations.append(FieldViolation("account_id", "account_id is required", "REQUIRED"))
-        violations += validate_conversation_id(req.conversation_id)
-        try:
-            validate_request_id(req.request_id)
-        except InvalidArgument as exc:
-            violations += exc.violations
-        try:
-            priority = normalize_priority(req.priority)
-        except InvalidArgument as exc:
-            violations += exc.violations
-            priority = 0
-        violations += validate_schedule(req.scheduled_time, now, max_ahead=self._max_schedule)
-        if req.template_id:
-            if req.message_type is not None:
-                violations.append(FieldViolation("content", "give either content or template_id, not both"))
-        elif req.message_type is None:
-            violations.append(FieldViolation("content", "content (or template_id) is required", "REQUIRED"))
-        else:
-            violations += validate_content(req.message_type, req.content)
-        if req.variables and not req.template_id:
-            violations.append(FieldViolation("variables", "variables need a template_id"))
-        if violations:
-            raise InvalidArgument(violations)
-
+        priority = self._check_send(req, now)
         # 2. Who may send: the tenant, the account (NOT_FOUND across tenants), the template.
         limit = await self.require_active_tenant(tenant_id)
         await self._accounts.account_for_send(tenant_id, req.account_id)
-        message_type, content = req.message_type, req.content
-        if req.template_id:
-            message_type, content = await self._render_template(principal, tenant_id, req)
-        assert message_type is not None
-
-        message = Message(
-            id=new_id(), tenant_id=tenant_id, account_id=req.account_id, conversation_id=req.conversation_id,
-            message_type=message_type, content=content, created_at=now, updated_at=now,
-            template_id=req.template_id or None, priority=priority, scheduled_time=req.scheduled_time)
+        message = await self._new_message(principal, tenant_id, req, priority, now, {})
         # 3. The quota and the write, both by the group commit (MessageWriter). A retry of an
         # accepted request (same request_id) finds its key taken at the write and returns the
         # first message; the unit it took goes back. When the quota is used up the key is looked
@@ -593,12 +628,58 @@ class MessageUseCases:
         metrics.MESSAGES_ACCEPTED.labels(message.message_type.value).inc()
         return message
 
-    async def _render_template(self, principal: Principal, tenant_id: str,
-                               req: SendRequest) -> tuple[MessageType, dict[str, Any]]:
-        async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            template = await TemplateRepository(uow.session).get(tenant_id, req.template_id)
-        if template is None or not template.visible_to(principal.subject_id):
-            raise NotFound("template", req.template_id)
+    def _check_send(self, req: SendRequest, now: datetime) -> int:
+        """The request's priority; InvalidArgument with every violation that needs no I/O."""
+        violations: list[FieldViolation] = []
+        if not req.account_id:
+            violations.append(FieldViolation("account_id", "account_id is required", "REQUIRED"))
+        violations += validate_conversation_id(req.conversation_id)
+        try:
+            validate_request_id(req.request_id)
+        except InvalidArgument as exc:
+            violations += exc.violations
+        try:
+            priority = normalize_priority(req.priority)
+        except InvalidArgument as exc:
+            violations += exc.violations
+            priority = 0
+        violations += validate_schedule(req.scheduled_time, now, max_ahead=self._max_schedule)
+        if req.template_id:
+            if req.message_type is not None:
+                violations.append(FieldViolation("content", "give either content or template_id, not both"))
+        elif req.message_type is None:
+            violations.append(FieldViolation("content", "content (or template_id) is required", "REQUIRED"))
+        else:
+            violations += validate_content(req.message_type, req.content)
+        if req.variables and not req.template_id:
+            violations.append(FieldViolation("variables", "variables need a template_id"))
+        if violations:
+            raise InvalidArgument(violations)
+        return priority
+
+    async def _new_message(self, principal: Principal, tenant_id: str, req: SendRequest, priority: int,
+                           now: datetime, templates: dict[str, Template]) -> Message:
+        """The message `req` makes (its template rendered); `templates` caches the call's templates."""
+        message_type, content = req.message_type, req.content
+        if req.template_id:
+            message_type, content = await self._render_template(principal, tenant_id, req, templates)
+        assert message_type is not None
+        if self._media is not None:
+            await self._media.check_references(tenant_id, media_references(message_type.value, content))
+        return Message(
+            id=new_id(), tenant_id=tenant_id, account_id=req.account_id, conversation_id=req.conversation_id,
+            message_type=message_type, content=content, created_at=now, updated_at=now,
+            template_id=req.template_id or None, priority=priority, scheduled_time=req.scheduled_time)
+
+    async def _render_template(self, principal: Principal, tenant_id: str, req: SendRequest,
+                               templates: dict[str, Template]) -> tuple[MessageType, dict[str, Any]]:
+        template = templates.get(req.template_id)
+        if template is None:
+            async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
+                template = await TemplateRepository(uow.session).get(tenant_id, req.template_id)
+            if template is None or not template.visible_to(principal.subject_id):
+                raise NotFound("template", req.template_id)
+            templates[req.template_id] = template
         if not template.is_active:
             raise FailedPrecondition("the template is inactive", [PreconditionViolation(
                 "STATUS", f"templates/{template.id}", "template is inactive")])
@@ -607,15 +688,175 @@ class MessageUseCases:
 
     async def _idempotent(self, tenant_id: str, request_id: str, fingerprint: str | None) -> Message | None:
         """The message `request_id` made before; RequestIdReused if it was made by another request."""
+        found = await self._idempotent_many(tenant_id, {request_id: fingerprint})
+        outcome = found.get(request_id)
+        if isinstance(outcome, RequestIdReused):
+            raise outcome
+        return outcome
+
+    async def _idempotent_many(self, tenant_id: str,
+                               fingerprints: dict[str, str | None]) -> dict[str, Message | RequestIdReused]:
+        """Per request_id used before: the message it made, or RequestIdReused when another request
+        made it (compared by fingerprint; a key stored without one answers its message). Two
+        SELECTs for any number of request_ids."""
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             repo = MessageRepository(uow.session)
-            found = await repo.get_idempotent_request(tenant_id, SEND_OPERATION, request_id)
-            if found is None:
-                return None
-            message_id, stored = found
-            if stored is not None and fingerprint is not None and stored != fingerprint:
-                raise RequestIdReused(request_id, f"messages/{message_id}")
-            return await repo.get(tenant_id, message_id)
+            keys = await repo.get_idempotent_requests(tenant_id, SEND_OPERATION, list(fingerprints))
+            out: dict[str, Message | RequestIdReused] = {}
+            wanted: dict[str, str] = {}
+            for request_id, (message_id, stored) in keys.items():
+                fingerprint = fingerprints[request_id]
+                if stored is not None and fingerprint is not None and stored != fingerprint:
+                    out[request_id] = RequestIdReused(request_id, f"messages/{message_id}")
+                else:
+                    wanted[request_id] = message_id
+            messages = await repo.get_many(tenant_id, list(wanted.values()))
+        for request_id, message_id in wanted.items():
+            if message_id in messages:
+                out[request_id] = messages[message_id]
+        return out
+
+    # -- batch send (AIP-233) ------------------------------------------------------------------
+
+    async def send_messages(self, principal: Principal, reqs: list[SendRequest],
+                            atomic: bool = False) -> list[Message | BaseException]:
+        try:
+            return await self._send_messages(principal, reqs, atomic)
+        except _RequestIdTaken:
+            # A concurrent call took one of the request_ids between the lookup and the atomic
+            # write (nothing was written): once more, and the lookup now finds it.
+            return await self._send_messages(principal, reqs, atomic)
+
+    async def _send_messages(self, principal: Principal, reqs: list[SendRequest],
+                             atomic: bool) -> list[Message | BaseException]:
+        """BatchSendMessages: per request, in order, its message or the error SendMessage would
+        have raised for it. Every rule is SendMessage's own (_check_send, require_active_tenant,
+        account_for_send, _new_message, the fingerprint, the group commit); what differs is that
+        the quota of the whole call is taken with one INCRBY, request_ids are looked up in one
+        SELECT, and the messages reach the writer together. `atomic`: the first failing item's
+        error is raised (fields named requests[i].field) and nothing is accepted; all items are
+        written in one transaction. Two items with one request_id behave as two SendMessage
+        calls in that order (decision 0035)."""
+        tenant_id = principal.require_tenant()
+        if not reqs:
+            raise InvalidArgument(FieldViolation("requests", "at least one request is required", "REQUIRED"))
+        if len(reqs) > MAX_BATCH_SEND:
+            raise InvalidArgument(FieldViolation(
+                "requests", f"at most {MAX_BATCH_SEND} requests per call; split the list", "TOO_MANY"))
+        now = self._ctx.clock()
+        outcomes: list[Message | BaseException | None] = [None] * len(reqs)
+        priorities: list[int] = [0] * len(reqs)
+        # 1. Per item, no I/O: SendMessage's checks.
+        for i, req in enumerate(reqs):
+            try:
+                priorities[i] = self._check_send(req, now)
+            except InvalidArgument as exc:
+                outcomes[i] = exc
+        _raise_if_atomic(atomic, outcomes)
+        limit = await self.require_active_tenant(tenant_id)  # the call's, not an item's
+        fingerprints = [_send_fingerprint(r) if r.request_id and outcomes[i] is None else None
+                        for i, r in enumerate(reqs)]
+        # 2. A request_id a previous item of this call holds: that item's outcome (same request)
+        # or REQUEST_ID_REUSED (another one), settled once the first is.
+        first_of: dict[int, int] = {}
+        seen: dict[str, int] = {}
+        for i, req in enumerate(reqs):
+            if req.request_id and outcomes[i] is None:
+                if req.request_id not in seen:
+                    seen[req.request_id] = i
+                elif fingerprints[i] == fingerprints[seen[req.request_id]]:
+                    first_of[i] = seen[req.request_id]
+                else:
+                    outcomes[i] = RequestIdReused(req.request_id, f"requests[{seen[req.request_id]}]")
+        _raise_if_atomic(atomic, outcomes)
+        # 3. Accounts (each once) and templates (each read once), then the messages.
+        accounts: dict[str, DomainError | None] = {}
+        templates: dict[str, Template] = {}
+        messages: dict[int, Message] = {}
+        for i, req in enumerate(reqs):
+            if outcomes[i] is not None or i in first_of:
+                continue
+            if req.account_id not in accounts:
+                try:
+                    await self._accounts.account_for_send(tenant_id, req.account_id)
+                    accounts[req.account_id] = None
+                except DomainError as exc:
+                    accounts[req.account_id] = exc
+            try:
+                if accounts[req.account_id] is not None:
+                    raise accounts[req.account_id]  # type: ignore[misc]
+                messages[i] = await self._new_message(principal, tenant_id, req, priorities[i], now, templates)
+            except DomainError as exc:
+                outcomes[i] = exc
+        _raise_if_atomic(atomic, outcomes)
+        # 4. request_ids accepted before (a retried batch): their first messages, one lookup.
+        keyed = {reqs[i].request_id: fingerprints[i] for i in messages if reqs[i].request_id}
+        if keyed:
+            for request_id, found in (await self._idempotent_many(tenant_id, keyed)).items():
+                i = seen[request_id]
+                outcomes[i] = found
+                del messages[i]
+        _raise_if_atomic(atomic, outcomes)
+        # 5. The quota of the whole call in one take, then the writes.
+        if messages:
+            await self._accept_many(tenant_id, reqs, messages, fingerprints, outcomes, limit, now, atomic)
+        for i, j in first_of.items():
+            outcomes[i] = outcomes[j]
+        return outcomes  # type: ignore[return-value]
+
+    async def _accept_many(self, tenant_id: str, reqs: list[SendRequest], messages: dict[int, Message],
+                           fingerprints: list[str | None], outcomes: list[Message | BaseException | None],
+                           limit: int, now: datetime, atomic: bool) -> None:
+        """Takes the quota of `messages` at once and writes them; fills in their outcomes."""
+        day = now.date()
+        order = list(messages)
+        try:
+            # Atomic: one want of n units (all or none); otherwise n wants of one, numbered in
+            # request order, so the items past the limit are the refused ones.
+            wants = [(len(order), limit)] if atomic else [(1, limit)] * len(order)
+            refusals = await self._quota.take(tenant_id, day, wants)
+        except RedisError as exc:
+            raise unavailable_quota(exc) from exc
+        if atomic:
+            if refusals[0] is not None:
+                raise refusals[0]
+            refusals = [None] * len(order)
+        granted = [i for i, refusal in zip(order, refusals, strict=True) if refusal is None]
+        for i, refusal in zip(order, refusals, strict=True):
+            if refusal is not None:
+                outcomes[i] = refusal
+        pending = {i: self._writer.pending(messages[i], reqs[i].request_id, limit, day, fingerprints[i])
+                   for i in granted}
+        if not pending:
+            return
+        if atomic:
+            try:
+                await self._writer.write_together(list(pending.values()))
+            except AlreadyExists as exc:
+                raise _RequestIdTaken from exc
+        else:
+            self._writer.submit_charged(list(pending.values()))
+            try:
+                await asyncio.wait([p.future for p in pending.values()])
+            except asyncio.CancelledError:
+                await self._writer.withdraw_charged(list(pending.values()))
+                raise
+        retry: dict[str, str | None] = {}
+        for i, item in pending.items():
+            error = item.future.exception() if item.future.done() and not item.future.cancelled() else None
+            if error is None:
+                outcomes[i] = messages[i]
+                metrics.MESSAGES_ACCEPTED.labels(messages[i].message_type.value).inc()
+            elif isinstance(error, AlreadyExists) and reqs[i].request_id:
+                retry[reqs[i].request_id] = fingerprints[i]  # taken since the lookup: a concurrent call
+                outcomes[i] = error  # type: ignore[assignment]
+            else:
+                outcomes[i] = error
+        if retry:
+            found = await self._idempotent_many(tenant_id, retry)
+            for i in pending:
+                if reqs[i].request_id in found:
+                    outcomes[i] = found[reqs[i].request_id]
 
     # -- read --------------------------------------------------------------------------------------
 

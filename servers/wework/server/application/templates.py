@@ -19,6 +19,7 @@ from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.messages import MessageRepository, TemplateRepository
 from wework.server.application.context import AppContext, require_id
+from wework.server.application.media import media_references
 
 MESSAGE_DB = "message"
 CREATE_OPERATION = "CreateTemplate"
@@ -43,8 +44,15 @@ def etag(t: Template) -> str:
 
 
 class TemplateUseCases:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, media: Any = None) -> None:
         self._ctx = ctx
+        # MediaUseCases: a media_id in the template must name media of the tenant.
+        self._media = media
+
+    async def _check_media(self, tenant_id: str, t: Template) -> None:
+        if self._media is not None:
+            await self._media.check_references(tenant_id, media_references(
+                t.template_type.value, t.template_content, "template.template_content.media_id"))
 
     async def create_template(self, principal: Principal, t: Template, request_id: str) -> Template:
         tenant_id = principal.require_tenant()
@@ -53,6 +61,7 @@ class TemplateUseCases:
         violations += _check_extras(t)
         if violations:
             raise InvalidArgument(violations)
+        await self._check_media(tenant_id, t)
         now = self._ctx.clock()
         # New templates are active (proto3 cannot tell an unset is_active from false); deactivate
         # with UpdateTemplate.
@@ -117,6 +126,7 @@ class TemplateUseCases:
             violations += _check_extras(updated)
             if violations:
                 raise InvalidArgument(violations)
+            await self._check_media(tenant_id, updated)
             saved = await repo.save(updated)
         return saved
 

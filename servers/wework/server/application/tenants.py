@@ -44,6 +44,8 @@ class _DecodedEntry:
 
     status: TenantStatus
     limits: TenantLimits | None  # None: an entry of an older build, without the quotas
+    # {"pacing": ...} of the tenant's config; None: an entry of an older build, without it
+    pacing_config: dict | None
 
     @classmethod
     def decode(cls, raw: bytes) -> _DecodedEntry:
@@ -51,7 +53,8 @@ class _DecodedEntry:
         status = TenantStatus(entry["status"])
         limits = (TenantLimits(status, entry["max_accounts"], entry["max_daily_messages"])
                   if "max_accounts" in entry else None)
-        return cls(status, limits)
+        pacing = {"pacing": entry["pacing"]} if "pacing" in entry else None
+        return cls(status, limits, pacing)
 
 
 class TenantUseCases:
@@ -183,10 +186,22 @@ class TenantUseCases:
             return TenantLimits(tenant.status, tenant.max_accounts, tenant.max_daily_messages)
         return entry.limits
 
+    async def tenant_pacing_config(self, tenant_id: str) -> dict | None:
+        """{"pacing": overrides} of the tenant's config, for the dispatcher (docs/pacing.md); from
+        the same cache entry, so update_tenant's new overrides apply at once."""
+        entry = await self._cached_entry(tenant_id)
+        if entry is None:
+            return None
+        if entry.pacing_config is None:  # written by an older build: read the row instead
+            tenant = await self._find(tenant_id)
+            return {"pacing": (tenant.config or {}).get("pacing")} if tenant else None
+        return entry.pacing_config
+
     @staticmethod
     def _entry(tenant: Tenant) -> dict:
         return {"status": tenant.status.value, "max_accounts": tenant.max_accounts,
-                "max_daily_messages": tenant.max_daily_messages}
+                "max_daily_messages": tenant.max_daily_messages,
+                "pacing": (tenant.config or {}).get("pacing")}
 
     async def _cached_entry(self, tenant_id: str) -> _DecodedEntry | None:
         async def load() -> bytes | None:

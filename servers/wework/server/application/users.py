@@ -178,7 +178,7 @@ class UserUseCases:
         if violations:
             raise InvalidArgument(violations)
         await self._login_limiter.admit(tenant_code, ip)
-        async with self._ctx.db.directory_unit_of_work() as uow:
+        async with self._ctx.db.directory_unit_of_work(read_only=True) as uow:
             holder = await DirectoryRepository(uow.session).tenant_id_for_code(tenant_code)
         status = None if holder is None else await self._tenants.tenant_status(holder.tenant_id)
         if holder is None or status is None or status is TenantStatus.DELETED:

@@ -72,7 +72,7 @@ def account_to_pb(a: Account) -> pb.Account:
 
 def account_values_from_pb(m: pb.Account, paths: list[str] | None = None) -> dict:
     """The writable fields of an Account message (only `paths` when given)."""
-    names = ("account_name", "phone", "email", "user_id", "config")
+    names = ("account_name", "phone", "email", "user_id", "config", "provider_token")
     wanted = set(paths) if paths is not None else set(names)
     values: dict = {n: getattr(m, n) for n in names if n in wanted and n != "config"}
     if "config" in wanted:

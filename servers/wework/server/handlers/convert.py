@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -16,11 +16,18 @@ def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_timestamp(msg: Any, field: str) -> datetime | None:
-    """Aware UTC datetime of an optional Timestamp field, or None when unset."""
+    """Aware UTC datetime of an optional Timestamp field, or None when unset.
+
+    Timestamp.ToDatetime(tzinfo=UTC) by arithmetic (the same value: microseconds rounded toward
+    zero), without its astimezone step: 1.0 instead of 1.25 us, paid per send and batch item."""
     if not msg.HasField(field):
         return None
-    return getattr(msg, field).ToDatetime(tzinfo=UTC)
+    ts = getattr(msg, field)
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=int(ts.nanos / 1000))
 
 
 def to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:

@@ -19,7 +19,8 @@ from wework.server.application.messages import MessageUseCases, SendRequest
 from wework.server.application.templates import TemplateUseCases
 from wework.server.application.templates import etag as template_etag
 from wework.server.handlers.convert import from_struct, from_timestamp, to_struct, to_timestamp
-from wework.server.runtime.context import current_principal
+from wework.server.runtime.context import current_principal, current_trace_id
+from wework.server.runtime.errors import status_from_exception
 from wework.server.runtime.registry import ServiceRegistration
 from wework.v1 import account_pb2
 from wework.v1 import message_pb2 as pb
@@ -27,6 +28,7 @@ from wework.v1 import message_pb2_grpc as pb_grpc
 
 METHOD_PERMISSIONS: dict[str, str | None] = {
     "SendMessage": P.MESSAGES_SEND,
+    "BatchSendMessages": P.MESSAGES_SEND,
     "GetMessage": P.MESSAGES_READ,
     "ListMessages": P.MESSAGES_READ,
     "CancelMessage": P.MESSAGES_SEND,
@@ -67,12 +69,29 @@ _MEMBER = {t: t.value for t in MessageType}
 # ---- mapping -------------------------------------------------------------------------------------
 
 
+def _plain(descriptor) -> bool:
+    """Whether every field of a content member is a string or a bool (single or repeated): then
+    MessageToDict(preserving_proto_field_name=True) is {name: value or list} of its set fields."""
+    return all(f.type in (f.TYPE_STRING, f.TYPE_BOOL) for f in descriptor.fields)
+
+
+# Content members that convert by ListFields (all of them today); others go through json_format.
+_PLAIN_MEMBERS = frozenset(f.name for f in pb.MessageContent.DESCRIPTOR.oneofs_by_name["content"].fields
+                           if f.message_type is not None and _plain(f.message_type))
+
+
 def content_from_pb(c: pb.MessageContent) -> tuple[MessageType | None, dict[str, Any]]:
     """(type, dict of the member's fields) of a MessageContent; (None, {}) when none is set."""
     member = c.WhichOneof("content")
     if member is None:
         return None, {}
-    return MessageType(member), json_format.MessageToDict(getattr(c, member), preserving_proto_field_name=True)
+    value = getattr(c, member)
+    if member in _PLAIN_MEMBERS:
+        # What json_format.MessageToDict answers for such a message, without its generic
+        # printer: 1.4 instead of 1.8 us per text content, paid per send and per batch item.
+        return MessageType(member), {f.name: (list(v) if f.is_repeated else v)
+                                     for f, v in value.ListFields()}
+    return MessageType(member), json_format.MessageToDict(value, preserving_proto_field_name=True)
 
 
 def content_to_pb(message_type: MessageType | str | None, content: dict[str, Any] | None) -> pb.MessageContent:
@@ -109,6 +128,29 @@ def message_to_pb(m: Message, content: pb.MessageContent | None = None) -> pb.Me
         batch_id=m.batch_id or "", priority=m.priority, scheduled_time=_timestamp(m.scheduled_time),
         hold_reason=m.hold_reason or "",
         create_time=_timestamp(m.created_at), update_time=_timestamp(m.updated_at))
+
+
+def send_request_from_pb(request: pb.SendMessageRequest) -> SendRequest:
+    message_type, content = content_from_pb(request.content)
+    return SendRequest(
+        account_id=request.account_id, conversation_id=request.conversation_id, message_type=message_type,
+        content=content, template_id=request.template_id, variables=from_struct(request, "variables"),
+        priority=request.priority, scheduled_time=from_timestamp(request, "scheduled_time"),
+        request_id=request.request_id)
+
+
+def sent_message_to_pb(request: pb.SendMessageRequest, req: SendRequest, sent: Message) -> pb.Message:
+    """The answer to an accepted send."""
+    if req.message_type is None or sent.content is not req.content:
+        # Rendered from a template, or the message an earlier call with this request_id made.
+        return message_to_pb(sent)
+    # The accepted message holds the request's own content: answer with the request's proto
+    # rather than converting the dict back (ParseDict was the handler's largest cost).
+    echoed = pb.MessageContent()
+    member = _MEMBER[req.message_type]
+    getattr(echoed, member).CopyFrom(getattr(request.content, member))
+    echoed.DiscardUnknownFields()
+    return message_to_pb(sent, echoed)
 
 
 def template_to_pb(t: Template) -> pb.MessageTemplate:
@@ -204,23 +246,21 @@ class MessageServiceHandler(pb_grpc.MessageServiceServicer):
     # -- messages --
 
     async def SendMessage(self, request, context):
-        message_type, content = content_from_pb(request.content)
-        req = SendRequest(
-            account_id=request.account_id, conversation_id=request.conversation_id, message_type=message_type,
-            content=content, template_id=request.template_id, variables=from_struct(request, "variables"),
-            priority=request.priority, scheduled_time=from_timestamp(request, "scheduled_time"),
-            request_id=request.request_id)
-        sent = await self._messages.send_message(current_principal(), req)
-        if message_type is None or sent.content is not content:
-            # Rendered from a template, or the message an earlier call with this request_id made.
-            return message_to_pb(sent)
-        # The accepted message holds the request's own content: answer with the request's proto
-        # rather than converting the dict back (ParseDict was the handler's largest cost).
-        echoed = pb.MessageContent()
-        member = _MEMBER[message_type]
-        getattr(echoed, member).CopyFrom(getattr(request.content, member))
-        echoed.DiscardUnknownFields()
-        return message_to_pb(sent, echoed)
+        req = send_request_from_pb(request)
+        return sent_message_to_pb(request, req, await self._messages.send_message(current_principal(), req))
+
+    async def BatchSendMessages(self, request, context):
+        reqs = [send_request_from_pb(r) for r in request.requests]
+        outcomes = await self._messages.send_messages(current_principal(), reqs, request.atomic)
+        trace_id = current_trace_id() or ""
+        results = []
+        for item, req, outcome in zip(request.requests, reqs, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                # The status SendMessage would have answered for this item.
+                results.append(pb.BatchSendMessagesResult(error=status_from_exception(outcome, trace_id)))
+            else:
+                results.append(pb.BatchSendMessagesResult(message=sent_message_to_pb(item, req, outcome)))
+        return pb.BatchSendMessagesResponse(results=results)
 
     async def GetMessage(self, request, context):
         return message_to_pb(await self._messages.get_message(current_principal(), request.id))

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from wework.domain.callbacks import check_signature, json_nesting_exceeds
 from wework.domain.errors import DomainError, InvalidArgument, Unauthenticated
+from wework.server.media.store import LOCAL_LINK_PATH, content_disposition
 from wework.server.providers.sinks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from wework.server.providers.wire import callback_from_json
 
@@ -32,12 +33,14 @@ MAX_BODY = 1024 * 1024
 
 class CallbackIngress:
     def __init__(self, inbox: Any, *, secret: str | None = None, max_skew_seconds: int = 300,
-                 bench_routes: bool = False) -> None:
+                 bench_routes: bool = False, media_store: Any = None) -> None:
         # `inbox`: a CallbackInbox (durable), or any CallbackSink (direct, legacy).
         self._inbox = inbox
         self._durable = hasattr(inbox, "ingest")
         self._secret, self._skew = secret, max_skew_seconds
         self._bench = bench_routes
+        # A LocalStore: its signed download links are served here (GET /media/download).
+        self._media = media_store
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -46,6 +49,8 @@ class CallbackIngress:
         app.router.add_post(PATH, self._handle if self._durable else self._handle_direct)
         if self._bench:
             app.router.add_post(NOOP_PATH, self._noop)
+        if self._media is not None:
+            app.router.add_get(LOCAL_LINK_PATH, self._media_download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, backlog=1024)
@@ -58,6 +63,21 @@ class CallbackIngress:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    async def _media_download(self, request: web.Request) -> web.StreamResponse:
+        """A platform-signed media link (local backend): the token names the object and expires."""
+        claims = self._media.signer.verify(request.query.get("token", ""))
+        if claims is None:
+            return web.json_response({"error": "the link is invalid or expired"}, status=403)
+        try:
+            path = self._media.path(claims["k"])
+        except ValueError:
+            return web.json_response({"error": "the link is invalid or expired"}, status=403)
+        if not path.is_file():
+            return web.json_response({"error": "not found"}, status=404)
+        return web.FileResponse(path, headers={"Content-Type": claims["t"],
+                                               "Content-Disposition": content_disposition(claims["n"]),
+                                               "Cache-Control": "private, no-store"})
 
     async def _noop(self, request: web.Request) -> web.Response:
         await request.read()

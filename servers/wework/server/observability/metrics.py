@@ -104,6 +104,10 @@ MESSAGE_DISPATCH_LAG = Histogram(
     "wework_message_dispatch_lag_seconds",
     "From the time a message was due (created, or its scheduled time) to its hand-off to the provider.",
     ("shard",), buckets=LAG_BUCKETS, registry=REGISTRY)
+PACING_HELD = Counter(
+    "wework_pacing_held",
+    "Sends held because the shared pacing state (Redis) could not decide; they go once it answers.",
+    registry=REGISTRY)
 QUEUE_DEPTH = Gauge(
     "wework_queue_depth",
     "Work items due and not yet claimed, per durable queue and shard (messages, callbacks, webhooks).",

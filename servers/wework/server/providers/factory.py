@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from wework.server.providers.base import CallbackSink, Provider
 from wework.server.providers.http import HttpProvider, HttpProviderConfig
+from wework.server.providers.puppet_service.adapter import PuppetServiceProvider, TokenSource
 from wework.server.providers.simulator import SimulatorProvider
 from wework.server.settings import ProviderConfig
 
@@ -19,9 +20,15 @@ def http_config(settings_provider_config: ProviderConfig) -> HttpProviderConfig:
     )
 
 
-def create_provider(settings_provider_config: ProviderConfig, sink: CallbackSink) -> Provider:
-    """The simulator (default) delivers callbacks to `sink`; a real provider posts them to the
-    platform's callback ingress over HTTP, so the HTTP adapter does not use `sink`."""
+def create_provider(settings_provider_config: ProviderConfig, sink: CallbackSink,
+                    tokens: TokenSource | None = None) -> Provider:
+    """The simulator (default) and the puppet-service adapter deliver callbacks to `sink`; an
+    HTTP provider posts them to the platform's callback ingress itself, so that adapter does not
+    use `sink`. `tokens(guid)` gives the puppet-service adapter each account's token."""
     if settings_provider_config.kind == "http":
         return HttpProvider(http_config(settings_provider_config))
+    if settings_provider_config.kind == "puppet_service":
+        if tokens is None:
+            raise ValueError("the puppet_service provider needs the accounts' tokens (tokens=...)")
+        return PuppetServiceProvider(settings_provider_config.puppet_service, sink, tokens)
     return SimulatorProvider(sink, settings_provider_config.simulator)

@@ -145,6 +145,7 @@ class SimServer:
         r.add_get("/_requests", self._list_requests)
         r.add_delete("/_requests", self._clear_requests)
         r.add_post("/_sim/instances/{guid}/{hook}", self._hook)
+        r.add_get("/_sent", self._list_sent)
         return app
 
     @web.middleware
@@ -254,6 +255,11 @@ class SimServer:
 
     async def _list_requests(self, request: web.Request) -> web.Response:
         return web.json_response(self.requests)
+
+    async def _list_sent(self, request: web.Request) -> web.Response:
+        """What the simulator accepted per idempotency key (message type and content as sent)."""
+        return web.json_response([{"idempotency_key": m.idempotency_key, "message_type": m.message_type,
+                                   "content": m.content} for m in self.simulator.sent_messages.values()])
 
     async def _clear_requests(self, request: web.Request) -> web.Response:
         self.requests.clear()

@@ -49,6 +49,7 @@ from wework.server.providers.base import (
     ProviderError,
     ProviderUnavailable,
     SendResult,
+    media_fingerprint,
 )
 
 log = logging.getLogger(__name__)
@@ -245,8 +246,8 @@ class SimulatorProvider:
         previous = self.sent_messages.get(idempotency_key)
         if previous is not None:
             # Dedupe happens before the online check, as a provider answers a retry from its record.
-            if (previous.guid, previous.conversation_id, previous.message_type, previous.content) != (
-                    guid, conversation_id, message_type, content):
+            if (previous.guid, previous.conversation_id, previous.message_type, media_fingerprint(previous.content)) != (
+                    guid, conversation_id, message_type, media_fingerprint(content)):
                 raise ProviderError(f"idempotency key {idempotency_key!r} was used for another message",
                                     code="IDEMPOTENCY_KEY_REUSED", status=409)
             self.send_counts[idempotency_key] += 1

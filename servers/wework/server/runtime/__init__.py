@@ -6,7 +6,7 @@ from wework.server.runtime.health import HealthReporter, ReadinessCheck
 from wework.server.runtime.interceptors import Authenticator, build_interceptors
 from wework.server.runtime.logging import configure_logging
 from wework.server.runtime.registry import ServiceRegistration, ServiceRegistry
-from wework.server.runtime.server import GrpcServer, install_uvloop, run_until_signal
+from wework.server.runtime.server import GrpcServer, loop_factory, run_on_loop, run_until_signal
 
 __all__ = [
     "Authenticator",
@@ -20,7 +20,8 @@ __all__ = [
     "current_principal",
     "current_request",
     "current_trace_id",
-    "install_uvloop",
+    "loop_factory",
+    "run_on_loop",
     "run_until_signal",
     "status_from_exception",
     "to_grpc_status",

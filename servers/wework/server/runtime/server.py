@@ -6,7 +6,8 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc  # health: SERVICE_NAME only
@@ -19,6 +20,8 @@ from wework.server.settings import ServerConfig
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 ShutdownHook = Callable[[], Awaitable[None]]
 
 # Between the last admitted call's answer and grpc's stop: its caller's next call arrives in this
@@ -26,14 +29,22 @@ ShutdownHook = Callable[[], Awaitable[None]]
 SETTLE_SECONDS = 0.1
 
 
-def install_uvloop() -> bool:
-    """Runs later event loops on uvloop when it is installed; True if it is."""
+def loop_factory(event_loop: str = "uvloop") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's new_event_loop for `event_loop="uvloop"` when uvloop is installed, else None
+    (asyncio's default loop). For asyncio.Runner: the event-loop policy API is deprecated."""
+    if event_loop != "uvloop":
+        return None
     try:
         import uvloop
     except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
+        return None
+    return uvloop.new_event_loop
+
+
+def run_on_loop(main: Coroutine[Any, Any, T], event_loop: str = "uvloop") -> T:
+    """asyncio.run(main) on the chosen event loop (server.event_loop)."""
+    with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+        return runner.run(main)
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, int]]:

@@ -6,8 +6,8 @@ Safe in any number of processes at once (wework-server and `wework-worker dispat
    marks them `sending` with this worker's id and a lease (repositories/dispatch.py).
 2. Outside any lock each message is checked and sent: a paused or cancelled batch puts it
    back; an account that is not online holds it (hold_reason, re-checked, failed after
-   hold_timeout); pacing (per-account interval + jitter, per-recipient 30/min and 1000/h, the
-   batch's rate and time window) defers it to the time it may go. The provider gets the
+   hold_timeout); pacing (per-account interval + jitter and ceilings, per-recipient 30/min and
+   1000/h, the batch's rate and time window) defers it to the time it may go. The provider gets the
    message id as idempotency key.
 3. The accepted sends of a claim are recorded together in one short transaction, for the
    messages this worker still owns (statistics in the same transaction); retries (exponential
@@ -23,8 +23,8 @@ send back to pending at once, the claim ahead too: another dispatcher sends them
 the lease expires. A worker killed between 1 and 3 leaves `sending` rows whose lease expires; any
 dispatcher requeues them and the resend carries the same idempotency key, so the provider sends once.
 
-Pacing state lives in this process: with several dispatcher processes an account's interval
-holds per process (docs/pacing.md says how to size it).
+Pacing state is shared by every dispatcher through Redis (workers/pacing.py); while Redis cannot
+decide, sends are held, never sent unpaced (docs/pacing.md).
 """
 
 from __future__ import annotations
@@ -37,26 +37,26 @@ import random
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from wework.domain.accounts import AccountStatus
-from wework.domain.dispatch import Backoff, TimeWindow, should_retry
+from wework.domain.dispatch import Backoff, PacingLimits, TimeWindow, should_retry
 from wework.domain.errors import InvalidArgument, NotFound
 from wework.domain.messages import Message
 from wework.persistence.background import cancel_and_wait
 from wework.persistence.database import Database
 from wework.persistence.models import message as mm
-from wework.persistence.redis.client import listen
 from wework.persistence.repositories.batches import BatchRepository
 from wework.persistence.repositories.dispatch import DispatchRepository
+from wework.persistence.resilience import RedisBreaker, listen
 from wework.server.application.context import utcnow
 from wework.server.observability import metrics
 from wework.server.providers.base import Provider, ProviderError
-from wework.server.workers.pacing import LocalPacing, Pacing
+from wework.server.workers.pacing import LocalPacing, Pacing, PacingUnavailable
 from wework.server.workers.shard_loops import ShardLoops
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,12 @@ class DispatchSettings:
     idle_poll_seconds: float = 1.0
     account_min_interval_seconds: float = 1.0
     account_jitter_seconds: float = 0.5
+    account_per_minute: int | None = None
+    account_per_hour: int | None = None
     recipient_per_minute: int = 30
     recipient_per_hour: int = 1000
+    # While the shared pacing (Redis) cannot decide, a send is held this long, then asked again.
+    pacing_hold_seconds: float = 1.0
     # Sends whose pacing wait is at most this long wait in memory instead of going back.
     inline_wait_seconds: float = 0.25
     # On close, how long the sends in flight may take to finish before they are cut off.
@@ -91,7 +95,16 @@ class DispatchSettings:
                    claim_lease_seconds=cfg.claim_lease_seconds, idle_poll_seconds=cfg.idle_poll_seconds,
                    account_min_interval_seconds=cfg.account_min_interval_seconds,
                    account_jitter_seconds=cfg.account_jitter_seconds,
-                   recipient_per_minute=cfg.recipient_per_minute, recipient_per_hour=cfg.recipient_per_hour)
+                   account_per_minute=cfg.account_per_minute, account_per_hour=cfg.account_per_hour,
+                   recipient_per_minute=cfg.recipient_per_minute, recipient_per_hour=cfg.recipient_per_hour,
+                   pacing_hold_seconds=cfg.pacing_hold_seconds)
+
+    @property
+    def pacing(self) -> PacingLimits:
+        """The deployment's pacing defaults (tenants and accounts may override them)."""
+        return PacingLimits(self.account_min_interval_seconds, self.account_jitter_seconds,
+                            self.account_per_minute, self.account_per_hour,
+                            self.recipient_per_minute, self.recipient_per_hour)
 
 
 class AccountLookup:
@@ -117,17 +130,19 @@ class DispatchWaker:
         self.channel = f"{key_prefix}dispatch-wake"
         self._events: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
-        self._publish_paused_until = 0.0
+        self._publish_breaker = RedisBreaker("dispatch wake-ups", fallback="dispatchers poll",
+                                             pause_seconds=self.PUBLISH_PAUSE_SECONDS, logger=log)
 
     async def wake(self, shard: str | None = None) -> None:
         self._local()
-        if self._redis is None or time.monotonic() < self._publish_paused_until:
+        if self._redis is None or self._publish_breaker.is_open:
             return
         try:
             await self._redis.publish(self.channel, (shard or "").encode())
         except Exception as exc:  # noqa: BLE001 - the poll covers a lost wake-up
-            self._publish_paused_until = time.monotonic() + self.PUBLISH_PAUSE_SECONDS
-            log.warning("dispatch wake-up not published: %r", exc)
+            self._publish_breaker.failed(exc)
+        else:
+            self._publish_breaker.succeeded()
 
     def _local(self) -> None:
         for e in self._events:
@@ -215,15 +230,18 @@ class Dispatcher:
                  *, waker: DispatchWaker | None = None, worker_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow, rnd: random.Random | None = None,
                  finish_batch: Callable[[str, str], Awaitable[Any]] | None = None,
-                 pacing: Pacing | None = None) -> None:
+                 pacing: Pacing | None = None,
+                 pacing_overrides: Callable[[str, str], Awaitable[list[Mapping[str, Any] | None]]] | None = None,
+                 resolve_content: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
+                 ) -> None:
         self._db, self._provider, self._accounts, self._cfg = db, provider, accounts, settings
         self._waker = waker
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._clock, self._rnd = clock, rnd or random.Random()
         # Shared through Redis by the composition root (pacing.RedisPacing); this process alone otherwise.
-        self._pacing: Pacing = pacing or LocalPacing(
-            settings.account_min_interval_seconds, settings.account_jitter_seconds,
-            settings.recipient_per_minute, settings.recipient_per_hour, self._rnd)
+        self._pacing: Pacing = pacing or LocalPacing(self._rnd)
+        # The tenant's and the account's configs (in that order), whose "pacing" overrides the defaults.
+        self._pacing_overrides = pacing_overrides
         self._batches = BatchInfoCache(db)
         self._sem = asyncio.Semaphore(settings.max_in_flight)
         self._loops = ShardLoops(db, "dispatch", self._shard_loop)
@@ -231,8 +249,11 @@ class Dispatcher:
         self._loop_events: set[asyncio.Event] = set()  # set on close: idle loops end at once
         self._lanes: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.stats = DispatchStats()
+        self._pacing_warned_at = float("-inf")
         # Ends running batch tasks whose messages are all final (application/batches.py).
         self._finish_batch = finish_batch
+        # Turns a media_id of ours into a time-limited URL for the provider (application/media.py).
+        self._resolve_content = resolve_content
 
     # -- lifecycle --
 
@@ -493,9 +514,22 @@ class Dispatcher:
         if batch is not None and batch.window is not None and not batch.window.open_at(now):
             await self._defer(shard, m, batch.window.next_open(now), now)
             return
-        slot = await self._pacing.reserve(m.account_id, m.conversation_id, m.id, horizon=cfg.inline_wait_seconds,
-                                          min_interval=batch.min_interval if batch else None,
-                                          jitter=batch.jitter if batch else None)
+        limits = cfg.pacing
+        if self._pacing_overrides is not None:
+            for config in await self._pacing_overrides(m.tenant_id, m.account_id):
+                limits = limits.with_overrides(config)
+        if batch is not None:
+            limits = limits.slowed_to(batch.min_interval, batch.jitter)
+        try:
+            slot = await self._pacing.reserve(m.account_id, m.conversation_id, m.id,
+                                              horizon=cfg.inline_wait_seconds, limits=limits)
+        except PacingUnavailable as exc:
+            # Hold, never send unpaced; the rest of the lane waits too (docs/pacing.md).
+            until = now + timedelta(seconds=cfg.pacing_hold_seconds)
+            self._warn_pacing_unavailable(exc)
+            await self._defer(shard, m, until, now)
+            metrics.PACING_HELD.inc()
+            return until
         if not slot.reserved:
             until = now + timedelta(seconds=slot.wait)
             await self._defer(shard, m, until, now)
@@ -504,9 +538,15 @@ class Dispatcher:
             await asyncio.sleep(slot.wait)
         # 4. Send.
         try:
+            content = m.content
+            if self._resolve_content is not None and content.get("media_id"):
+                try:
+                    content = await self._resolve_content(m.tenant_id, content)
+                except NotFound:  # deleted after the message was accepted: final, like a refusal
+                    raise ProviderError("the message's media was deleted", code="MEDIA_NOT_FOUND") from None
             result = await self._provider.send_message(
                 guid, conversation_id=m.conversation_id, message_type=m.message_type.value,
-                content=m.content, idempotency_key=m.id)
+                content=content, idempotency_key=m.id)
         except ProviderError as exc:
             attempts = m.retry_count + 1
             code = exc.code or "PROVIDER_ERROR"
@@ -523,6 +563,12 @@ class Dispatcher:
         sent.append((m, result.wework_msg_id))
         _observe_sent(shard, m, self._clock())
         return None
+
+    def _warn_pacing_unavailable(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._pacing_warned_at >= 10.0:  # once per 10 s, not once per held send
+            self._pacing_warned_at = now
+            log.warning("%s (%r): sends are held until it answers", exc, exc.__cause__)
 
     async def _fail(self, shard: str, m: Message, code: str, message: str, now: datetime,
                     retry_count: int | None = None) -> None:

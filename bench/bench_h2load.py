@@ -1,0 +1,264 @@
+"""Health/Check, SendMessage and BatchSendMessages driven by h2load (a C HTTP/2 load generator).
+
+The Python benchmarks drive the server from a grpc.aio client on the same two cores, which
+costs about as much CPU as the server's side of a call; h2load costs little, so the rates here
+are the server's (issue 20). One wework-server on MariaDB + Redis (bench_get_account's
+helpers), one run: for each connection shape (-c connections x -m streams each; 4x16 and 16x16
+by default) the no-op Health/Check, SendMessage, and BatchSendMessages of 100 and of 1,000
+items, each for --seconds. Prints each rate, latency percentiles (from h2load's per-request
+log) and the ratios to the no-op.
+
+gRPC over h2load: a POST of a data file holding one length-prefixed gRPC message (the 5-byte
+prefix: flag 0, big-endian length), content-type application/grpc, te: trailers and the
+x-api-key header. h2load sends the same body every time and only sees HTTP statuses, while a
+gRPC error travels in trailers with HTTP 200: "succeeded" is no proof. So the requests carry no
+request_id (it is optional; with one, every repeat would answer the first message) and the
+accepted rate is counted in MariaDB: rows of the bench tenant written during the phase divided
+by the phase's time. The messages are scheduled a day ahead and the dispatcher is off: the
+accept path alone. A phase whose rows fall short of its calls x items says so (refused calls).
+
+    .venv/bin/python bench/bench_h2load.py [--seconds 10] [--shapes 4x16,16x16] [--profile]
+
+--profile also records the server with py-spy during each SendMessage phase (a speedscope file
+and the top functions per phase, in the work directory, kept). h2load comes from the Debian
+package nghttp2-client: installed with apt-get when it is missing (as root, or through sudo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pymysql
+from grpc_health.v1 import health_pb2
+from wework.v1 import message_pb2
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_get_account import clean_up, percentile, start_server, stop_server
+from bench_send_message import prepare
+
+NOOP, SEND = "Health/Check", "SendMessage"
+BATCHES = (100, 1000)
+
+
+def find_h2load() -> str:
+    """The h2load binary; installs nghttp2-client with apt-get when it is missing."""
+    found = shutil.which("h2load")
+    if found:
+        return found
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    print("h2load not found: installing the Debian package nghttp2-client", file=sys.stderr)
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    found = shutil.which("h2load")
+    if not found:
+        raise SystemExit("h2load is still missing after installing nghttp2-client")
+    return found
+
+
+def grpc_frame(message) -> bytes:
+    """One gRPC length-prefixed message: compressed flag 0, 4-byte big-endian length, bytes."""
+    body = message.SerializeToString()
+    return struct.pack(">BI", 0, len(body)) + body
+
+
+def bodies(workdir: Path, account_id: str) -> dict[str, tuple[str, Path, int]]:
+    """name -> (path of the method, data file, messages per call)."""
+    later = int(time.time()) + 86400  # a day ahead: the accept path only
+
+    def send(i: int) -> message_pb2.SendMessageRequest:
+        req = message_pb2.SendMessageRequest(
+            account_id=account_id, conversation_id=f"wmbench{i % 50}",
+            content=message_pb2.MessageContent(text=message_pb2.TextContent(text="benchmark message")))
+        req.scheduled_time.FromSeconds(later)
+        return req
+
+    specs = {NOOP: ("/grpc.health.v1.Health/Check",
+                    health_pb2.HealthCheckRequest(service="wework.v1.MessageService"), 0),
+             SEND: ("/wework.v1.MessageService/SendMessage", send(0), 1)}
+    for n in BATCHES:
+        specs[f"BatchSend x{n}"] = ("/wework.v1.MessageService/BatchSendMessages",
+                                    message_pb2.BatchSendMessagesRequest(requests=[send(i) for i in range(n)]), n)
+    out = {}
+    for name, (path, message, per_call) in specs.items():
+        data = workdir / f"{re.sub(r'[^a-z0-9]+', '_', name.lower())}.bin"
+        data.write_bytes(grpc_frame(message))
+        out[name] = (path, data, per_call)
+    return out
+
+
+class RowCounter:
+    """Messages of the bench tenant in MariaDB: the proof of acceptance."""
+
+    def __init__(self, mariadb_url: str, prefix: str, tenant_id: str) -> None:
+        m = re.match(r"^[^:]+://(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@(?P<host>[^:/]+)(?::(?P<port>\d+))?", mariadb_url)
+        if m is None:
+            raise SystemExit(f"cannot read user/host/port from {mariadb_url!r}")
+        self._conn = pymysql.connect(host=m["host"], port=int(m["port"] or 3306), user=m["user"] or "root",
+                                     password=m["pw"] or "", database=f"{prefix}_message_0", autocommit=True)
+        self._tenant = tenant_id
+
+    def count(self) -> int:
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM messages WHERE tenant_id = %s", (self._tenant,))
+            return int(cur.fetchone()[0])
+
+    def settled(self, quiet: float = 1.0, limit: float = 60.0) -> int:
+        """The count once it has not moved for `quiet` seconds: calls of the previous phase that
+        h2load left in flight (cancelled when it closed its connections) finish writing first,
+        so neither phase is charged with the other's work."""
+        deadline = time.monotonic() + limit
+        last = self.count()
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.count()
+            if now == last:
+                break
+            last = now
+        return last
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def run_h2load(h2load: str, target: str, path: str, data: Path, key: str, connections: int, streams: int,
+               seconds: float, log_file: Path) -> dict:
+    cmd = [h2load, "-c", str(connections), "-m", str(streams), "-t", "1", "-D", f"{seconds:g}",
+           "-d", str(data), "--log-file", str(log_file),
+           "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", f"x-api-key: {key}",
+           f"http://{target}{path}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"h2load failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    out = done.stdout
+    finished = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
+    requests = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                         r"(\d+) errored, (\d+) timeout", out)
+    if finished is None or requests is None:
+        raise SystemExit(f"cannot read h2load's output:\n{out[-2000:]}")
+    elapsed = float(finished[1]) / (1000 if finished[2] == "ms" else 1)
+    latencies = []
+    for line in log_file.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            latencies.append(int(parts[2]) / 1000)  # microseconds -> ms
+    latencies.sort()
+    return {"elapsed": elapsed, "done": int(requests[3]), "succeeded": int(requests[4]),
+            "failed": int(requests[5]) + int(requests[6]) + int(requests[7]), "rps": float(finished[3]),
+            "p50": percentile(latencies, 50), "p99": percentile(latencies, 99)}
+
+
+def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
+    """py-spy on the server for `seconds` (speedscope file); started before the phase."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("py-spy is missing: install the dev extra (pip install -e '.[dev]')")
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw",
+                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_functions(raw: Path, n: int = 25) -> list[tuple[str, float]]:
+    """Inclusive share of samples per function from py-spy's collapsed-stack output."""
+    total, inclusive = 0, {}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        for frame in set(stack.split(";")):
+            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:n]
+    return [(frame, count / total) for frame, count in ranked] if total else []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per RPC and shape (default 10)")
+    parser.add_argument("--shapes", default="4x16,16x16", help="connections x streams, comma-separated")
+    parser.add_argument("--mariadb", default="mysql+aiomysql://root@127.0.0.1:3306", help="MariaDB base URL")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server in each SendMessage phase")
+    parser.add_argument("--profile-rpc", default=SEND, help="the RPC --profile records (default SendMessage)")
+    args = parser.parse_args()
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",") if s.strip()]
+    h2load = find_h2load()
+
+    workdir = Path(tempfile.mkdtemp(prefix="wwbench-h2load-"))
+    admin_key = "wwadmin_" + secrets.token_urlsafe(24)
+    # The accept path alone: no dispatcher in the server (the messages are scheduled anyway).
+    proc, port, info = start_server(workdir, args, admin_key, {"message": {"run_dispatcher_in_server": False}})
+    results: dict[str, dict[str, dict]] = {}
+    profiles: dict[str, list[tuple[str, float]]] = {}
+    try:
+        target = f"127.0.0.1:{port}"
+        key, account_id = prepare(target, admin_key)
+        tenant_id = _tenant_of(target, key)
+        counter = RowCounter(args.mariadb, info["prefix"], tenant_id)
+        specs = bodies(workdir, account_id)
+        for c, m in shapes:
+            shape = f"{c}x{m}"
+            results[shape] = {}
+            for name, (path, data, per_call) in specs.items():
+                before = counter.settled()
+                spy = None
+                if args.profile and name == args.profile_rpc:
+                    spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt")
+                r = run_h2load(h2load, target, path, data, key, c, m, args.seconds,
+                               workdir / f"log-{shape}-{per_call}.tsv")
+                if spy is not None:
+                    spy.wait()
+                    profiles[shape] = top_functions(workdir / f"profile-{shape}.txt")
+                rows = counter.count() - before  # written during the phase: accepted and durable
+                r["rows"] = rows
+                r["msg_per_s"] = rows / r["elapsed"] if per_call else None
+                r["short"] = bool(per_call) and rows < r["done"] * per_call
+                results[shape][name] = r
+        counter.close()
+    finally:
+        stop_server(proc)
+        clean_up(args.mariadb, info, *([] if args.profile else [workdir]))
+
+    print(f"h2load benchmark: wework-server on MariaDB + Redis, no dispatcher; h2load -t 1, "
+          f"{args.seconds:g} s per RPC and shape; {os.cpu_count()} CPU(s), "
+          f"{platform.python_version()}, server, MariaDB, Redis and h2load on this machine")
+    print("calls/s: h2load's (HTTP answers, gRPC errors included); rows: messages written in MariaDB "
+          "during the phase; msgs/s: rows / phase time; x no-op: SendMessage msgs/s over Health/Check calls/s")
+    print(f"{'shape':>6} {'rpc':16} {'calls':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rows':>9} "
+          f"{'msgs/s':>9} {'x no-op':>8}")
+    for shape, by_rpc in results.items():
+        noop = by_rpc[NOOP]["rps"]
+        for name, r in by_rpc.items():
+            # SendMessage: accepted (rows) per second against the no-op's calls per second.
+            ratio = f"{r['msg_per_s'] / noop:.2f}" if name == SEND and noop else ""
+            msgs = f"{r['msg_per_s']:.0f}" if r["msg_per_s"] is not None else "-"
+            flag = "  (fewer rows than calls: some refused)" if r["short"] else ""
+            print(f"{shape:>6} {name:16} {r['done']:>8} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                  f"{r['rows']:>9} {msgs:>9} {ratio:>8}{flag}")
+    for shape, top in profiles.items():
+        print(f"py-spy, {args.profile_rpc} at {shape} (inclusive share of server samples; files in {workdir}):")
+        for frame, share in top:
+            print(f"  {share:6.1%}  {frame[:150]}")
+    print(json.dumps({"results": results}, separators=(",", ":")))
+    return 0
+
+
+def _tenant_of(target: str, key: str) -> str:
+    from wework.client import ClientOptions, WeworkClient
+    with WeworkClient(ClientOptions(target, api_key=key)) as client:
+        return client.accounts.iter_accounts().__next__().tenant_id
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
