@@ -440,3 +440,33 @@ async def test_finished_deliveries_past_the_retention_are_purged_with_their_atte
     left = await deliveries(node, tenant, ep.id)
     assert done.id not in {d.id for d in left}
     assert [d.status for d in left] == [DeliveryStatus.PENDING]  # pending ones are never purged
+
+
+async def test_an_endpoint_whose_secret_does_not_decrypt_does_not_stop_the_others(
+        node_factory, receiver, mariadb_database):
+    """A secret sealed with a key the deployment no longer has (or a tampered row) fails that
+    endpoint's attempts on the retry schedule, naming the setting; other endpoints still deliver."""
+    import sqlalchemy as sa
+
+    node = await node_factory(schedule=(0, 60))
+    tenant = new_id()
+    lost = await create(node, tenant, receiver.base_url + "/lost")
+    kept = await create(node, tenant, receiver.base_url + "/kept")
+    other_key = FieldCipher({"k9": b"9" * 32}, "k9", b"lookup-key")
+    async with mariadb_database.unit_of_work("callback", tenant) as uow:
+        await uow.session.execute(sa.text("UPDATE webhook_endpoints SET secret = :s WHERE id = :i"), {
+            "s": other_key.encrypt("whsec_" + base64.b64encode(b"x" * 24).decode(),
+                                   context=f"webhook_endpoints.secret:{lost.id}"), "i": lost.id})
+    await node.outbox.publish(None, tenant, "message.sent", {"n": 1}, "cb-sealed")
+
+    [r] = await eventually(lambda: receiver.on("/kept"), what="the other endpoint's delivery")
+    assert verify(kept.secret, r)["data"] == {"n": 1}
+
+    async def attempted():
+        [d] = await deliveries(node, tenant, lost.id)
+        return d if d.attempt_count == 1 else None
+
+    d = await eventually(attempted, what="the failed attempt")
+    assert d.status is DeliveryStatus.PENDING and d.next_attempt_time is not None  # retried on the schedule
+    assert "security.encryption_keys" in d.attempts[0].error
+    assert receiver.on("/lost") == []

@@ -44,12 +44,16 @@ from wework.persistence.repositories.webhooks import WebhookDeliveryRepository, 
 from wework.server.application.context import utcnow
 from wework.server.application.webhooks import TargetGuard, TargetRefused, WebhookPolicy
 from wework.server.observability import metrics
+from wework.server.security.field_crypto import FieldCryptoError
 from wework.server.workers.dispatch import DispatchWaker
 from wework.server.workers.shard_loops import ShardLoops
 
 log = logging.getLogger(__name__)
 CALLBACK_DB = "callback"
 USER_AGENT = "wework-webhooks/1"
+# The attempt error recorded (and shown by ListWebhookDeliveries) for an endpoint whose secret
+# the configured keys cannot open; it names the setting to fix.
+UNREADABLE_SECRET = "the endpoint's signing secret cannot be decrypted with security.encryption_keys"
 
 
 class WebhookWaker(DispatchWaker):
@@ -182,23 +186,42 @@ class WebhookDeliveryWorker:
         if not claimed:
             return 0
         self.stats.claimed += len(claimed)
-        endpoints = await self._endpoints(shard, claimed)
-        await asyncio.gather(*(self._one(shard, d, endpoints.get(d.endpoint_id)) for d in claimed))
+        endpoints, sealed = await self._endpoints(shard, claimed)
+        await asyncio.gather(*(self._one(shard, d, endpoints.get(d.endpoint_id), sealed.get(d.endpoint_id))
+                               for d in claimed))
         return len(claimed)
 
-    async def _endpoints(self, shard: str, claimed: list[WebhookDelivery]) -> dict[str, WebhookEndpoint]:
+    async def _endpoints(self, shard: str, claimed: list[WebhookDelivery]
+                         ) -> tuple[dict[str, WebhookEndpoint], dict[str, WebhookEndpoint]]:
+        """The claimed deliveries' endpoints with their secrets revealed, and apart from them the
+        endpoints whose secret the configured keys cannot open (security.encryption_keys lost a
+        key, or a row was tampered with): one such endpoint must not stop the shard's deliveries."""
         out: dict[str, WebhookEndpoint] = {}
+        sealed: dict[str, WebhookEndpoint] = {}
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
             repo = WebhookEndpointRepository(uow.session)
             for tenant_id, endpoint_id in {(d.tenant_id, d.endpoint_id) for d in claimed}:
                 ep = await repo.get(tenant_id, endpoint_id)
-                if ep is not None:
+                if ep is None:
+                    continue
+                try:
                     out[endpoint_id] = self._reveal(ep)
-        return out
+                except FieldCryptoError:
+                    sealed[endpoint_id] = ep
+                    log.error("webhook endpoint %s of tenant %s: its signing secret does not decrypt with "
+                              "security.encryption_keys; its deliveries are retried on the schedule",
+                              endpoint_id, tenant_id)
+        return out, sealed
 
-    async def _one(self, shard: str, d: WebhookDelivery, ep: WebhookEndpoint | None) -> None:
+    async def _one(self, shard: str, d: WebhookDelivery, ep: WebhookEndpoint | None,
+                   sealed: WebhookEndpoint | None = None) -> None:
         async with self._sem:
             try:
+                if sealed is not None:  # a failed attempt on the retry schedule, nothing posted
+                    await self._record(shard, d, sealed, WebhookAttempt(
+                        attempt_number=d.attempt_count + 1, attempt_time=self._clock(), response_status=0,
+                        error=UNREADABLE_SECRET, duration_ms=0))
+                    return
                 if ep is None or not ep.enabled:
                     await self._skip(shard, d)
                     return
