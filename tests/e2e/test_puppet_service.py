@@ -189,10 +189,22 @@ async def test_every_send_type_reaches_the_puppet_exactly_once(world):
     await eventually(hooked, what="message.sent webhooks")
 
 
+async def history_of(w: World, account_id: str) -> list:
+    """The account's status changes, newest first."""
+    page = await w.api(w.api.accounts.ListStatusHistory, apb.ListStatusHistoryRequest(account_id=account_id))
+    return list(page.status_changes)
+
+
 async def test_a_restarted_provider_recovers_the_account_without_a_new_qr(world):
     w = world
+    before = len(await history_of(w, w.account.id))
     await w.puppet.kill()
-    await wait_status(w, w.account.id, "offline")
+
+    async def went_offline():  # OFFLINE can turn RECOVERING between two polls: read the history
+        changes = await history_of(w, w.account.id)
+        return any(c.new_status == apb.ACCOUNT_STATUS_OFFLINE for c in changes[:len(changes) - before])
+
+    await eventually(went_offline, timeout=30, what="the account going offline")
     await w.puppet.restart()  # the provider kept the session
     await wait_status(w, w.account.id, "online", timeout=45)
     history = await w.api(w.api.accounts.ListStatusHistory, apb.ListStatusHistoryRequest(account_id=w.account.id))
