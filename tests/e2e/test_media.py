@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.server
+import json
 import os
 import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,12 +22,17 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import Platform
+from google.protobuf.json_format import MessageToDict
 from harness.object_store import start_s3_server
 from serverproc import free_port, online_account, run_admin, settings_yaml, start_server
 from simproc import start_sim_server
 from wework.persistence.database import Database
 from wework.server.media.store import S3Store
 from wework.server.settings import S3Config
+from wework.v1 import account_pb2 as apb
+from wework.v1 import account_pb2_grpc as apb_grpc
+from wework.v1 import callback_pb2 as cpb
+from wework.v1 import callback_pb2_grpc as cpb_grpc
 from wework.v1 import media_pb2 as pb
 from wework.v1 import media_pb2_grpc as pb_grpc
 from wework.v1 import message_pb2 as mpb
@@ -447,17 +455,39 @@ def test_an_image_sent_through_the_http_provider_reaches_it_as_a_link(local_plat
         t.close()
 
 
-def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_path):
-    import http.server
-    import threading
+class _WebhookReceiver(http.server.BaseHTTPRequestHandler):
+    """Keeps the JSON bodies of the webhook POSTs it answers (on the server's `bodies`)."""
 
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.server.bodies.append(json.loads(body))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _serve(server: http.server.ThreadingHTTPServer) -> str:
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_path):
     data = _random_file(300 * 1024)
     (tmp_path / "scan.pdf").write_bytes(data)
     handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=files.serve_forever, daemon=True).start()
+    _serve(files)
+    hooks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebhookReceiver)
+    hooks.bodies = []  # type: ignore[attr-defined]
+    hooks_url = _serve(hooks)
     t = Tenant(local_platform)
+    callbacks = cpb_grpc.CallbackServiceStub(t.channel)
+    accounts = apb_grpc.AccountServiceStub(t.channel)
     try:
+        callbacks.CreateWebhookEndpoint(cpb.CreateWebhookEndpointRequest(
+            url=hooks_url + "/hooks", event_types=["message.received"]), metadata=t.md)
         account = online_account(t.facade)
         url = f"http://127.0.0.1:{files.server_address[1]}/scan.pdf"
         hooked = httpx.post(f"{local_platform.sim.url}/_sim/instances/{account.guid}/incoming_message", json={
@@ -473,6 +503,26 @@ def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_p
         assert media.content_type == "application/pdf" and media.sha256 == hashlib.sha256(data).hexdigest()
         got = b"".join(r.chunk for r in t.media.DownloadMedia(pb.DownloadMediaRequest(id=media.id), metadata=t.md))
         assert got == data
+        # docs/media.md: the webhook and the stored callback name the media instead of the link.
+        stored = {"media_id": media.id, "file_name": "scan.pdf", "content_type": "application/pdf",
+                  "size_bytes": len(data), "sha256": media.sha256}
+        deadline = time.monotonic() + 20
+        while not (received := [b for b in hooks.bodies if b["type"] == "message.received"]):  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "no message.received webhook"
+            time.sleep(0.2)
+        (event,) = received
+        assert event["data"]["conversation_id"] == "wx_customer" and event["data"]["content"] == stored
+        (callback,) = callbacks.ListCallbackEvents(cpb.ListCallbackEventsRequest(
+            filter=cpb.CallbackEventFilter(event_type="message.received")), metadata=t.md).callback_events
+        assert callback.status == cpb.CALLBACK_EVENT_STATUS_PROCESSED
+        got = callbacks.GetCallbackEvent(cpb.GetCallbackEventRequest(id=callback.id), metadata=t.md)
+        assert MessageToDict(got.parsed_data)["data"]["content"] == stored
+        assert url in got.raw_data  # the body exactly as received
+        # The conversation shows the file's name as its last message (it has no media field).
+        (conversation,) = accounts.ListConversations(apb.ListConversationsRequest(account_id=account.id),
+                                                     metadata=t.md).conversations
+        assert conversation.last_msg_content == "scan.pdf"
     finally:
         t.close()
         files.shutdown()
+        hooks.shutdown()

@@ -257,6 +257,9 @@ class Effect:
     data: dict[str, Any] | None = None
     event_key: str | None = None  # TenantEvent.key of webhook_event
     more_events: tuple[TenantEvent, ...] = ()
+    # The message content the effect kept when it differs from the body's (incoming media stored
+    # and named by media_id): what the stored callback's parsed_data then shows.
+    stored_content: dict[str, Any] | None = None
 
     @property
     def processed(self) -> bool:

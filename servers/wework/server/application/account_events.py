@@ -144,11 +144,13 @@ class AccountEvents:
             return Effect(APPLIED, "", *_event(kind, cb, account_id, previous))
         if kind in (NotifyType.MESSAGE_RECEIVED, NotifyType.CONVERSATION_CHANGED):
             await self._store.get_cached(tenant_id, account_id)  # the account still exists
+            stored_content = None
             if kind is NotifyType.MESSAGE_RECEIVED and self._incoming_media is not None and cb.data:
                 content = await self._incoming_media.store_received(
                     tenant_id, str(cb.data.get("message_type") or ""), cb.data.get("content"))
                 if content is not cb.data.get("content"):
                     cb = replace(cb, data={**cb.data, "content": content})
+                    stored_content = content
             record = (self._conversations.record_message if kind is NotifyType.MESSAGE_RECEIVED
                       else self._conversations.record_conversation)
             conversation = await record(tenant_id, account_id, cb.data, now, effect_key=effect_key)
@@ -156,7 +158,8 @@ class AccountEvents:
                 return Effect(NO_EFFECT, "data.conversation_id is missing or too long")
             event, data = _event(kind, cb, account_id, None)
             return Effect(APPLIED, "", event, {**(data or {}), "conversation": conversation.id,
-                                               "unread_count": conversation.unread_count})
+                                               "unread_count": conversation.unread_count},
+                          stored_content=stored_content)
         # LOGIN_CONFIRMED (ONLINE follows) and the message callbacks of the message service.
         log.debug("callback %s for account %s: nothing to do here", kind.name, account_id)
         return Effect(NOTHING_TO_DO)

@@ -418,6 +418,9 @@ class CallbackProcessing:
         except Exception as exc:  # noqa: BLE001 - any failure is retried, then recorded
             return await self._retry(shard, c, worker_id, exc)
         publish = effect.outcome == APPLIED or (effect.outcome == ALREADY_APPLIED and c.process_time is None)
+        if effect.stored_content is not None and isinstance(body.get("data"), dict):
+            # parsed_data names the stored media; raw_data keeps the provider's link as received.
+            body = {**body, "data": {**body["data"], "content": effect.stored_content}}
         try:
             return await self._finish(
                 shard, c, worker_id, "processed" if effect.processed else "ignored",
