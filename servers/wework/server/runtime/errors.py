@@ -53,6 +53,9 @@ _CODES: tuple[tuple[type[DomainError], grpc.StatusCode], ...] = (
 # 16 KiB the client drops the answer and sees RESOURCE_EXHAUSTED instead).
 MAX_MESSAGE_CHARS = 512
 MAX_DETAIL_CHARS = 200
+# ErrorInfo metadata is read by programs (missing_permissions, request_id, resource): a larger
+# bound, so that a list the server made (every permission a caller lacks) arrives whole.
+MAX_METADATA_CHARS = 1024
 MAX_VIOLATIONS = 10
 
 
@@ -71,7 +74,7 @@ def _pack(message) -> any_pb2.Any:
 
 
 def _error_info(reason: str, metadata: dict[str, str], trace_id: str) -> any_pb2.Any:
-    md = {k: _clip(str(v)) for k, v in metadata.items()}
+    md = {k: _clip(str(v), MAX_METADATA_CHARS) for k, v in metadata.items()}
     md.setdefault("trace_id", trace_id)  # lets a caller quote any error to operators
     return _pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=md))
 
