@@ -108,10 +108,14 @@ async def test_ended_streams_leave_no_task_and_an_idle_cpu(stack, caplog):
 
     await end_streams(stack, STREAMS, task_id)
 
-    tasks_after = running_tasks()
-    leftover = tasks_after.total() - tasks_before.total()
+    # On a loaded machine the last calls' finally blocks can still be running after settle():
+    # wait for the count to come down (a leak keeps hundreds of pollers alive however long we wait).
+    deadline = time.monotonic() + 15
+    while (leftover := running_tasks().total() - tasks_before.total()) > 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
     after = await idle_cpu()
-    assert leftover <= 2, f"{leftover} tasks left behind by {STREAMS} ended streams"
+    assert leftover <= 2, (f"{leftover} tasks left behind by {STREAMS} ended streams: "
+                           f"{running_tasks() - tasks_before}")
     # A leak of 500 pollers costs whole seconds of CPU in the window; an idle server a few ms.
     assert after <= baseline * 3 + 0.3, f"idle CPU {after:.2f}s after the streams, {baseline:.2f}s before"
     assert "already running" not in caplog.text

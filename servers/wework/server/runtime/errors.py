@@ -52,7 +52,7 @@ _CODES: tuple[tuple[type[DomainError], grpc.StatusCode], ...] = (
 # bounded, so that the status always fits a client's metadata limit (8 KiB by default; beyond
 # 16 KiB the client drops the answer and sees RESOURCE_EXHAUSTED instead).
 MAX_MESSAGE_CHARS = 512
-MAX_DETAIL_CHARS = 200
+MAX_DETAIL_CHARS = 400
 # ErrorInfo metadata is read by programs (missing_permissions, request_id, resource): a larger
 # bound, so that a list the server made (every permission a caller lacks) arrives whole.
 MAX_METADATA_CHARS = 1024

@@ -328,11 +328,13 @@ async def _stop_producing(step: asyncio.Future[Any] | None) -> None:
     """
     if step is None:
         return
-    if not step.done():
+    while not step.done():
         step.cancel()
         # wait() rather than `await step`: the step's own CancelledError is expected, while a
-        # second cancellation of this call must still propagate.
-        await asyncio.wait({step})
+        # second cancellation of this call must still propagate. Cancelled again each second:
+        # on Python 3.11 a cancellation that meets a finishing asyncio.wait_for inside the
+        # generator can be swallowed, and the generator would then poll on for nobody.
+        await asyncio.wait({step}, timeout=1.0)
     if not step.cancelled():
         # Retrieved, or asyncio logs it: it ended (StopAsyncIteration, an error) as the call did.
         step.exception()
