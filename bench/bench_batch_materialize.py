@@ -42,7 +42,7 @@ from wework.persistence.database import Database
 from wework.persistence.ids import new_id
 from wework.persistence.migrate import migrate_all
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.batches import MATERIALIZE_CHUNK, MATERIALIZE_WRITERS, BatchRepository
+from wework.persistence.repositories.batches import MATERIALIZE_CHUNK, MATERIALIZE_WRITERS
 
 TENANT = "00000000-0000-7000-8000-000000000001"
 WAYS = ("executemany (baseline)", "one connection (materialize)", "StartBatchTask's write (materialize_task)")
@@ -82,7 +82,7 @@ async def run(args: argparse.Namespace) -> None:
                         rows = [{**shared, **row} for row in rows]
                     t0 = time.perf_counter()
                     async with db.unit_of_work("message", TENANT) as uow:
-                        repo = BatchRepository(uow.session)
+                        repo = uow.batches
                         if name == WAYS[0]:
                             await uow.session.execute(sa.insert(mm.Message), rows)
                         elif name == WAYS[1]:

@@ -35,7 +35,6 @@ from wework.persistence.database import Database
 from wework.persistence.ids import new_id
 from wework.persistence.migrate import migrate_all
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.batches import BatchRepository
 from wework.server.providers.base import SendResult
 from wework.server.providers.simulator import SimulatorConfig, SimulatorProvider
 from wework.server.providers.sinks import CollectingSink
@@ -64,7 +63,7 @@ async def insert(db: Database, n: int, accounts: list[str]) -> None:
              "content": {"text": f"hello {i}"}, "template_id": None, "status": "pending", "retry_count": 0,
              "batch_id": None, "priority": 5, "paused": False} for i in range(n)]
     async with db.unit_of_work("message", TENANT) as uow:
-        await BatchRepository(uow.session).materialize(rows)
+        await uow.batches.materialize(rows)
 
 
 async def measure(db: Database, provider, guids: dict[str, str], n: int, settings: DispatchSettings) -> float:

@@ -561,7 +561,7 @@ async def test_keyset_pages_are_complete_with_ties_on_create_time(mp):
     # Ties on (created_at, status) are ordered by id; no row may be skipped or repeated.
     from wework.domain.messages import Message, MessageStatus, MessageType
     from wework.persistence.ids import new_id
-    from wework.persistence.repositories.messages import MessageFilter, MessageRepository
+    from wework.persistence.repositories.messages import MessageFilter
 
     tenant_id, now = new_id(), datetime.now(UTC)
     # No PENDING rows: the server's dispatcher would claim them and change their status mid-test.
@@ -572,12 +572,12 @@ async def test_keyset_pages_are_complete_with_ties_on_create_time(mp):
     db = Database(mp.config, ["message"])
     try:
         async with db.unit_of_work("message", tenant_id) as uow:
-            await MessageRepository(uow.session).add_many(rows)
+            await uow.messages.add_many(rows)
         for f, expected in ((MessageFilter(), 100), (MessageFilter(status=MessageStatus.SENT), 34)):
             seen, after = [], None
             while True:
                 async with db.unit_of_work("message", tenant_id, read_only=True) as uow:
-                    page, after = await MessageRepository(uow.session).list_page(tenant_id, f, after, 7)
+                    page, after = await uow.messages.list_page(tenant_id, f, after, 7)
                 seen += page
                 if after is None:
                     break

@@ -10,7 +10,6 @@ from wework.domain.batches import BatchStatus, BatchTask, TargetType
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.batches import BatchRepository
 
 
 async def add_created_task(db: Database, tenant_id: str, *, creator_id: str = "u", task_name: str = "big") -> str:
@@ -21,7 +20,7 @@ async def add_created_task(db: Database, tenant_id: str, *, creator_id: str = "u
                      target_type=TargetType.IMPORT, status=BatchStatus.CREATED, created_at=now, updated_at=now,
                      version=1)
     async with db.unit_of_work("message", tenant_id) as uow:
-        await BatchRepository(uow.session).add(task)
+        await uow.batches.add(task)
     return task.id
 
 

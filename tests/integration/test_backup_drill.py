@@ -44,7 +44,7 @@ from wework.persistence.models import (
     UserRole,
     WeworkAccount,
 )
-from wework.persistence.repositories.identity import DirectoryRepository, TenantRepository
+from wework.persistence.repositories.identity import TenantRepository
 from wework.server.security.field_crypto import FieldCipher
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
@@ -101,7 +101,7 @@ async def _write_tenant(db: Database, cipher: FieldCipher, i: int, now: datetime
     """One tenant's rows in every service database of its shard, and its directory rows."""
     code = f"drill-{i:03d}-{secrets.token_hex(3)}"
     async with db.directory_unit_of_work() as uow:
-        await DirectoryRepository(uow.session).reserve_tenant_code(code, tenant_id, now)
+        await uow.directory.reserve_tenant_code(code, tenant_id, now)
     async with db.unit_of_work("user", tenant_id) as uow:
         await TenantRepository(uow.session, cipher).add(TenantEntity(
             id=tenant_id, tenant_code=code, tenant_name=AWKWARD[i % len(AWKWARD)] or "t",

@@ -25,7 +25,7 @@ from wework.domain.batches import BatchStatus
 from wework.persistence.bulk import BulkLoadIncomplete
 from wework.persistence.ids import new_id
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.batches import SPLIT_MIN_ROWS, BatchRepository
+from wework.persistence.repositories.batches import SPLIT_MIN_ROWS
 from wework.server.workers.dispatch import Dispatcher, DispatchSettings
 
 pytestmark = pytest.mark.mariadb
@@ -41,10 +41,10 @@ async def tenant_id(mariadb_database):
     yield tenant
     for shard in db.shard_names:
         async with db.shard_unit_of_work("message", shard) as uow:
-            left = await BatchRepository(uow.session).prepared_materializations()
+            left = await uow.batches.prepared_materializations()
         for xid in left:
             async with db.shard_unit_of_work("message", shard) as uow:
-                await BatchRepository(uow.session).finish_prepared(xid, commit=False)
+                await uow.batches.finish_prepared(xid, commit=False)
     await delete_messages(db, tenant)
 
 
@@ -68,7 +68,7 @@ async def _visible(db, tenant_id: str, task_id: str) -> int:
 
 async def _prepared(db, tenant_id: str) -> list:
     async with db.unit_of_work("message", tenant_id) as uow:
-        return await BatchRepository(uow.session).prepared_materializations()
+        return await uow.batches.prepared_materializations()
 
 
 def _sweeper(db) -> Dispatcher:
@@ -79,7 +79,7 @@ async def test_a_large_batch_is_written_by_two_connections_in_one_transaction(ma
     db = mariadb_database
     task_id = await add_created_task(db, tenant_id)
     async with db.unit_of_work("message", tenant_id) as uow:
-        repo = BatchRepository(uow.session)
+        repo = uow.batches
         await repo.get(tenant_id, task_id, for_update=True)
         branches = await repo.materialize_task(task_id, _rows(SPLIT_MIN_ROWS), shared=_shared(tenant_id, task_id))
         assert branches is not None and len(branches.xids) == 1
@@ -96,7 +96,7 @@ async def test_a_small_batch_or_one_writer_uses_start_s_connection_alone(mariadb
     for rows, writers in ((SPLIT_MIN_ROWS - 1, 2), (SPLIT_MIN_ROWS, 1)):
         task_id = await add_created_task(db, tenant_id)
         async with db.unit_of_work("message", tenant_id) as uow:
-            assert await BatchRepository(uow.session).materialize_task(
+            assert await uow.batches.materialize_task(
                 task_id, _rows(rows), shared=_shared(tenant_id, task_id), writers=writers) is None
         assert await _visible(db, tenant_id, task_id) == rows
 
@@ -107,12 +107,12 @@ async def test_a_share_that_fails_leaves_no_row_and_no_branch(mariadb_database, 
     task_id = await add_created_task(db, tenant_id)
     taken = _rows(1)
     async with db.unit_of_work("message", tenant_id) as uow:
-        await BatchRepository(uow.session).materialize(taken, shared=_shared(tenant_id, new_id()))
+        await uow.batches.materialize(taken, shared=_shared(tenant_id, new_id()))
     rows = _rows(SPLIT_MIN_ROWS)
     rows[0 if bad_share == "Start's own" else -1] = dict(taken[0])  # a duplicate key: that share fails
     with pytest.raises(BulkLoadIncomplete):
         async with db.unit_of_work("message", tenant_id) as uow:
-            repo = BatchRepository(uow.session)
+            repo = uow.batches
             await repo.get(tenant_id, task_id, for_update=True)
             uow.enlist(await repo.materialize_task(task_id, rows, shared=_shared(tenant_id, task_id)))
     assert await _visible(db, tenant_id, task_id) == 0
@@ -136,7 +136,7 @@ _KILLED_START = textwrap.dedent("""
         shared = {"updated_at": at, "tenant_id": tenant_id, "account_id": "acc-1", "message_type": "text",
                   "content": {"text": "hello"}, "template_id": None, "batch_id": task_id, "priority": 5}
         async with db.unit_of_work("message", tenant_id) as uow:
-            repo = BatchRepository(uow.session)
+            repo = uow.batches
             await repo.get(tenant_id, task_id, for_update=True)
             await repo.materialize_task(task_id, rows, shared=shared)  # prepared, never enlisted
             if when == "before-commit":
@@ -179,7 +179,7 @@ async def test_a_branch_left_by_a_start_killed_before_its_commit_is_rolled_back_
     assert await _visible(db, tenant_id, task_id) == 0
     assert await _prepared(db, tenant_id) == []
     async with db.unit_of_work("message", tenant_id) as uow:
-        task = await BatchRepository(uow.session).get(tenant_id, task_id)
+        task = await uow.batches.get(tenant_id, task_id)
     assert task.status is BatchStatus.CREATED  # Start may be called again
 
 
@@ -188,7 +188,7 @@ async def test_the_sweep_waits_for_a_start_in_flight_and_never_rolls_it_back(mar
     task_id = await add_created_task(db, tenant_id)
     sweep = None
     async with db.unit_of_work("message", tenant_id) as uow:
-        repo = BatchRepository(uow.session)
+        repo = uow.batches
         await repo.get(tenant_id, task_id, for_update=True)
         branches = await repo.materialize_task(task_id, _rows(SPLIT_MIN_ROWS), shared=_shared(tenant_id, task_id))
         uow.enlist(branches)

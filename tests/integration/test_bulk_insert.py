@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from harness.batches import delete_messages
 from wework.persistence.ids import new_id
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.batches import BatchRepository
 
 # Strings a literal renderer must not get wrong: quotes, backslashes, driver format markers,
 # SQL comment and statement breakers, multi-byte and 4-byte characters, control characters.
@@ -47,7 +46,7 @@ async def test_materialize_round_trips_every_value(database):
     tenant_id, batch_id = new_id(), new_id()
     rows = _rows(tenant_id, batch_id, 2_345)  # several chunks and a partial one
     async with database.unit_of_work("message", tenant_id) as uow:
-        assert await BatchRepository(uow.session).materialize(rows, chunk=500) == len(rows)
+        assert await uow.batches.materialize(rows, chunk=500) == len(rows)
     stored = await _stored(database, tenant_id, batch_id)
     assert len(stored) == len(rows)
     for r in rows:
@@ -65,7 +64,7 @@ async def test_a_failed_materialization_leaves_nothing(database):
     rows[1_100]["content"] = {"text": object()}  # not JSON: fails while earlier chunks are written
     with pytest.raises(TypeError):
         async with database.unit_of_work("message", tenant_id) as uow:
-            await BatchRepository(uow.session).materialize(rows, chunk=500)
+            await uow.batches.materialize(rows, chunk=500)
     async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
         count = (await uow.session.execute(sa.select(sa.func.count()).select_from(mm.Message).where(
             mm.Message.batch_id == batch_id))).scalar_one()
@@ -82,7 +81,7 @@ async def test_values_shared_by_the_batch_are_stored_on_every_row(database):
     rows = [{"id": new_id(), "created_at": base + timedelta(microseconds=i), "conversation_id": f"c-{i}"}
             for i in range(1_234)]
     async with database.unit_of_work("message", tenant_id) as uow:
-        assert await BatchRepository(uow.session).materialize(rows, chunk=500, shared=shared) == len(rows)
+        assert await uow.batches.materialize(rows, chunk=500, shared=shared) == len(rows)
     stored = await _stored(database, tenant_id, batch_id)
     assert len(stored) == len(rows)
     for r in rows:
@@ -98,5 +97,5 @@ async def test_a_shared_value_for_a_column_materialization_does_not_write_is_ref
     tenant_id = new_id()
     with pytest.raises(ValueError, match="does not write"):
         async with database.unit_of_work("message", tenant_id) as uow:
-            await BatchRepository(uow.session).materialize(
+            await uow.batches.materialize(
                 [{"id": new_id()}], shared={"status": "sent", "tenant_id": tenant_id})

@@ -13,7 +13,6 @@ from test_dispatch_claims import ADMIN, _tenant_and_account, node_factory
 from wework.domain.access import Principal, PrincipalKind
 from wework.domain.callbacks import ALREADY_APPLIED, parse
 from wework.persistence.pagination import PageTokens
-from wework.persistence.repositories.callbacks import CallbackRepository
 from wework.server.application.callbacks import (
     CALLBACK_DB,
     CallbackEventUseCases,
@@ -61,7 +60,7 @@ async def _unread(node, tenant_id: str, account_id: str, conversation: str) -> i
 
 async def _get(node, tenant_id: str, callback_id: str):
     async with node.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
-        return await CallbackRepository(uow.session).get(callback_id, tenant_id)
+        return await uow.callbacks.get(callback_id, tenant_id)
 
 
 QUICK = ProcessingSettings(max_attempts=3, backoff_initial_seconds=0, backoff_max_seconds=0)
@@ -87,7 +86,7 @@ async def test_a_processor_dying_between_effect_and_mark_leaves_one_effect(nodes
 
     # The "dead" worker: claims with a lease that is already over, applies the effect, dies.
     async with node.db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-        [claimed] = await CallbackRepository(uow.session).claim("dead", utcnow(), 10, timedelta(seconds=-1))
+        [claimed] = await uow.callbacks.claim("dead", utcnow(), 10, timedelta(seconds=-1))
     parsed = parse(claimed.raw_data)
     effect = await node.provider.sink.accounts.apply(
         ProviderCallback(parsed.guid, parsed.notify_type, parsed.data, parsed.event_id, utcnow()),
@@ -178,7 +177,7 @@ async def test_the_inbox_on_sqlite_embedded_mode(sqlite_config):
         processor = CallbackProcessor(db, processing, ProcessorSettings(), worker_id="w")
         assert await processor.run_once(shard) == 2
         async with db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
-            repo = CallbackRepository(uow.session)
+            repo = uow.callbacks
             unknown = await repo.get(results[0].callback_event_id, None)
             broken = await repo.get(results[3].callback_event_id, None)
         assert (unknown.status, unknown.error_message) == ("ignored", "unknown guid 'no-such-guid'")

@@ -29,8 +29,6 @@ from wework.persistence.ids import new_id
 from wework.persistence.migrate import migrate_all
 from wework.persistence.models import message as mm
 from wework.persistence.redis import TwoLevelCache, create_redis
-from wework.persistence.repositories.dispatch import DispatchRepository
-from wework.persistence.repositories.messages import MessageRepository
 from wework.server.application.account_events import AccountEvents
 from wework.server.application.accounts import (
     AccountEventBus,
@@ -158,7 +156,7 @@ async def _insert(node: Node, tenant_id: str, account_id: str, n: int, *, priori
                     created_at=now + timedelta(microseconds=i), updated_at=now, priority=priority(i))
             for i in range(n)]
     async with node.db.unit_of_work("message", tenant_id) as uow:
-        repo = MessageRepository(uow.session)
+        repo = uow.messages
         for m in msgs:
             await repo.add(m)
     return msgs
@@ -190,7 +188,7 @@ async def test_concurrent_claimers_never_share_a_message(nodes):
     async def claimer(i: int, node: Node) -> None:
         while True:
             async with node.db.shard_unit_of_work("message", shard) as uow:
-                got = await DispatchRepository(uow.session).claim(f"w{i}", utcnow(), 7, timedelta(seconds=60))
+                got = await uow.dispatch.claim(f"w{i}", utcnow(), 7, timedelta(seconds=60))
                 # Hold the row locks a moment: the others must skip them, not wait or take them.
                 await asyncio.sleep(0.005)
             if not got:
@@ -213,7 +211,7 @@ async def test_claims_go_by_priority_then_age(nodes):
     msgs = await _insert(a, tenant_id, account_id, 30, priority=lambda i: (1, 10, 5)[i % 3])
     shard = a.db.shard_for(tenant_id)
     async with a.db.shard_unit_of_work("message", shard) as uow:
-        got = [m for m in await DispatchRepository(uow.session).claim("w", utcnow(), 1000, timedelta(seconds=60))
+        got = [m for m in await uow.dispatch.claim("w", utcnow(), 1000, timedelta(seconds=60))
                if m.tenant_id == tenant_id]
     expected = sorted(msgs, key=lambda m: (-m.priority, m.created_at))
     assert [m.id for m in got] == [m.id for m in expected]

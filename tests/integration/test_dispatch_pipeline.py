@@ -17,8 +17,6 @@ from wework.domain.accounts import AccountStatus
 from wework.domain.messages import Message, MessageType
 from wework.persistence.ids import new_id
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.dispatch import DispatchRepository
-from wework.persistence.repositories.messages import MessageRepository
 from wework.server.application.context import utcnow
 from wework.server.providers.simulator import SimulatorConfig, SimulatorProvider
 from wework.server.providers.sinks import CollectingSink
@@ -41,13 +39,13 @@ async def _insert(db, tenant_id: str, priorities: list[int], *, account_id: str 
                     scheduled_time=utcnow() + scheduled[i] if scheduled and i in scheduled else None)
             for i, p in enumerate(priorities)]
     async with db.unit_of_work("message", tenant_id) as uow:
-        await MessageRepository(uow.session).add_many(msgs)
+        await uow.messages.add_many(msgs)
     return msgs
 
 
 async def _claim(db, shard: str, worker: str, limit: int = 1000, now=None) -> list[Message]:
     async with db.shard_unit_of_work("message", shard) as uow:
-        return await DispatchRepository(uow.session).claim(worker, now or utcnow(), limit, LEASE)
+        return await uow.dispatch.claim(worker, now or utcnow(), limit, LEASE)
 
 
 async def _rows(db, tenant_id: str) -> dict[str, mm.Message]:
@@ -84,7 +82,7 @@ async def test_a_claim_goes_past_rows_another_claimer_holds(mariadb_database):
     msgs = await _insert(db, tenant_id, [10] * 8, age=timedelta(days=1))
     shard = db.shard_for(tenant_id)
     async with db.shard_unit_of_work("message", shard) as first:  # holds its row locks until the end
-        a = await DispatchRepository(first.session).claim("a", utcnow(), 3, LEASE)
+        a = await first.dispatch.claim("a", utcnow(), 3, LEASE)
         b = await _claim(db, shard, "b", limit=3)  # another transaction, while `a` is uncommitted
     mine = [m.id for m in msgs]
     assert [m.id for m in a] == mine[:3] and [m.id for m in b] == mine[3:6]
@@ -103,7 +101,7 @@ async def test_recording_a_batch_updates_only_what_this_worker_still_owns(mariad
                                   .values(status="delivered", claimed_by=None, wework_msg_id="from-receipt"))
         await uow.session.execute(sa.update(t).where(t.id == msgs[1].id).values(claimed_by="w2"))
     async with db.shard_unit_of_work("message", shard) as uow:
-        n = await DispatchRepository(uow.session).mark_sent_many([(m, f"wid-{m.id}") for m in claimed], "w1",
+        n = await uow.dispatch.mark_sent_many([(m, f"wid-{m.id}") for m in claimed], "w1",
                                                                 utcnow())
     assert n == 3
     rows = await _rows(db, tenant_id)
@@ -123,14 +121,14 @@ async def test_batch_statistics_are_summed_per_hour_with_the_mean_weighted_by_sa
     t0 = utcnow()
     claimed = [m for m in await _claim(db, shard, "w", now=t0) if m.tenant_id == tenant_id]
     async with db.shard_unit_of_work("message", shard) as uow:  # 2 s after the claim
-        assert await DispatchRepository(uow.session).mark_sent_many(
+        assert await uow.dispatch.mark_sent_many(
             [(m, "x") for m in claimed], "w", t0 + timedelta(seconds=2)) == 5
     [later] = await _insert(db, tenant_id, [10], account_id="a1", age=timedelta(days=1))
     t1 = utcnow()
     again = [m for m in await _claim(db, shard, "w", now=t1) if m.tenant_id == tenant_id]
     assert [m.id for m in again] == [later.id]
     async with db.shard_unit_of_work("message", shard) as uow:  # 4 s after its claim
-        await DispatchRepository(uow.session).mark_sent_many([(again[0], "y")], "w", t1 + timedelta(seconds=4))
+        await uow.dispatch.mark_sent_many([(again[0], "y")], "w", t1 + timedelta(seconds=4))
     stats = await _statistics(db, tenant_id)
     assert [(a, total, success, failed) for a, _h, total, success, failed, _rt in stats] == [
         ("a1", 4, 4, 0), ("a2", 2, 2, 0)]
@@ -144,8 +142,8 @@ async def test_a_released_claim_is_pending_again_and_due_as_before(mariadb_datab
     shard = db.shard_for(tenant_id)
     claimed = [m for m in await _claim(db, shard, "w") if m.tenant_id == tenant_id]
     async with db.shard_unit_of_work("message", shard) as uow:
-        assert await DispatchRepository(uow.session).release(claimed, "other", utcnow()) == 0  # not its claim
-        assert await DispatchRepository(uow.session).release(claimed, "w", utcnow()) == 3
+        assert await uow.dispatch.release(claimed, "other", utcnow()) == 0  # not its claim
+        assert await uow.dispatch.release(claimed, "w", utcnow()) == 3
     rows = await _rows(db, tenant_id)
     assert {(r.status, r.claimed_by, r.send_time) for r in rows.values()} == {("pending", None, None)}
     again = [m.id for m in await _claim(db, shard, "w2") if m.tenant_id == tenant_id]

@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from test_dispatch_claims import _insert, _statuses, _tenant_and_account, node_factory
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.dispatch import DispatchRepository
 from wework.server.application.context import utcnow
 from wework.server.application.message_events import ProviderEventRouter
 from wework.server.ingress.http import PATH, CallbackIngress
@@ -42,7 +41,7 @@ async def test_signed_receipts_apply_in_order_and_never_go_backwards(nodes):
     [m] = await _insert(node, tenant_id, account_id, 1)
     shard = node.db.shard_for(tenant_id)
     async with node.db.shard_unit_of_work("message", shard) as uow:  # a worker handed it over
-        claimed = await DispatchRepository(uow.session).claim("w", utcnow(), 1000, timedelta(seconds=60))
+        claimed = await uow.dispatch.claim("w", utcnow(), 1000, timedelta(seconds=60))
     assert m.id in {c.id for c in claimed}
     ingress = CallbackIngress(ProviderEventRouter(None, node.message_events), secret=SECRET)
     port = await ingress.start("127.0.0.1", 0)

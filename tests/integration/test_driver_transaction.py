@@ -160,7 +160,6 @@ async def test_the_group_commit_of_plain_sends_bypasses_sqlalchemys_execution_an
 
     from wework.domain.messages import Message, MessageType
     from wework.persistence.ids import new_id
-    from wework.persistence.repositories.messages import MessageRepository
     from wework.server.application.messages import MessageWriter, _Pending
 
     db, tenant_id = mariadb_database, new_id()
@@ -189,7 +188,7 @@ async def test_the_group_commit_of_plain_sends_bypasses_sqlalchemys_execution_an
     finally:
         sa.event.remove(engine, "before_cursor_execute", listener)
     async with db.unit_of_work("message", tenant_id, read_only=True) as uow:
-        repo = MessageRepository(uow.session)
+        repo = uow.messages
         for item in plain + templated:
             assert await repo.get(tenant_id, item.message.id) == item.message
             assert await repo.get_idempotent(tenant_id, "SendMessage", item.request_id) == item.message.id

@@ -18,10 +18,7 @@ from wework.domain.batches import BatchStatus
 from wework.persistence.ids import new_id
 from wework.persistence.models import account as am
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.accounts import AccountRepository, StatusHistoryRepository
-from wework.persistence.repositories.batches import BatchRepository
-from wework.persistence.repositories.messages import MessageRepository
-from wework.persistence.repositories.reports import ReportRepository
+from wework.persistence.repositories.accounts import AccountRepository
 from wework.server.security.field_crypto import FieldCipher
 
 STATUSES = ("online", "offline", "created", "error", "recovering")
@@ -61,7 +58,7 @@ async def test_account_and_report_statements_use_their_indexes(mariadb_database)
     async with db.unit_of_work("account", tenant) as uow:
         conn = await uow.session.connection()
         repo = AccountRepository(uow.session, FieldCipher({"k1": b"k" * 32}, "k1", b"lookup-key"))
-        history_repo, reports = StatusHistoryRepository(uow.session), ReportRepository(uow.session)
+        history_repo, reports = uow.status_history, uow.reports
 
         async def pages(status: AccountStatus | None, user_id: str | None) -> None:
             page = await repo.list_page(tenant, status, user_id, None, 20)
@@ -119,8 +116,8 @@ async def test_batch_task_report_and_send_path_statements_use_their_indexes(mari
 
     async with db.unit_of_work("message", tenant) as uow:
         conn = await uow.session.connection()
-        batches, reports, messages = BatchRepository(uow.session), ReportRepository(uow.session), \
-            MessageRepository(uow.session)
+        batches, reports, messages = uow.batches, uow.reports, \
+            uow.messages
 
         async def pages(status: BatchStatus | None, account_id: str) -> None:
             page = await batches.list_page(tenant, status, account_id, None, 20)

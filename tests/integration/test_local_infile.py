@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from wework.persistence.bulk import BulkLoadIncomplete, LocalInfileLoad
 from wework.persistence.ids import new_id
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.batches import _COLUMNS, BatchRepository
+from wework.persistence.repositories.batches import _COLUMNS
 
 
 def _rows(tenant_id: str, batch_id: str, n: int) -> list[dict]:
@@ -43,7 +43,7 @@ async def test_materialization_loads_its_rows_with_load_data_local(mariadb_datab
         conn = await uow.session.connection()
         event.listen(conn.sync_connection, "before_cursor_execute",
                      lambda _c, _cur, sql, *_: statements.append(sql))
-        assert await BatchRepository(uow.session).materialize(_rows(tenant_id, batch_id, 12_000)) == 12_000
+        assert await uow.batches.materialize(_rows(tenant_id, batch_id, 12_000)) == 12_000
     loads = [s for s in statements if s.startswith("LOAD DATA LOCAL INFILE")]
     # 1,000 rows first (the server starts sooner), then 5,000 a statement.
     assert len(loads) == 4 and not [s for s in statements if s.startswith("INSERT")]
@@ -61,7 +61,7 @@ async def test_values_shared_by_every_row_go_once_into_the_statement(mariadb_dat
         event.listen(conn.sync_connection, "before_cursor_execute",
                      lambda _c, _cur, sql, *_: statements.append(sql))
         per_row = [{k: v for k, v in r.items() if k not in shared} for r in rows]
-        assert await BatchRepository(uow.session).materialize(per_row, shared=shared) == 6_000
+        assert await uow.batches.materialize(per_row, shared=shared) == 6_000
     loads = [s for s in statements if s.startswith("LOAD DATA LOCAL INFILE")]
     assert len(loads) == 2
     for sql in loads:
@@ -76,13 +76,13 @@ async def test_a_load_that_skips_a_duplicate_fails_and_leaves_nothing(mariadb_da
     tenant_id, batch_id = new_id(), new_id()
     async with mariadb_database.unit_of_work("message", tenant_id) as uow:
         first = _rows(tenant_id, new_id(), 1)
-        await BatchRepository(uow.session).materialize(first)
+        await uow.batches.materialize(first)
     rows = _rows(tenant_id, batch_id, 7_000)
     # In the last of three statements (1,000, 5,000, 1,000 rows), after two were written.
     rows[6_500]["id"], rows[6_500]["created_at"] = first[0]["id"], first[0]["created_at"]
     with pytest.raises(BulkLoadIncomplete, match="wrote 999 of 1000 rows"):
         async with mariadb_database.unit_of_work("message", tenant_id) as uow:
-            await BatchRepository(uow.session).materialize(rows)
+            await uow.batches.materialize(rows)
     assert await _batch_count(mariadb_database, tenant_id, batch_id) == 0
 
 

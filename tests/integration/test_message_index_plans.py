@@ -18,9 +18,7 @@ from harness.plans import check_plans
 from wework.domain.messages import MessageStatus
 from wework.persistence.ids import new_id
 from wework.persistence.repositories.batches import BatchRepository
-from wework.persistence.repositories.dispatch import DispatchRepository
-from wework.persistence.repositories.messages import MessageFilter, MessageRepository
-from wework.persistence.repositories.reports import ReportRepository
+from wework.persistence.repositories.messages import MessageFilter
 
 
 async def _fill(session, tenant_id: str, batch_id: str, now: datetime) -> None:
@@ -70,8 +68,8 @@ async def test_every_repository_statement_on_messages_uses_its_index(mariadb_dat
 
     async with db.unit_of_work("message", tenant_id) as uow:
         conn = await uow.session.connection()
-        dispatch, listing, batches, reports = (DispatchRepository(uow.session), MessageRepository(uow.session),
-                                               BatchRepository(uow.session), ReportRepository(uow.session))
+        dispatch, listing, batches, reports = (uow.dispatch, uow.messages,
+                                               uow.batches, uow.reports)
 
         async def pages(f: MessageFilter) -> None:
             _page, after = await listing.list_page(tenant_id, f, None, 20)

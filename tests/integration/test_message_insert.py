@@ -13,7 +13,7 @@ from wework.domain.errors import AlreadyExists
 from wework.domain.messages import Message, MessageStatus, MessageType
 from wework.persistence.ids import new_id
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.messages import MessageRepository, message_row_values
+from wework.persistence.repositories.messages import message_row_values
 
 pytestmark = pytest.mark.mariadb
 
@@ -61,13 +61,13 @@ async def test_rows_match_sqlalchemys_insert(database, writing, count, delivery_
     ours = [sample(tenant_id, i, delivery_state) for i in range(count)]
     theirs = [sample(tenant_id, i, delivery_state) for i in range(count)]
     async with writing(tenant_id) as uow:
-        await MessageRepository(uow.session).add_many(ours)
+        await uow.messages.add_many(ours)
     async with database.unit_of_work("message", tenant_id) as uow:
         await uow.session.execute(sa.insert(mm.Message), [message_row_values(m) for m in theirs])
     async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
         rows = {r.id: r for r in (await uow.session.execute(
             sa.select(mm.Message).where(mm.Message.tenant_id == tenant_id))).scalars()}
-        repo = MessageRepository(uow.session)
+        repo = uow.messages
         for a, b in zip(ours, theirs, strict=True):
             mine, reference = stored(rows[a.id]), stored(rows[b.id])
             assert {**mine, "id": None, "account_id": None, "template_id": None} == \
@@ -79,13 +79,13 @@ async def test_rows_match_sqlalchemys_insert(database, writing, count, delivery_
 async def test_a_taken_request_id_fails_the_whole_insert(database, writing):
     tenant_id = new_id()
     async with writing(tenant_id) as uow:
-        await MessageRepository(uow.session).put_idempotent_many([(tenant_id, "SendMessage", "r1", "m1", "h1")], NOW)
+        await uow.messages.put_idempotent_many([(tenant_id, "SendMessage", "r1", "m1", "h1")], NOW)
     with pytest.raises(AlreadyExists):
         async with writing(tenant_id) as uow:
-            await MessageRepository(uow.session).put_idempotent_many(
+            await uow.messages.put_idempotent_many(
                 [(tenant_id, "SendMessage", "r2", "m2", None), (tenant_id, "SendMessage", "r1", "m3", "h3")], NOW)
     async with database.unit_of_work("message", tenant_id, read_only=True) as uow:
-        repo = MessageRepository(uow.session)
+        repo = uow.messages
         assert await repo.get_idempotent(tenant_id, "SendMessage", "r1") == "m1"
         assert await repo.get_idempotent_request(tenant_id, "SendMessage", "r1") == ("m1", "h1")
         assert await repo.get_idempotent(tenant_id, "SendMessage", "r2") is None  # rolled back together

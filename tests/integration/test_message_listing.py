@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from wework.domain.messages import Message, MessageStatus, MessageType
 from wework.persistence.ids import new_id
-from wework.persistence.repositories.messages import MessageFilter, MessageRepository
+from wework.persistence.repositories.messages import MessageFilter
 
 
 @pytest.fixture(params=["mariadb", "sqlite"])
@@ -19,7 +19,7 @@ def database(request):
 
 async def _page(db, tenant_id, after):
     async with db.unit_of_work("message", tenant_id, read_only=True) as uow:
-        return await MessageRepository(uow.session).list_page(tenant_id, MessageFilter(), after, 2)
+        return await uow.messages.list_page(tenant_id, MessageFilter(), after, 2)
 
 
 async def test_a_status_change_between_pages_neither_skips_nor_repeats(database):
@@ -31,14 +31,14 @@ async def test_a_status_change_between_pages_neither_skips_nor_repeats(database)
                 for i in range(5)]
     async with database.unit_of_work("message", tenant_id) as uow:
         for m in messages:
-            await MessageRepository(uow.session).add(m)
+            await uow.messages.add(m)
     seen: list[str] = []
     page, after = await _page(database, tenant_id, None)
     seen += [m.id for m in page]
     # Every message not listed yet is sent now: in a status-keyed order they would all jump
     # ahead of the cursor and never be listed.
     async with database.unit_of_work("message", tenant_id) as uow:
-        repo = MessageRepository(uow.session)
+        repo = uow.messages
         for m in messages:
             if m.id not in seen:
                 assert await repo.save_state(replace(m, status=MessageStatus.SENT), expected_status=m.status)

@@ -78,8 +78,8 @@ async def test_rows_land_on_the_shard_the_map_names(two_server_db):
     async with db.session("user", tenants[0], read_only=True) as session:
         assert (await session.get(Tenant, tenants[0])).tenant_name == "Acme"
 
-    async def count(session):
-        return await session.scalar(sa.select(sa.func.count()).select_from(Tenant))
+    async def count(uow):
+        return await uow.session.scalar(sa.select(sa.func.count()).select_from(Tenant))
 
     counts = await db.for_each_shard("user", count)
     assert len(counts) == len(db.shard_names)
@@ -295,8 +295,8 @@ async def test_concurrent_units_of_work_on_many_tenants(one_server_db):
 
     await asyncio.gather(*(create(t) for t in tenants))
 
-    async def ids(session):
-        return set(await session.scalars(sa.select(Tenant.id)))
+    async def ids(uow):
+        return set(await uow.session.scalars(sa.select(Tenant.id)))
 
     found = set().union(*(await db.for_each_shard("user", ids)))
     assert set(tenants) <= found

@@ -23,7 +23,6 @@ from wework.persistence.ids import new_id
 from wework.persistence.migrate import migrate_all
 from wework.persistence.models import Tenant
 from wework.persistence.replicas import ReplicaMonitor, WriteTracker, gtid_seq
-from wework.persistence.repositories.identity import DirectoryRepository
 from wework.persistence.sharding import DIRECTORY
 from wework.server.observability import metrics
 
@@ -101,8 +100,8 @@ async def _read_tenant(db: Database, tenant_id: str) -> tuple[int, str | None]:
 
 
 async def _shard_wide_read(db: Database) -> int:
-    async def server_id(session):
-        return (await session.execute(sa.text("SELECT @@server_id"))).scalar_one()
+    async def server_id(uow):
+        return (await uow.session.execute(sa.text("SELECT @@server_id"))).scalar_one()
 
     return (await db.for_each_shard("user", server_id))[0]
 
@@ -329,7 +328,7 @@ async def _add_code(db: Database) -> str:
     code = f"c{new_id()[-20:]}"
     async with db.directory_unit_of_work() as uow:
         assert (await uow.session.execute(sa.text("SELECT @@server_id"))).scalar_one() == 1
-        await DirectoryRepository(uow.session).reserve_tenant_code(code, new_id(), datetime.now(UTC))
+        await uow.directory.reserve_tenant_code(code, new_id(), datetime.now(UTC))
     return code
 
 
@@ -337,7 +336,7 @@ async def _look_up_code(db: Database, code: str) -> tuple[int, bool]:
     """(server_id that answered, whether the code was found), in one directory lookup."""
     async with db.directory_unit_of_work(read_only=True) as uow:
         server_id = (await uow.session.execute(sa.text("SELECT @@server_id"))).scalar_one()
-        holder = await DirectoryRepository(uow.session).tenant_id_for_code(code)
+        holder = await uow.directory.tenant_id_for_code(code)
     return server_id, holder is not None
 
 

@@ -24,7 +24,6 @@ from wework.domain.messages import Message, MessageType
 from wework.persistence.ids import new_id
 from wework.persistence.models import account as am
 from wework.persistence.redis import TwoLevelCache
-from wework.persistence.repositories.messages import MessageRepository
 from wework.server.application.context import utcnow
 from wework.server.application.reports import ReportSettings, ReportUseCases, StatsQuery
 from wework.server.handlers.report import HEALTH, STATS
@@ -68,7 +67,7 @@ async def insert_spread(node: Node, tenant_id: str, account_ids: list[str], base
                                     conversation_id=f"conv-{h}-{i}", message_type=MessageType.TEXT,
                                     content={"text": "x"}, created_at=created, updated_at=utcnow()))
     async with node.db.unit_of_work("message", tenant_id) as uow:
-        repo = MessageRepository(uow.session)
+        repo = uow.messages
         for m in msgs:
             await repo.add(m)
     return len(msgs)

@@ -21,6 +21,7 @@ from .config import SERVICE_DATABASES, DatabaseConfig
 from .directory_primary import install_primary_discovery
 from .driver_tx import CLEAN, driver_level
 from .replicas import SHARD_WIDE, ReplicaRouting
+from .repositories.identity import Cipher
 from .resilience import close_quietly
 from .sharding import DIRECTORY, PhysicalDatabase, ShardRouter, physical_databases
 from .uow import (
@@ -178,8 +179,10 @@ class Database:
     """
 
     def __init__(self, config: DatabaseConfig, databases: Iterable[str] = SERVICE_DATABASES, *,
-                 on_engine_created: EngineCreated | None = None) -> None:
+                 on_engine_created: EngineCreated | None = None, cipher: Cipher | None = None) -> None:
         self.config = config
+        # The column cipher every unit of work hands to the repositories that seal secrets.
+        self.cipher = cipher
         # Called once per engine as it is created, with (engine, db, shard): the server hooks
         # tracing and pool metrics in here, so persistence needs no telemetry imports.
         self._on_engine_created = on_engine_created
@@ -309,6 +312,7 @@ class Database:
             if rendered_sql and not read_only and not self.replicas.has_replicas(shard) \
                     and driver_level(engine := self.engine(db, shard)):
                 async with open_driver_unit_of_work(engine, db, shard, None) as uow:
+                    uow.cipher = self.cipher
                     yield uow
                 return
             async with self._open_uow(db, shard, None, read_only) as uow:
@@ -322,9 +326,9 @@ class Database:
         async with self._open_uow(DIRECTORY, None, None, read_only) as uow:
             yield uow
 
-    async def for_each_shard(self, db: str, fn: Callable[[AsyncSession], Awaitable[T]], *,
+    async def for_each_shard(self, db: str, fn: Callable[[UnitOfWork], Awaitable[T]], *,
                              read_only: bool = True) -> list[T]:
-        """Runs `fn(session)` on every shard of `db` concurrently; results in `shard_names` order.
+        """Runs `fn(uow)`, one unit of work per shard, on every shard of `db` concurrently; results in `shard_names` order.
 
         For platform-level listings and sweeps. If one shard fails, the others are cancelled and
         the error propagates (Unavailable for a shard that cannot be reached): a listing that
@@ -333,9 +337,8 @@ class Database:
         results: dict[str, T] = {}
 
         async def one(shard: str) -> None:
-            async with self.shard_session(db, shard, read_only=read_only) as session:
-                results[shard] = await fn(session)
-                await session.commit()
+            async with self.shard_unit_of_work(db, shard, read_only=read_only) as uow:
+                results[shard] = await fn(uow)
 
         try:
             async with asyncio.TaskGroup() as tg:
@@ -389,6 +392,13 @@ class Database:
     @asynccontextmanager
     async def _open_uow(self, db: str, shard: str | None, tenant_id: str | None,
                         read_only: bool) -> AsyncIterator[UnitOfWork]:
+        async with self._open_uow_on(db, shard, tenant_id, read_only) as uow:
+            uow.cipher = self.cipher
+            yield uow
+
+    @asynccontextmanager
+    async def _open_uow_on(self, db: str, shard: str | None, tenant_id: str | None,
+                           read_only: bool) -> AsyncIterator[UnitOfWork]:
         async with self._replica_read(db, shard, tenant_id, read_only) as replica:
             if replica is not None:
                 async with open_unit_of_work(replica, db, shard, tenant_id) as uow:  # type: ignore[arg-type]
@@ -552,7 +562,7 @@ class Database:
             await asyncio.sleep(0.01)
 
 
-async def for_each_shard(database: Database, db: str, fn: Callable[[AsyncSession], Awaitable[T]]) -> list[T]:
+async def for_each_shard(database: Database, db: str, fn: Callable[[UnitOfWork], Awaitable[T]]) -> list[T]:
     """Module-level form of Database.for_each_shard."""
     return await database.for_each_shard(db, fn)
 

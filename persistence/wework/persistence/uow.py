@@ -7,6 +7,7 @@ durable rows and idempotent consumers (see ARCHITECTURE.md, Data).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,28 @@ from wework.domain.errors import Unavailable
 
 from .driver_tx import DriverTransaction
 from .errors import is_unavailable
+from .repositories.accounts import (
+    AccountDirectoryRepository,
+    AccountRepository,
+    ConversationRepository,
+    StatusHistoryRepository,
+)
+from .repositories.batches import BatchRepository
+from .repositories.callbacks import CallbackRepository, EffectLedger
+from .repositories.dispatch import DispatchRepository
+from .repositories.identity import (
+    ApiKeyRepository,
+    Cipher,
+    DirectoryRepository,
+    IdempotencyRepository,
+    RoleRepository,
+    TenantRepository,
+    UserRepository,
+)
+from .repositories.media import MediaRepository
+from .repositories.messages import MessageRepository, TemplateRepository
+from .repositories.reports import ReportRepository
+from .repositories.webhooks import WebhookDeliveryRepository, WebhookEndpointRepository
 from .resilience import close_quietly
 
 log = logging.getLogger(__name__)
@@ -37,15 +60,121 @@ class UnitOfWork:
     """`session` is the transaction; the context manager commits on success, rolls back on error.
 
     `session` is an AsyncSession, or a driver_tx.DriverTransaction for a unit of work that runs
-    rendered SQL only (Database.shard_unit_of_work(rendered_sql=True))."""
+    rendered SQL only (Database.shard_unit_of_work(rendered_sql=True)).
 
-    def __init__(self, session: AsyncSession, db: str, shard: str | None, tenant_id: str | None) -> None:
+    The repositories are attributes (`uow.messages`, `uow.accounts`, ...), built on first use:
+    the use cases name what they need and never the session, so a test can hand them an
+    in-memory unit of work with the same attributes (tests/unit/application/fakes.py). Each
+    repository works on the tables of the database this unit of work is open on."""
+
+    def __init__(self, session: AsyncSession, db: str, shard: str | None, tenant_id: str | None,
+                 cipher: Cipher | None = None) -> None:
         self.session = session
         self.db = db
         self.shard = shard
         self.tenant_id = tenant_id
+        # Seals the columns that hold secrets (tokens, password-derived material); set by the
+        # Database that opened this unit of work.
+        self.cipher = cipher
         self._after_commit: list[AfterCommit] = []
         self._enlisted: list[Participant] = []
+
+    # ---- repositories -------------------------------------------------------------------------
+    # account database
+    @functools.cached_property
+    def accounts(self) -> AccountRepository:
+        return AccountRepository(self.session, self._require_cipher())
+
+    @functools.cached_property
+    def status_history(self) -> StatusHistoryRepository:
+        return StatusHistoryRepository(self.session)
+
+    @functools.cached_property
+    def conversations(self) -> ConversationRepository:
+        return ConversationRepository(self.session)
+
+    # directory database
+    @functools.cached_property
+    def account_directory(self) -> AccountDirectoryRepository:
+        return AccountDirectoryRepository(self.session)
+
+    @functools.cached_property
+    def directory(self) -> DirectoryRepository:
+        return DirectoryRepository(self.session)
+
+    @functools.cached_property
+    def idempotency(self) -> IdempotencyRepository:
+        return IdempotencyRepository(self.session)
+
+    # user database
+    @functools.cached_property
+    def tenants(self) -> TenantRepository:
+        return TenantRepository(self.session, self._require_cipher())
+
+    @functools.cached_property
+    def users(self) -> UserRepository:
+        return UserRepository(self.session, self._require_cipher())
+
+    @functools.cached_property
+    def roles(self) -> RoleRepository:
+        return RoleRepository(self.session)
+
+    @functools.cached_property
+    def api_keys(self) -> ApiKeyRepository:
+        return ApiKeyRepository(self.session)
+
+    # message database
+    @functools.cached_property
+    def messages(self) -> MessageRepository:
+        return MessageRepository(self.session)
+
+    @functools.cached_property
+    def templates(self) -> TemplateRepository:
+        return TemplateRepository(self.session)
+
+    @functools.cached_property
+    def batches(self) -> BatchRepository:
+        return BatchRepository(self.session)
+
+    @functools.cached_property
+    def dispatch(self) -> DispatchRepository:
+        return DispatchRepository(self.session)
+
+    @functools.cached_property
+    def media(self) -> MediaRepository:
+        return MediaRepository(self.session)
+
+    @functools.cached_property
+    def reports(self) -> ReportRepository:
+        return ReportRepository(self.session)
+
+    # callback database
+    @functools.cached_property
+    def callbacks(self) -> CallbackRepository:
+        return CallbackRepository(self.session)
+
+    @functools.cached_property
+    def webhook_endpoints(self) -> WebhookEndpointRepository:
+        return WebhookEndpointRepository(self.session)
+
+    @functools.cached_property
+    def webhook_deliveries(self) -> WebhookDeliveryRepository:
+        return WebhookDeliveryRepository(self.session)
+
+    @functools.cached_property
+    def effects(self) -> EffectLedger:
+        """The applied-callbacks ledger of this database (account or message): an effect and
+        its ledger row commit or roll back together."""
+        if self.db == "account":
+            return EffectLedger.of_account_db(self.session)
+        if self.db == "message":
+            return EffectLedger.of_message_db(self.session)
+        raise RuntimeError(f"the {self.db} database keeps no applied-callbacks ledger")
+
+    def _require_cipher(self) -> Cipher:
+        if self.cipher is None:
+            raise RuntimeError("this unit of work was opened without a column cipher (Database(cipher=...))")
+        return self.cipher
 
     def enlist(self, participant: Participant | None) -> None:
         """Makes prepared work on other connections of this database (XA branches,

@@ -459,7 +459,7 @@ async def _sweep_media(settings: Settings, out: Output) -> dict[str, int] | None
         await db.start()
         store = await build_store(settings.media, settings.data_dir,
                                   settings.security.token_secret.get_secret_value().encode(), None)
-        deleted = [t for shard in await db.for_each_shard("user", deleted_tenant_ids) for t in shard]
+        deleted = [t for shard in await db.for_each_shard("user", lambda uow: deleted_tenant_ids(uow.session)) for t in shard]
         removed = await MediaUseCases(db, store, media_policy(settings.media)).sweep(deleted)
     except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
         out.error(f"media sweep failed: {type(exc).__name__}: {exc}")

@@ -43,8 +43,6 @@ from wework.domain.callbacks import (
     Effect,
 )
 from wework.domain.errors import DomainError, FailedPrecondition, NotFound, Unavailable
-from wework.persistence.repositories.accounts import AccountDirectoryRepository
-from wework.persistence.repositories.callbacks import EffectLedger
 from wework.persistence.resilience import retrying
 from wework.server.application.accounts import ACCOUNT_DB, AccountStore, LoginFlow
 from wework.server.application.conversations import ConversationUseCases
@@ -234,7 +232,7 @@ class AccountEvents:
 
         async def run() -> Account:
             async with store.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
-                if not await EffectLedger.of_account_db(uow.session).record(effect_key, now):
+                if not await uow.effects.record(effect_key, now):
                     raise AlreadyApplied(effect_key)
                 current = await store.accounts(uow).get(tenant_id, account_id, for_update=True)
                 if current is None:
@@ -253,7 +251,7 @@ class AccountEvents:
             self._routes.move_to_end(guid)
             return route
         async with self._store.db.directory_unit_of_work(read_only=True) as uow:
-            route = await AccountDirectoryRepository(uow.session).lookup(guid)
+            route = await uow.account_directory.lookup(guid)
         if route is not None:
             self._routes[guid] = route
             while len(self._routes) > _ROUTE_CACHE_SIZE:

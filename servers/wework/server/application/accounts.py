@@ -58,12 +58,8 @@ from wework.persistence.pagination import PageTokens, normalize_page_size
 from wework.persistence.redis.cache import DecodedEntries, TwoLevelCache
 from wework.persistence.redis.client import RedisClient, as_text
 from wework.persistence.repositories.accounts import (
-    AccountDirectoryRepository,
     AccountRepository,
-    ConversationRepository,
-    StatusHistoryRepository,
 )
-from wework.persistence.repositories.identity import DirectoryRepository
 from wework.persistence.resilience import RedisBreaker, listen, retrying
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
@@ -238,7 +234,7 @@ class AccountStore:
         return self.provider
 
     def accounts(self, uow: UnitOfWork) -> AccountRepository:
-        return AccountRepository(uow.session, self.ctx.cipher)
+        return uow.accounts
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -261,7 +257,7 @@ class AccountStore:
         """The puppet-service token of the account whose instance is `guid` (decrypted; the
         puppet_service provider's TokenSource). Never cached: the cache holds no secrets."""
         async with self.db.directory_unit_of_work(read_only=True) as uow:
-            route = await AccountDirectoryRepository(uow.session).lookup(guid)
+            route = await uow.account_directory.lookup(guid)
         if route is None:
             return None
         account = await self.load(*route)
@@ -273,8 +269,8 @@ class AccountStore:
         statuses = [AccountStatus.LOGGING_IN, AccountStatus.WAITING_SCAN, AccountStatus.WAITING_CONFIRM,
                     AccountStatus.NEED_VERIFY, AccountStatus.ONLINE, AccountStatus.RECOVERING]
 
-        async def one(session) -> list[str]:
-            return await AccountRepository(session, self.ctx.cipher).guids_with_provider_sessions(statuses, limit)
+        async def one(uow: UnitOfWork) -> list[str]:
+            return await uow.accounts.guids_with_provider_sessions(statuses, limit)
 
         return [g for guids in await self.db.for_each_shard(ACCOUNT_DB, one) for g in guids]
 
@@ -343,7 +339,7 @@ class AccountStore:
         repo = self.accounts(uow)
         for account, expected in updates:
             await repo.save(account, expected_version=expected)
-        stored = await StatusHistoryRepository(uow.session).append(changes) if changes else []
+        stored = await uow.status_history.append(changes) if changes else []
         self.on_commit(uow, [(a.tenant_id, a.id) for a, _ in updates], publish=bool(stored))
         return stored
 
@@ -453,7 +449,7 @@ class AccountUseCases:
 
         # 1. Directory: a globally unique guid, and the request id pointing at the account id.
         async with db.directory_unit_of_work() as uow:
-            idem, guids = DirectoryRepository(uow.session), AccountDirectoryRepository(uow.session)
+            idem, guids = uow.directory, uow.account_directory
             account_id = await idem.get_idempotent(tenant_id, CREATE_OPERATION, request_id) if request_id else None
             fresh = account_id is None
             guid = None if fresh else await guids.guid_of(tenant_id, account_id)
@@ -495,7 +491,7 @@ class AccountUseCases:
             existing = await repo.get(account.tenant_id, account.id)
             if existing is not None:
                 return existing
-            history = StatusHistoryRepository(uow.session)
+            history = uow.status_history
             await history.allocate(account.tenant_id, 0)  # takes the tenant's lock
             await self._check_quota(account.tenant_id, max_accounts, locked=True, repo=repo)
             await repo.add(account)
@@ -526,7 +522,7 @@ class AccountUseCases:
     async def _release(self, guid: str, tenant_id: str, request_id: str) -> None:
         try:
             async with self._ctx.db.directory_unit_of_work() as uow:
-                repo = AccountDirectoryRepository(uow.session)
+                repo = uow.account_directory
                 await repo.release(guid)
                 if request_id:
                     await repo.forget_request(tenant_id, CREATE_OPERATION, request_id)
@@ -602,9 +598,9 @@ class AccountUseCases:
                 if account is None:
                     raise NotFound("account", account_id)
                 check_etag(etag, account.version, account.subject)
-                await StatusHistoryRepository(uow.session).append(
+                await uow.status_history.append(
                     [deletion_change(account, operator_of(principal), self._ctx.clock())])
-                await ConversationRepository(uow.session).delete_for_account(tenant_id, account_id)
+                await uow.conversations.delete_for_account(tenant_id, account_id)
                 await repo.delete(tenant_id, account_id)
                 self._store.on_commit(uow, [(tenant_id, account_id)], publish=True)
                 return account
@@ -613,7 +609,7 @@ class AccountUseCases:
         if deleted.guid:
             try:
                 async with self._ctx.db.directory_unit_of_work() as uow:
-                    await AccountDirectoryRepository(uow.session).release(deleted.guid)
+                    await uow.account_directory.release(deleted.guid)
             except Exception:  # a leftover guid only routes late callbacks to nothing
                 log.warning("could not release guid %s of deleted account %s", deleted.guid, account_id,
                             exc_info=True)
@@ -693,7 +689,7 @@ class AccountUseCases:
         before = self._ctx.page_tokens.decode(page_token, "account-history", tenant_id,
                                                  {"before": int})["before"] if page_token else None
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
-            rows = await StatusHistoryRepository(uow.session).page_for_account(tenant_id, account_id, before,
+            rows = await uow.status_history.page_for_account(tenant_id, account_id, before,
                                                                                limit + 1)
             if not rows and before is None and await self._store.accounts(uow).get(tenant_id, account_id) is None:
                 raise NotFound("account", account_id)
@@ -729,7 +725,7 @@ class AccountUseCases:
             while True:
                 listener.clear()
                 async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
-                    history = StatusHistoryRepository(uow.session)
+                    history = uow.status_history
                     upto = await history.last_seq(tenant_id)
                     rows = await history.after(tenant_id, after, upto, ids, WATCH_BATCH) if upto > after else []
                 for change in rows:
@@ -744,4 +740,4 @@ class AccountUseCases:
 
     async def _last_seq(self, tenant_id: str) -> int:
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
-            return await StatusHistoryRepository(uow.session).last_seq(tenant_id)
+            return await uow.status_history.last_seq(tenant_id)

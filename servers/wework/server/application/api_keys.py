@@ -10,7 +10,6 @@ from wework.domain.errors import FailedPrecondition, NotFound, PreconditionViola
 from wework.domain.identity import ApiKey, validate_api_key_fields, validate_request_id
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
-from wework.persistence.repositories.identity import ApiKeyRepository, IdempotencyRepository, RoleRepository
 from wework.server.application.context import AppContext, require_id
 from wework.server.security.api_keys import generate_api_key
 
@@ -27,12 +26,12 @@ class ApiKeyUseCases:
         now = self._ctx.clock()
         validate_api_key_fields(display_name, role_id, expires_at, now)
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            keys, idem = ApiKeyRepository(uow.session), IdempotencyRepository(uow.session)
+            keys, idem = uow.api_keys, uow.idempotency
             if request_id:
                 done = await idem.get(tenant_id, "CreateApiKey", request_id)
                 if done is not None and (existing := await keys.get(tenant_id, done)) is not None:
                     return existing, ""
-            role = await RoleRepository(uow.session).get(tenant_id, role_id)
+            role = await uow.roles.get(tenant_id, role_id)
             if role is None:
                 raise NotFound("role", role_id)
             # The delegation rule: a key can do nothing its creator cannot.
@@ -55,7 +54,7 @@ class ApiKeyUseCases:
         tenant_id = principal.require_tenant()
         require_id(key_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            key = await ApiKeyRepository(uow.session).get(tenant_id, key_id)
+            key = await uow.api_keys.get(tenant_id, key_id)
         if key is None:
             raise NotFound("api_key", key_id)
         return key
@@ -66,7 +65,7 @@ class ApiKeyUseCases:
         limit = normalize_page_size(page_size)
         after = self._ctx.page_tokens.decode(page_token, "api_keys", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            rows = await ApiKeyRepository(uow.session).list_page(tenant_id, show_revoked, after, limit + 1)
+            rows = await uow.api_keys.list_page(tenant_id, show_revoked, after, limit + 1)
         page = rows[:limit]
         return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "api_keys", tenant_id) if len(rows) > limit else "")
 
@@ -74,7 +73,7 @@ class ApiKeyUseCases:
         tenant_id = principal.require_tenant()
         require_id(key_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            keys = ApiKeyRepository(uow.session)
+            keys = uow.api_keys
             key = await keys.get(tenant_id, key_id, for_update=True)
             if key is None:
                 raise NotFound("api_key", key_id)

@@ -24,7 +24,6 @@ from wework.domain.access import Principal, PrincipalKind, tenant_grants
 from wework.domain.errors import FailedPrecondition, Unauthenticated
 from wework.domain.identity import TenantStatus, UserStatus
 from wework.persistence.redis.cache import DecodedEntries
-from wework.persistence.repositories.identity import ApiKeyRepository, RoleRepository, UserRepository
 from wework.server.application.context import AppContext
 from wework.server.application.tenants import TenantUseCases
 from wework.server.security.api_keys import ParsedApiKey, parse_api_key, verify_secret
@@ -139,7 +138,7 @@ class CredentialAuthenticator:
     async def _touch(self, tenant_id: str, key_id: str) -> None:
         try:
             async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-                await ApiKeyRepository(uow.session).touch(key_id, self._ctx.clock())
+                await uow.api_keys.touch(key_id, self._ctx.clock())
         except Exception:  # bookkeeping must never fail a call
             log.warning("could not record last use of API key %s", key_id, exc_info=True)
 
@@ -175,10 +174,10 @@ class CredentialAuthenticator:
 
     async def _load_api_key(self, tenant_id: str, key_id: str) -> dict | None:
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            key = await ApiKeyRepository(uow.session).get(tenant_id, key_id)
+            key = await uow.api_keys.get(tenant_id, key_id)
             if key is None:
                 return None
-            role = await RoleRepository(uow.session).get(tenant_id, key.role_id)
+            role = await uow.roles.get(tenant_id, key.role_id)
         return {
             "tenant_id": key.tenant_id,
             "secret_hash": key.secret_hash,
@@ -190,10 +189,10 @@ class CredentialAuthenticator:
 
     async def _load_user(self, tenant_id: str, user_id: str) -> dict | None:
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            user = await UserRepository(uow.session, self._ctx.cipher).get(tenant_id, user_id)
+            user = await uow.users.get(tenant_id, user_id)
             if user is None:
                 return None
-            role_permissions = await RoleRepository(uow.session).active_permissions_of_user(tenant_id, user_id)
+            role_permissions = await uow.roles.active_permissions_of_user(tenant_id, user_id)
         # Only what authentication needs: no personal data goes into Redis.
         return {"tenant_id": user.tenant_id, "status": user.status.value,
                 "session_version": user.session_version,

@@ -60,8 +60,7 @@ from wework.domain.identity import validate_request_id
 from wework.domain.messages import MessageType, render, validate_content
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
-from wework.persistence.repositories.batches import MATERIALIZE_WRITERS, BatchRepository
-from wework.persistence.repositories.messages import MessageRepository, TemplateRepository
+from wework.persistence.repositories.batches import MATERIALIZE_WRITERS
 from wework.server.application.context import AppContext, require_id
 from wework.server.application.media import media_references
 from wework.server.application.message_ports import AccountGateway, ConversationFilter
@@ -103,9 +102,9 @@ class BatchUseCases:
         task.validate()
         if request_id:
             async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-                done = await MessageRepository(uow.session).get_idempotent(tenant_id, CREATE_OPERATION, request_id)
+                done = await uow.messages.get_idempotent(tenant_id, CREATE_OPERATION, request_id)
                 if done is not None:
-                    found = await BatchRepository(uow.session).get(tenant_id, done)
+                    found = await uow.batches.get(tenant_id, done)
                     if found is not None:
                         return found
         await self._check_tenant(tenant_id)
@@ -117,9 +116,9 @@ class BatchUseCases:
                        total_count=len(task.manual_targets) if task.target_type is TargetType.MANUAL else 0)
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
             if request_id:  # AlreadyExists when the same request_id commits concurrently
-                await MessageRepository(uow.session).put_idempotent(tenant_id, CREATE_OPERATION, request_id,
+                await uow.messages.put_idempotent(tenant_id, CREATE_OPERATION, request_id,
                                                                     task.id, now)
-            await BatchRepository(uow.session).add(task)
+            await uow.batches.add(task)
         return task
 
     async def _check_tenant(self, tenant_id: str) -> int:
@@ -130,7 +129,7 @@ class BatchUseCases:
     async def _check_content(self, principal: Principal, tenant_id: str, task: BatchTask) -> None:
         if task.template_id:
             async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-                template = await TemplateRepository(uow.session).get(tenant_id, task.template_id)
+                template = await uow.templates.get(tenant_id, task.template_id)
             if template is None or not template.visible_to(principal.subject_id):
                 raise NotFound("template", task.template_id)
             task.message_type = template.template_type.value
@@ -163,7 +162,7 @@ class BatchUseCases:
                 if not t.conversation_id or len(t.conversation_id) > 100:
                     raise InvalidArgument(FieldViolation(f"targets[{i}].conversation_id", "must be 1-100 characters"))
             async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-                repo = BatchRepository(uow.session)
+                repo = uow.batches
                 task = await repo.get(tenant_id, task_id, for_update=True)  # serializes with Start
                 if task is None:
                     raise NotFound("batch task", task_id)
@@ -204,7 +203,7 @@ class BatchUseCases:
             await self.quota.acquire(tenant_id, limit, day, len(rows))
         try:
             async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-                repo = BatchRepository(uow.session)
+                repo = uow.batches
                 locked = await repo.get(tenant_id, task_id, for_update=True)
                 if locked is None:
                     raise NotFound("batch task", task_id)
@@ -215,7 +214,7 @@ class BatchUseCases:
                                                        writers=self.materialize_writers))
                 locked.materialized_count = len(rows)
                 if locked.template_id:  # usage as SendMessage counts it: one per message, with the messages
-                    await TemplateRepository(uow.session).record_use(tenant_id, locked.template_id, now, len(rows))
+                    await uow.templates.record_use(tenant_id, locked.template_id, now, len(rows))
                 if locked.target_type is TargetType.IMPORT:
                     await repo.drop_import_targets(task_id)
                 locked.start_time = locked.updated_at = now
@@ -239,7 +238,7 @@ class BatchUseCases:
         if kind is TargetType.IMPORT:
             out: list[BatchTarget] = []
             async with self._ctx.db.unit_of_work(MESSAGE_DB, task.tenant_id, read_only=True) as uow:
-                async for t in BatchRepository(uow.session).import_targets(task.id):
+                async for t in uow.batches.import_targets(task.id):
                     out.append(t)
             return out
         if kind is TargetType.GROUP:
@@ -257,7 +256,7 @@ class BatchUseCases:
         template = None
         if task.template_id:
             async with self._ctx.db.unit_of_work(MESSAGE_DB, task.tenant_id, read_only=True) as uow:
-                template = await TemplateRepository(uow.session).get(task.tenant_id, task.template_id)
+                template = await uow.templates.get(task.tenant_id, task.template_id)
             if template is None:
                 raise NotFound("template", task.template_id)
         now = self._ctx.clock()
@@ -304,7 +303,7 @@ class BatchUseCases:
         now = self._ctx.clock()
         cancelled = 0
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-            repo = BatchRepository(uow.session)
+            repo = uow.batches
             task = await repo.get(tenant_id, task_id, for_update=True)
             if task is None:
                 raise NotFound("batch task", task_id)
@@ -337,7 +336,7 @@ class BatchUseCases:
 
     async def _load(self, tenant_id: str, task_id: str) -> BatchTask:
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            task = await BatchRepository(uow.session).get(tenant_id, task_id)
+            task = await uow.batches.get(tenant_id, task_id)
         if task is None:
             raise NotFound("batch task", task_id)
         return task
@@ -352,7 +351,7 @@ class BatchUseCases:
             # Messages can still change after the end (RetryMessage of a failed one, a late
             # receipt): the stored counters are rewritten only when they no longer match.
             async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-                counters = await BatchRepository(uow.session).counts(tenant_id, task_id)
+                counters = await uow.batches.counts(tenant_id, task_id)
             probe = replace(task)
             apply_counters(probe, counters)
             if _counters_of(probe) == _counters_of(task):
@@ -373,7 +372,7 @@ class BatchUseCases:
             body = self._ctx.page_tokens.decode(page_token, "batch_tasks", tenant_id, {"t": datetime, "id": str})
             after = (body["t"], body["id"])
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            page = await BatchRepository(uow.session).list_page(tenant_id, status, account_id, after, size + 1)
+            page = await uow.batches.list_page(tenant_id, status, account_id, after, size + 1)
         more = len(page) > size
         page = page[:size]
         page = [await self.refresh(tenant_id, t.id) if t.status in (BatchStatus.RUNNING, BatchStatus.PAUSED)
@@ -410,7 +409,7 @@ async def finish_if_done(ctx: AppContext, tenant_id: str, task_id: str) -> Batch
     """Re-reads the counters from the messages under the task's row lock and ends the task when
     every message is final. Safe from any process (the dispatcher's sweep uses it too)."""
     async with ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-        repo = BatchRepository(uow.session)
+        repo = uow.batches
         task = await repo.get(tenant_id, task_id, for_update=True)
         if task is None or task.start_time is None:
             return task

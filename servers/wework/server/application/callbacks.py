@@ -76,8 +76,7 @@ from wework.domain.errors import FieldViolation, InvalidArgument, NotFound, Perm
 from wework.domain.redaction import restore_secrets, split_secrets
 from wework.persistence.database import Database
 from wework.persistence.pagination import PageTokens, normalize_page_size
-from wework.persistence.repositories.accounts import AccountDirectoryRepository
-from wework.persistence.repositories.callbacks import CallbackFilter, CallbackRepository, StoredCallback
+from wework.persistence.repositories.callbacks import CallbackFilter, StoredCallback
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import utcnow
 from wework.server.observability import metrics
@@ -138,7 +137,7 @@ class GuidDirectory:
         if not fresh and self._unknown.get(guid, 0.0) > time.monotonic():
             return None
         async with self._db.directory_unit_of_work(read_only=True) as uow:
-            route = await AccountDirectoryRepository(uow.session).lookup(guid)
+            route = await uow.account_directory.lookup(guid)
         if route is None:
             if len(self._unknown) > self._size:
                 self._unknown.clear()
@@ -344,7 +343,7 @@ class _StoreWriter:
     async def _write(self, shard: str, items: list[dict[str, Any]]) -> list[tuple[str, bool]]:
         tenants = {v["tenant_id"] for v in items if v["tenant_id"] is not None}
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard, tenants=tenants) as uow:
-            return await CallbackRepository(uow.session).store_many(items, self._clock())
+            return await uow.callbacks.store_many(items, self._clock())
 
 
 def _settle(future: asyncio.Future, result: Any = None, *, exc: BaseException | None = None) -> None:
@@ -457,7 +456,7 @@ class CallbackProcessing:
         now = self._clock()
         mine: list[_Finish] = []
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-            repo = CallbackRepository(uow.session)
+            repo = uow.callbacks
             for it in items:
                 on_tenant_shard = it.tenant_id is not None and self._db.shard_for(it.tenant_id) == shard
                 if not await repo.finish(it.c, worker_id, status=it.status, now=now, error_message=it.error,
@@ -491,14 +490,14 @@ class CallbackProcessing:
         if attempts >= self._cfg.max_attempts:
             log.error("callback %s failed after %d attempts: %s", c.id, attempts, error)
             async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-                await CallbackRepository(uow.session).finish(c, worker_id, status="failed", now=self._clock(),
+                await uow.callbacks.finish(c, worker_id, status="failed", now=self._clock(),
                                                              error_message=error, count_attempt=True)
             metrics.CALLBACKS_PROCESSED.labels(outcome="failed").inc()
             return "failed"
         at = self._clock() + retry_delay(attempts, self._cfg.backoff_initial_seconds, self._cfg.backoff_max_seconds)
         log.info("callback %s attempt %d failed, retrying at %s: %s", c.id, attempts, at.isoformat(), error)
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-            await CallbackRepository(uow.session).retry_later(c, worker_id, at=at, error_message=error)
+            await uow.callbacks.retry_later(c, worker_id, at=at, error_message=error)
         metrics.CALLBACKS_PROCESSED.labels(outcome="retried").inc()
         return "retry"
 
@@ -611,7 +610,7 @@ class CallbackEventUseCases:
         rows: list[StoredCallback] = []
         for shard in self._shards(tenant_id):
             async with self._db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
-                rows.extend(await CallbackRepository(uow.session).list_page(f, after, limit + 1))
+                rows.extend(await uow.callbacks.list_page(f, after, limit + 1))
         rows.sort(key=lambda c: (c.received_time, c.id), reverse=True)
         page = rows[:limit]
         token = ""
@@ -628,7 +627,7 @@ class CallbackEventUseCases:
         tenant = self._tenant(principal, tenant_id, "tenant_id")
         for shard in self._shards(tenant):
             async with self._db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
-                found = await CallbackRepository(uow.session).get(callback_id, tenant)
+                found = await uow.callbacks.get(callback_id, tenant)
             if found is not None:
                 return found
         raise NotFound("callback_event", callback_id)
@@ -671,7 +670,7 @@ class CallbackEventUseCases:
             if remaining <= 0:
                 break
             async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-                repo = CallbackRepository(uow.session)
+                repo = uow.callbacks
                 keys = await repo.select_keys(f, chosen, remaining, not_before)
                 await repo.requeue(keys, now)
             queued.extend((t, i) for i, t in keys)

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from wework.domain.errors import FieldViolation, InvalidArgument
 from wework.domain.identity import LoginPolicy
-from wework.persistence.database import Database
 from wework.persistence.pagination import PageTokens
 from wework.persistence.redis.cache import TwoLevelCache
+from wework.server.application.ports import UnitsOfWork
 from wework.server.security.field_crypto import FieldCipher
 from wework.server.security.passwords import PasswordHasher
 from wework.server.security.tokens import TokenIssuer
@@ -23,7 +23,7 @@ def utcnow() -> datetime:
 
 @dataclass
 class AppContext:
-    db: Database
+    db: UnitsOfWork
     cipher: FieldCipher
     passwords: PasswordHasher
     tokens: TokenIssuer
@@ -35,6 +35,12 @@ class AppContext:
     # Signs page tokens and watch cursors; wework-server derives it from security.token_secret.
     page_tokens: PageTokens = field(default_factory=PageTokens.with_random_key)
     clock: Callable[[], datetime] = utcnow
+
+    def __post_init__(self) -> None:
+        # One cipher per process: the units of work hand it to the repositories that seal
+        # columns (uow.accounts, uow.users, uow.tenants), so the use cases never pass it around.
+        if self.db is not None and self.db.cipher is None:
+            self.db.cipher = self.cipher
 
 
 def require_id(value: str, path: str) -> str:

@@ -21,8 +21,6 @@ from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument,
 from wework.domain.identity import check_etag
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
-from wework.persistence.repositories.accounts import ConversationRepository
-from wework.persistence.repositories.callbacks import EffectLedger
 from wework.persistence.resilience import retrying
 from wework.server.application.accounts import ACCOUNT_DB, AccountStore
 from wework.server.application.context import require_id
@@ -53,7 +51,7 @@ class ConversationUseCases:
             after = (body["t"], body["id"])
         await self._store.get_cached(tenant_id, account_id)  # NOT_FOUND for another tenant's account
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
-            rows = await ConversationRepository(uow.session).list_page(
+            rows = await uow.conversations.list_page(
                 tenant_id, account_id, conversation_type, is_pinned, tag or None, after, limit + 1)
         page = rows[:limit]
         token = ""
@@ -66,7 +64,7 @@ class ConversationUseCases:
         tenant_id = principal.require_tenant()
         require_id(conversation_id, "id")
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
-            found = await ConversationRepository(uow.session).get(tenant_id, conversation_id)
+            found = await uow.conversations.get(tenant_id, conversation_id)
         if found is None:
             raise NotFound("conversation", conversation_id)
         return found
@@ -79,7 +77,7 @@ class ConversationUseCases:
 
         async def run() -> Conversation:
             async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
-                repo = ConversationRepository(uow.session)
+                repo = uow.conversations
                 current = await repo.get(tenant_id, conversation_id, for_update=True)
                 if current is None:
                     raise NotFound("conversation", conversation_id)
@@ -128,10 +126,10 @@ class ConversationUseCases:
 
         async def run() -> Conversation:
             async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
-                if effect_key is not None and not await EffectLedger.of_account_db(uow.session).record(
+                if effect_key is not None and not await uow.effects.record(
                         effect_key, now):
                     raise AlreadyApplied(effect_key)
-                repo = ConversationRepository(uow.session)
+                repo = uow.conversations
                 current = await repo.get_by_provider_id(tenant_id, account_id, provider_id, for_update=True)
                 name = data.get("conversation_name")
                 if current is None:

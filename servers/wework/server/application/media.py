@@ -40,8 +40,7 @@ from wework.domain.media import (
 )
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
-from wework.persistence.repositories.media import MediaRepository
-from wework.persistence.repositories.messages import MessageRepository
+from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import require_id
 from wework.server.media.sniff import SNIFF_BYTES, sniff_content_type
 from wework.server.media.store import MultipartUpload, ObjectStore
@@ -103,13 +102,13 @@ class MediaUseCases:
         assert declaration.kind is not None
         if declaration.request_id:
             async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-                done = await MessageRepository(uow.session).get_idempotent(tenant_id, UPLOAD_OPERATION,
+                done = await uow.messages.get_idempotent(tenant_id, UPLOAD_OPERATION,
                                                                            declaration.request_id)
-                found = await MediaRepository(uow.session).get(tenant_id, done) if done else None
+                found = await uow.media.get(tenant_id, done) if done else None
             if found is not None:
                 return found
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            self._check_quota(tenant_id, await MediaRepository(uow.session).used_bytes(tenant_id),
+            self._check_quota(tenant_id, await uow.media.used_bytes(tenant_id),
                               declaration.size_bytes)
         media_id = new_id()
         key = storage_key(self._policy.key_prefix, tenant_id, media_id)
@@ -197,7 +196,7 @@ class MediaUseCases:
                       sha256: str, multipart: MultipartUpload | None, rest: bytes, source: str) -> Media:
         assert d.kind is not None
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            same = await MediaRepository(uow.session).find_by_hash(tenant_id, sha256, d.kind)
+            same = await uow.media.find_by_hash(tenant_id, sha256, d.kind)
         if same is not None:  # dedupe: the tenant already has these bytes as this kind
             if multipart is not None:
                 await multipart.abort()
@@ -213,12 +212,12 @@ class MediaUseCases:
                       source=source, created_at=now, last_used_at=now)
         try:
             async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-                repo = MediaRepository(uow.session)
+                repo = uow.media
                 # Checked again where the row is written: concurrent uploads may overshoot the
                 # quota by at most what is in flight, never by a committed upload.
                 self._check_quota(tenant_id, await repo.used_bytes(tenant_id), d.size_bytes)
                 if d.request_id:
-                    await MessageRepository(uow.session).put_idempotent(tenant_id, UPLOAD_OPERATION,
+                    await uow.messages.put_idempotent(tenant_id, UPLOAD_OPERATION,
                                                                         d.request_id, media_id, now)
                 await repo.add(media)
         except BaseException as exc:
@@ -234,9 +233,9 @@ class MediaUseCases:
         """After a lost race (same bytes or same request_id at once): the media that won."""
         assert d.kind is not None
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            repo = MediaRepository(uow.session)
+            repo = uow.media
             if d.request_id:
-                done = await MessageRepository(uow.session).get_idempotent(tenant_id, UPLOAD_OPERATION, d.request_id)
+                done = await uow.messages.get_idempotent(tenant_id, UPLOAD_OPERATION, d.request_id)
                 if done:
                     return await repo.get(tenant_id, done)
             return await repo.find_by_hash(tenant_id, sha256, d.kind)
@@ -247,7 +246,7 @@ class MediaUseCases:
         tenant_id = principal.require_tenant()
         require_id(media_id, "id")
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            found = await MediaRepository(uow.session).get(tenant_id, media_id)
+            found = await uow.media.get(tenant_id, media_id)
         if found is None:
             raise NotFound("media", media_id)
         return found
@@ -258,7 +257,7 @@ class MediaUseCases:
         limit = normalize_page_size(page_size)
         after = self._page_tokens.decode(page_token, "media", tenant_id, {"after": str})["after"] if page_token else None
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            rows = await MediaRepository(uow.session).list_page(tenant_id, kind, after, limit + 1)
+            rows = await uow.media.list_page(tenant_id, kind, after, limit + 1)
         page = rows[:limit]
         token = self._page_tokens.encode({"after": page[-1].id}, "media", tenant_id) if len(rows) > limit else ""
         return page, token
@@ -267,7 +266,7 @@ class MediaUseCases:
         tenant_id = principal.require_tenant()
         media = await self.get(principal, media_id)
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-            if not await MediaRepository(uow.session).delete(tenant_id, media_id):
+            if not await uow.media.delete(tenant_id, media_id):
                 raise NotFound("media", media_id)
         await self.store.delete(media.storage_key)
 
@@ -296,7 +295,7 @@ class MediaUseCases:
             return
         ids = sorted({m for _, _, m in references})
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-            repo = MediaRepository(uow.session)
+            repo = uow.media
             found = await repo.get_many(tenant_id, ids)
             bad = []
             for path, message_type, media_id in references:
@@ -317,7 +316,7 @@ class MediaUseCases:
         if not media_id:
             return content
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            media = await MediaRepository(uow.session).get(tenant_id, media_id)
+            media = await uow.media.get(tenant_id, media_id)
         if media is None:
             raise NotFound("media", media_id)
         url, _ = await self.link_for(media)
@@ -334,12 +333,11 @@ class MediaUseCases:
         cutoff = now - timedelta(days=p.retention_days)
         removed = {"expired": 0, "deleted_tenants": 0, "incomplete_uploads": 0}
 
-        async def batch(session: Any, which: str) -> list[Media]:
-            repo = MediaRepository(session)
+        async def batch(uow: UnitOfWork, which: str) -> list[Media]:
+            repo = uow.media
             rows = (await repo.expired(cutoff, p.sweep_batch_size) if which == "expired"
                     else await repo.of_tenants(deleted_tenant_ids, p.sweep_batch_size))
             await repo.delete_ids([m.id for m in rows])
-            await session.commit()
             return rows
 
         for which in ("expired", "deleted_tenants"):

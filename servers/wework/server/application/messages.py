@@ -49,8 +49,6 @@ from wework.persistence.pagination import normalize_page_size
 from wework.persistence.redis.client import tenant_key
 from wework.persistence.repositories.messages import (
     MessageFilter,
-    MessageRepository,
-    TemplateRepository,
     record_terminal_status,
 )
 from wework.persistence.uow import UnitOfWork
@@ -460,11 +458,11 @@ class MessageWriter:
         # the driver connection at about half the CPU (decision 0022).
         async with self._ctx.db.shard_unit_of_work(MESSAGE_DB, shard, tenants={i.message.tenant_id for i in batch},
                                                    rendered_sql=not usage) as uow:
-            repo = MessageRepository(uow.session)
+            repo = uow.messages
             await repo.put_idempotent_many([(i.message.tenant_id, SEND_OPERATION, i.request_id, i.message.id,
                                              i.request_hash) for i in batch if i.request_id], now)
             await repo.add_many([i.message for i in batch])
-            templates = TemplateRepository(uow.session)
+            templates = uow.templates
             for (tenant_id, template_id), n in sorted(usage.items()):
                 await templates.record_use(tenant_id, template_id, now, n)  # type: ignore[arg-type]
             # Only messages due now wake the dispatchers: a scheduled one is found by their poll
@@ -676,7 +674,7 @@ class MessageUseCases:
         template = templates.get(req.template_id)
         if template is None:
             async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-                template = await TemplateRepository(uow.session).get(tenant_id, req.template_id)
+                template = await uow.templates.get(tenant_id, req.template_id)
             if template is None or not template.visible_to(principal.subject_id):
                 raise NotFound("template", req.template_id)
             templates[req.template_id] = template
@@ -700,7 +698,7 @@ class MessageUseCases:
         made it (compared by fingerprint; a key stored without one answers its message). Two
         SELECTs for any number of request_ids."""
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            repo = MessageRepository(uow.session)
+            repo = uow.messages
             keys = await repo.get_idempotent_requests(tenant_id, SEND_OPERATION, list(fingerprints))
             out: dict[str, Message | RequestIdReused] = {}
             wanted: dict[str, str] = {}
@@ -864,7 +862,7 @@ class MessageUseCases:
         tenant_id = principal.require_tenant()
         require_id(message_id, "id")
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            found = await MessageRepository(uow.session).get(tenant_id, message_id)
+            found = await uow.messages.get(tenant_id, message_id)
         if found is None:
             raise NotFound("message", message_id)
         return found
@@ -880,7 +878,7 @@ class MessageUseCases:
             body = self._ctx.page_tokens.decode(page_token, "messages", tenant_id, {"t": datetime, "id": str})
             after = (body["t"], body["id"])
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            rows, last = await MessageRepository(uow.session).list_page(tenant_id, f, after, limit)
+            rows, last = await uow.messages.list_page(tenant_id, f, after, limit)
         token = self._ctx.page_tokens.encode({"t": last[0], "id": last[1]}, "messages", tenant_id) if last else ""
         return rows, token
 
@@ -919,7 +917,7 @@ def database_quota_counter(ctx: AppContext) -> Callable[[str, date], Any]:
 
     async def count(tenant_id: str, day: date) -> int:
         async with ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            return await MessageRepository(uow.session).count_accepted(tenant_id, day)
+            return await uow.messages.count_accepted(tenant_id, day)
 
     return count
 
@@ -928,7 +926,7 @@ async def _change_status(uow, tenant_id: str, message_id: str, required: Message
                          now, refusal: str, verb: str) -> tuple[Message, Message]:
     """Locks the message, checks it is in `required`, moves it to `new` and saves it guarded by
     the old status. Returns (before, after). FAILED_PRECONDITION, naming the status, otherwise."""
-    repo = MessageRepository(uow.session)
+    repo = uow.messages
     current = await repo.get(tenant_id, message_id, for_update=True)
     if current is None:
         raise NotFound("message", message_id)

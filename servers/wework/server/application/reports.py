@@ -36,7 +36,7 @@ from wework.domain.reports import (
     validate_range,
 )
 from wework.persistence.redis.cache import TwoLevelCache
-from wework.persistence.repositories.reports import HourCounts, ReportRepository
+from wework.persistence.repositories.reports import HourCounts
 from wework.server.application.context import AppContext, utcnow
 from wework.server.observability import metrics
 
@@ -197,7 +197,7 @@ class ReportUseCases(Generic[T]):
 
     async def _require_account(self, tenant_id: str, account_id: str) -> None:
         async with self.ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
-            ids = {a[0] for a in await ReportRepository(uow.session).accounts(tenant_id)}
+            ids = {a[0] for a in await uow.reports.accounts(tenant_id)}
         if account_id not in ids:
             raise NotFound("account", account_id)
 
@@ -219,7 +219,7 @@ class ReportUseCases(Generic[T]):
 
     async def _series(self, tenant_id: str, r: Range, account_id: str) -> list[StatsRow]:
         async with self.ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            hourly = await ReportRepository(uow.session).hourly_counts(tenant_id, r.start, r.end, account_id or None)
+            hourly = await uow.reports.hourly_counts(tenant_id, r.start, r.end, account_id or None)
         return fill_series(r, {h: _counts(c) for h, c in hourly.items()})
 
     async def export_message_stats(self, principal: Principal, q: StatsQuery,
@@ -255,7 +255,7 @@ class ReportUseCases(Generic[T]):
     async def _compute_health(self, tenant_id: str, start: datetime, end: datetime, top_n: int) -> AccountHealth:
         end = min(end, self.clock())  # the future has no history yet
         async with self.ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
-            repo = ReportRepository(uow.session)
+            repo = uow.reports
             accounts = await repo.accounts(tenant_id)
             before = await repo.status_before(tenant_id, start)
             left_online = await repo.last_left_online_before(tenant_id, start)
@@ -266,7 +266,7 @@ class ReportUseCases(Generic[T]):
         per_account: dict[str, HourCounts] = {}
         if hour_end > hour_start:
             async with self.ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-                per_account = await ReportRepository(uow.session).counts_per_account(tenant_id, hour_start, hour_end)
+                per_account = await uow.reports.counts_per_account(tenant_id, hour_start, hour_end)
         by_account: dict[str, list[Transition]] = {}
         for account_id, at, old, new in history:
             by_account.setdefault(account_id, []).append(Transition(at, old, new))
@@ -314,7 +314,7 @@ class ReportUseCases(Generic[T]):
 
     async def _compute_batch(self, tenant_id: str, task_id: str) -> BatchTaskReport:
         async with self.ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            repo = ReportRepository(uow.session)
+            repo = uow.reports
             task = await repo.batch_task(tenant_id, task_id)
             if task is None:
                 raise NotFound("batch task", task_id)
@@ -347,7 +347,7 @@ class ReportUseCases(Generic[T]):
     async def _compute_templates(self, tenant_id: str, start: datetime, end: datetime,
                                  limit: int) -> list[TemplateUsageRow]:
         async with self.ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            repo = ReportRepository(uow.session)
+            repo = uow.reports
             usage = await repo.template_usage(tenant_id, start, end)
             templates = {t[0]: t for t in await repo.templates(tenant_id)}
         rows = []

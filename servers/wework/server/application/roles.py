@@ -23,10 +23,7 @@ from wework.domain.identity import ROLE_MUTABLE_FIELDS, Role, User, check_etag, 
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import (
-    ApiKeyRepository,
-    IdempotencyRepository,
     RoleRepository,
-    UserRepository,
 )
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.authn import user_credential_key
@@ -46,7 +43,7 @@ class RoleUseCases:
         principal.require_delegable(role.permissions, f"roles/{role.role_code}")
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            roles, idem = RoleRepository(uow.session), IdempotencyRepository(uow.session)
+            roles, idem = uow.roles, uow.idempotency
             if request_id:
                 done = await idem.get(tenant_id, "CreateRole", request_id)
                 if done is not None and (existing := await roles.get(tenant_id, done)) is not None:
@@ -63,14 +60,14 @@ class RoleUseCases:
         tenant_id = principal.require_tenant()
         require_id(role_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            return await self._require(RoleRepository(uow.session), tenant_id, role_id)
+            return await self._require(uow.roles, tenant_id, role_id)
 
     async def list_roles(self, principal: Principal, page_size: int, page_token: str) -> tuple[list[Role], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
         after = self._ctx.page_tokens.decode(page_token, "roles", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            rows = await RoleRepository(uow.session).list_page(tenant_id, after, limit + 1)
+            rows = await uow.roles.list_page(tenant_id, after, limit + 1)
         page = rows[:limit]
         return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "roles", tenant_id) if len(rows) > limit else "")
 
@@ -85,7 +82,7 @@ class RoleUseCases:
                                    for p in unknown])
         changes.validate(fields=frozenset(paths))
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            roles = RoleRepository(uow.session)
+            roles = uow.roles
             current = await self._require(roles, tenant_id, changes.id, for_update=True)
             current.ensure_mutable()
             check_etag(etag, current.version, f"roles/{current.id}")
@@ -94,7 +91,7 @@ class RoleUseCases:
             # Both: nobody edits a role stronger than themselves, nor makes one.
             principal.require_delegable([*current.permissions, *updated.permissions], f"roles/{current.id}")
             await roles.save(updated, expected_version=current.version)
-            key_ids = await ApiKeyRepository(uow.session).ids_for_role(tenant_id, current.id)
+            key_ids = await uow.api_keys.ids_for_role(tenant_id, current.id)
             holder_ids = await roles.holder_ids(tenant_id, current.id)
         # Keys and users carry their role's permissions in the credential cache: drop them, so
         # the edit applies to the very next call of every holder, in every process.
@@ -108,12 +105,12 @@ class RoleUseCases:
         tenant_id = principal.require_tenant()
         require_id(role_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            roles = RoleRepository(uow.session)
+            roles = uow.roles
             role = await self._require(roles, tenant_id, role_id, for_update=True)
             role.ensure_mutable()
             holders = await roles.count_holders(role_id)
             # Revoked keys still name their role (kept for audit), so they count too.
-            keys = await ApiKeyRepository(uow.session).ids_for_role(tenant_id, role_id)
+            keys = await uow.api_keys.ids_for_role(tenant_id, role_id)
             if holders or keys:
                 raise FailedPrecondition(
                     "the role is still in use",
@@ -130,7 +127,7 @@ class RoleUseCases:
         require_id(role_id, "role_id")
         async with nullcontext(within) if within is not None \
                 else self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            users, roles = UserRepository(uow.session, self._ctx.cipher), RoleRepository(uow.session)
+            users, roles = uow.users, uow.roles
             user = await users.get(tenant_id, user_id, for_update=True)
             if user is None:
                 raise NotFound("user", user_id)

@@ -17,7 +17,6 @@ from wework.domain.identity import check_etag, validate_request_id
 from wework.domain.messages import MessageType, Template, render, validate_template
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
-from wework.persistence.repositories.messages import MessageRepository, TemplateRepository
 from wework.server.application.context import AppContext, require_id
 from wework.server.application.media import media_references
 
@@ -68,22 +67,22 @@ class TemplateUseCases:
         t = replace(t, id=new_id(), tenant_id=tenant_id, creator_id=principal.subject_id, created_at=now,
                     updated_at=now, version=1, usage_count=0, last_used_time=None, is_active=True)
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-            keys = MessageRepository(uow.session)
+            keys = uow.messages
             if request_id:
                 done = await keys.get_idempotent(tenant_id, CREATE_OPERATION, request_id)
                 if done is not None:
-                    existing = await TemplateRepository(uow.session).get(tenant_id, done)
+                    existing = await uow.templates.get(tenant_id, done)
                     if existing is not None:
                         return existing
                 await keys.put_idempotent(tenant_id, CREATE_OPERATION, request_id, t.id, now)
-            await TemplateRepository(uow.session).add(t)
+            await uow.templates.add(t)
         return t
 
     async def get_template(self, principal: Principal, template_id: str) -> Template:
         tenant_id = principal.require_tenant()
         require_id(template_id, "id")
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            found = await TemplateRepository(uow.session).get(tenant_id, template_id)
+            found = await uow.templates.get(tenant_id, template_id)
         if found is None or not found.visible_to(principal.subject_id):
             raise NotFound("template", template_id)
         return found
@@ -95,7 +94,7 @@ class TemplateUseCases:
         limit = normalize_page_size(page_size)
         after = self._ctx.page_tokens.decode(page_token, "templates", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            rows = await TemplateRepository(uow.session).list_page(
+            rows = await uow.templates.list_page(
                 tenant_id, principal.subject_id, category=category or None, tag=tag or None,
                 template_type=template_type, is_active=is_active, after=after, limit=limit + 1)
         page = rows[:limit]
@@ -112,7 +111,7 @@ class TemplateUseCases:
         if unknown:
             raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated") for p in unknown])
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-            repo = TemplateRepository(uow.session)
+            repo = uow.templates
             current = await repo.get(tenant_id, changes.id, for_update=True)
             if current is None or not current.visible_to(principal.subject_id):
                 raise NotFound("template", changes.id)
@@ -134,7 +133,7 @@ class TemplateUseCases:
         tenant_id = principal.require_tenant()
         require_id(template_id, "id")
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
-            repo = TemplateRepository(uow.session)
+            repo = uow.templates
             current = await repo.get(tenant_id, template_id, for_update=True)
             if (current is None or not current.visible_to(principal.subject_id)
                     or (current.creator_id != principal.subject_id and not principal.is_platform_admin)):

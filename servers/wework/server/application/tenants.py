@@ -20,10 +20,9 @@ from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.redis.cache import DecodedEntries
 from wework.persistence.repositories.identity import (
-    DirectoryRepository,
-    RoleRepository,
     TenantRepository,
 )
+from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
 
 # A code reservation whose tenant row never got written (the process died between
@@ -71,7 +70,7 @@ class TenantUseCases:
 
         # 1. The directory makes the code (and the request id) globally unique.
         async with db.directory_unit_of_work() as uow:
-            directory = DirectoryRepository(uow.session)
+            directory = uow.directory
             if request_id:
                 done_id = await directory.get_idempotent("", "CreateTenant", request_id)
                 if done_id is not None:
@@ -97,10 +96,10 @@ class TenantUseCases:
         # 2. The tenant row and its system roles, in one transaction on its shard.
         tenant = replace(tenant, status=TenantStatus.ACTIVE, created_at=now, updated_at=now, version=1)
         async with db.unit_of_work("user", tenant.id) as uow:
-            tenants = TenantRepository(uow.session, self._ctx.cipher)
+            tenants = uow.tenants
             if await tenants.get(tenant.id) is None:
                 await tenants.add(tenant)
-                roles = RoleRepository(uow.session)
+                roles = uow.roles
                 for code, (name, perms) in SYSTEM_ROLES.items():
                     await roles.add(Role(id=new_id(), tenant_id=tenant.id, role_code=code, role_name=name,
                                          permissions=list(perms), description=f"System role {code}",
@@ -121,8 +120,8 @@ class TenantUseCases:
         after = self._ctx.page_tokens.decode(page_token, "tenants", scope, {"after": str})["after"] if page_token else None
         db = self._ctx.db
 
-        async def one_shard(session):
-            return await TenantRepository(session, self._ctx.cipher).list_page(status, after, limit + 1)
+        async def one_shard(uow: UnitOfWork) -> list[Tenant]:
+            return await uow.tenants.list_page(status, after, limit + 1)
 
         # Ids are UUIDv7, so merging the shards' pages by id gives one global order.
         per_shard = await db.for_each_shard("user", one_shard)
@@ -144,7 +143,7 @@ class TenantUseCases:
                                    for p in unknown])
         changes.validate(fields=frozenset(paths))
         async with self._ctx.db.unit_of_work("user", changes.id) as uow:
-            tenants = TenantRepository(uow.session, self._ctx.cipher)
+            tenants = uow.tenants
             current = await self._get_for_update(tenants, changes.id)
             check_etag(etag, current.version, f"tenants/{current.id}")
             updated = replace(current, **{p: getattr(changes, p) for p in paths},
@@ -157,7 +156,7 @@ class TenantUseCases:
                             etag: str, reason: str | None = None) -> Tenant:
         require_id(tenant_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            tenants = TenantRepository(uow.session, self._ctx.cipher)
+            tenants = uow.tenants
             current = await self._get_for_update(tenants, tenant_id)
             check_etag(etag, current.version, f"tenants/{tenant_id}")
             updated = replace(current.with_status(new_status, reason), updated_at=self._ctx.clock(),
@@ -224,7 +223,7 @@ class TenantUseCases:
 
     async def _find(self, tenant_id: str) -> Tenant | None:
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            return await TenantRepository(uow.session, self._ctx.cipher).get(tenant_id)
+            return await uow.tenants.get(tenant_id)
 
     async def _get(self, tenant_id: str) -> Tenant:
         tenant = await self._find(tenant_id)

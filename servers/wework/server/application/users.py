@@ -28,10 +28,6 @@ from wework.domain.identity import (
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import (
-    DirectoryRepository,
-    IdempotencyRepository,
-    RoleRepository,
-    TenantRepository,
     UserRepository,
 )
 from wework.server.application.authn import user_credential_key
@@ -74,8 +70,8 @@ class UserUseCases:
         password_hash = await self._ctx.passwords.hash_async(values["password"])
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            idem = IdempotencyRepository(uow.session)
-            users = UserRepository(uow.session, self._ctx.cipher)
+            idem = uow.idempotency
+            users = uow.users
             if request_id:
                 done = await idem.get(tenant_id, "CreateUser", request_id)
                 if done is not None:
@@ -99,7 +95,7 @@ class UserUseCases:
         tenant_id = principal.require_tenant()
         require_id(user_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            return await self._require(UserRepository(uow.session, self._ctx.cipher), tenant_id, user_id)
+            return await self._require(uow.users, tenant_id, user_id)
 
     async def list_users(self, principal: Principal, status: UserStatus | None, page_size: int,
                          page_token: str) -> tuple[list[User], str]:
@@ -107,7 +103,7 @@ class UserUseCases:
         limit = normalize_page_size(page_size)
         after = self._ctx.page_tokens.decode(page_token, "users", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            rows = await UserRepository(uow.session, self._ctx.cipher).list_page(tenant_id, status, after,
+            rows = await uow.users.list_page(tenant_id, status, after,
                                                                                  limit + 1)
         page = rows[:limit]
         token = self._ctx.page_tokens.encode({"after": page[-1].id}, "users", tenant_id) if len(rows) > limit else ""
@@ -129,9 +125,9 @@ class UserUseCases:
         if password_changed:
             changed["password_hash"] = await self._ctx.passwords.hash_async(changed.pop("password"))
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            users = UserRepository(uow.session, self._ctx.cipher)
+            users = uow.users
             current = await self._require(users, tenant_id, user_id, for_update=True)
-            await require_may_act_on_user(principal, RoleRepository(uow.session), tenant_id, user_id)
+            await require_may_act_on_user(principal, uow.roles, tenant_id, user_id)
             check_etag(etag, current.version, f"users/{user_id}")
             if "email" in changed and changed["email"] and \
                     (await users.find_id_by_email(tenant_id, changed["email"])) not in (None, user_id):
@@ -149,9 +145,9 @@ class UserUseCases:
         tenant_id = principal.require_tenant()
         require_id(user_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            users = UserRepository(uow.session, self._ctx.cipher)
+            users = uow.users
             current = await self._require(users, tenant_id, user_id, for_update=True)
-            await require_may_act_on_user(principal, RoleRepository(uow.session), tenant_id, user_id)
+            await require_may_act_on_user(principal, uow.roles, tenant_id, user_id)
             status = UserStatus.ACTIVE if enabled else UserStatus.INACTIVE
             updated = replace(current, status=status, failed_login_count=0 if enabled else current.failed_login_count,
                               locked_until=None if enabled else current.locked_until,
@@ -179,7 +175,7 @@ class UserUseCases:
             raise InvalidArgument(violations)
         await self._login_limiter.admit(tenant_code, ip)
         async with self._ctx.db.directory_unit_of_work(read_only=True) as uow:
-            holder = await DirectoryRepository(uow.session).tenant_id_for_code(tenant_code)
+            holder = await uow.directory.tenant_id_for_code(tenant_code)
         status = None if holder is None else await self._tenants.tenant_status(holder.tenant_id)
         if holder is None or status is None or status is TenantStatus.DELETED:
             await self._ctx.passwords.dummy_verify_async(password)
@@ -189,7 +185,7 @@ class UserUseCases:
         tenant_id = holder.tenant_id
 
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            seen = await UserRepository(uow.session, self._ctx.cipher).get_by_username(tenant_id, username)
+            seen = await uow.users.get_by_username(tenant_id, username)
         if seen is None:
             await self._ctx.passwords.dummy_verify_async(password)
             raise Unauthenticated(_BAD_LOGIN)
@@ -198,7 +194,7 @@ class UserUseCases:
 
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            users = UserRepository(uow.session, self._ctx.cipher)
+            users = uow.users
             # FOR UPDATE: concurrent wrong guesses must each count.
             user = await users.get(tenant_id, seen.id, for_update=True)
             if user is None:
@@ -209,7 +205,7 @@ class UserUseCases:
             if outcome.user is not None:
                 await users.save(replace(outcome.user, version=user.version + 1), expected_version=user.version)
                 user = replace(outcome.user, version=user.version + 1)
-            role_perms = await RoleRepository(uow.session).active_permissions_of_user(tenant_id, user.id) \
+            role_perms = await uow.roles.active_permissions_of_user(tenant_id, user.id) \
                 if outcome.allowed else []
         if not outcome.allowed:
             raise Unauthenticated(_BAD_LOGIN)
@@ -226,7 +222,7 @@ class UserUseCases:
         if principal.is_platform_admin:
             # The admin names the tenant in a header; it must exist.
             async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-                if await TenantRepository(uow.session, self._ctx.cipher).get(tenant_id) is None:
+                if await uow.tenants.get(tenant_id) is None:
                     raise NotFound("tenant", tenant_id)
         return tenant_id
 

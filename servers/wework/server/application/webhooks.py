@@ -56,7 +56,6 @@ from wework.domain.webhooks import (
 )
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
-from wework.persistence.repositories.webhooks import WebhookDeliveryRepository, WebhookEndpointRepository
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
 
@@ -194,7 +193,7 @@ class WebhookUseCases:
                              event_types=list(dict.fromkeys(event_types)), created_at=now, updated_at=now,
                              secret=new_secret())
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id) as uow:
-            repo = WebhookEndpointRepository(uow.session)
+            repo = uow.webhook_endpoints
             if request_id:
                 done = await repo.get_by_request(tenant_id, request_id)
                 if done is not None:
@@ -212,7 +211,7 @@ class WebhookUseCases:
         tenant_id = principal.require_tenant()
         require_id(endpoint_id, path)
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
-            found = await WebhookEndpointRepository(uow.session).get(tenant_id, endpoint_id)
+            found = await uow.webhook_endpoints.get(tenant_id, endpoint_id)
         if found is None:
             raise NotFound("webhook endpoint", endpoint_id)
         return found
@@ -226,7 +225,7 @@ class WebhookUseCases:
         limit = normalize_page_size(page_size)
         after = self._ctx.page_tokens.decode(page_token, "webhook_endpoints", tenant_id, {"after": str})["after"] if page_token else None
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
-            rows = await WebhookEndpointRepository(uow.session).list_page(tenant_id, after, limit + 1)
+            rows = await uow.webhook_endpoints.list_page(tenant_id, after, limit + 1)
         page = [self._public(e) for e in rows[:limit]]
         token = self._ctx.page_tokens.encode({"after": page[-1].id}, "webhook_endpoints", tenant_id) if len(rows) > limit else ""
         return page, token
@@ -253,7 +252,7 @@ class WebhookUseCases:
             await self._guard.check_url(changes.url, "webhook_endpoint.url")
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id) as uow:
-            repo = WebhookEndpointRepository(uow.session)
+            repo = uow.webhook_endpoints
             current = await repo.get(tenant_id, changes.id, for_update=True)
             if current is None:
                 raise NotFound("webhook endpoint", changes.id)
@@ -274,14 +273,14 @@ class WebhookUseCases:
                     updated.status, updated.disabled_reason, updated.disabled_time = EndpointStatus.DISABLED, None, now
             saved = await repo.save(updated)
             if not saved.enabled:
-                await WebhookDeliveryRepository(uow.session).fail_pending_of(saved.id, now)
+                await uow.webhook_deliveries.fail_pending_of(saved.id, now)
         return self._public(saved)
 
     async def delete_endpoint(self, principal: Principal, endpoint_id: str) -> None:
         tenant_id = principal.require_tenant()
         require_id(endpoint_id, "id")
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id) as uow:
-            if not await WebhookEndpointRepository(uow.session).delete(tenant_id, endpoint_id):
+            if not await uow.webhook_endpoints.delete(tenant_id, endpoint_id):
                 raise NotFound("webhook endpoint", endpoint_id)
 
     async def rotate_secret(self, principal: Principal, endpoint_id: str, ttl_seconds: int) -> WebhookEndpoint:
@@ -293,7 +292,7 @@ class WebhookUseCases:
         ttl = ttl_seconds or self._policy.previous_secret_ttl_seconds
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id) as uow:
-            repo = WebhookEndpointRepository(uow.session)
+            repo = uow.webhook_endpoints
             current = await repo.get(tenant_id, endpoint_id, for_update=True)
             if current is None:
                 raise NotFound("webhook endpoint", endpoint_id)
@@ -310,9 +309,9 @@ class WebhookUseCases:
         limit = normalize_page_size(page_size)
         before = self._ctx.page_tokens.decode(page_token, "webhook_deliveries", tenant_id, {"before": str})["before"] if page_token else None
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
-            if await WebhookEndpointRepository(uow.session).get(tenant_id, endpoint_id) is None:
+            if await uow.webhook_endpoints.get(tenant_id, endpoint_id) is None:
                 raise NotFound("webhook endpoint", endpoint_id)
-            rows = await WebhookDeliveryRepository(uow.session).list_page(tenant_id, endpoint_id, status, before,
+            rows = await uow.webhook_deliveries.list_page(tenant_id, endpoint_id, status, before,
                                                                           limit + 1)
         page = rows[:limit]
         token = self._ctx.page_tokens.encode({"before": page[-1].id}, "webhook_deliveries", tenant_id) if len(rows) > limit else ""
@@ -323,11 +322,11 @@ class WebhookUseCases:
         require_id(delivery_id, "id")
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id) as uow:
-            deliveries = WebhookDeliveryRepository(uow.session)
+            deliveries = uow.webhook_deliveries
             d = await deliveries.get(tenant_id, delivery_id, for_update=True)
             if d is None:
                 raise NotFound("webhook delivery", delivery_id)
-            ep = await WebhookEndpointRepository(uow.session).get(tenant_id, d.endpoint_id)
+            ep = await uow.webhook_endpoints.get(tenant_id, d.endpoint_id)
             if ep is None or not ep.enabled:
                 raise FailedPrecondition(
                     "the delivery's endpoint is deleted or disabled; re-enable it first (UpdateWebhookEndpoint)")
@@ -360,7 +359,7 @@ class WebhookOutbox:
 
     async def _publish(self, uow: UnitOfWork, tenant_id: str, event_type: str, data: dict[str, Any],
                        source_event_id: str | None) -> int:
-        endpoints = [e for e in await WebhookEndpointRepository(uow.session).enabled_for_tenant(tenant_id)
+        endpoints = [e for e in await uow.webhook_endpoints.enabled_for_tenant(tenant_id)
                      if e.wants(event_type)]
         if not endpoints:
             return 0
@@ -377,7 +376,7 @@ class WebhookOutbox:
                  "event_type": event_type, "payload": body, "status": DeliveryStatus.PENDING.value,
                  "attempt_count": 0, "next_attempt_at": due, "created_at": now, "updated_at": now}
                 for e in endpoints]
-        added = await WebhookDeliveryRepository(uow.session).enqueue(rows)
+        added = await uow.webhook_deliveries.enqueue(rows)
         if added and self._wake is not None:
             shard = uow.shard
             uow.after_commit(lambda: self._wake(shard))

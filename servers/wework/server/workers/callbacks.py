@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from wework.persistence.database import Database
-from wework.persistence.repositories.callbacks import CallbackRepository, EffectLedger, StoredCallback
+from wework.persistence.repositories.callbacks import EffectLedger, StoredCallback
 from wework.server.application.callbacks import CALLBACK_DB, CallbackProcessing
 from wework.server.application.context import utcnow
 from wework.server.observability import metrics
@@ -131,7 +131,7 @@ class CallbackProcessor:
     async def requeue_expired(self, shard: str) -> int:
         now = self._clock()
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-            repo = CallbackRepository(uow.session)
+            repo = uow.callbacks
             n = await repo.requeue_expired(now)
             depth = await repo.due_count(now)
         metrics.QUEUE_DEPTH.labels(queue="callbacks", shard=shard).set(depth)
@@ -143,7 +143,7 @@ class CallbackProcessor:
         """Old dedupe keys (callback DB) and old ledger rows (account and message DBs)."""
         now = self._clock()
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-            await CallbackRepository(uow.session).purge_dedupe(now - self._cfg.dedupe_retention, self._cfg.purge_batch)
+            await uow.callbacks.purge_dedupe(now - self._cfg.dedupe_retention, self._cfg.purge_batch)
         for db_name in self._ledger_dbs:
             async with self._db.shard_unit_of_work(db_name, shard) as uow:
                 ledger = (EffectLedger.of_account_db(uow.session) if db_name == "account"
@@ -153,7 +153,7 @@ class CallbackProcessor:
     async def run_once(self, shard: str) -> int:
         """Claims one batch on `shard` and processes it; the number claimed."""
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-            claimed = await CallbackRepository(uow.session).claim(
+            claimed = await uow.callbacks.claim(
                 self.worker_id, self._clock(), self._cfg.batch_size, timedelta(seconds=self._cfg.lease_seconds))
         if not claimed:
             return 0

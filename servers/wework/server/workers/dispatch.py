@@ -50,8 +50,6 @@ from wework.domain.messages import Message
 from wework.persistence.background import cancel_and_wait
 from wework.persistence.database import Database
 from wework.persistence.models import message as mm
-from wework.persistence.repositories.batches import BatchRepository
-from wework.persistence.repositories.dispatch import DispatchRepository
 from wework.persistence.resilience import RedisBreaker, listen
 from wework.server.application.context import utcnow
 from wework.server.observability import metrics
@@ -370,7 +368,7 @@ class Dispatcher:
             return
         try:
             async with await self._tx(shard) as uow:
-                released = await DispatchRepository(uow.session).release(unsent, self.worker_id, self._clock())
+                released = await uow.dispatch.release(unsent, self.worker_id, self._clock())
         except Exception:
             log.exception("handing back %d claimed messages on shard %s failed; their lease will requeue them",
                           len(unsent), shard)
@@ -382,7 +380,7 @@ class Dispatcher:
         if self._finish_batch is None:
             return
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard, read_only=True) as uow:
-            running = await BatchRepository(uow.session).active_ids()
+            running = await uow.batches.active_ids()
         for tenant_id, task_id in running:
             await self._finish_batch(tenant_id, task_id)
 
@@ -391,14 +389,14 @@ class Dispatcher:
         COMMIT and theirs (BatchRepository.materialize_task): committed where the task records
         that attempt, rolled back where it does not. Returns how many were finished here."""
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
-            repo = BatchRepository(uow.session)
+            repo = uow.batches
             xids = await repo.prepared_materializations()
             if not xids:
                 return 0
             decisions = await repo.materialization_decisions(xids)  # waits for a Start in flight
         finished = 0
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
-            repo = BatchRepository(uow.session)
+            repo = uow.batches
             for xid, commit in decisions.items():
                 if await repo.finish_prepared(xid, commit=commit):
                     finished += 1
@@ -408,7 +406,7 @@ class Dispatcher:
 
     async def requeue_expired(self, shard: str) -> int:
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
-            return await DispatchRepository(uow.session).requeue_expired(self._clock())
+            return await uow.dispatch.requeue_expired(self._clock())
 
     async def run_once(self, shard: str) -> int:
         """Claims one batch on `shard` and processes it to the end; the number claimed."""
@@ -425,7 +423,7 @@ class Dispatcher:
     async def _claim(self, shard: str) -> list[Message]:
         now = self._clock()
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
-            claimed = await DispatchRepository(uow.session).claim(
+            claimed = await uow.dispatch.claim(
                 self.worker_id, now, self._cfg.claim_batch_size, timedelta(seconds=self._cfg.claim_lease_seconds))
         self.stats.claimed += len(claimed)
         return claimed
@@ -446,7 +444,7 @@ class Dispatcher:
         if not sent:
             return
         async with await self._tx(shard) as uow:
-            await DispatchRepository(uow.session).mark_sent_many(sent, self.worker_id, self._clock())
+            await uow.dispatch.mark_sent_many(sent, self.worker_id, self._clock())
         self.stats.sent += len(sent)
 
     async def _lane(self, shard: str, msgs: list[Message], sent: list[tuple[Message, str]]) -> None:
@@ -480,7 +478,7 @@ class Dispatcher:
         step = timedelta(seconds=max(self._cfg.account_min_interval_seconds, 0.001))
         items = [(m, first + step * (k + 1)) for k, m in enumerate(rest)]
         async with await self._tx(shard) as uow:
-            await DispatchRepository(uow.session).defer_many(items, self.worker_id, self._clock())
+            await uow.dispatch.defer_many(items, self.worker_id, self._clock())
         self.stats.deferred += len(items)
 
     async def _tx(self, shard: str):
@@ -495,7 +493,7 @@ class Dispatcher:
         batch = await self._batches.get(m.tenant_id, m.batch_id) if m.batch_id else None
         if m.batch_id and (batch is None or batch.status != "running"):
             async with await self._tx(shard) as uow:
-                repo = DispatchRepository(uow.session)
+                repo = uow.dispatch
                 if batch is not None and batch.status == "paused":
                     await repo.put_back_paused(m, self.worker_id, now)
                 else:  # cancelled or gone
@@ -553,7 +551,7 @@ class Dispatcher:
             if should_retry(code, attempts, cfg.max_attempts, retryable=exc.retryable):
                 delay = cfg.backoff.delay(attempts, self._rnd)
                 async with await self._tx(shard) as uow:
-                    await DispatchRepository(uow.session).defer(
+                    await uow.dispatch.defer(
                         m, self.worker_id, self._clock() + timedelta(seconds=delay), self._clock(),
                         retry_count=attempts, error_code=code, error_message=str(exc))
                 self.stats.retried += 1
@@ -573,19 +571,19 @@ class Dispatcher:
     async def _fail(self, shard: str, m: Message, code: str, message: str, now: datetime,
                     retry_count: int | None = None) -> None:
         async with await self._tx(shard) as uow:
-            await DispatchRepository(uow.session).mark_failed(m, self.worker_id, code, message, now,
+            await uow.dispatch.mark_failed(m, self.worker_id, code, message, now,
                                                                retry_count=retry_count)
         self.stats.failed += 1
         metrics.MESSAGES_FAILED.labels(m.message_type.value, code).inc()
 
     async def _defer(self, shard: str, m: Message, until: datetime, now: datetime) -> None:
         async with await self._tx(shard) as uow:
-            await DispatchRepository(uow.session).defer(m, self.worker_id, until, now)
+            await uow.dispatch.defer(m, self.worker_id, until, now)
         self.stats.deferred += 1
 
     async def _hold(self, shard: str, m: Message, reason: str, now: datetime) -> None:
         async with await self._tx(shard) as uow:
-            repo = DispatchRepository(uow.session)
+            repo = uow.dispatch
             since = await repo.held_since(m) or now
             if (now - since).total_seconds() >= self._cfg.hold_timeout_seconds:
                 await repo.mark_failed(m, self.worker_id, "ACCOUNT_NOT_ONLINE",

@@ -32,7 +32,7 @@ from wework.domain.accounts import (
     decide_recovery,
 )
 from wework.persistence.background import cancel_and_wait
-from wework.persistence.repositories.accounts import AccountRepository
+from wework.persistence.uow import UnitOfWork
 from wework.server.application.accounts import ACCOUNT_DB, AccountStore
 from wework.server.observability.metrics import ACCOUNTS
 from wework.server.providers.base import InstanceNotFound, ProviderError
@@ -102,8 +102,8 @@ class HeartbeatMonitor:
         zeros included, so an alert on online == 0 does not see a missing series)."""
         totals = {status.value: 0 for status in AccountStatus}
 
-        async def one(session) -> dict[str, int]:
-            return await AccountRepository(session, self._store.ctx.cipher).count_by_status()
+        async def one(uow: UnitOfWork) -> dict[str, int]:
+            return await uow.accounts.count_by_status()
 
         for counts in await self._store.db.for_each_shard(ACCOUNT_DB, one):
             for status, n in counts.items():

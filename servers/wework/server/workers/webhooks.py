@@ -40,7 +40,6 @@ from wework.domain.webhooks import (
     signature_header,
 )
 from wework.persistence.database import Database
-from wework.persistence.repositories.webhooks import WebhookDeliveryRepository, WebhookEndpointRepository
 from wework.server.application.context import utcnow
 from wework.server.application.webhooks import TargetGuard, TargetRefused, WebhookPolicy
 from wework.server.observability import metrics
@@ -160,7 +159,7 @@ class WebhookDeliveryWorker:
 
     async def _measure_depth(self, shard: str) -> None:
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
-            depth = await WebhookDeliveryRepository(uow.session).due_count(self._clock())
+            depth = await uow.webhook_deliveries.due_count(self._clock())
         metrics.QUEUE_DEPTH.labels(queue="webhooks", shard=shard).set(depth)
 
     async def purge(self, shard: str) -> int:
@@ -168,7 +167,7 @@ class WebhookDeliveryWorker:
         total = 0
         while not self._stopping:
             async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-                n = await WebhookDeliveryRepository(uow.session).purge(self._clock() - self._cfg.retention,
+                n = await uow.webhook_deliveries.purge(self._clock() - self._cfg.retention,
                                                                        self._cfg.purge_batch)
             total += n
             if n < self._cfg.purge_batch:
@@ -181,7 +180,7 @@ class WebhookDeliveryWorker:
         """Claims one batch on `shard` and posts it; the number claimed."""
         now = self._clock()
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-            claimed = await WebhookDeliveryRepository(uow.session).claim(
+            claimed = await uow.webhook_deliveries.claim(
                 self.worker_id, now, self._cfg.claim_batch_size, timedelta(seconds=self._cfg.claim_lease_seconds))
         if not claimed:
             return 0
@@ -199,7 +198,7 @@ class WebhookDeliveryWorker:
         out: dict[str, WebhookEndpoint] = {}
         sealed: dict[str, WebhookEndpoint] = {}
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
-            repo = WebhookEndpointRepository(uow.session)
+            repo = uow.webhook_endpoints
             for tenant_id, endpoint_id in {(d.tenant_id, d.endpoint_id) for d in claimed}:
                 ep = await repo.get(tenant_id, endpoint_id)
                 if ep is None:
@@ -235,7 +234,7 @@ class WebhookDeliveryWorker:
     async def _skip(self, shard: str, d: WebhookDelivery) -> None:
         """The endpoint was disabled or deleted after the event was queued: failed, no attempt."""
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-            await WebhookDeliveryRepository(uow.session).finish(
+            await uow.webhook_deliveries.finish(
                 d, self.worker_id, status=DeliveryStatus.FAILED, attempt_count=d.attempt_count,
                 next_attempt_at=None, now=self._clock())
         self.stats.skipped += 1
@@ -284,7 +283,7 @@ class WebhookDeliveryWorker:
             status, next_at, outcome = DeliveryStatus.FAILED, None, "failed"
         disabled = False
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
-            deliveries, endpoints = WebhookDeliveryRepository(uow.session), WebhookEndpointRepository(uow.session)
+            deliveries, endpoints = uow.webhook_deliveries, uow.webhook_endpoints
             await deliveries.add_attempt(d.id, a)
             if ok:
                 await endpoints.record_success(ep.id, now)
