@@ -160,13 +160,32 @@ def run_h2load(h2load: str, target: str, path: str, data: Path, key: str, connec
             "p50": percentile(latencies, 50), "p99": percentile(latencies, 99)}
 
 
-def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
-    """py-spy on the server for `seconds` (speedscope file); started before the phase."""
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of a process (all its threads) so far; 0 when there is none."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mariadb_pid() -> int | None:
+    """The local mariadbd's pid (its CPU is counted per message beside the server's)."""
+    found = subprocess.run(["pgrep", "-o", "-x", "mariadbd"], check=False, capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
+
+
+def profile(pid: int, seconds: float, out: Path, native: bool = False) -> subprocess.Popen:
+    """py-spy on the server for `seconds` (collapsed stacks); started before the phase.
+    `native`: C frames too (grpc's Cython core, protobuf), at a higher cost to the server."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         raise SystemExit("py-spy is missing: install the dev extra (pip install -e '.[dev]')")
+    mode = ["--native"] if native else ["--nonblocking"]
     return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw",
-                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "-o", str(out), *mode], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def top_functions(raw: Path, n: int = 25) -> list[tuple[str, float]]:
@@ -191,6 +210,9 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
     parser.add_argument("--profile", action="store_true", help="py-spy the server in each SendMessage phase")
     parser.add_argument("--profile-rpc", default=SEND, help="the RPC --profile records (default SendMessage)")
+    parser.add_argument("--profile-native", action="store_true", help="--profile with C frames (py-spy --native)")
+    parser.add_argument("--only", default="", help="comma-separated phases to run (default all), e.g. "
+                        "'SendMessage,BatchSend x1000'; the no-op always runs (the ratios need it)")
     args = parser.parse_args()
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",") if s.strip()]
     h2load = find_h2load()
@@ -207,6 +229,10 @@ def main() -> int:
         tenant_id = _tenant_of(target, key)
         counter = RowCounter(args.mariadb, info["prefix"], tenant_id)
         specs = bodies(workdir, account_id)
+        if args.only:
+            wanted = {NOOP, *(name.strip() for name in args.only.split(","))}
+            specs = {name: spec for name, spec in specs.items() if name in wanted}
+        db_pid = mariadb_pid()
         for c, m in shapes:
             shape = f"{c}x{m}"
             results[shape] = {}
@@ -214,9 +240,11 @@ def main() -> int:
                 before = counter.settled()
                 spy = None
                 if args.profile and name == args.profile_rpc:
-                    spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt")
+                    spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt", args.profile_native)
+                cpu_before = cpu_seconds(proc.pid), cpu_seconds(db_pid)
                 r = run_h2load(h2load, target, path, data, key, c, m, args.seconds,
                                workdir / f"log-{shape}-{per_call}.tsv")
+                server_cpu, db_cpu = (cpu_seconds(proc.pid) - cpu_before[0], cpu_seconds(db_pid) - cpu_before[1])
                 if spy is not None:
                     spy.wait()
                     profiles[shape] = top_functions(workdir / f"profile-{shape}.txt")
@@ -224,6 +252,11 @@ def main() -> int:
                 r["rows"] = rows
                 r["msg_per_s"] = rows / r["elapsed"] if per_call else None
                 r["short"] = bool(per_call) and rows < r["done"] * per_call
+                # CPU per unit of work (a message; a call for the no-op): less moved by the other
+                # load on the machine than the rates are.
+                units = rows if per_call else r["done"]
+                r["server_us"] = 1e6 * server_cpu / units if units else None
+                r["mariadb_us"] = 1e6 * db_cpu / units if units and per_call else None
                 results[shape][name] = r
         counter.close()
     finally:
@@ -235,8 +268,10 @@ def main() -> int:
           f"{platform.python_version()}, server, MariaDB, Redis and h2load on this machine")
     print("calls/s: h2load's (HTTP answers, gRPC errors included); rows: messages written in MariaDB "
           "during the phase; msgs/s: rows / phase time; x no-op: SendMessage msgs/s over Health/Check calls/s")
+    print("server/MariaDB us: CPU microseconds of the server process (all threads) and of mariadbd per "
+          "message written (per call for the no-op)")
     print(f"{'shape':>6} {'rpc':16} {'calls':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rows':>9} "
-          f"{'msgs/s':>9} {'x no-op':>8}")
+          f"{'msgs/s':>9} {'x no-op':>8} {'server us':>10} {'MariaDB us':>10}")
     for shape, by_rpc in results.items():
         noop = by_rpc[NOOP]["rps"]
         for name, r in by_rpc.items():
@@ -244,8 +279,9 @@ def main() -> int:
             ratio = f"{r['msg_per_s'] / noop:.2f}" if name == SEND and noop else ""
             msgs = f"{r['msg_per_s']:.0f}" if r["msg_per_s"] is not None else "-"
             flag = "  (fewer rows than calls: some refused)" if r["short"] else ""
+            cpu = "".join(f" {r[k]:>10.1f}" if r[k] is not None else f" {'-':>10}" for k in ("server_us", "mariadb_us"))
             print(f"{shape:>6} {name:16} {r['done']:>8} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
-                  f"{r['rows']:>9} {msgs:>9} {ratio:>8}{flag}")
+                  f"{r['rows']:>9} {msgs:>9} {ratio:>8}{cpu}{flag}")
     for shape, top in profiles.items():
         print(f"py-spy, {args.profile_rpc} at {shape} (inclusive share of server samples; files in {workdir}):")
         for frame, share in top:

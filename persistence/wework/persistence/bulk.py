@@ -38,6 +38,8 @@ _PLACEHOLDERS = {"format": "%s", "pyformat": "%s", "qmark": "?"}
 # No parameters: the driver must not %-format a statement whose values may hold "%".
 _NO_PARAMETERS = {"no_parameters": True}
 _SCALARS = (str, int, bool, type(None))
+# Hashable values whose processed literal depends on the value alone: memoized by value.
+_BY_VALUE = frozenset({str, datetime, date, float, bytes})
 
 Processor = Callable[[Any], Any] | None
 
@@ -154,17 +156,27 @@ def bind_processors(table: sa.Table, columns: Sequence[str], dialect: sa.Dialect
 
 def _literal_statements(head: str, processors: tuple[Processor, ...], escape: Callable[[str], str],
                         rows: Sequence[Sequence[Any]], per_statement: int):
-    """The statements, rendered lazily. Non-scalar values are rendered once per object: safe
-    because the caller holds `rows` (so no id is reused) until the last statement is made."""
-    rendered: dict[tuple[int, int], str] = {}
+    """The statements, rendered lazily. A column's value is processed and rendered once per
+    distinct value when it is hashable (a batch's rows repeat their tenant, account, enum values
+    and timestamps: escaping, enum checks and datetime formatting were half the rendering) and
+    once per object otherwise (JSON content): safe because the caller holds `rows` (so no id is
+    reused) until the last statement is made."""
+    by_value: list[dict[Any, str]] = [{} for _ in processors]
+    by_object: list[dict[int, str]] = [{} for _ in processors]
 
     def literal(value: Any, column: int, process: Processor) -> str:
-        if type(value) in _SCALARS:
-            return sql_literal(value if process is None or value is None else process(value), escape)
-        key = (id(value), column)
-        text = rendered.get(key)
+        if value is None:
+            return "NULL"
+        kind = type(value)
+        if kind is int or kind is bool:
+            return sql_literal(value if process is None else process(value), escape)
+        if kind in _BY_VALUE:
+            memo, key = by_value[column], value
+        else:
+            memo, key = by_object[column], id(value)
+        text = memo.get(key)
         if text is None:
-            text = rendered[key] = sql_literal(value if process is None else process(value), escape)
+            text = memo[key] = sql_literal(value if process is None else process(value), escape)
         return text
 
     columns = tuple(enumerate(processors))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,14 +21,19 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def from_timestamp(msg: Any, field: str) -> datetime | None:
-    """Aware UTC datetime of an optional Timestamp field, or None when unset.
-
-    Timestamp.ToDatetime(tzinfo=UTC) by arithmetic (the same value: microseconds rounded toward
-    zero), without its astimezone step: 1.0 instead of 1.25 us, paid per send and batch item."""
+    """Aware UTC datetime of an optional Timestamp field, or None when unset."""
     if not msg.HasField(field):
         return None
     ts = getattr(msg, field)
-    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=int(ts.nanos / 1000))
+    return _utc(ts.seconds, ts.nanos)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc(seconds: int, nanos: int) -> datetime:
+    """Timestamp.ToDatetime(tzinfo=UTC) by arithmetic (the same value: microseconds rounded
+    toward zero), without its astimezone step. Cached: the items of a BatchSendMessages mostly
+    share their scheduled_time, and a datetime is immutable (0.2 instead of 1-3 us per item)."""
+    return _EPOCH + timedelta(seconds=seconds, microseconds=int(nanos / 1000))
 
 
 def to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct | None:

@@ -62,8 +62,8 @@ _BATCH_STATUS_IN = {v: k for k, v in _BATCH_STATUS.items()}
 _CONV_TYPE = {account_pb2.CONVERSATION_TYPE_PRIVATE: ConversationType.PRIVATE.value,
               account_pb2.CONVERSATION_TYPE_GROUP: ConversationType.GROUP.value}
 _CONV_TYPE_OUT = {v: k for k, v in _CONV_TYPE.items()}
-# MessageContent oneof member name per type (the same as the enum value).
-_MEMBER = {t: t.value for t in MessageType}
+# MessageType of each MessageContent oneof member (their names are the enum values).
+_MEMBER_TYPE = {t.value: t for t in MessageType}
 
 
 # ---- mapping -------------------------------------------------------------------------------------
@@ -89,9 +89,9 @@ def content_from_pb(c: pb.MessageContent) -> tuple[MessageType | None, dict[str,
     if member in _PLAIN_MEMBERS:
         # What json_format.MessageToDict answers for such a message, without its generic
         # printer: 1.4 instead of 1.8 us per text content, paid per send and per batch item.
-        return MessageType(member), {f.name: (list(v) if f.is_repeated else v)
-                                     for f, v in value.ListFields()}
-    return MessageType(member), json_format.MessageToDict(value, preserving_proto_field_name=True)
+        return _MEMBER_TYPE[member], {f.name: (list(v) if f.is_repeated else v)
+                                      for f, v in value.ListFields()}
+    return _MEMBER_TYPE[member], json_format.MessageToDict(value, preserving_proto_field_name=True)
 
 
 def content_to_pb(message_type: MessageType | str | None, content: dict[str, Any] | None) -> pb.MessageContent:
@@ -107,27 +107,49 @@ def content_to_pb(message_type: MessageType | str | None, content: dict[str, Any
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    """to_timestamp() by arithmetic: Timestamp.FromDatetime goes through utctimetuple and
-    calendar.timegm, a few microseconds per field on every message answered."""
-    if value is None:
-        return None
+def _set_time(out: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Timestamp.FromDatetime by arithmetic, into the field itself: FromDatetime goes through
+    utctimetuple and calendar.timegm, and a Timestamp passed to a constructor is copied."""
     since = (value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH
-    return timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
+    out.seconds = since.days * 86400 + since.seconds
+    out.nanos = since.microseconds * 1000
 
 
 def message_to_pb(m: Message, content: pb.MessageContent | None = None) -> pb.Message:
     """`content`: m's content as a proto already (m.content is not converted again)."""
-    return pb.Message(
-        id=m.id, tenant_id=m.tenant_id, account_id=m.account_id, conversation_id=m.conversation_id,
-        message_type=_TYPE[m.message_type],
-        content=content if content is not None else content_to_pb(m.message_type, m.content),
-        template_id=m.template_id or "", status=_STATUS[m.status], wework_msg_id=m.wework_msg_id or "",
-        send_time=_timestamp(m.send_time), callback_time=_timestamp(m.callback_time),
-        error_code=m.error_code or "", error_message=m.error_message or "", retry_count=m.retry_count,
-        batch_id=m.batch_id or "", priority=m.priority, scheduled_time=_timestamp(m.scheduled_time),
-        hold_reason=m.hold_reason or "",
-        create_time=_timestamp(m.created_at), update_time=_timestamp(m.updated_at))
+    out = pb.Message()
+    fill_message_pb(out, m, content)
+    return out
+
+
+def fill_message_pb(out: pb.Message, m: Message, content: pb.MessageContent | None = None) -> None:
+    """Sets the fields of `out` (a new message, e.g. a field of the response) from `m`.
+    Field by field, and only those that are set: a constructor with every field as a keyword
+    cost 5-10x as much, paid per message answered (1,000 per BatchSendMessages)."""
+    out.id, out.tenant_id, out.account_id, out.conversation_id = m.id, m.tenant_id, m.account_id, m.conversation_id
+    out.message_type, out.status, out.priority = _TYPE[m.message_type], _STATUS[m.status], m.priority
+    if content is not None:
+        out.content.CopyFrom(content)
+    else:
+        out.content.CopyFrom(content_to_pb(m.message_type, m.content))
+    for name in _OPTIONAL_TEXT:
+        value = getattr(m, name)
+        if value:
+            setattr(out, name, value)
+    if m.retry_count:
+        out.retry_count = m.retry_count
+    for name, field in _OPTIONAL_TIMES:
+        value = getattr(m, name)
+        if value is not None:
+            _set_time(getattr(out, field), value)
+    _set_time(out.create_time, m.created_at)
+    _set_time(out.update_time, m.updated_at)
+
+
+# Message fields written only when set ("" / None stay unset, as the proto3 defaults).
+_OPTIONAL_TEXT = ("template_id", "wework_msg_id", "error_code", "error_message", "batch_id", "hold_reason")
+_OPTIONAL_TIMES = (("send_time", "send_time"), ("callback_time", "callback_time"),
+                   ("scheduled_time", "scheduled_time"))
 
 
 def send_request_from_pb(request: pb.SendMessageRequest) -> SendRequest:
@@ -141,16 +163,21 @@ def send_request_from_pb(request: pb.SendMessageRequest) -> SendRequest:
 
 def sent_message_to_pb(request: pb.SendMessageRequest, req: SendRequest, sent: Message) -> pb.Message:
     """The answer to an accepted send."""
+    out = pb.Message()
+    fill_sent_message_pb(out, request, req, sent)
+    return out
+
+
+def fill_sent_message_pb(out: pb.Message, request: pb.SendMessageRequest, req: SendRequest, sent: Message) -> None:
+    """sent_message_to_pb into `out` (a BatchSendMessages result's message)."""
     if req.message_type is None or sent.content is not req.content:
         # Rendered from a template, or the message an earlier call with this request_id made.
-        return message_to_pb(sent)
+        fill_message_pb(out, sent)
+        return
     # The accepted message holds the request's own content: answer with the request's proto
     # rather than converting the dict back (ParseDict was the handler's largest cost).
-    echoed = pb.MessageContent()
-    member = _MEMBER[req.message_type]
-    getattr(echoed, member).CopyFrom(getattr(request.content, member))
-    echoed.DiscardUnknownFields()
-    return message_to_pb(sent, echoed)
+    fill_message_pb(out, sent, request.content)
+    out.content.DiscardUnknownFields()
 
 
 def template_to_pb(t: Template) -> pb.MessageTemplate:
@@ -253,14 +280,16 @@ class MessageServiceHandler(pb_grpc.MessageServiceServicer):
         reqs = [send_request_from_pb(r) for r in request.requests]
         outcomes = await self._messages.send_messages(current_principal(), reqs, request.atomic)
         trace_id = current_trace_id() or ""
-        results = []
+        response = pb.BatchSendMessagesResponse()
+        results = response.results
         for item, req, outcome in zip(request.requests, reqs, outcomes, strict=True):
+            result = results.add()  # filled in place: a result passed to a constructor is copied
             if isinstance(outcome, BaseException):
                 # The status SendMessage would have answered for this item.
-                results.append(pb.BatchSendMessagesResult(error=status_from_exception(outcome, trace_id)))
+                result.error.CopyFrom(status_from_exception(outcome, trace_id))
             else:
-                results.append(pb.BatchSendMessagesResult(message=sent_message_to_pb(item, req, outcome)))
-        return pb.BatchSendMessagesResponse(results=results)
+                fill_sent_message_pb(result.message, item, req, outcome)
+        return response
 
     async def GetMessage(self, request, context):
         return message_to_pb(await self._messages.get_message(current_principal(), request.id))

@@ -88,6 +88,8 @@ class RequestValidator:
         if isinstance(request, Undecodable):
             raise InvalidArgument(FieldViolation("request", where + UNDECODABLE_DESCRIPTION),
                                   where + UNDECODABLE_DESCRIPTION)
+        if not self._has_problem(request, 0):
+            return
         violations: list[FieldViolation] = []
         for path, problem in self._problems(request, "", 0):
             violations.append(FieldViolation(path, where + problem))
@@ -111,6 +113,46 @@ class RequestValidator:
         if plan is None:
             plan = self._plans[descriptor] = _plan_of(descriptor, set())
         return plan
+
+    def _has_problem(self, message: Message, depth: int) -> bool:
+        """Whether _problems would find anything: the same walk without paths or generators,
+        about a third of its cost on a valid request (every request, and every item of a
+        1,000-item BatchSendMessages). _problems then names what it found."""
+        descriptor = getattr(message, "DESCRIPTOR", None)
+        if descriptor is None:
+            return False
+        name = descriptor.full_name
+        if name == _TIMESTAMP:
+            return not _timestamp_ok(message)
+        if name in _WELL_KNOWN:
+            return any(True for _ in self._well_known(message, name, "", depth))
+        plan = self._plan(descriptor)
+        if not plan:
+            return False
+        if depth > MAX_DEPTH:
+            return True
+        for field in plan:
+            if field.is_repeated:
+                values = getattr(message, field.name)
+                if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                    value_field = field.message_type.fields_by_name["value"]
+                    if any(self._bad_value(value_field, value, depth + 1) for value in values.values()):
+                        return True
+                elif any(self._bad_value(field, value, depth + 1) for value in values):
+                    return True
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                if message.HasField(field.name) and self._has_problem(getattr(message, field.name), depth + 1):
+                    return True
+            elif self._bad_value(field, getattr(message, field.name), depth):
+                return True
+        return False
+
+    def _bad_value(self, field: FieldDescriptor, value: Any, depth: int) -> bool:
+        if field.type == FieldDescriptor.TYPE_ENUM:
+            return field.enum_type.values_by_number.get(value) is None
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            return self._has_problem(value, depth)
+        return False
 
     def _problems(self, message: Message, prefix: str, depth: int) -> Iterator[tuple[str, str]]:
         descriptor = getattr(message, "DESCRIPTOR", None)
@@ -151,8 +193,7 @@ class RequestValidator:
 
     def _well_known(self, message: Any, name: str, path: str, depth: int) -> Iterator[tuple[str, str]]:
         if name == _TIMESTAMP:
-            if not (MIN_TIMESTAMP_SECONDS <= message.seconds <= MAX_TIMESTAMP_SECONDS
-                    and 0 <= message.nanos <= MAX_NANOS):
+            if not _timestamp_ok(message):
                 yield path, "must be a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
         elif name == _DURATION:
             seconds, nanos = message.seconds, message.nanos
@@ -161,6 +202,10 @@ class RequestValidator:
                 yield path, "must be a duration within +-315576000000 seconds"
         else:
             yield from _json_problems(message, name, path, depth)
+
+
+def _timestamp_ok(message: Any) -> bool:
+    return MIN_TIMESTAMP_SECONDS <= message.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= message.nanos <= MAX_NANOS
 
 
 def _json_problems(message: Any, name: str, path: str, depth: int) -> Iterator[tuple[str, str]]:
