@@ -345,7 +345,8 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     store = AccountStore(ctx, cache, bus, policies)
     login, conversations = LoginFlow(store), ConversationUseCases(store)
     # Message receipts go to the message service's MessageEvents, the rest to AccountEvents.
-    incoming = IncomingMedia(required(wiring.media, "the media use cases"), TargetGuard(WebhookPolicy.from_config(settings.webhooks)),
+    incoming = IncomingMedia(required(wiring.media, "the media use cases"),
+                             TargetGuard(WebhookPolicy.from_config(settings.webhooks)),
                              settings.media.fetch_timeout_seconds)
     router = ProviderEventRouter(AccountEvents(store, login, conversations, incoming), MessageEvents(ctx.db))
     wiring.callback_sink = router

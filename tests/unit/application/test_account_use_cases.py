@@ -126,8 +126,11 @@ class World:
         self.conversations = ConversationUseCases(self.store)
         self.events = AccountEvents(self.store, self.login, self.conversations)
 
-    async def tenant(self, *, max_accounts: int = 10, status: TenantStatus = TenantStatus.ACTIVE) -> Principal:
+    async def tenant(self, *, max_accounts: int = 10, status: TenantStatus = TenantStatus.ACTIVE,
+                     shard: str | None = None) -> Principal:
         tenant_id = uuid.uuid4().hex
+        if shard is not None:
+            self.db.place(tenant_id, shard)
         await add_tenant(self.db, tenant_id, max_accounts=max_accounts, status=status, now=T0)
         return Principal(PrincipalKind.USER, f"user-of-{tenant_id[:8]}", tenant_id, frozenset({"*"}))
 
@@ -547,3 +550,19 @@ async def test_update_conversation_marks_read_with_the_etag_and_is_tenant_scoped
         await world.conversations.get_conversation(other, c.id)
     with pytest.raises(NotFound):
         await world.conversations.list_conversations(other, account.id, None, None, "", 10, "")
+
+
+# ---- what the puppet-service provider asks of the store ---------------------------------------------------
+
+
+async def test_provider_tokens_and_followed_sessions_on_every_shard(world):
+    first, second = await world.tenant(shard="s0"), await world.tenant(shard="s1")
+    online = await world.accounts.start_login(first, (await world.create(first, "a", provider_token="pt-a")).id)
+    await world.callback(online, NotifyType.ONLINE)
+    waiting = await world.accounts.start_login(second, (await world.create(second, "b", provider_token="pt-b")).id)
+    await world.create(second, "idle", provider_token="pt-idle")  # CREATED: no session to follow
+    await world.accounts.start_login(second, (await world.create(second, "tokenless")).id)
+
+    assert sorted(await world.store.guids_with_provider_sessions()) == sorted([online.guid, waiting.guid])
+    assert await world.store.provider_token(waiting.guid) == "pt-b"
+    assert await world.store.provider_token("wg_unknown") is None
