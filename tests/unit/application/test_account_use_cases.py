@@ -298,6 +298,21 @@ async def test_update_account_checks_the_etag_and_the_next_read_shows_the_change
     assert [v.field for v in bad.value.violations] == ["update_mask"]
 
 
+async def test_a_new_config_goes_to_the_provider_before_it_is_stored(world):
+    user = await world.tenant()
+    account = await world.create(user, "sales", config={"region": "sh"})
+    world.provider.refuse["create_instance"] = ProviderError("no such region", code="INVALID_CONFIG")
+
+    with pytest.raises(InvalidArgument) as bad:
+        await world.accounts.update_account(user, account.id, {"config": {"region": "mars"}}, ["config"], "")
+    assert [v.field for v in bad.value.violations] == ["account.config"]
+    assert (await world.accounts.get_account(user, account.id)).config == {"region": "sh"}
+
+    await world.accounts.update_account(user, account.id, {"config": {"region": "bj"}}, ["config"], "")
+    assert world.provider.instances[account.guid] == {"region": "bj"}
+    assert (await world.accounts.get_account(user, account.id)).config == {"region": "bj"}
+
+
 async def test_update_to_a_taken_name_is_already_exists_and_changes_nothing(world):
     user = await world.tenant()
     await world.create(user, "sales")
@@ -312,8 +327,8 @@ async def test_delete_account_removes_it_its_conversations_and_its_guid(world):
     user = await world.tenant()
     account = await world.create(user, "sales")
     await world.accounts.start_login(user, account.id)
-    await world.conversations.record_message(user.tenant_id, account.id,
-                                             {"conversation_id": "c1", "content": {"text": "hi"}}, T0)
+    conversation = await world.conversations.record_message(
+        user.tenant_id, account.id, {"conversation_id": "c1", "content": {"text": "hi"}}, T0)
 
     await world.accounts.delete_account(user, account.id, "")
 
@@ -321,7 +336,7 @@ async def test_delete_account_removes_it_its_conversations_and_its_guid(world):
     with pytest.raises(NotFound):
         await world.accounts.get_account(user, account.id)
     with pytest.raises(NotFound):
-        await world.conversations.list_conversations(user, account.id, None, None, "", 10, "")
+        await world.conversations.get_conversation(user, conversation.id)
     assert await world.events.route(account.guid) is None
     assert (await world.history(user, account.id))[-1] == ("waiting_scan", ACCOUNT_DELETED)
 
