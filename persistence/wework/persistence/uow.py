@@ -64,7 +64,7 @@ class UnitOfWork:
 
     The repositories are attributes (`uow.messages`, `uow.accounts`, ...), built on first use:
     the use cases name what they need and never the session, so a test can hand them an
-    in-memory unit of work with the same attributes (tests/unit/application/fakes.py). Each
+    in-memory unit of work with the same attributes (tests/harness/fakes). Each
     repository works on the tables of the database this unit of work is open on."""
 
     def __init__(self, session: AsyncSession, db: str, shard: str | None, tenant_id: str | None,

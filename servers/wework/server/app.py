@@ -7,6 +7,7 @@ import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 from wework.domain.accounts import LoginPolicy as AccountLoginPolicy
 from wework.domain.accounts import RecoveryPolicy
@@ -64,6 +65,7 @@ from wework.server.handlers.callback_events import CallbackEvents
 from wework.server.ingress.http import CallbackIngress
 from wework.server.media.store import LocalStore, build_store
 from wework.server.observability.metrics import observe_shard_map
+from wework.server.providers.base import Provider
 from wework.server.providers.factory import create_provider
 from wework.server.runtime.health import non_critical
 from wework.server.runtime.registry import ServiceRegistration
@@ -77,6 +79,44 @@ from wework.server.workers.heartbeat import HeartbeatMonitor
 from wework.server.workers.pacing import RedisPacing
 from wework.server.workers.puppet_ownership import PuppetOwnership
 from wework.server.workers.webhooks import WebhookDeliveryWorker, WebhookWaker, WorkerSettings
+
+T = TypeVar("T")
+
+
+@dataclass
+class Wiring:
+    """The parts one service hands to another in this process (account -> message, callback
+    inbox -> provider, ...). Each is None until the builder that makes it has run, and stays
+    None in a process whose services do not need it; `required` names a missing one."""
+
+    tenants: TenantUseCases
+    media: MediaUseCases | None = None
+    # tenant webhooks (_webhooks)
+    webhook_use_cases: WebhookUseCases | None = None
+    webhook_sink: WebhookOutbox | None = None
+    # the durable callback inbox (_callback_inbox) and its processing (_callback_service)
+    callback_waker: CallbackWaker | None = None
+    guid_directory: GuidDirectory | None = None
+    callback_inbox: CallbackInbox | None = None
+    callback_processing: CallbackProcessing | None = None
+    callback_processor: CallbackProcessor | None = None
+    callback_ingress: CallbackIngress | None = None
+    # the account internals (_account_service), built for the message service too
+    callback_sink: ProviderEventRouter | None = None
+    provider: Provider | None = None
+    account_store: AccountStore | None = None
+    account_gateway: InProcessAccountGateway | None = None
+    # the message service (_message_service), whose accepting commits wake the dispatcher
+    messages: MessageUseCases | None = None
+    batches: BatchUseCases | None = None
+
+
+def required(part: T | None, what: str) -> T:
+    """`part` of the Wiring, which an earlier builder must have made: a wiring mistake is a
+    start-up error naming the part, not a KeyError or an AttributeError on None later."""
+    if part is None:
+        raise RuntimeError(f"composition root: {what} is not built (its builder must run first)")
+    return part
 
 
 @dataclass
@@ -163,100 +203,101 @@ async def build_application(settings: Settings, *,
         registrations.append(tenant_handler.registration(handler))
     caches, closers = [tenant_cache, credential_cache], []
     await _start_replicas(settings, db, redis, closers)
-    shared: dict = {}  # parts one service hands to another in this process (account -> message)
-    shared["tenants"] = tenants
+    wiring = Wiring(tenants=tenants)
     services = settings.server.services
     # Media first: messages name media, the dispatcher turns them into links, the callback
     # processing stores incoming media.
-    media = await _media(settings, ctx, shared, closers)
+    media = await _media(settings, ctx, wiring, closers)
     if "media" in services:
         registrations.append(media_handler.registration(media_handler.MediaServiceHandler(media)))
-    # Tenant webhooks first: the callback inbox built below publishes to shared["webhook_sink"].
-    await _webhooks(settings, ctx, redis, shared, closers)
+    # Tenant webhooks first: the callback processing built below publishes to wiring.webhook_sink.
+    await _webhooks(settings, ctx, redis, wiring, closers)
     # The message service asks the account application layer about accounts in process, so a
     # message-only process builds the account internals too, without serving AccountService.
     # The callback inbox (store, then process) too: built before the provider, which delivers
     # its callbacks into it.
     if {"account", "message", "callback"} & set(services):
-        await _callback_inbox(settings, ctx, redis, shared)
-        account = await _account_service(settings, ctx, redis, tenants, caches, closers, shared)
+        await _callback_inbox(settings, ctx, redis, wiring)
+        account = await _account_service(settings, ctx, redis, tenants, caches, closers, wiring)
         if "account" in services:
             registrations.append(account)
             registrations.append(simulator_handler.registration(simulator_handler.SimulatorServiceHandler(
-                SimulatorUseCases(shared["account_store"]))))
+                SimulatorUseCases(required(wiring.account_store, "the account store")))))
     if "message" in settings.server.services:
-        registrations.append(await _message_service(settings, ctx, redis, tenants, shared))
-        await _start_dispatcher(settings, ctx, redis, shared, closers)
+        registrations.append(await _message_service(settings, ctx, redis, tenants, wiring))
+        await _start_dispatcher(settings, ctx, redis, wiring, closers)
     if "report" in services:
         registrations.append(await _report_service(settings, ctx, redis, caches))
-    if "callback_inbox" in shared:
-        await _callback_service(settings, ctx, shared, closers, registrations)
+    if wiring.callback_inbox is not None:
+        await _callback_service(settings, ctx, wiring, closers, registrations)
     closers.append(shard_map.close)
     return Application(settings=settings, db=db, redis=redis, ctx=ctx,
                        authenticator=CredentialAuthenticator(ctx, tenants),
                        registrations=registrations, caches=caches, closers=closers, shard_map=shard_map)
 
 
-async def _callback_inbox(settings: Settings, ctx: AppContext, redis, shared: dict) -> None:
+async def _callback_inbox(settings: Settings, ctx: AppContext, redis, wiring: Wiring) -> None:
     """The durable callback inbox (application/callbacks.py), shared by the HTTP ingress,
     IngestCallback and the in-process simulator."""
     cfg = settings.callback
     waker = CallbackWaker(redis, settings.redis.key_prefix)
     directory = GuidDirectory(ctx.db)
-    shared["callback_waker"], shared["guid_directory"] = waker, directory
-    shared["callback_inbox"] = CallbackInbox(
+    wiring.callback_waker, wiring.guid_directory = waker, directory
+    wiring.callback_inbox = CallbackInbox(
         ctx.db, redis, settings.redis.key_prefix,
         InboxSettings(secret=cfg.secret.get_secret_value() if cfg.secret else None,
                       tolerance_seconds=cfg.max_skew_seconds),
         directory, wake=waker.wake, clock=ctx.clock, cipher=ctx.cipher)
 
 
-async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, closers: list,
+async def _callback_service(settings: Settings, ctx: AppContext, wiring: Wiring, closers: list,
                             registrations: list) -> None:
     """Callback processing (callback.run_processor_in_server; `wework-worker callbacks` runs the
     same processor alone), the HTTP ingress (callback.http_port), and CallbackService when served."""
     cfg = settings.callback
-    waker, inbox = shared["callback_waker"], shared["callback_inbox"]
+    waker = required(wiring.callback_waker, "the callback waker")
+    inbox = required(wiring.callback_inbox, "the callback inbox")
     # Tenant webhooks publish from here when _webhooks built a sink; otherwise nothing is sent.
-    webhook_sink = shared.get("webhook_sink") or NullWebhookSink()
-    router = shared["callback_sink"]
+    webhook_sink = wiring.webhook_sink or NullWebhookSink()
+    router = required(wiring.callback_sink, "the provider event router (account service)")
     processing = CallbackProcessing(
-        ctx.db, router.accounts, router.messages, shared["guid_directory"], webhook_sink,
+        ctx.db, router.accounts, router.messages, required(wiring.guid_directory, "the guid directory"),
+        webhook_sink,
         ProcessingSettings(max_attempts=cfg.max_attempts, backoff_initial_seconds=cfg.backoff_initial_seconds,
                            backoff_max_seconds=cfg.backoff_max_seconds,
                            stale_heartbeat_seconds=cfg.stale_heartbeat_seconds),
         clock=ctx.clock, cipher=ctx.cipher)
-    shared["callback_processing"] = processing
+    wiring.callback_processing = processing
     if cfg.run_processor_in_server:
         processor = CallbackProcessor(ctx.db, processing, ProcessorSettings(
             batch_size=cfg.batch_size, max_in_flight=cfg.max_in_flight, lease_seconds=cfg.lease_seconds,
             idle_poll_seconds=cfg.idle_poll_seconds, dedupe_retention=timedelta(days=cfg.dedupe_retention_days),
             ledger_retention=timedelta(days=cfg.replay_window_days + 1)), waker=waker, clock=ctx.clock)
         await processor.start()
-        shared["callback_processor"] = processor
+        wiring.callback_processor = processor
         on_replaced = getattr(ctx.db, "on_shard_map_replaced", None)
         if on_replaced is not None:
             on_replaced.append(lambda _config: processor.ensure_shard_loops())
         closers.insert(0, processor.close)  # before the provider and the pools
     if cfg.http_port is not None:
-        store = shared["media"].store
+        store = required(wiring.media, "the media use cases").store
         local_store = store if isinstance(store, LocalStore) else None
         ingress = CallbackIngress(inbox, bench_routes=cfg.bench_routes, media_store=local_store)
         await ingress.start(cfg.http_host, cfg.http_port)
         if local_store is not None and local_store.signer.base_url is None:
             local_store.signer.base_url = f"http://{cfg.http_host}:{ingress.port}"
-        shared["callback_ingress"] = ingress
+        wiring.callback_ingress = ingress
         closers.insert(0, ingress.close)  # stop taking callbacks first
     if "callback" in settings.server.services:
         use_cases = CallbackEventUseCases(ctx.db, replay_window=timedelta(days=cfg.replay_window_days),
                                           page_tokens=ctx.page_tokens,
                                           wake=waker.wake, clock=ctx.clock)
         handler = callback_handler.CallbackServiceHandler(CallbackEvents(inbox, use_cases),
-                                                          shared.get("webhook_use_cases"))
+                                                          wiring.webhook_use_cases)
         registrations.append(callback_handler.registration(handler))
 
 
-async def _media(settings: Settings, ctx: AppContext, shared: dict, closers: list) -> MediaUseCases:
+async def _media(settings: Settings, ctx: AppContext, wiring: Wiring, closers: list) -> MediaUseCases:
     """The media store (docs/media.md) and its use cases, shared by MediaService, the message
     service (media references), the dispatcher (links for providers) and callback processing."""
     cfg = settings.media
@@ -264,7 +305,7 @@ async def _media(settings: Settings, ctx: AppContext, shared: dict, closers: lis
                               None)
     closers.append(store.close)
     media = MediaUseCases(ctx.db, store, media_policy(cfg), clock=ctx.clock, page_tokens=ctx.page_tokens)
-    shared["media"] = media
+    wiring.media = media
     return media
 
 
@@ -284,7 +325,7 @@ async def _start_replicas(settings: Settings, db: Database, redis, closers: list
 
 
 async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: TenantUseCases,
-                           caches: list, closers: list, shared: dict) -> ServiceRegistration:
+                           caches: list, closers: list, wiring: Wiring) -> ServiceRegistration:
     """AccountService: its cache, watch wake-ups, the provider (whose callbacks it ingests) and
     the heartbeat monitor, which runs in every process that serves it."""
     cfg, prefix = settings.account, settings.redis.key_prefix
@@ -304,14 +345,15 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     store = AccountStore(ctx, cache, bus, policies)
     login, conversations = LoginFlow(store), ConversationUseCases(store)
     # Message receipts go to the message service's MessageEvents, the rest to AccountEvents.
-    incoming = IncomingMedia(shared["media"], TargetGuard(WebhookPolicy.from_config(settings.webhooks)),
+    incoming = IncomingMedia(required(wiring.media, "the media use cases"),
+                             TargetGuard(WebhookPolicy.from_config(settings.webhooks)),
                              settings.media.fetch_timeout_seconds)
     router = ProviderEventRouter(AccountEvents(store, login, conversations, incoming), MessageEvents(ctx.db))
-    shared["callback_sink"] = router
+    wiring.callback_sink = router
     # The simulator delivers into the durable inbox (store, then process) like a real provider.
-    provider = create_provider(settings.provider, shared.get("callback_inbox") or router,
+    provider = create_provider(settings.provider, wiring.callback_inbox or router,
                                tokens=store.provider_token)
-    shared["provider"] = provider
+    wiring.provider = provider
     store.provider = provider
     monitor = HeartbeatMonitor(store, interval_seconds=cfg.monitor_interval_seconds,
                                batch_size=cfg.monitor_batch_size)
@@ -327,17 +369,18 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
         await ownership.start()
         closers.append(ownership.close)  # leave (leases back) before the provider closes
     closers.extend([provider.close, bus.close])
-    shared["account_gateway"] = InProcessAccountGateway(store, conversations)
-    shared["account_store"] = store
+    wiring.account_gateway = InProcessAccountGateway(store, conversations)
+    wiring.account_store = store
     return account_handler.registration(account_handler.AccountServiceHandler(
         AccountUseCases(store, login, tenants), conversations))
 
 
-async def _start_dispatcher(settings: Settings, ctx: AppContext, redis, shared: dict, closers: list) -> None:
+async def _start_dispatcher(settings: Settings, ctx: AppContext, redis, wiring: Wiring, closers: list) -> None:
     """Wake-ups after every accepting commit, and (message.run_dispatcher_in_server) a dispatcher
     in this process; `wework-worker dispatch` runs the same one on its own."""
     waker = DispatchWaker(redis, settings.redis.key_prefix)
-    messages, batches = shared["messages"], shared["batches"]
+    messages = required(wiring.messages, "the message use cases")
+    batches = required(wiring.batches, "the batch use cases")
     messages.on_accepted.append(lambda uow, m: uow.after_commit(lambda: waker.wake(uow.shard)))
     batches.wake = waker.wake
     if not settings.message.run_dispatcher_in_server:
@@ -346,38 +389,41 @@ async def _start_dispatcher(settings: Settings, ctx: AppContext, redis, shared: 
     pacing = None
     if not settings.redis.url.startswith("memory://"):  # the embedded Redis is this process alone
         pacing = RedisPacing(redis, settings.redis.key_prefix)
-    tenants, accounts = shared["tenants"], shared["account_store"]
+    tenants, accounts = wiring.tenants, required(wiring.account_store, "the account store")
+    media = required(wiring.media, "the media use cases")
 
     async def pacing_overrides(tenant_id: str, account_id: str) -> list[dict | None]:
         # Both cached reads (two-level caches, invalidated on update): the tenant's, then the account's.
         account = await accounts.get_cached(tenant_id, account_id)
         return [await tenants.tenant_pacing_config(tenant_id), account.config]
 
-    dispatcher = Dispatcher(ctx.db, shared["provider"], shared["account_gateway"], dispatch_settings,
+    dispatcher = Dispatcher(ctx.db, required(wiring.provider, "the provider"),
+                            required(wiring.account_gateway, "the account gateway"), dispatch_settings,
                             waker=waker, pacing=pacing, pacing_overrides=pacing_overrides,
                             finish_batch=lambda tenant_id, task_id: finish_if_done(ctx, tenant_id, task_id),
-                            resolve_content=shared["media"].resolve_for_send)
+                            resolve_content=media.resolve_for_send)
     await dispatcher.start()
     ctx.db.on_shard_map_replaced.append(lambda _config: dispatcher.ensure_shard_loops())  # new shards
     closers.insert(0, dispatcher.close)  # before the provider closes
 
 
 async def _message_service(settings: Settings, ctx: AppContext, redis, tenants: TenantUseCases,
-                           shared: dict) -> ServiceRegistration:
+                           wiring: Wiring) -> ServiceRegistration:
     """MessageService. It asks the account application layer of this process about accounts
     (AccountGateway); build_application builds that layer for it."""
-    gateway = shared["account_gateway"]
+    gateway = required(wiring.account_gateway, "the account gateway (account internals)")
+    media = required(wiring.media, "the media use cases")
     cfg = settings.message
     quota = DailyQuota(redis, settings.redis, cfg.quota_key_ttl_seconds, database_quota_counter(ctx))
     messages = MessageUseCases(ctx, gateway, tenants, quota, max_schedule=timedelta(days=cfg.max_schedule_days),
-                               media=shared["media"])
-    shared["messages"] = messages
+                               media=media)
+    wiring.messages = messages
     batches = BatchUseCases(ctx, gateway, tenants, quota=quota, require_active_tenant=messages.require_active_tenant,
                             materialize_writers=cfg.materialize_writers)
-    batches.media = shared["media"]
-    shared["batches"] = batches
+    batches.media = media
+    wiring.batches = batches
     return message_handler.registration(message_handler.MessageServiceHandler(
-        messages, TemplateUseCases(ctx, media=shared["media"]), batches))
+        messages, TemplateUseCases(ctx, media=media), batches))
 
 
 async def _report_service(settings: Settings, ctx: AppContext, redis, caches: list) -> ServiceRegistration:
@@ -399,7 +445,7 @@ async def _report_service(settings: Settings, ctx: AppContext, redis, caches: li
     return report_handler.registration(report_handler.ReportServiceHandler(reports))
 
 
-async def _webhooks(settings: Settings, ctx: AppContext, redis, shared: dict, closers: list) -> None:
+async def _webhooks(settings: Settings, ctx: AppContext, redis, wiring: Wiring, closers: list) -> None:
     """Tenant webhooks: the endpoint use cases (served by CallbackService), the outbox the callback
     processor publishes to, and - in processes that serve callback, account or message, with
     webhooks.run_worker_in_server - a delivery worker (`wework-worker webhooks` runs one alone)."""
@@ -407,8 +453,8 @@ async def _webhooks(settings: Settings, ctx: AppContext, redis, shared: dict, cl
     waker = WebhookWaker(redis, settings.redis.key_prefix)
     guard = TargetGuard(policy)
     use_cases = WebhookUseCases(ctx, policy, guard, wake=waker.wake)
-    shared["webhook_use_cases"] = use_cases
-    shared["webhook_sink"] = WebhookOutbox(ctx, policy, wake=waker.wake)
+    wiring.webhook_use_cases = use_cases
+    wiring.webhook_sink = WebhookOutbox(ctx, policy, wake=waker.wake)
     serves_events = bool({"callback", "account", "message"} & set(settings.server.services))
     if settings.webhooks.run_worker_in_server and serves_events:
         worker = await start_webhook_worker(settings, ctx, redis, use_cases=use_cases, waker=waker)

@@ -3,7 +3,7 @@
 The use cases open a unit of work (one transaction on one database of one shard) and use the
 repositories it exposes (`uow.messages`, `uow.accounts`, ...); they never build a repository or
 touch a session. `wework.persistence.database.Database` implements this port on MariaDB or
-SQLite; tests/unit/application/fakes.py implements it in memory, so the use cases run in unit
+SQLite; tests/harness/fakes (FakeDatabase) implements it in memory, so the use cases run in unit
 tests without a database.
 """
 
