@@ -334,6 +334,19 @@ async def test_a_retried_batch_answers_its_first_messages(world):
     assert await world.quota_used(principal.tenant_id) == 3
 
 
+async def test_concurrent_batches_with_one_request_id_make_one_message(world):
+    """Both calls pass the lookup before either writes: the key's uniqueness settles it at the
+    write (AlreadyExists for the loser's message, whose unit goes back), and the loser answers
+    the winner's message."""
+    principal, account = world.sender()
+    one, two = await asyncio.gather(
+        world.messages.send_messages(principal, [text(account, "x", request_id="dup"), text(account, "y")]),
+        world.messages.send_messages(principal, [text(account, "x", request_id="dup"), text(account, "z")]))
+    assert one[0].id == two[0].id
+    assert sorted(m.content["text"] for m in await stored(world, principal.tenant_id)) == ["x", "y", "z"]
+    assert await world.quota_used(principal.tenant_id) == 3
+
+
 async def test_batch_send_bounds_its_size(world):
     principal, account = world.sender()
     with pytest.raises(InvalidArgument) as empty:
