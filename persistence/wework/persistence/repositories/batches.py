@@ -129,7 +129,8 @@ class BatchRepository:
             message_content={"message_type": t.message_type, "content": t.content, "variables": t.variables},
             target_type=t.target_type.value, target_config=_target_config(t),
             send_strategy=_strategy_to_json(t.send_strategy), status=t.status.value, version=t.version,
-            created_at=t.created_at, updated_at=t.updated_at))
+            # A MANUAL task knows its recipients from the start: Get must say so before Start.
+            total_count=t.total_count, created_at=t.created_at, updated_at=t.updated_at))
 
     async def get(self, tenant_id: str, task_id: str, *, for_update: bool = False) -> BatchTask | None:
         stmt = sa.select(B).where(B.id == task_id, B.tenant_id == tenant_id)

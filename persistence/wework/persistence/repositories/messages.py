@@ -218,6 +218,15 @@ class MessageRepository:
                        mm.Message.status != MessageStatus.CANCELLED.value))
         return int((await self._s.execute(stmt)).scalar_one())
 
+    # -- statistics ------------------------------------------------------------------------------
+
+    async def record_terminal_status(self, message: Message, old_status: MessageStatus,
+                                     now: datetime) -> StatisticsDelta | None:
+        """The message_statistics change of `message` leaving `old_status`, in this
+        transaction (module function record_terminal_status): call it right after the
+        save_state that made the change."""
+        return await record_terminal_status(self._s, message, old_status, now)
+
     # -- idempotency (AIP-155) ----------------------------------------------------------------
 
     async def get_idempotent(self, tenant_id: str, operation: str, request_id: str) -> str | None:

@@ -47,10 +47,7 @@ from wework.domain.messages import (
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.redis.client import tenant_key
-from wework.persistence.repositories.messages import (
-    MessageFilter,
-    record_terminal_status,
-)
+from wework.persistence.repositories.messages import MessageFilter
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
 from wework.server.application.media import media_references
@@ -908,7 +905,7 @@ class MessageUseCases:
                 uow, tenant_id, message_id, MessageStatus.FAILED, MessageStatus.PENDING, now,
                 "only a failed message can be retried", "retried")
             # The failure no longer counts: the next outcome will.
-            await record_terminal_status(uow.session, updated, current.status, now)
+            await uow.messages.record_terminal_status(updated, current.status, now)
             for hook in self.on_accepted:
                 hook(uow, [updated])
         return replace(updated)
