@@ -143,6 +143,25 @@ class MessageRepository:
             .values(**values))
         return result.rowcount == 1
 
+    async def get_for_receipt(self, message_id: str) -> Message | None:
+        """The message `message_id` of whichever tenant on this shard, locked (FOR UPDATE) until
+        the transaction ends: a provider receipt names our message id, not its tenant."""
+        stmt = sa.select(mm.Message).where(mm.Message.id == message_id).with_for_update()
+        row = (await self._s.execute(stmt)).scalars().first()
+        return None if row is None else message_from_row(row)
+
+    async def save_receipt(self, m: Message, *, expected_status: MessageStatus, now: datetime) -> bool:
+        """A receipt's change of `m`, if the row still has `expected_status` (False, nothing
+        written, if it moved on): its state, its dispatch claim and hold released, and its
+        message_statistics change (record_terminal_status), all in this transaction."""
+        if not await self.save_state(m, expected_status=expected_status):
+            return False
+        await self._s.execute(
+            sa.update(mm.Message).where(mm.Message.id == m.id, mm.Message.created_at == m.created_at)
+            .values(claimed_by=None, claimed_until=None, hold_reason=None, held_since=None))
+        await record_terminal_status(self._s, m, expected_status, now)
+        return True
+
     async def list_page(self, tenant_id: str, f: MessageFilter, after: tuple[Any, ...] | None,
                         limit: int) -> tuple[list[Message], tuple[Any, ...] | None]:
         """Newest first: a keyset page that costs the same on page 1 and page 1000, at any size.

@@ -79,6 +79,7 @@ from wework.persistence.pagination import PageTokens, normalize_page_size
 from wework.persistence.repositories.callbacks import CallbackFilter, StoredCallback
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import utcnow
+from wework.server.application.ports import UnitsOfWork
 from wework.server.observability import metrics
 from wework.server.providers.base import ProviderCallback
 from wework.server.providers.wire import callback_to_json
@@ -122,7 +123,7 @@ class GuidDirectory:
     """The directory's guid index with an in-process cache (a guid never changes owner while it
     exists). Unknown guids are remembered briefly so a flood of them costs few queries."""
 
-    def __init__(self, db: Database, *, size: int = 10_000, negative_ttl: float = 2.0) -> None:
+    def __init__(self, db: UnitsOfWork, *, size: int = 10_000, negative_ttl: float = 2.0) -> None:
         self._db, self._size, self._negative_ttl = db, size, negative_ttl
         self._routes: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._unknown: dict[str, float] = {}
@@ -150,7 +151,7 @@ class GuidDirectory:
         return route
 
 
-def unassigned_shard(db: Database) -> str:
+def unassigned_shard(db: UnitsOfWork) -> str:
     """Where callbacks of unknown guids are stored: the first shard of the callback database."""
     return db.shard_names[0]
 
@@ -173,7 +174,7 @@ class IngestResult:
 
 
 class CallbackInbox:
-    def __init__(self, db: Database, redis: Any, key_prefix: str, settings: InboxSettings,
+    def __init__(self, db: UnitsOfWork, redis: Any, key_prefix: str, settings: InboxSettings,
                  directory: GuidDirectory, *, wake: Callable[[str | None], Awaitable[None]] | None = None,
                  clock: Callable[[], datetime] = utcnow, cipher: FieldCipher | None = None) -> None:
         self._db, self._redis, self._cfg, self._directory = db, redis, settings, directory
@@ -371,7 +372,7 @@ class CallbackProcessing:
     """Processes one claimed callback (see the module docstring). `accounts` is AccountEvents,
     `messages` MessageEvents; either may be None in a process that does not build it."""
 
-    def __init__(self, db: Database, accounts: Any, messages: Any, directory: GuidDirectory,
+    def __init__(self, db: UnitsOfWork, accounts: Any, messages: Any, directory: GuidDirectory,
                  webhook_sink: WebhookSink, settings: ProcessingSettings,
                  clock: Callable[[], datetime] = utcnow, cipher: FieldCipher | None = None) -> None:
         self._db, self._accounts, self._messages = db, accounts, messages
@@ -557,7 +558,7 @@ class CallbackEventUseCases:
     tenant's callbacks; the platform admin names a tenant (or x-wework-tenant) or sees every
     shard, the unassigned callbacks included."""
 
-    def __init__(self, db: Database, *, replay_window: timedelta, page_tokens: PageTokens,
+    def __init__(self, db: UnitsOfWork, *, replay_window: timedelta, page_tokens: PageTokens,
                  wake: Callable[[str | None], Awaitable[None]] | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self._db, self._replay_window, self._wake, self._clock = db, replay_window, wake, clock

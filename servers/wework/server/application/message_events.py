@@ -22,7 +22,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from wework.domain.callbacks import (
     ALREADY_APPLIED,
     APPLIED,
@@ -34,16 +33,8 @@ from wework.domain.callbacks import (
 )
 from wework.domain.errors import FailedPrecondition
 from wework.domain.messages import MessageStatus, transition
-from wework.persistence.database import Database
-from wework.persistence.models import message as mm
-from wework.persistence.repositories.batches import BatchRepository
-from wework.persistence.repositories.callbacks import EffectLedger
-from wework.persistence.repositories.messages import (
-    MessageRepository,
-    message_from_row,
-    record_terminal_status,
-)
 from wework.server.application.context import utcnow
+from wework.server.application.ports import UnitsOfWork
 from wework.server.providers.base import CallbackSink, NotifyType, ProviderCallback
 
 log = logging.getLogger(__name__)
@@ -59,7 +50,7 @@ class _NoEffect(Exception):
 
 
 class MessageEvents:
-    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, db: UnitsOfWork, clock: Callable[[], datetime] = utcnow) -> None:
         self._db, self._clock = db, clock
         self.applied = 0
         self.ignored = 0
@@ -104,15 +95,12 @@ class MessageEvents:
                      effect_key: str | None = None, outcome: list[Any] | None = None) -> bool:
         now = self._clock()
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
-            s = uow.session
-            row = (await s.execute(sa.select(mm.Message).where(mm.Message.id == msg_id)
-                                   .with_for_update())).scalars().first()
-            if row is None:
+            m = await uow.messages.get_for_receipt(msg_id)
+            if m is None:
                 return False
-            m = message_from_row(row)
             # The ledger first: a receipt applied before (crash before it was marked processed,
             # replay) is told apart from one that never applied.
-            if effect_key is not None and not await EffectLedger.of_message_db(s).record(effect_key, now):
+            if effect_key is not None and not await uow.effects.record(effect_key, now):
                 raise AlreadyApplied(effect_key, m)
             old = m.status
             wework_msg_id = str(data.get("wework_msg_id") or "") or None
@@ -131,16 +119,13 @@ class MessageEvents:
                 # The provider confirms what the dispatcher recorded from its answer: no change of
                 # status, but the receipt's time is kept and it is an effect (message.sent once).
                 new = replace(m, callback_time=now, updated_at=now, wework_msg_id=m.wework_msg_id or wework_msg_id)
-            if new is None or not await MessageRepository(s).save_state(new, expected_status=old):
+            if new is None or not await uow.messages.save_receipt(new, expected_status=old, now=now):
                 self.ignored += 1
                 if effect_key is not None:
                     raise _NoEffect  # rolls the ledger row back: this receipt had no effect
                 return True
-            await s.execute(sa.update(mm.Message).where(mm.Message.id == m.id, mm.Message.created_at == m.created_at)
-                            .values(claimed_by=None, claimed_until=None, hold_reason=None, held_since=None))
-            await record_terminal_status(s, new, old, now)
             if new.batch_id and new.status == MS.FAILED and old in (MS.SENT, MS.DELIVERED):
-                await BatchRepository(s).count_late_failure(new.tenant_id, new.batch_id, now)
+                await uow.batches.count_late_failure(new.tenant_id, new.batch_id, now)
             self.applied += 1
             if outcome is not None:
                 outcome.append(new)
