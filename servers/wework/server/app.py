@@ -199,7 +199,7 @@ async def build_application(settings: Settings, *,
 
 async def _callback_inbox(settings: Settings, ctx: AppContext, redis, shared: dict) -> None:
     """The durable callback inbox (application/callbacks.py), shared by the HTTP ingress,
-    IngestCallback and the in-process simulator."""
+    IngestCallback and the in-process provider adapter (simulator, puppet_service)."""
     cfg = settings.callback
     waker = CallbackWaker(redis, settings.redis.key_prefix)
     directory = GuidDirectory(ctx.db)
@@ -208,7 +208,7 @@ async def _callback_inbox(settings: Settings, ctx: AppContext, redis, shared: di
         ctx.db, redis, settings.redis.key_prefix,
         InboxSettings(secret=cfg.secret.get_secret_value() if cfg.secret else None,
                       tolerance_seconds=cfg.max_skew_seconds),
-        directory, wake=waker.wake, clock=ctx.clock, cipher=ctx.cipher)
+        directory, wake=waker.wake, clock=ctx.clock, cipher=ctx.cipher, provider=settings.provider.kind)
 
 
 async def _callback_service(settings: Settings, ctx: AppContext, shared: dict, closers: list,
