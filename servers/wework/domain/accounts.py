@@ -18,6 +18,7 @@ from typing import Any
 from wework.domain.dispatch import pacing_violations
 from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, PreconditionViolation
 from wework.domain.identity import EMAIL_RE, PHONE_RE, etag_of
+from wework.domain.names import name_violations
 
 
 class AccountStatus(StrEnum):
@@ -413,6 +414,7 @@ def validate_account(values: dict[str, Any], prefix: str = "account", *, creatin
         if not name.strip() or len(name) > 100 or name != name.strip():
             v.append(FieldViolation(f"{prefix}.account_name",
                                     "account_name is required: 1-100 characters without surrounding spaces"))
+        v.extend(name_violations(f"{prefix}.account_name", name))
     phone = values.get("phone")
     if phone and not PHONE_RE.match(phone):
         v.append(FieldViolation(f"{prefix}.phone", "must be 5-20 digits with an optional leading +"))
