@@ -13,12 +13,14 @@ the reference server killed and restarted -> recovery without a new QR; logout; 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import uuid
 from typing import Any
 
 import grpc
 import harness
+import httpx
 import pytest
 from harness.puppet_service import ReferenceServer
 from puppetproc import Api, Receiver, eventually, settings, tenant_api
@@ -108,6 +110,20 @@ async def test_qr_scan_login_reaches_online_with_user_info(world):
     history = await w.api(w.api.accounts.ListStatusHistory, apb.ListStatusHistoryRequest(account_id=w.account.id))
     assert [apb.AccountStatus.Name(c.new_status) for c in reversed(history.status_changes)][-3:] == [
         "ACCOUNT_STATUS_WAITING_SCAN", "ACCOUNT_STATUS_WAITING_CONFIRM", "ACCOUNT_STATUS_ONLINE"]
+    # The callbacks are counted as what delivered them: the puppet-service adapter.
+    received = callbacks_received(w)
+    assert received.get(("puppet_service", "accepted"), 0) >= 3, received
+    assert not any(source == "simulator" for source, _ in received), received
+
+
+def callbacks_received(w: World) -> dict[tuple[str, str], float]:
+    """wework_callbacks_received_total on the server's /metrics: {(source, outcome): count}."""
+    counts: dict[tuple[str, str], float] = {}
+    for line in httpx.get(w.server.metrics_url, timeout=5).text.splitlines():
+        if line.startswith("wework_callbacks_received_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            counts[(labels["source"], labels["outcome"])] = float(line.split()[-1])
+    return counts
 
 
 async def test_incoming_messages_become_conversations_and_webhooks(world):

@@ -19,6 +19,8 @@ from wework.client import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
+from wework.v1 import account_pb2 as apb
+from wework.v1 import message_pb2 as mpb
 from wework.v1 import tenant_pb2 as pb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mariadb, pytest.mark.redis]
@@ -61,6 +63,11 @@ def test_create_tenant_retry_with_same_request_id_returns_the_first(platform):
         ("tenant_code", "", "tenant.tenant_code"),
         ("tenant_name", "", "tenant.tenant_name"),
         ("tenant_name", "x" * 101, "tenant.tenant_name"),
+        # Control characters in a name: NUL, a terminal escape code, a line break, a Unicode line separator.
+        ("tenant_name", "Acme\x00", "tenant.tenant_name"),
+        ("tenant_name", "\x1b[31mAcme", "tenant.tenant_name"),
+        ("tenant_name", "Acme\nInc", "tenant.tenant_name"),
+        ("contact_person", "Ann\u2028Lee", "tenant.contact_person"),
         ("contact_email", "not-an-email", "tenant.contact_email"),
         ("contact_phone", "12ab", "tenant.contact_phone"),
         ("max_accounts", -1, "tenant.max_accounts"),
@@ -286,6 +293,37 @@ def test_roles_assign_and_system_roles_are_read_only(platform):
         client.tenants.delete_role(pb.DeleteRoleRequest(id=role.id))
         with pytest.raises(NotFoundError):
             client.tenants.get_role(pb.GetRoleRequest(id=role.id))
+
+
+def test_names_with_control_characters_are_refused_with_the_field_named(platform):
+    _, key, roles = platform.new_tenant()
+    bad = "Red \x1b[31mname"
+    with platform.client(api_key=key) as client:
+        attempts = {
+            "user.real_name": lambda: client.tenants.create_user(pb.CreateUserRequest(user=pb.User(
+                username="dora", email="dora@example.com", password="long enough pw", real_name=bad))),
+            "role.role_name": lambda: client.tenants.create_role(pb.CreateRoleRequest(role=pb.Role(
+                role_code="support", role_name=bad, permissions=["users.read"]))),
+            "api_key.display_name": lambda: client.tenants.create_api_key(pb.CreateApiKeyRequest(
+                api_key=pb.ApiKey(display_name=bad, role_id=roles["viewer"]))),
+            "account.account_name": lambda: client.accounts.create_account(apb.Account(account_name="tab\there")),
+            "template.template_name": lambda: client.messages.create_template(mpb.MessageTemplate(
+                template_name="nul\x00", template_type=mpb.MESSAGE_TYPE_TEXT,
+                template_content=mpb.MessageContent(text=mpb.TextContent(text="hello")))),
+        }
+        for path, attempt in attempts.items():
+            with pytest.raises(InvalidArgumentError) as err:
+                attempt()
+            assert [v.field for v in err.value.field_violations] == [path], path
+            assert "control characters" in err.value.field_violations[0].description
+        # Nothing was written, and an update is refused the same way.
+        assert [u.username for u in client.tenants.iter_users()] == []
+        with pytest.raises(InvalidArgumentError) as err:
+            client.tenants.update_role(pb.UpdateRoleRequest(
+                role=pb.Role(id=client.tenants.create_role(pb.CreateRoleRequest(role=pb.Role(
+                    role_code="ops", role_name="Ops", permissions=["users.read"]))).id, role_name="Ops\n"),
+                update_mask=field_mask_pb2.FieldMask(paths=["role_name"])))
+        assert [v.field for v in err.value.field_violations] == ["role.role_name"]
 
 
 def test_api_key_create_is_idempotent_and_revocation_is_immediate(platform):

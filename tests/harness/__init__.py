@@ -21,6 +21,7 @@ from .servers import (
     find_or_start_mariadb,
     find_or_start_redis,
     free_port,
+    private_mariadb,
     start_private_mariadb,
     start_private_redis,
 )
@@ -29,6 +30,6 @@ __all__ = [
     "INSTALL_HINT", "MariaDBServer", "RedisServer", "ServerUnavailable", "bucket_ranges",
     "create_scratch_database", "find_or_start_mariadb", "find_or_start_redis", "free_port",
     "kill_connection", "make_database_config", "make_sqlite_config", "new_db_prefix",
-    "physical_database_names", "single_connection_engine", "start_private_mariadb",
+    "physical_database_names", "private_mariadb", "single_connection_engine", "start_private_mariadb",
     "start_private_redis",
 ]

@@ -3,7 +3,8 @@
 A server already listening on the default port is reused (CI images and developer machines run
 one); otherwise the harness starts a private one from the installed binaries, so a test run never
 depends on a hand-prepared machine. `start_private_mariadb` always starts a new one, for tests
-that need several independent servers (sharding over servers).
+that need several independent servers (sharding over servers); `private_mariadb` is the same
+for the length of a with-block (a module fixture: a server whose global settings a test changes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -250,6 +252,18 @@ def start_private_mariadb(extra_args: Sequence[str] = (), *, netns: str | None =
     shutil.rmtree(basedir, ignore_errors=True)
     raise ServerUnavailable(f"mariadbd did not accept connections within {START_TIMEOUT_SECONDS:.0f} s; "
                             f"its error log ends with:\n{last_error}")
+
+
+@contextmanager
+def private_mariadb(extra_args: Sequence[str] = ()) -> Iterator[MariaDBServer]:
+    """A new mariadbd (start_private_mariadb with `extra_args`) for the block: for tests that
+    change its global settings or need options the shared server lacks (binlog, performance
+    schema). Stopped, its datadir removed, when the block ends."""
+    server = start_private_mariadb(extra_args)
+    try:
+        yield server
+    finally:
+        forget(server)
 
 
 def _allow_remote_root(socket_path: Path) -> bool:

@@ -8,13 +8,9 @@ its own databases only, as a deployment would.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -22,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from harness import make_database_config, physical_database_names
-from harness.admin_cli import admin_document
+from harness.admin_cli import admin_document, run_admin, write_settings
 from wework.domain.identity import Tenant as TenantEntity
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
@@ -51,14 +46,6 @@ pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 
 RTO_TARGET = timedelta(hours=2)
 RPO_TARGET = timedelta(minutes=15)
-ADMIN = str(Path(sys.executable).parent / "wework-admin")
-SECURITY = {
-    "admin_api_key": "wwadmin_test_only_0123456789abcdef",
-    "token_secret": "test-only-token-secret-0123456789abcdef",
-    "lookup_hash_key": "test-only-lookup-key-0123456789abcdef",
-    "encryption_keys": {"k1": base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()},
-    "active_encryption_key_id": "k1",
-}
 # Values that break naive dumpers: quotes, backslashes, statement and comment markers, line
 # breaks, NUL, 4-byte UTF-8.
 AWKWARD = ["plain", "引号 ' \" 反斜杠 \\ ; -- /* */", "line\nbreak\r\n\ttab;", "emoji 😀 𠀋", "nul\x00byte",
@@ -192,11 +179,6 @@ def _capture(config, servers) -> dict[str, dict[str, object]]:
     return out
 
 
-def _admin(config_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WEWORK_CONFIG_FILE": str(config_path), "COLUMNS": "160"}
-    return subprocess.run([ADMIN, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
-
-
 async def test_recovery_drill(mariadb_server, second_mariadb, unique_db_prefix, drill_user, tmp_path):
     root_servers = [mariadb_server, second_mariadb]
     config = make_database_config(unique_db_prefix, drill_user, 2)  # s0, s1 on one server; s2, s3 on the other
@@ -215,13 +197,13 @@ async def test_recovery_drill(mariadb_server, second_mariadb, unique_db_prefix, 
     assert sum(counts[f"message@s{i}"]["messages"] for i in range(4)) == 16 * 150
 
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"database": config.model_dump(mode="json"), "security": SECURITY}))
+    write_settings(settings, config)
     volume = tmp_path / "backups"
     volume.mkdir()
     (volume / "older-backup").mkdir()  # a volume that already holds backups, as a CronJob's does
 
     t0 = time.monotonic()
-    backed = _admin(settings, "backup", "--output", str(volume))
+    backed = await run_admin(settings, "backup", "--output", str(volume))
     backup_seconds = time.monotonic() - t0
     assert backed.returncode == 0, backed.stderr
     path = Path(backed.stdout.strip().splitlines()[-1])
@@ -245,7 +227,7 @@ async def test_recovery_drill(mariadb_server, second_mariadb, unique_db_prefix, 
     assert not any(s.list_databases(unique_db_prefix + "_") for s in root_servers)
 
     t0 = time.monotonic()
-    restored = _admin(settings, "restore", "--input", str(path), "--json")
+    restored = await run_admin(settings, "restore", "--input", str(path), "--json")
     restore_seconds = time.monotonic() - t0
     assert restored.returncode == 0, restored.stderr
     assert "restored and verified 17 database(s)" in restored.stderr
@@ -276,6 +258,6 @@ async def test_recovery_drill(mariadb_server, second_mariadb, unique_db_prefix, 
     assert timedelta(0) <= staleness < RPO_TARGET
 
     # A second restore onto the restored databases is refused, and changes nothing.
-    again = _admin(settings, "restore", "--input", str(path))
+    again = await run_admin(settings, "restore", "--input", str(path))
     assert again.returncode == 1
     assert "refusing to overwrite databases that are not empty" in again.stderr

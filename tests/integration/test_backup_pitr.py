@@ -7,22 +7,17 @@ binlog) and gtid_strict_mode on, the setting under which a naive replay of old G
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+import harness
 import pytest
 import sqlalchemy as sa
 import yaml
 from harness import make_database_config, physical_database_names
-from harness import servers as harness_servers
-from harness.admin_cli import admin_document
+from harness.admin_cli import admin_document, run_admin, write_settings
 from wework.persistence.database import Database
 from wework.persistence.ids import new_id
 from wework.persistence.migrate import migrate_all
@@ -30,44 +25,15 @@ from wework.persistence.models import CallbackEvent, Message, MessageStatistic, 
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 
-ADMIN = str(Path(sys.executable).parent / "wework-admin")
 RPO_TARGET = timedelta(minutes=15)
-SECURITY = {
-    "admin_api_key": "wwadmin_test_only_0123456789abcdef",
-    "token_secret": "test-only-token-secret-0123456789abcdef",
-    "lookup_hash_key": "test-only-lookup-key-0123456789abcdef",
-    "encryption_keys": {"k1": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="},
-    "active_encryption_key_id": "k1",
-}
 
 
 @pytest.fixture(scope="module")
 def binlog_mariadb():
     """A private mariadbd with binary logging (MIXED format, GTID strict mode)."""
-    mariadbd, install = harness_servers._mariadb_binaries()
-    basedir = Path(tempfile.mkdtemp(prefix="wwt-binlog-"))
-    user_args = ["--user=root"] if os.geteuid() == 0 else []
-    subprocess.run([install, "--no-defaults", f"--datadir={basedir}/data", "--auth-root-authentication-method=normal",
-                    "--skip-test-db", *user_args], capture_output=True, timeout=120, check=True)
-    port = harness_servers.free_port()
-    proc = subprocess.Popen(
-        [mariadbd, "--no-defaults", f"--datadir={basedir}/data", f"--port={port}", "--bind-address=127.0.0.1",
-         f"--socket={basedir}/mysqld.sock", f"--pid-file={basedir}/mysqld.pid", f"--log-error={basedir}/error.log",
-         "--log-bin=mariadb-bin", "--server-id=7", "--binlog-format=MIXED", "--gtid-strict-mode=ON",
-         "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--character-set-server=utf8mb4",
-         "--collation-server=utf8mb4_unicode_ci", *user_args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    server = harness_servers.MariaDBServer("127.0.0.1", port, "root", "", process=proc, basedir=basedir)
-    harness_servers._STARTED.append(server)  # stopped at exit even if the teardown never runs
-    deadline = time.monotonic() + harness_servers.START_TIMEOUT_SECONDS
-    while not harness_servers._mariadb_accepts(server):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log = harness_servers._tail(basedir / "error.log")
-            harness_servers.forget(server)
-            pytest.fail(f"mariadbd with --log-bin did not start:\n{log}")
-        time.sleep(0.2)
-    yield server
-    harness_servers.forget(server)
+    with harness.private_mariadb(["--log-bin=mariadb-bin", "--server-id=7", "--binlog-format=MIXED",
+                                  "--gtid-strict-mode=ON"]) as server:
+        yield server
 
 
 def _capture(config, server) -> dict[str, dict[str, list[tuple]]]:
@@ -85,11 +51,6 @@ def _capture(config, server) -> dict[str, dict[str, list[tuple]]]:
         finally:
             conn.close()
     return out
-
-
-def _admin(config_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WEWORK_CONFIG_FILE": str(config_path), "COLUMNS": "160"}
-    return subprocess.run([ADMIN, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 async def _write(db: Database, tenant: str, label: str, n: int) -> list[str]:
@@ -118,13 +79,13 @@ async def test_point_in_time_recovery(binlog_mariadb, unique_db_prefix, tmp_path
     config = make_database_config(unique_db_prefix, [server], 1)
     await migrate_all(config)
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"database": config.model_dump(mode="json"), "security": SECURITY}))
+    write_settings(settings, config)
     db = Database(config)
     await db.start()
     tenant = new_id()
     try:
         first = await _write(db, tenant, "before-backup", 20)
-        backed = _admin(settings, "backup", "--output", str(tmp_path / "backup"))
+        backed = await run_admin(settings, "backup", "--output", str(tmp_path / "backup"))
         assert backed.returncode == 0, backed.stderr
         # After the backup and before the chosen point: inserts, an update, a delete.
         await _write(db, tenant, "after-backup", 10)
@@ -151,8 +112,8 @@ async def test_point_in_time_recovery(binlog_mariadb, unique_db_prefix, tmp_path
     for extra in ([], ["--binlog-dir", str(archive)]):
         server.drop_databases(unique_db_prefix + "_")
         t0 = time.monotonic()
-        restored = _admin(settings, "restore", "--input", str(tmp_path / "backup"),
-                          "--until", until.isoformat(), *extra, "--json")
+        restored = await run_admin(settings, "restore", "--input", str(tmp_path / "backup"),
+                                   "--until", until.isoformat(), *extra, "--json")
         seconds = time.monotonic() - t0
         assert restored.returncode == 0, restored.stderr
         assert "replayed the binlogs of 5 database(s)" in restored.stderr
@@ -169,9 +130,9 @@ async def test_point_in_time_recovery(binlog_mariadb, unique_db_prefix, tmp_path
     assert until - last_write < RPO_TARGET
 
     # Refusals: a point in the future, and a point before the backup.
-    future = _admin(settings, "restore", "--input", str(tmp_path / "backup"), "--force", "--dry-run",
-                    "--until", (datetime.now(UTC) + timedelta(minutes=5)).isoformat())
+    future = await run_admin(settings, "restore", "--input", str(tmp_path / "backup"), "--force", "--dry-run",
+                             "--until", (datetime.now(UTC) + timedelta(minutes=5)).isoformat())
     assert future.returncode == 1 and "is not in the past" in future.stderr
-    early = _admin(settings, "restore", "--input", str(tmp_path / "backup"), "--force", "--dry-run",
-                   "--until", (datetime.now(UTC) - timedelta(days=1)).isoformat())
+    early = await run_admin(settings, "restore", "--input", str(tmp_path / "backup"), "--force", "--dry-run",
+                            "--until", (datetime.now(UTC) - timedelta(days=1)).isoformat())
     assert early.returncode == 1 and "before the backup's snapshot" in early.stderr

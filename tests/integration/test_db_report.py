@@ -8,17 +8,12 @@ indexes no statement read, as JSON, as a table and as metrics.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-from pathlib import Path
 
 import harness
 import pytest
-import yaml
 from harness import make_database_config
-from harness.admin_cli import admin_document
-from harness.servers import forget
+from harness.admin_cli import admin_document, run_admin, write_settings
 from wework.persistence.database import Database
 from wework.persistence.dbreport import fingerprint
 from wework.persistence.ids import new_id
@@ -27,31 +22,11 @@ from wework.persistence.models import Tenant
 
 pytestmark = pytest.mark.mariadb
 
-ADMIN = str(Path(sys.executable).parent / "wework-admin")
-SECURITY = {
-    "admin_api_key": "wwadmin_test_only_0123456789abcdef",
-    "token_secret": "test-only-token-secret-0123456789abcdef",
-    "lookup_hash_key": "test-only-lookup-key-0123456789abcdef",
-    "encryption_keys": {"k1": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="},
-    "active_encryption_key_id": "k1",
-}
-
 
 @pytest.fixture(scope="module")
 def private_mariadb():
-    try:
-        server = harness.start_private_mariadb()
-    except harness.ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    forget(server)
-
-
-async def _admin(settings: Path, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(ADMIN, "--config", str(settings), *args,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 180)
-    return proc.returncode, out.decode(), err.decode()
+    with harness.private_mariadb() as server:
+        yield server
 
 
 def test_fingerprints_group_statements_that_differ_in_literals_only():
@@ -69,17 +44,17 @@ async def test_an_unindexed_query_is_reported_with_its_plan_and_unused_indexes_a
     config = make_database_config(prefix, [server], 1)
     await migrate_all(config)
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"database": config.model_dump(mode="json"), "security": SECURITY}))
+    write_settings(settings, config)
     schema = f"{prefix}_user_0"
 
     # MariaDB's defaults: nothing to read; the report says so instead of inventing figures.
-    code, out, err = await _admin(settings, "db-report", "--json")
+    code, out, err = await run_admin(settings, "db-report", "--json")
     assert code == 0, err
     (report,) = admin_document("db-report", code, out, err)["servers"]
     assert report["statement_source"] is None and report["index_source"] is None
     assert report["unused_indexes"] is None and any("no index statistics" in n for n in report["notes"])
 
-    code, _out, err = await _admin(settings, "db-report", "--enable-statistics", "--long-query-time", "10")
+    code, _out, err = await run_admin(settings, "db-report", "--enable-statistics", "--long-query-time", "10")
     assert code == 0, err
     assert "userstat=1" in err and "slow_query_log=1" in err and "log_queries_not_using_indexes=1" in err
 
@@ -103,7 +78,7 @@ async def test_an_unindexed_query_is_reported_with_its_plan_and_unused_indexes_a
         conn.close()
 
     prom = tmp_path / "db-report.prom"
-    code, out, err = await _admin(settings, "db-report", "--json", "--metrics-file", str(prom))
+    code, out, err = await run_admin(settings, "db-report", "--json", "--metrics-file", str(prom))
     assert code == 0, err
     (report,) = json.loads(out)["servers"]
     assert report["server"] == f"{server.host}:{server.port}"
@@ -129,19 +104,15 @@ async def test_an_unindexed_query_is_reported_with_its_plan_and_unused_indexes_a
     assert f'wework_db_report_unused_indexes{{db="{schema}",server="{report["server"]}"}}' in text
 
     # The operator's table names the statement, its full scan and the unused index.
-    code, out, err = await _admin(settings, "db-report")
+    code, out, err = await run_admin(settings, "db-report")
     assert code == 0, err
     assert "FULL SCAN" in out and "idx_tenants_created_at" in out and "userstat" in out
 
 
 @pytest.fixture(scope="module")
 def mariadb_with_performance_schema():
-    try:
-        server = harness.start_private_mariadb(["--performance-schema=ON"])
-    except harness.ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    forget(server)
+    with harness.private_mariadb(["--performance-schema=ON"]) as server:
+        yield server
 
 
 async def test_performance_schema_digests_and_index_io_are_preferred(mariadb_with_performance_schema, tmp_path):
@@ -152,7 +123,7 @@ async def test_performance_schema_digests_and_index_io_are_preferred(mariadb_wit
     config = make_database_config(prefix, [server], 1)
     await migrate_all(config)
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"database": config.model_dump(mode="json"), "security": SECURITY}))
+    write_settings(settings, config)
     schema = f"{prefix}_user_0"
     conn = server.sync_connect()
     try:
@@ -164,7 +135,7 @@ async def test_performance_schema_digests_and_index_io_are_preferred(mariadb_wit
     finally:
         conn.close()
 
-    code, out, err = await _admin(settings, "db-report", "--json", "--top", "50")
+    code, out, err = await run_admin(settings, "db-report", "--json", "--top", "50")
     assert code == 0, err
     (report,) = json.loads(out)["servers"]
     assert report["statement_source"] == "performance_schema" and report["index_source"] == "performance_schema"
@@ -179,7 +150,7 @@ async def test_performance_schema_digests_and_index_io_are_preferred(mariadb_wit
     assert (schema, "tenants", "idx_tenants_created_at") in unused
 
     # With the slow log on as well, a digest is explained from a logged statement of its shape.
-    code, _out, err = await _admin(settings, "db-report", "--enable-statistics")
+    code, _out, err = await run_admin(settings, "db-report", "--enable-statistics")
     assert code == 0, err
     conn = server.sync_connect()
     try:
@@ -188,7 +159,7 @@ async def test_performance_schema_digests_and_index_io_are_preferred(mariadb_wit
             cur.execute("SELECT id FROM tenants WHERE contact_person = %s", ("someone else",))
     finally:
         conn.close()
-    code, out, err = await _admin(settings, "db-report", "--json", "--top", "50")
+    code, out, err = await run_admin(settings, "db-report", "--json", "--top", "50")
     assert code == 0, err
     (report,) = json.loads(out)["servers"]
     assert report["statement_source"] == "performance_schema"

@@ -42,6 +42,7 @@ from wework.server.application.conversations import ConversationUseCases
 from wework.server.application.message_events import MessageEvents, ProviderEventRouter
 from wework.server.application.message_ports import InProcessAccountGateway
 from wework.server.application.tenants import TenantUseCases
+from wework.server.observability import metrics
 from wework.server.providers.simulator import SimulatorConfig, SimulatorProvider
 from wework.server.security.field_crypto import FieldCipher
 from wework.server.security.passwords import PasswordHasher
@@ -364,3 +365,39 @@ async def test_a_redis_wake_up_starts_an_idle_dispatcher_at_once(own_nodes):
 async def _statuses_sent(node: Node, tenant_id: str):
     rows = await _statuses(node, tenant_id)
     return rows and all(r.status in ("sent", "delivered") for r in rows.values())
+
+
+def _messages_depth(shard: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value("wework_queue_depth", {"queue": "messages", "shard": shard})
+
+
+async def test_the_messages_queue_depth_counts_due_unclaimed_messages(own_nodes):
+    node = await own_nodes()
+    tenant_id, account_id = await _tenant_and_account(node)
+    shard = node.db.shard_for(tenant_id)
+    msgs = await _insert(node, tenant_id, account_id, 7)
+    async with node.db.unit_of_work("message", tenant_id) as uow:
+        # The two oldest are scheduled for later, one is paused: not due.
+        await uow.session.execute(sa.update(mm.Message).where(mm.Message.id.in_([msgs[0].id, msgs[1].id]))
+                                  .values(scheduled_time=utcnow() + timedelta(hours=1)))
+        await uow.session.execute(sa.update(mm.Message).where(mm.Message.id == msgs[6].id).values(paused=True))
+    async with node.db.shard_unit_of_work("message", shard) as uow:  # claimed by another worker
+        [claimed] = await DispatchRepository(uow.session).claim("elsewhere", utcnow(), 1, timedelta(seconds=60))
+    d = node.dispatcher(DispatchSettings(**{**FAST.__dict__, "depth_sample_seconds": 0.05}))
+    assert await d.sample_depth(shard) == 3 and _messages_depth(shard) == 3
+    # Only the first `examined` pending rows (claim order: the two scheduled ones first) are read.
+    async with node.db.shard_unit_of_work("message", shard, read_only=True) as uow:
+        repo = DispatchRepository(uow.session)
+        assert (await repo.due_count(utcnow(), 2), await repo.due_count(utcnow(), 4)) == (0, 2)
+
+    # The dispatcher's loop samples it: once the due messages are sent, the depth is 0.
+    metrics.QUEUE_DEPTH.labels(queue="messages", shard=shard).set(-1)
+    await d.start()
+
+    async def drained():
+        return _messages_depth(shard) == 0
+
+    await _wait(drained)
+    rows = await _statuses(node, tenant_id)
+    assert all(rows[m.id].status in ("sent", "delivered") for m in msgs[2:6] if m.id != claimed.id)
+    assert [rows[m.id].status for m in (msgs[0], msgs[1], msgs[6])] == ["pending"] * 3

@@ -8,15 +8,12 @@ put three years later, so that future partitions must be created and old rows re
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from harness import make_database_config, make_sqlite_config
-from harness.admin_cli import admin_document
+from harness.admin_cli import admin_document, run_admin, write_settings
 from wework.persistence.database import Database, create_engine_for
 from wework.persistence.ids import new_id
 from wework.persistence.maintenance import DatabaseReport, MaintenancePolicy, lock_name, maintain_all
@@ -182,14 +179,11 @@ async def test_a_database_locked_by_another_run_is_skipped(mariadb_server, seede
 
     # The command, with the real clock: partitions made by the migration already reach far enough.
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"database": config.model_dump(mode="json"), **_SECURITY}))
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "wework-admin"), "--config", str(settings), "maintain", "--json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()
-    assert "3 done, 0 skipped" in err.decode()
-    report = admin_document("maintain", proc.returncode, out.decode(), err.decode())
+    write_settings(settings, config)
+    code, out, err = await run_admin(settings, "maintain", "--json", timeout=120)
+    assert code == 0, err
+    assert "3 done, 0 skipped" in err
+    report = admin_document("maintain", code, out, err)
     assert (report["done"], report["skipped"], report["failed"]) == (3, 0, 0)
     assert {d["db"] for d in report["databases"]} == {"account", "message", "callback"}
 
@@ -216,12 +210,3 @@ async def test_sqlite_deletes_by_retention_only(tmp_path):
             assert present == set(ids[table]["kept"]), table
     finally:
         await db.dispose()
-
-
-_SECURITY = {"security": {
-    "admin_api_key": "wwadmin_test_only_0123456789abcdef",
-    "token_secret": "test-only-token-secret-0123456789abcdef",
-    "lookup_hash_key": "test-only-lookup-key-0123456789abcdef",
-    "encryption_keys": {"k1": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="},
-    "active_encryption_key_id": "k1",
-}}

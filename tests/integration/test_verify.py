@@ -8,14 +8,11 @@ resumes; a source/target difference of a bucket range is named the same way.
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import harness
 import pytest
-import yaml
 from harness import make_database_config
-from harness.admin_cli import admin_document
+from harness.admin_cli import admin_document, run_admin, write_settings
 from harness.replication import execute
 from wework.persistence.config import ShardSpec
 from wework.persistence.database import Database
@@ -27,14 +24,6 @@ from wework.persistence.verify import MoveVerifier, ReplicaVerifier, VerifyOptio
 
 pytestmark = pytest.mark.mariadb
 
-ADMIN = str(Path(sys.executable).parent / "wework-admin")
-SECURITY = {
-    "admin_api_key": "wwadmin_test_only_0123456789abcdef",
-    "token_secret": "test-only-token-secret-0123456789abcdef",
-    "lookup_hash_key": "test-only-lookup-key-0123456789abcdef",
-    "encryption_keys": {"k1": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="},
-    "active_encryption_key_id": "k1",
-}
 TENANTS = 240
 
 
@@ -47,13 +36,6 @@ async def _add_tenants(db: Database, ids: list[str]) -> None:
 def _caught_up(pair) -> None:
     position = execute(pair.primary, "SELECT @@gtid_binlog_pos")[0][0]
     assert execute(pair.replica, "SELECT MASTER_GTID_WAIT(%s, 30)", (position,)) == [(0,)]
-
-
-async def _admin(settings: Path, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(ADMIN, "--config", str(settings), *args,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 180)
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +59,7 @@ async def replicated(replicated_mariadb, tmp_path_factory):
                 (f"h-{i // 3:03d}", f"2026-11-0{1 + i % 3} 10:00:00", ids[0]))
     _caught_up(pair)
     settings = tmp_path_factory.mktemp("verify") / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"database": config.model_dump(mode="json"), "security": SECURITY}))
+    write_settings(settings, config)
     yield db, pair, config, settings, ids, f"{prefix}_user_0"
     await db.dispose()
 
@@ -125,7 +107,7 @@ async def test_a_row_changed_on_the_replica_is_named_with_its_table_and_key(repl
             assert cur.rowcount == 1
         conn.commit()
         prom = tmp_path / "verify.prom"
-        code, out, err = await _admin(settings, "verify", "--chunk-size", "50", "--metrics-file", str(prom))
+        code, out, err = await run_admin(settings, "verify", "--chunk-size", "50", "--metrics-file", str(prom))
         assert code == 1, err
         (line,) = [x for x in out.splitlines() if x.startswith("DIFF")]
         assert "kind=replica" not in line and line.startswith("DIFF replica shard=s0")
@@ -137,7 +119,7 @@ async def test_a_row_changed_on_the_replica_is_named_with_its_table_and_key(repl
                      'table="tenants"' in x]
         assert differing and differing[0].endswith(" 1.0")
 
-        code, out, err = await _admin(settings, "verify", "--table", "tenants", "--json")
+        code, out, err = await run_admin(settings, "verify", "--table", "tenants", "--json")
         assert code == 1
         report = admin_document("verify", code, out, err)  # a result: the documented keys, no `error`
         assert "error" not in report and report["kind"] == "replica" and not report["ok"]
@@ -159,8 +141,8 @@ async def test_a_row_changed_on_the_replica_is_named_with_its_table_and_key(repl
                         "AND created_at = '2026-11-02 10:00:00'")
             assert cur.rowcount == 1
         conn.commit()
-        code, out, _err = await _admin(settings, "verify", "--table", "account.account_status_history",
-                                       "--chunk-size", "25")
+        code, out, _err = await run_admin(settings, "verify", "--table", "account.account_status_history",
+                                          "--chunk-size", "25")
         assert code == 1
         (line,) = [x for x in out.splitlines() if x.startswith("DIFF")]
         assert "table=account.account_status_history" in line and line.endswith("differs")
@@ -180,7 +162,7 @@ async def test_a_row_changed_on_the_replica_is_named_with_its_table_and_key(repl
             saved = cur.fetchone()
             cur.execute(f"DELETE FROM `{schema}`.tenants WHERE id = %s", (ids[3],))
         conn.commit()
-        code, out, _err = await _admin(settings, "verify", "--table", "user.tenants")
+        code, out, _err = await run_admin(settings, "verify", "--table", "user.tenants")
         assert code == 1
         missing = [x for x in out.splitlines() if x.startswith("DIFF") and ids[3] in x]
         assert missing and missing[0].endswith("missing")
@@ -250,9 +232,9 @@ async def test_a_bucket_move_difference_is_named(mariadb_server, tmp_path):
     assert clean.ok, clean.to_json()
 
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"database": source.model_dump(mode="json"), "security": SECURITY}))
-    code, out, err = await _admin(settings, "verify", "--buckets", "0-31", "--source-dsn", source.shards[0].dsn,
-                                  "--target-dsn", target.shards[0].dsn, "--chunk-size", "10")
+    write_settings(settings, source)
+    code, out, err = await run_admin(settings, "verify", "--buckets", "0-31", "--source-dsn", source.shards[0].dsn,
+                                     "--target-dsn", target.shards[0].dsn, "--chunk-size", "10")
     assert code == 1, err
     lines = [x for x in out.splitlines() if x.startswith("DIFF")]
     assert len(lines) == 1, out
@@ -265,7 +247,7 @@ async def test_a_bucket_move_difference_is_named(mariadb_server, tmp_path):
                             "target_shard, target_dsn, phase, checkpoint, created_at, updated_at) VALUES "
                             "(%s, '0-31', 's0', 's1', %s, 'frozen', '{}', UTC_TIMESTAMP(), UTC_TIMESTAMP())",
             (new_id(), target.shards[0].dsn))
-    code, out, err = await _admin(settings, "verify", "--move", "--table", "user.tenants")
+    code, out, err = await run_admin(settings, "verify", "--move", "--table", "user.tenants")
     assert code == 1, err
     (line,) = [x for x in out.splitlines() if x.startswith("DIFF")]
     assert line.startswith("DIFF move shard=s0 target=s1 table=user.tenants") and victim in line

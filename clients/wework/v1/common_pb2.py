@@ -24,15 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wework/v1/common.proto\x12\twework.v1*\x81\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\x02\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x03\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x04\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x05\x12\x1e\n\x1a\x45RROR_REASON_ETAG_MISMATCH\x10\x06\x12$\n ERROR_REASON_FAILED_PRECONDITION\x10\x07\x12\x1f\n\x1b\x45RROR_REASON_QUOTA_EXCEEDED\x10\x08\x12\x1c\n\x18\x45RROR_REASON_USER_LOCKED\x10\t\x12!\n\x1d\x45RROR_REASON_TENANT_SUSPENDED\x10\n\x12\'\n#ERROR_REASON_DEPENDENCY_UNAVAILABLE\x10\x0b\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0c\x12\x1e\n\x1a\x45RROR_REASON_SHUTTING_DOWN\x10\r\x12\"\n\x1e\x45RROR_REASON_REQUEST_ID_REUSED\x10\x0e*w\n\x0cOperatorType\x12\x1d\n\x19OPERATOR_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12OPERATOR_TYPE_USER\x10\x01\x12\x18\n\x14OPERATOR_TYPE_SYSTEM\x10\x02\x12\x16\n\x12OPERATOR_TYPE_AUTO\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wework/v1/common.proto\x12\twework.v1*\x85\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\x02\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x03\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x04\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x05\x12\x1e\n\x1a\x45RROR_REASON_ETAG_MISMATCH\x10\x06\x12$\n ERROR_REASON_FAILED_PRECONDITION\x10\x07\x12\x1f\n\x1b\x45RROR_REASON_QUOTA_EXCEEDED\x10\x08\x12 \n\x18\x45RROR_REASON_USER_LOCKED\x10\t\x1a\x02\x08\x01\x12!\n\x1d\x45RROR_REASON_TENANT_SUSPENDED\x10\n\x12\'\n#ERROR_REASON_DEPENDENCY_UNAVAILABLE\x10\x0b\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0c\x12\x1e\n\x1a\x45RROR_REASON_SHUTTING_DOWN\x10\r\x12\"\n\x1e\x45RROR_REASON_REQUEST_ID_REUSED\x10\x0e*w\n\x0cOperatorType\x12\x1d\n\x19OPERATOR_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12OPERATOR_TYPE_USER\x10\x01\x12\x18\n\x14OPERATOR_TYPE_SYSTEM\x10\x02\x12\x16\n\x12OPERATOR_TYPE_AUTO\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wework.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_USER_LOCKED"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_USER_LOCKED"]._serialized_options = b'\010\001'
   _globals['_ERRORREASON']._serialized_start=38
-  _globals['_ERRORREASON']._serialized_end=551
-  _globals['_OPERATORTYPE']._serialized_start=553
-  _globals['_OPERATORTYPE']._serialized_end=672
+  _globals['_ERRORREASON']._serialized_end=555
+  _globals['_OPERATORTYPE']._serialized_start=557
+  _globals['_OPERATORTYPE']._serialized_end=676
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,8 @@ from typing import Any
 from wework.domain.dispatch import pacing_violations
 from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, PreconditionViolation
 from wework.domain.identity import EMAIL_RE, PHONE_RE, etag_of
+from wework.domain.names import name_violations
+from wework.domain.update_mask import update_mask_violations
 
 
 class AccountStatus(StrEnum):
@@ -413,6 +415,7 @@ def validate_account(values: dict[str, Any], prefix: str = "account", *, creatin
         if not name.strip() or len(name) > 100 or name != name.strip():
             v.append(FieldViolation(f"{prefix}.account_name",
                                     "account_name is required: 1-100 characters without surrounding spaces"))
+        v.extend(name_violations(f"{prefix}.account_name", name))
     phone = values.get("phone")
     if phone and not PHONE_RE.match(phone):
         v.append(FieldViolation(f"{prefix}.phone", "must be 5-20 digits with an optional leading +"))
@@ -496,11 +499,7 @@ class Conversation:
 
 def validate_conversation_update(values: dict[str, Any], paths: list[str], prefix: str = "conversation") -> None:
     v: list[FieldViolation] = []
-    if not paths:
-        v.append(FieldViolation("update_mask", "name at least one field to update"))
-    for p in paths:
-        if p not in CONVERSATION_MUTABLE_FIELDS:
-            v.append(FieldViolation("update_mask", f"field {p!r} cannot be updated"))
+    v.extend(update_mask_violations(paths, CONVERSATION_MUTABLE_FIELDS))
     if "tags" in paths:
         tags = values.get("tags") or []
         if len(tags) > MAX_TAGS:

@@ -9,6 +9,7 @@ from typing import Any
 
 from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from wework.domain.identity import etag_of
+from wework.domain.names import name_violations
 
 MAX_MANUAL_TARGETS = 10_000
 MAX_TASK_NAME = 100
@@ -101,6 +102,7 @@ class BatchTask:
         v: list[FieldViolation] = []
         if not self.task_name or len(self.task_name) > MAX_TASK_NAME:
             v.append(FieldViolation("task.task_name", f"must be 1-{MAX_TASK_NAME} characters"))
+        v.extend(name_violations("task.task_name", self.task_name))
         if not self.account_id:
             v.append(FieldViolation("task.account_id", "account_id is required"))
         if self.target_type is TargetType.MANUAL:

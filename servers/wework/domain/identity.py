@@ -22,6 +22,7 @@ from wework.domain.errors import (
     InvalidArgument,
     PreconditionViolation,
 )
+from wework.domain.names import name_violations
 
 CODE_RE = re.compile(r"^[a-z][a-z0-9_-]{1,49}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{3,50}$")
@@ -67,6 +68,11 @@ def _check_len(violations: list[FieldViolation], path: str, value: str | None, l
     if n < lo or n > hi:
         what = "is required" if n == 0 and lo > 0 else f"must be {lo}-{hi} characters"
         violations.append(FieldViolation(path, f"{path.rsplit('.', 1)[-1]} {what}"))
+
+
+def _check_name(violations: list[FieldViolation], path: str, value: str | None, lo: int, hi: int) -> None:
+    _check_len(violations, path, value, lo, hi)
+    violations.extend(name_violations(path, value))
 
 
 def _check_url(violations: list[FieldViolation], path: str, value: str | None) -> None:
@@ -135,9 +141,9 @@ class Tenant:
             v.append(FieldViolation(f"{prefix}.tenant_code",
                                     "must be 2-50 of a-z, 0-9, _ and -, starting with a letter"))
         if want("tenant_name"):
-            _check_len(v, f"{prefix}.tenant_name", self.tenant_name, 1, 100)
+            _check_name(v, f"{prefix}.tenant_name", self.tenant_name, 1, 100)
         if want("contact_person"):
-            _check_len(v, f"{prefix}.contact_person", self.contact_person, 0, 50)
+            _check_name(v, f"{prefix}.contact_person", self.contact_person, 0, 50)
         if want("contact_phone"):
             _check_phone(v, f"{prefix}.contact_phone", self.contact_phone)
         if want("contact_email"):
@@ -219,7 +225,7 @@ def validate_user_fields(values: dict[str, Any], prefix: str = "user", *, creati
     if "phone" in values:
         _check_phone(v, f"{prefix}.phone", values.get("phone"))
     if "real_name" in values:
-        _check_len(v, f"{prefix}.real_name", values.get("real_name"), 0, 50)
+        _check_name(v, f"{prefix}.real_name", values.get("real_name"), 0, 50)
     if "avatar_url" in values:
         _check_url(v, f"{prefix}.avatar_url", values.get("avatar_url"))
     if creating or "password" in values:
@@ -301,7 +307,7 @@ class Role:
             v.append(FieldViolation(f"{prefix}.role_code",
                                     "must be 2-50 of a-z, 0-9, _ and -, starting with a letter"))
         if want("role_name"):
-            _check_len(v, f"{prefix}.role_name", self.role_name, 1, 100)
+            _check_name(v, f"{prefix}.role_name", self.role_name, 1, 100)
         if want("description"):
             _check_len(v, f"{prefix}.description", self.description, 0, 500)
         if want("permissions"):
@@ -355,7 +361,7 @@ class ApiKey:
 def validate_api_key_fields(display_name: str, role_id: str, expires_at: datetime | None, now: datetime,
                             prefix: str = "api_key") -> None:
     v: list[FieldViolation] = []
-    _check_len(v, f"{prefix}.display_name", display_name, 1, 100)
+    _check_name(v, f"{prefix}.display_name", display_name, 1, 100)
     if not role_id:
         v.append(FieldViolation(f"{prefix}.role_id", "role_id is required"))
     if expires_at is not None and expires_at <= now:

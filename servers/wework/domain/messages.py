@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, PreconditionViolation
+from wework.domain.names import name_violations
 
 
 class MessageType(StrEnum):
@@ -408,6 +409,7 @@ def validate_template(template_name: str, message_type: MessageType, content: Ma
     if not template_name.strip() or len(template_name) > TEMPLATE_NAME_MAX:
         out.append(FieldViolation(f"{prefix}.template_name", f"template_name must be 1-{TEMPLATE_NAME_MAX} "
                                                              "characters", "REQUIRED"))
+    out.extend(name_violations(f"{prefix}.template_name", template_name))
     seen: set[str] = set()
     for i, var in enumerate(variables):
         if not VARIABLE_NAME_RE.match(var.name):

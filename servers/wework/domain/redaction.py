@@ -3,7 +3,7 @@
 Providers put session credentials into their callbacks (the ONLINE callback's `login_token`,
 verification codes, provider tokens). The platform needs some of them once, to apply the
 callback, and must never keep or show them in clear (docs/callbacks.md, "Credentials in
-callbacks"). So the callback inbox splits a body at ingress, before it is stored:
+callbacks"). The JSON log lines redact extra fields by the same list (runtime/logging.py). So the callback inbox splits a body at ingress, before it is stored:
 `split_secrets` gives the body with every sensitive value replaced by REDACTED (that is what is
 stored, listed and logged) and the values taken out by their JSON path (sealed with the field
 cipher beside the row); the processor puts them back with `restore_secrets` only for the
@@ -24,11 +24,12 @@ REDACTED = "[REDACTED]"
 SENSITIVE_KEYS: frozenset[str] = frozenset({
     # session and provider tokens
     "logintoken", "token", "accesstoken", "refreshtoken", "sessiontoken", "providertoken", "authtoken",
-    "idtoken", "sessionkey", "sessionid", "ticket", "authorization", "cookie", "setcookie",
+    "idtoken", "sessionkey", "sessionid", "ticket", "authorization", "proxyauthorization", "cookie",
+    "setcookie",
     # verification codes
     "verificationcode", "verifycode", "smscode", "authcode", "captcha", "otp",
     # passwords, keys and secrets
-    "password", "passwd", "secret", "clientsecret", "apikey", "privatekey",
+    "password", "passwd", "secret", "clientsecret", "apikey", "xapikey", "privatekey",
 })
 
 

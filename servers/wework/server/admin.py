@@ -33,17 +33,21 @@ import asyncio
 import shlex
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.table import Table
 from wework.domain.access import SYSTEM_ROLES
 from wework.server.admin_output import Output, terminal_console
 from wework.server.settings import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from wework.persistence.failover import FailoverResult
+
 console = terminal_console(sys.stderr)
+_Outcome = TypeVar("_Outcome")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +170,7 @@ async def _migrate(settings: Settings, args: argparse.Namespace, out: Output) ->
 
 async def _failover(settings: Settings, args: argparse.Namespace, out: Output) -> int:
     from wework.persistence.database import Database
-    from wework.persistence.failover import FailoverError, failover
+    from wework.persistence.failover import failover
     from wework.persistence.redis.client import create_redis
     from wework.persistence.shardmap import ShardMapStore, wait_for_acks
 
@@ -175,55 +179,71 @@ async def _failover(settings: Settings, args: argparse.Namespace, out: Output) -
     db = Database(settings.database_config, databases=())
     redis = None if settings.redis.url.startswith("memory://") else create_redis(settings.redis)
     prefix = settings.redis.key_prefix
-    behind: Any = None
-    try:
+
+    async def promote():
         result = await failover(ShardMapStore(db, redis=redis, key_prefix=prefix), args.shard, args.replica,
                                 force=args.force, apply_timeout=args.apply_timeout,
                                 progress=out.progress.step)
+        behind: Any = None
         if redis is not None:
             behind = await wait_for_acks(redis, prefix, result.version, timeout=args.ack_timeout)
             if behind:
                 out.warn(f"not yet on version {result.version}: {behind}")
-    except FailoverError as exc:
-        out.error(f"failover refused: {exc}")
-        return 1
-    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-        out.error(f"failover failed: {type(exc).__name__}: {exc}")
-        return 1
+        return result, behind
+
+    try:
+        done = await _reported_failover(out, promote())
     finally:
         await db.dispose()
         if redis is not None:
             await redis.aclose()
+    if done is None:
+        return 1
+    result, behind = done
     out.say(f"shard {result.shard}: {result.new_primary} is the primary (was {result.old_primary}); "
             f"shard map version {result.version}", "green")
     out.line(f"version={result.version} primary={result.new_primary} position={result.applied_position}")
-    out.result(shard=result.shard, version=result.version, new_primary=result.new_primary,
-               old_primary=result.old_primary, position=result.applied_position,
-               remaining_replicas=result.remaining_replicas, repointed=result.repointed, not_acknowledged=behind or [])
+    _failover_result(out, result, not_acknowledged=behind or [])
     return 0
 
 
 async def _failover_directory(settings: Settings, args: argparse.Namespace, out: Output) -> int:
-    from wework.persistence.failover import FailoverError, failover_directory
+    from wework.persistence.failover import failover_directory
 
-    try:
-        result = await failover_directory(settings.database_config, args.replica, force=args.force,
-                                          apply_timeout=args.apply_timeout, progress=out.progress.step)
-    except FailoverError as exc:
-        out.error(f"failover refused: {exc}")
-        return 1
-    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
-        out.error(f"failover failed: {type(exc).__name__}: {exc}")
+    result = await _reported_failover(out, failover_directory(
+        settings.database_config, args.replica, force=args.force, apply_timeout=args.apply_timeout,
+        progress=out.progress.step))
+    if result is None:
         return 1
     out.say(f"directory: {result.new_primary} is the primary (was {result.old_primary}); running "
             "processes reconnect to it. At the next deploy set database.directory_dsn to it and list "
             "the rebuilt old primary under directory_replicas.", "green")
     out.line(f"epoch={result.version} primary={result.new_primary} position={result.applied_position}")
     # The shard failover's keys: `shard` is "directory", `version` the new epoch, nothing to acknowledge.
+    _failover_result(out, result, not_acknowledged=[])
+    return 0
+
+
+async def _reported_failover(out: Output, attempt: Awaitable[_Outcome]) -> _Outcome | None:
+    """What a (shard or directory) failover gave, or None once its refusal or failure is
+    reported: the operator reads why, the command exits 1."""
+    from wework.persistence.failover import FailoverError
+
+    try:
+        return await attempt
+    except FailoverError as exc:
+        out.error(f"failover refused: {exc}")
+    except Exception as exc:  # noqa: BLE001 - an operator command reports and exits
+        out.error(f"failover failed: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _failover_result(out: Output, result: FailoverResult, *, not_acknowledged: list) -> None:
+    """The --json result of both failovers (docs/operations-admin-cli.md: the same keys)."""
     out.result(shard=result.shard, version=result.version, new_primary=result.new_primary,
                old_primary=result.old_primary, position=result.applied_position,
-               remaining_replicas=result.remaining_replicas, repointed=result.repointed, not_acknowledged=[])
-    return 0
+               remaining_replicas=result.remaining_replicas, repointed=result.repointed,
+               not_acknowledged=not_acknowledged)
 
 
 async def _effective_config(settings: Settings):

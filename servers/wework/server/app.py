@@ -238,7 +238,7 @@ async def build_application(settings: Settings, *,
 
 async def _callback_inbox(settings: Settings, ctx: AppContext, redis, wiring: Wiring) -> None:
     """The durable callback inbox (application/callbacks.py), shared by the HTTP ingress,
-    IngestCallback and the in-process simulator."""
+    IngestCallback and the in-process provider adapter (simulator, puppet_service)."""
     cfg = settings.callback
     waker = CallbackWaker(redis, settings.redis.key_prefix)
     directory = GuidDirectory(ctx.db)
@@ -247,7 +247,7 @@ async def _callback_inbox(settings: Settings, ctx: AppContext, redis, wiring: Wi
         ctx.db, redis, settings.redis.key_prefix,
         InboxSettings(secret=cfg.secret.get_secret_value() if cfg.secret else None,
                       tolerance_seconds=cfg.max_skew_seconds),
-        directory, wake=waker.wake, clock=ctx.clock, cipher=ctx.cipher)
+        directory, wake=waker.wake, clock=ctx.clock, cipher=ctx.cipher, provider=settings.provider.kind)
 
 
 async def _callback_service(settings: Settings, ctx: AppContext, wiring: Wiring, closers: list,

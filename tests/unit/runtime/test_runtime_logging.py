@@ -65,3 +65,13 @@ def test_reconfiguring_replaces_the_handler(logs):
         assert sum(1 for h in logging.getLogger().handlers if getattr(h, "_wework_handler", False)) == 1
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+def test_extras_are_redacted_by_the_one_list_of_credential_keys_plus_metadata(logs):
+    logging.getLogger("wework.test").info("fields", extra={
+        "loginToken": "t", "verification_code": "123456", "Proxy-Authorization": "Basic x",
+        "metadata": {"authorization": "Bearer y"}, "tenant_id": "t1"})
+    [line] = logs()
+    for key in ("loginToken", "verification_code", "Proxy-Authorization", "metadata"):
+        assert line[key] == "[REDACTED]", key
+    assert line["tenant_id"] == "t1"

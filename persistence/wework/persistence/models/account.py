@@ -14,6 +14,7 @@ from .base import (
     HASH_LENGTH,
     MYSQL_TABLE_ARGS,
     NAMING_CONVENTION,
+    AppliedCallbackMixin,
     IdempotencyKeyMixin,
     IdMixin,
     TimestampsMixin,
@@ -175,21 +176,8 @@ class IdempotencyKey(IdempotencyKeyMixin, AccountBase):
     pass
 
 
+class AppliedCallback(AppliedCallbackMixin, AccountBase):
+    pass
 
-class AppliedCallback(AccountBase):
-    """Added (0003): the effect ledger of provider callbacks. The callback processor writes the
-    callback's dedupe key here in the same transaction as its effect, so a callback processed
-    again (a crash before it was marked processed, a replay) finds the row and has no second
-    effect. Purged after callback.effect_ledger_retention_days (replays stop at that age)."""
-
-    __tablename__ = "applied_callbacks"
-
-    effect_key: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
-    applied_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
-
-    __table_args__ = (
-        index("applied_callbacks", "idx_applied_at", "applied_at"),
-        dict(MYSQL_TABLE_ARGS),
-    )
 
 metadata = AccountBase.metadata

@@ -147,3 +147,20 @@ class IdempotencyKeyMixin:
     def __table_args__(cls) -> tuple[Any, ...]:
         # Expiry sweeps delete old keys by age.
         return (index("idempotency_keys", "idx_created_at", "created_at"), dict(MYSQL_TABLE_ARGS))
+
+
+class AppliedCallbackMixin:
+    """Added (0003): the effect ledger of provider callbacks, in each database a callback's
+    effect writes (account, message). The callback processor writes the callback's dedupe key
+    here in the same transaction as its effect, so a callback processed again (a crash before it
+    was marked processed, a replay) finds the row and has no second effect. Purged after
+    callback.effect_ledger_retention_days (replays stop at that age)."""
+
+    __tablename__ = "applied_callbacks"
+
+    effect_key: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (index("applied_callbacks", "idx_applied_at", "applied_at"), dict(MYSQL_TABLE_ARGS))

@@ -13,6 +13,7 @@ from ..ids import new_id
 from .base import (
     MYSQL_TABLE_ARGS,
     NAMING_CONVENTION,
+    AppliedCallbackMixin,
     BigIntPK,
     IdempotencyKeyMixin,
     IdMixin,
@@ -217,21 +218,9 @@ class IdempotencyKey(IdempotencyKeyMixin, MessageBase):
 
 
 
-class AppliedCallback(MessageBase):
-    """Added (0003): the effect ledger of provider callbacks. The callback processor writes the
-    callback's dedupe key here in the same transaction as its effect, so a callback processed
-    again (a crash before it was marked processed, a replay) finds the row and has no second
-    effect. Purged after callback.effect_ledger_retention_days (replays stop at that age)."""
+class AppliedCallback(AppliedCallbackMixin, MessageBase):
+    pass
 
-    __tablename__ = "applied_callbacks"
-
-    effect_key: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
-    applied_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
-
-    __table_args__ = (
-        index("applied_callbacks", "idx_applied_at", "applied_at"),
-        dict(MYSQL_TABLE_ARGS),
-    )
 
 metadata = MessageBase.metadata
 

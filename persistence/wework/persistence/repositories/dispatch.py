@@ -409,6 +409,20 @@ class DispatchRepository:
             stmt = stmt.with_hint(T, f"FORCE INDEX ({_CLAIM_INDEX})", dialect)
         return (await self._s.execute(stmt)).scalar_one_or_none()
 
+    async def due_count(self, now: datetime, examined: int) -> int:
+        """The dispatch queue's depth: pending, unpaused messages due by `now`, among the first
+        `examined` pending ones in claim-index order.
+
+        The due time is an expression no index holds, so every pending row read costs a row
+        lookup; reading at most `examined` of them bounds a sample's cost whatever the backlog.
+        Exact while fewer messages are pending, a lower bound beyond."""
+        pending = sa.select(due_at().label("due")).where(T.status == MS.PENDING.value, T.paused == sa.false())
+        for dialect in ("mysql", "mariadb"):
+            pending = pending.with_hint(T, f"FORCE INDEX ({_CLAIM_INDEX})", dialect)
+        first = pending.limit(examined).subquery()
+        return (await self._s.execute(sa.select(sa.func.count()).select_from(first).where(
+            first.c.due <= sa.bindparam("now", now, type_=UtcDateTime())))).scalar_one()
+
     async def put_back_paused(self, m: Message, worker_id: str, now: datetime) -> bool:
         """A claimed message of a paused (or no longer running) batch goes back, marked paused."""
         result = await self._s.execute(

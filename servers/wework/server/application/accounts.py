@@ -52,6 +52,7 @@ from wework.domain.errors import (
     Unavailable,
 )
 from wework.domain.identity import TenantStatus, check_etag, validate_request_id
+from wework.domain.update_mask import check_update_mask
 from wework.persistence.background import cancel_and_wait
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import PageTokens, normalize_page_size
@@ -553,12 +554,7 @@ class AccountUseCases:
                              paths: list[str], etag: str) -> Account:
         tenant_id = principal.require_tenant()
         require_id(account_id, "account.id")
-        if not paths:
-            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
-        unknown = [p for p in paths if p not in ACCOUNT_MUTABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated")
-                                   for p in unknown])
+        check_update_mask(paths, ACCOUNT_MUTABLE_FIELDS)
         changed = {p: values.get(p) for p in paths}
         for name in ("phone", "email", "user_id", "provider_token"):
             if name in changed:

@@ -176,8 +176,11 @@ class IngestResult:
 class CallbackInbox:
     def __init__(self, db: UnitsOfWork, redis: Any, key_prefix: str, settings: InboxSettings,
                  directory: GuidDirectory, *, wake: Callable[[str | None], Awaitable[None]] | None = None,
-                 clock: Callable[[], datetime] = utcnow, cipher: FieldCipher | None = None) -> None:
+                 clock: Callable[[], datetime] = utcnow, cipher: FieldCipher | None = None,
+                 provider: str = "simulator") -> None:
         self._db, self._redis, self._cfg, self._directory = db, redis, settings, directory
+        # The in-process adapter whose callbacks `deliver` stores (provider.kind): their `source`.
+        self._provider = provider
         # None: credentials are redacted and dropped (nothing can open them later).
         self._cipher = cipher
         self._replay_prefix = f"{key_prefix}cbsig:"
@@ -293,9 +296,10 @@ class CallbackInbox:
                 log.debug("callback wake-up failed", exc_info=True)
 
     async def deliver(self, callback: ProviderCallback) -> None:
-        """CallbackSink of the in-process simulator: its callbacks enter through the inbox too."""
+        """CallbackSink of the in-process provider adapter (simulator, puppet_service): its
+        callbacks enter through the inbox too."""
         body = json.dumps(callback_to_json(callback), separators=(",", ":")).encode()
-        await self.store(body, source="simulator")
+        await self.store(body, source=self._provider)
 
 
 class _StoreWriter:

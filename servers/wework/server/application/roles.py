@@ -14,12 +14,11 @@ from wework.domain.access import Principal
 from wework.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
     NotFound,
     PreconditionViolation,
 )
 from wework.domain.identity import ROLE_MUTABLE_FIELDS, Role, User, check_etag, validate_request_id
+from wework.domain.update_mask import check_update_mask
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import (
@@ -74,12 +73,7 @@ class RoleUseCases:
     async def update_role(self, principal: Principal, changes: Role, paths: list[str], etag: str) -> Role:
         tenant_id = principal.require_tenant()
         require_id(changes.id, "role.id")
-        if not paths:
-            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
-        unknown = [p for p in paths if p not in ROLE_MUTABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated")
-                                   for p in unknown])
+        check_update_mask(paths, ROLE_MUTABLE_FIELDS)
         changes.validate(fields=frozenset(paths))
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             roles = uow.roles

@@ -15,6 +15,7 @@ from wework.domain.access import Principal
 from wework.domain.errors import FieldViolation, InvalidArgument, NotFound
 from wework.domain.identity import check_etag, validate_request_id
 from wework.domain.messages import MessageType, Template, render, validate_template
+from wework.domain.update_mask import check_update_mask
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.server.application.context import AppContext, require_id
@@ -105,11 +106,7 @@ class TemplateUseCases:
                               given_etag: str) -> Template:
         tenant_id = principal.require_tenant()
         require_id(changes.id, "template.id")
-        if not paths:
-            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
-        unknown = [p for p in paths if p not in MUTABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated") for p in unknown])
+        check_update_mask(paths, MUTABLE_FIELDS)
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
             repo = uow.templates
             current = await repo.get(tenant_id, changes.id, for_update=True)

@@ -16,6 +16,7 @@ from wework.domain.identity import (
     check_etag,
     validate_request_id,
 )
+from wework.domain.update_mask import check_update_mask
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.redis.cache import DecodedEntries
@@ -135,12 +136,7 @@ class TenantUseCases:
     async def update_tenant(self, principal: Principal, changes: Tenant, paths: list[str], etag: str) -> Tenant:
         if not changes.id:
             raise InvalidArgument(FieldViolation("tenant.id", "id is required"))
-        if not paths:
-            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
-        unknown = [p for p in paths if p not in TENANT_MUTABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated")
-                                   for p in unknown])
+        check_update_mask(paths, TENANT_MUTABLE_FIELDS)
         changes.validate(fields=frozenset(paths))
         async with self._ctx.db.unit_of_work("user", changes.id) as uow:
             tenants = uow.tenants

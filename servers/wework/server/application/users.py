@@ -25,6 +25,7 @@ from wework.domain.identity import (
     validate_request_id,
     validate_user_fields,
 )
+from wework.domain.update_mask import check_update_mask
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.repositories.identity import (
@@ -113,12 +114,7 @@ class UserUseCases:
                           etag: str) -> User:
         tenant_id = principal.require_tenant()
         require_id(user_id, "user.id")
-        if not paths:
-            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
-        unknown = [p for p in paths if p not in USER_MUTABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated")
-                                   for p in unknown])
+        check_update_mask(paths, USER_MUTABLE_FIELDS)
         changed = {p: values.get(p) for p in paths}
         validate_user_fields(changed, creating=False)
         password_changed = "password" in changed

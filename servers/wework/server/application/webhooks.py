@@ -38,6 +38,7 @@ from wework.domain.errors import (
 from wework.domain.errors import QuotaViolation as QV
 from wework.domain.identity import check_etag, validate_request_id
 from wework.domain.redaction import redact
+from wework.domain.update_mask import check_update_mask
 from wework.domain.webhooks import (
     DEFAULT_SCHEDULE,
     DeliveryStatus,
@@ -234,11 +235,7 @@ class WebhookUseCases:
                               paths: Sequence[str], given_etag: str) -> WebhookEndpoint:
         tenant_id = principal.require_tenant()
         require_id(changes.id, "webhook_endpoint.id")
-        if not paths:
-            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
-        unknown = [p for p in paths if p not in MUTABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument([FieldViolation("update_mask", f"field {p!r} cannot be updated") for p in unknown])
+        check_update_mask(paths, MUTABLE_FIELDS)
         violations: list[FieldViolation] = []
         if "url" in paths:
             violations += validate_url(changes.url, "webhook_endpoint.url")

@@ -117,7 +117,8 @@ QUEUE_DEPTH = Gauge(
 
 CALLBACKS_RECEIVED = Counter(
     "wework_callbacks_received",
-    "Provider callbacks received, by transport (http, grpc, simulator) and outcome (accepted, duplicate, rejected).",
+    "Provider callbacks received, by transport (http, grpc, or the in-process adapter: simulator, puppet_service) "
+    "and outcome (accepted, duplicate, rejected).",
     ("source", "outcome"), registry=REGISTRY)
 CALLBACKS_PROCESSED = Counter(
     "wework_callbacks_processed",

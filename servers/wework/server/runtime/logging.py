@@ -2,7 +2,8 @@
 active OpenTelemetry span (the call's, during a call; none outside).
 
 Credentials never reach the output: metadata is never logged, extra fields with a
-sensitive name are redacted, and the credential values of the current call are
+sensitive name (wework.domain.redaction.is_sensitive, the one list of credential keys, plus
+`metadata`) are redacted, and the credential values of the current call are
 scrubbed from the finished line (tracebacks included) as a last line of defence.
 """
 
@@ -14,15 +15,19 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from wework.domain.redaction import REDACTED, is_sensitive, normalise_key
 from wework.server.observability.tracing import current_ids
 from wework.server.runtime.context import current_request
 from wework.server.settings import LoggingConfig
 
-REDACTED = "[REDACTED]"
-SENSITIVE_KEYS: frozenset[str] = frozenset({
-    "authorization", "proxy-authorization", "x-api-key", "api_key", "cookie", "set-cookie",
-    "password", "token", "access_token", "refresh_token", "secret", "metadata",
-})
+# Not a credential in a provider payload, but a call's gRPC metadata carries its credentials
+# as a whole, so it is never written to a log line.
+_LOG_ONLY_SENSITIVE_KEYS = frozenset({"metadata"})
+
+
+def _is_sensitive(key: str) -> bool:
+    return is_sensitive(key) or normalise_key(key) in _LOG_ONLY_SENSITIVE_KEYS
+
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
@@ -72,7 +77,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     for key, value in record.__dict__.items():
         if key in _RECORD_ATTRS or key in out or key in _ID_KEYS or key.startswith("_"):
             continue
-        out[key] = REDACTED if key.lower() in SENSITIVE_KEYS else value
+        out[key] = REDACTED if _is_sensitive(key) else value
     return out
 
 

@@ -83,6 +83,10 @@ class DispatchSettings:
     inline_wait_seconds: float = 0.25
     # On close, how long the sends in flight may take to finish before they are cut off.
     stop_grace_seconds: float = 5.0
+    # wework_queue_depth{queue="messages"}: sampled this often per shard, reading at most
+    # depth_examined pending rows (DispatchRepository.due_count), so it costs the same at any backlog.
+    depth_sample_seconds: float = 15.0
+    depth_examined: int = 50_000
 
     @classmethod
     def from_config(cls, cfg: Any) -> DispatchSettings:
@@ -277,7 +281,7 @@ class Dispatcher:
     async def _shard_loop(self, shard: str) -> None:
         event = self._waker.event() if self._waker is not None else asyncio.Event()
         self._loop_events.add(event)
-        last_sweep = last_batches = 0.0
+        last_sweep = last_batches = last_depth = 0.0
         ahead: asyncio.Task[list[Message]] | None = None  # the next claim, taken while a batch is sent
         recording: asyncio.Task[None] | None = None  # the previous batch's results being written
         claimed: list[Message] = []  # the claim being sent
@@ -289,6 +293,9 @@ class Dispatcher:
                         last_sweep = time.monotonic()
                         self.stats.requeued += await self.requeue_expired(shard)
                         self.stats.resolved_branches += await self.resolve_prepared_batches(shard)
+                    if time.monotonic() - last_depth > self._cfg.depth_sample_seconds:
+                        last_depth = time.monotonic()
+                        await self.sample_depth(shard)
                     if self._finish_batch is not None and time.monotonic() - last_batches > 1.0:
                         last_batches = time.monotonic()
                         await self.finish_batches(shard)
@@ -407,6 +414,14 @@ class Dispatcher:
     async def requeue_expired(self, shard: str) -> int:
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard) as uow:
             return await uow.dispatch.requeue_expired(self._clock())
+
+    async def sample_depth(self, shard: str) -> int:
+        """Sets wework_queue_depth{queue="messages"} of `shard`: the messages due and not yet
+        claimed (counted up to depth_examined pending ones); returns it."""
+        async with self._db.shard_unit_of_work(MESSAGE_DB, shard, read_only=True) as uow:
+            depth = await DispatchRepository(uow.session).due_count(self._clock(), self._cfg.depth_examined)
+        metrics.QUEUE_DEPTH.labels(queue="messages", shard=shard).set(depth)
+        return depth
 
     async def run_once(self, shard: str) -> int:
         """Claims one batch on `shard` and processes it to the end; the number claimed."""
