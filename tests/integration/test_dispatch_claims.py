@@ -382,12 +382,12 @@ async def test_the_messages_queue_depth_counts_due_unclaimed_messages(own_nodes)
                                   .values(scheduled_time=utcnow() + timedelta(hours=1)))
         await uow.session.execute(sa.update(mm.Message).where(mm.Message.id == msgs[6].id).values(paused=True))
     async with node.db.shard_unit_of_work("message", shard) as uow:  # claimed by another worker
-        [claimed] = await DispatchRepository(uow.session).claim("elsewhere", utcnow(), 1, timedelta(seconds=60))
+        [claimed] = await uow.dispatch.claim("elsewhere", utcnow(), 1, timedelta(seconds=60))
     d = node.dispatcher(DispatchSettings(**{**FAST.__dict__, "depth_sample_seconds": 0.05}))
     assert await d.sample_depth(shard) == 3 and _messages_depth(shard) == 3
     # Only the first `examined` pending rows (claim order: the two scheduled ones first) are read.
     async with node.db.shard_unit_of_work("message", shard, read_only=True) as uow:
-        repo = DispatchRepository(uow.session)
+        repo = uow.dispatch
         assert (await repo.due_count(utcnow(), 2), await repo.due_count(utcnow(), 4)) == (0, 2)
 
     # The dispatcher's loop samples it: once the due messages are sent, the depth is 0.

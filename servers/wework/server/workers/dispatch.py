@@ -419,7 +419,7 @@ class Dispatcher:
         """Sets wework_queue_depth{queue="messages"} of `shard`: the messages due and not yet
         claimed (counted up to depth_examined pending ones); returns it."""
         async with self._db.shard_unit_of_work(MESSAGE_DB, shard, read_only=True) as uow:
-            depth = await DispatchRepository(uow.session).due_count(self._clock(), self._cfg.depth_examined)
+            depth = await uow.dispatch.due_count(self._clock(), self._cfg.depth_examined)
         metrics.QUEUE_DEPTH.labels(queue="messages", shard=shard).set(depth)
         return depth
 
