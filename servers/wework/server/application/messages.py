@@ -305,8 +305,13 @@ class MessageWriter:
         """Queues charged messages for the group commit (their units are given back if they are
         not written). A concurrent send of the same request_id is not followed here: the key's
         uniqueness settles it at the write (AlreadyExists for the second)."""
+        shards: dict[str, str] = {}  # routed once per tenant: a call's items are one tenant's
         for item in items:
-            self._enqueue(self._ctx.db.shard_for(item.message.tenant_id), item)
+            tenant_id = item.message.tenant_id
+            shard = shards.get(tenant_id)
+            if shard is None:
+                shard = shards[tenant_id] = self._ctx.db.shard_for(tenant_id)
+            self._enqueue(shard, item)
 
     async def withdraw_charged(self, items: list[_Pending]) -> None:
         """withdraw() for charged messages: those still queued are dropped and their units given back."""
@@ -839,16 +844,19 @@ class MessageUseCases:
                 await self._writer.withdraw_charged(list(pending.values()))
                 raise
         retry: dict[str, str | None] = {}
+        accepted: Counter[str] = Counter()
         for i, item in pending.items():
             error = item.future.exception() if item.future.done() and not item.future.cancelled() else None
             if error is None:
                 outcomes[i] = messages[i]
-                metrics.MESSAGES_ACCEPTED.labels(messages[i].message_type.value).inc()
+                accepted[messages[i].message_type.value] += 1
             elif isinstance(error, AlreadyExists) and reqs[i].request_id:
                 retry[reqs[i].request_id] = fingerprints[i]  # taken since the lookup: a concurrent call
                 outcomes[i] = error  # type: ignore[assignment]
             else:
                 outcomes[i] = error
+        for message_type, n in accepted.items():  # one increment per type, not per message
+            metrics.MESSAGES_ACCEPTED.labels(message_type).inc(n)
         if retry:
             found = await self._idempotent_many(tenant_id, retry)
             for i in pending:

@@ -5,6 +5,7 @@ Batch RPCs are thin delegations to BatchUseCases (application/batches.py).
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,11 +109,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _set_time(out: timestamp_pb2.Timestamp, value: datetime) -> None:
-    """Timestamp.FromDatetime by arithmetic, into the field itself: FromDatetime goes through
-    utctimetuple and calendar.timegm, and a Timestamp passed to a constructor is copied."""
+    """Timestamp.FromDatetime into the field itself (a Timestamp passed to a constructor is
+    copied)."""
+    out.seconds, out.nanos = _time_parts(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_parts(value: datetime) -> tuple[int, int]:
+    """(seconds, nanos) since the epoch, by arithmetic: FromDatetime goes through utctimetuple
+    and calendar.timegm. Cached: the messages of one call share their create, update and
+    scheduled times (a datetime is immutable and caches its hash)."""
     since = (value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH
-    out.seconds = since.days * 86400 + since.seconds
-    out.nanos = since.microseconds * 1000
+    return since.days * 86400 + since.seconds, since.microseconds * 1000
 
 
 def message_to_pb(m: Message, content: pb.MessageContent | None = None) -> pb.Message:
@@ -152,8 +160,20 @@ _OPTIONAL_TIMES = (("send_time", "send_time"), ("callback_time", "callback_time"
                    ("scheduled_time", "scheduled_time"))
 
 
-def send_request_from_pb(request: pb.SendMessageRequest) -> SendRequest:
-    message_type, content = content_from_pb(request.content)
+def send_request_from_pb(request: pb.SendMessageRequest,
+                         contents: dict[bytes, tuple[MessageType | None, dict[str, Any]]] | None = None) -> SendRequest:
+    """`contents`: the content already converted for earlier items of the same call, by their
+    wire form. Items sending the same content (one notice to many conversations) then share one
+    dict, which the group commit renders into SQL once and the answer echoes. Nothing mutates a
+    request's content."""
+    if contents is None:
+        message_type, content = content_from_pb(request.content)
+    else:
+        key = request.content.SerializeToString(deterministic=True)
+        converted = contents.get(key)
+        if converted is None:
+            converted = contents[key] = content_from_pb(request.content)
+        message_type, content = converted
     return SendRequest(
         account_id=request.account_id, conversation_id=request.conversation_id, message_type=message_type,
         content=content, template_id=request.template_id, variables=from_struct(request, "variables"),
@@ -277,7 +297,8 @@ class MessageServiceHandler(pb_grpc.MessageServiceServicer):
         return sent_message_to_pb(request, req, await self._messages.send_message(current_principal(), req))
 
     async def BatchSendMessages(self, request, context):
-        reqs = [send_request_from_pb(r) for r in request.requests]
+        contents: dict[bytes, tuple[MessageType | None, dict[str, Any]]] = {}
+        reqs = [send_request_from_pb(r, contents) for r in request.requests]
         outcomes = await self._messages.send_messages(current_principal(), reqs, request.atomic)
         trace_id = current_trace_id() or ""
         response = pb.BatchSendMessagesResponse()

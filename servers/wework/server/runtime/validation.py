@@ -135,11 +135,10 @@ class RequestValidator:
             if field.is_repeated:
                 values = getattr(message, field.name)
                 if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                    value_field = field.message_type.fields_by_name["value"]
-                    if any(self._bad_value(value_field, value, depth + 1) for value in values.values()):
+                    field, values = field.message_type.fields_by_name["value"], values.values()
+                for value in values:  # a loop, not any(): no generator per field of every item
+                    if self._bad_value(field, value, depth + 1):
                         return True
-                elif any(self._bad_value(field, value, depth + 1) for value in values):
-                    return True
             elif field.type == FieldDescriptor.TYPE_MESSAGE:
                 if message.HasField(field.name) and self._has_problem(getattr(message, field.name), depth + 1):
                     return True
