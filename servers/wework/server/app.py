@@ -306,6 +306,7 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     # Message receipts go to the message service's MessageEvents, the rest to AccountEvents.
     incoming = IncomingMedia(shared["media"], TargetGuard(WebhookPolicy.from_config(settings.webhooks)),
                              settings.media.fetch_timeout_seconds)
+    closers.append(incoming.close)
     router = ProviderEventRouter(AccountEvents(store, login, conversations, incoming), MessageEvents(ctx.db))
     shared["callback_sink"] = router
     # The simulator delivers into the durable inbox (store, then process) like a real provider.
