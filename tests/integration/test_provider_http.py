@@ -276,7 +276,7 @@ async def test_an_oversized_answer_or_a_redirect_is_a_bad_response_without_retry
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         provider = providers(f"http://127.0.0.1:{port}")
-        for guid, why in (("g-big", "more than 4194304"), ("g-moved", "answered 302")):
+        for guid, why in (("g-big", "more than 4194304"), ("g-moved", "answered HTTP 302, a redirect")):
             with pytest.raises(ProviderError) as err:
                 await provider.check_liveness(guid)
             assert err.value.code == "BAD_RESPONSE" and not err.value.retryable and why in str(err.value)

@@ -166,6 +166,8 @@ class HttpProvider:
             raise _Retryable(f"HTTP {status} {code or ''} {message}".replace("  ", " "), status=status)
         if status >= 400:
             raise self._map_error(status, reason, body, guid)
+        if status >= 300:  # redirects are not followed: the provider's API does not use them
+            raise ProviderError(f"provider answered HTTP {status}, a redirect", code="BAD_RESPONSE", status=status)
         if status == 204 or not body:
             return None
         try:
