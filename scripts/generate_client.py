@@ -32,7 +32,7 @@ _package = types.ModuleType("wework.client")
 _package.__path__ = [str(ROOT / "clients" / "wework" / "client")]
 sys.modules["wework.client"] = _package
 
-from wework.client._base import MethodInfo, describe, service_attribute
+from wework.client._base import MAX_BATCH_ITEMS, MethodInfo, describe, service_attribute
 
 PACKAGE = "wework.v1"
 CLIENT = Path("clients/wework/client")
@@ -98,6 +98,9 @@ def shortcut_notes(info: MethodInfo, method: MethodDescriptor) -> list[str]:
     for type_full_name, field in info.wrap_fields.items():
         short = type_full_name.rsplit(".", 1)[-1]
         notes.append(f"{'An' if short[0] in 'AEIOU' else 'A'} {short} fills `{field}`.")
+    if info.batched:
+        notes.append(f"A list of any length: sent in calls of at most {MAX_BATCH_ITEMS:,} items, in order, under one "
+                     "deadline, results in request order; each item's empty `request_id` is filled (docs/client.md).")
     if info.has_request_id:
         notes.append("`request_id` is filled when empty; retried by default.")
     elif info.idempotent and not (info.client_streaming or info.server_streaming):
@@ -190,9 +193,10 @@ def render_method(method: MethodDescriptor, comments: dict[str, str], imports: s
                 + f"    def {info.iter_name}(\n{args}    ) -> AsyncIterator[{item_type}]:\n"
                 + docstring(f"Every item of {method.name}, across pages (the items of {name}).", [])
                 + f"        return self._iter_items({call}, request, fields, retry, timeout, metadata)\n")
+    how = "_batch" if info.batched else "_unary"
     return (f"    async def {name}(\n{args}    ) -> {response}:\n"
             + docstring(summary, notes)
-            + f"        return await self._unary({call}, request, fields, retry, timeout, metadata)\n")
+            + f"        return await self.{how}({call}, request, fields, retry, timeout, metadata)\n")
 
 
 def render_services(services: list[ServiceDescriptor], comments: dict[str, str]) -> str:
@@ -259,7 +263,7 @@ def render_doc_table(services: list[ServiceDescriptor]) -> str:
                 kind = f"pager of `{info.items_field}`; `{info.iter_name}()` for the items"
                 retried = "yes" if info.retry_safe else "no"
             else:
-                kind = f"`{method.output_type.name}`"
+                kind = f"`{method.output_type.name}`" + (f"; any length, in calls of {MAX_BATCH_ITEMS:,}" if info.batched else "")
                 retried = "yes" if info.retry_safe else "no"
             rows.append(f"| `{service.name}/{method.name}` | `{attribute}.{info.python_name}` | {kind} | {retried} |")
     rows += ["", DOC_END]

@@ -14,10 +14,10 @@ import time
 import chartkit
 import grpc
 import harness
-import httpx
 import pytest
 from chartkit import one, pod_spec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import httpcall
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mariadb, pytest.mark.redis]
 
@@ -171,7 +171,7 @@ def test_rendered_deployment_starts_the_server(helm, mariadb_server, redis_serve
 
         if metrics_port is not None:
             assert ports["metrics"] == metrics_port
-            assert httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).status_code == 200
+            assert httpcall.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).status_code == 200
 
         # Stopping as the kubelet does: SIGTERM, then the grace period.
         proc.send_signal(signal.SIGTERM)

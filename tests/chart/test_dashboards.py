@@ -23,10 +23,10 @@ from pathlib import Path
 import chartkit
 import grpc
 import harness
-import httpx
 import promql_parser as pq
 import pytest
 from chartkit import values_files
+from harness import httpcall
 
 DASHBOARDS = chartkit.CHART / "dashboards"
 GENERATOR = chartkit.ROOT / "scripts" / "generate-dashboards.py"
@@ -338,7 +338,7 @@ class Traffic:
                           "time": datetime.now(UTC).isoformat()}).encode()
         ts = int(time.time())
         for secret, status in ((self.callback_secret, 200), ("not-the-secret", 401)):
-            response = httpx.post(self.callback_url, content=raw, timeout=10, headers={
+            response = httpcall.post(self.callback_url, content=raw, timeout=10, headers={
                 "Content-Type": "application/json", "X-Provider-Timestamp": str(ts),
                 "X-Provider-Signature": sign(secret, ts, raw)})
             assert response.status_code == status, response.text
@@ -392,7 +392,7 @@ def scraped(mariadb_server, redis_server, tmp_path_factory) -> Iterator[dict[str
         # query is satisfied or a minute has passed; the tests then report what is still missing.
         deadline = time.monotonic() + 60
         while True:
-            metrics = exported(httpx.get(server.metrics_url, timeout=10).text)
+            metrics = exported(httpcall.get(server.metrics_url, timeout=10).text)
             if time.monotonic() > deadline or not [p for q in queries() for p in problems(q, metrics)]:
                 break
             time.sleep(0.5)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import grpc
 import harness
-import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import httpcall
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))  # serverproc: settings of a test server
 from drill_report import RECOVERY
@@ -113,9 +113,9 @@ def lab_platform(tmp_path_factory):
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(sim_url + "/_requests", timeout=1)
+                httpcall.get(sim_url + "/_requests", timeout=1)
                 break
-            except httpx.HTTPError:
+            except httpcall.TRANSPORT_ERRORS:
                 assert time.monotonic() < deadline and sim.poll() is None, (workdir / "sim.log").read_text()
                 time.sleep(0.1)
 

@@ -21,9 +21,9 @@ import uuid
 from dataclasses import dataclass, replace
 
 import grpc
-import httpx
 import pytest
 from drill_report import RECOVERY
+from harness import httpcall
 from serverproc import TEST_ADMIN_KEY, online_account
 from wework.client import ClientOptions, WeworkClient, WeworkError
 from wework.v1 import message_pb2 as pb
@@ -178,7 +178,7 @@ def run_drill(platform, sender, name: str, fault, heal) -> None:
         f"{[c for c, n in per_conversation.items() if n > 1]}"
     provider_ids = [r[2] for r in rows]
     assert all(provider_ids) and len(set(provider_ids)) == len(rows), f"{name}: a message was sent twice"
-    requests = httpx.get(platform.sim_url + "/_requests").json()
+    requests = httpcall.get(platform.sim_url + "/_requests").json()
     sends = [r for r in requests if r["path"].endswith("/messages")]
     ids = {r[3] for r in rows}
     resent = sum(n - 1 for key, n in collections.Counter(r["idempotency_key"] for r in sends).items() if key in ids)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import httpx
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import httpcall
 from wework.v1 import account_pb2 as apb
 
 BIN = Path(sys.executable).parent
@@ -138,9 +138,9 @@ def wait_http(url: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            httpx.get(url, timeout=1)
+            httpcall.get(url, timeout=1)
             return
-        except httpx.HTTPError:
+        except httpcall.TRANSPORT_ERRORS:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not come up")
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from harness import httpcall
 
 SIM_CONFIG = {"scan_delay_seconds": 0.1, "confirm_delay_seconds": 0.1, "heartbeat_interval_seconds": 1,
               "delivery_delay_seconds": 0.01}
@@ -24,10 +24,10 @@ class SimServer:
 
     def send_requests(self) -> int:
         """SendMessage calls the provider received (re-sends with the same key included)."""
-        return sum(1 for r in httpx.get(self.url + "/_requests").json() if r["path"].endswith("/messages"))
+        return sum(1 for r in httpcall.get(self.url + "/_requests").json() if r["path"].endswith("/messages"))
 
     def clear_requests(self) -> None:
-        httpx.delete(self.url + "/_requests")
+        httpcall.delete(self.url + "/_requests")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -45,9 +45,9 @@ def start_sim_server(workdir: Path, port: int, callback_url: str, secret: str) -
     deadline = time.monotonic() + 20
     while True:
         try:
-            httpx.get(sim.url + "/_requests", timeout=1)
+            httpcall.get(sim.url + "/_requests", timeout=1)
             return sim
-        except httpx.HTTPError:
+        except httpcall.TRANSPORT_ERRORS:
             if time.monotonic() > deadline or proc.poll() is not None:
                 sim.stop()
                 raise RuntimeError(f"the simulator did not come up:\n{(workdir / f'sim-{port}.log').read_text()}")

@@ -128,12 +128,12 @@ def tenant(accounts_platform):
 
 def _metric(server, series: str, ok, timeout: float = 20.0) -> float:
     """Polls the server's /metrics until `series` satisfies ok(value); returns the value."""
-    import httpx
+    from harness import httpcall
 
     deadline = time.monotonic() + timeout
     value = None
     while time.monotonic() < deadline:
-        for line in httpx.get(server.metrics_url, timeout=5).text.splitlines():
+        for line in httpcall.get(server.metrics_url, timeout=5).text.splitlines():
             if line.startswith(series + " "):
                 value = float(line.split()[-1])
         if value is not None and ok(value):

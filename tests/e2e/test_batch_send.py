@@ -8,13 +8,16 @@ accepted, not at delivery (which is SendMessage's, tested there).
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from harness import httpcall
 from test_message_service import mp, text, ts  # noqa: F401 - mp is the module's server fixture
+from wework.client import AsyncWeworkClient, ClientOptions, InvalidArgumentError
 from wework.v1 import message_pb2 as pb
 from wework.v1 import message_pb2_grpc
 
@@ -195,3 +198,69 @@ def test_the_client_chunking_helper_against_the_server(new_sender):
     assert [r.WhichOneof("result") for r in response.results] == ["message"] * 4 + ["error"]
     assert [r.message.content.text.text for r in response.results[:4]] == ["0", "1", "2", "3"]
     assert s.stored() == sorted(r.message.id for r in response.results[:4])
+
+
+# ---- the client facade with lists of any length -------------------------------------------------------
+
+
+def batch_calls(mp) -> int:  # noqa: F811
+    """BatchSendMessages calls the server has answered (its wework_rpc_requests_total, any code)."""
+    total = 0.0
+    for line in httpcall.get(mp.server.metrics_url, timeout=5).text.splitlines():
+        if line.startswith("wework_rpc_requests_total{") and 'method="BatchSendMessages"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def calls_since(mp, before: int, expected: int) -> int:  # noqa: F811
+    """The server counts a call after answering it: wait briefly for the count to settle."""
+    deadline = time.monotonic() + 5
+    while (n := batch_calls(mp) - before) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return n
+
+
+def test_the_facade_sends_2500_items_in_three_calls_and_answers_each_in_order(mp, new_sender):  # noqa: F811
+    s = new_sender(max_daily_messages=10_000)
+    items = [s.item(f"n{i}") for i in range(2500)]
+    items[1999] = s.item("")  # refused by the server (empty text): the last item of the 2nd call
+    items[2000].request_id = "mine-2000"  # kept as given
+    before = batch_calls(mp)
+    response = s.client.messages.batch_send_messages(requests=items, timeout=120)
+    assert calls_since(mp, before, 3) == 3
+    assert len(response.results) == 2500
+    for i, result in enumerate(response.results):
+        if i == 1999:
+            assert result.WhichOneof("result") == "error" and result.error.code == code_pb2.INVALID_ARGUMENT
+        else:
+            assert result.WhichOneof("result") == "message", (i, result)
+            assert result.message.content.text.text == f"n{i}"
+    accepted = [r.message.id for r in response.results if r.HasField("message")]
+    assert len(set(accepted)) == 2499 and s.stored() == sorted(accepted)
+    assert [it.request_id for it in items[:3]] == ["", "", ""]  # the caller's messages are not changed
+
+
+async def test_the_asyncio_facade_chunks_the_same_way(mp, new_sender):  # noqa: F811
+    s = new_sender(max_daily_messages=10_000)
+    items = [s.item(f"a{i}") for i in range(1001)]
+    before = batch_calls(mp)
+    async with AsyncWeworkClient(ClientOptions(target=mp.server.target, api_key=s.client.options.api_key)) as aio:
+        response = await aio.messages.batch_send_messages(requests=items, timeout=60)
+    assert calls_since(mp, before, 2) == 2
+    assert [r.message.content.text.text for r in response.results] == [f"a{i}" for i in range(1001)]
+    assert len(s.stored()) == 1001
+
+
+def test_atomic_above_one_call_is_refused_before_anything_is_sent(mp, new_sender):  # noqa: F811
+    s = new_sender(max_daily_messages=10_000)
+    before = batch_calls(mp)
+    with pytest.raises(ValueError, match=r"atomic=True covers one call, at most 1000 items; got 1001"):
+        s.client.messages.batch_send_messages(requests=[s.item(str(i)) for i in range(1001)], atomic=True)
+    assert batch_calls(mp) == before and s.stored() == []
+    # Up to 1,000 it is one atomic call, all or nothing as the server does it.
+    with pytest.raises(InvalidArgumentError) as refused:
+        s.client.messages.batch_send_messages(requests=[s.item("ok"), s.item("")], atomic=True)
+    assert [v.field for v in refused.value.field_violations] == ["requests[1].content.text.text"]
+    assert s.stored() == []
+    response = s.client.messages.batch_send_messages(requests=[s.item(str(i)) for i in range(1000)], atomic=True)
+    assert len(response.results) == 1000 and len(s.stored()) == 1000

@@ -20,8 +20,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import aiohttp
 import harness
-import httpx
 import pytest
 import sqlalchemy as sa
 from serverproc import BIN, TEST_ADMIN_KEY, free_port, run_admin, settings_yaml, start_server
@@ -87,14 +87,14 @@ def _statuses(config, tenant_id: str) -> dict[str, int]:
 
 async def _post_all(url: str, bodies: list[bytes]) -> list[int]:
     sem = asyncio.Semaphore(16)
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         async def one(raw: bytes) -> int:
             async with sem:
                 ts = str(int(time.time()))
-                r = await http.post(url, content=raw, headers={
-                    "Content-Type": "application/json", "X-Provider-Timestamp": ts,
-                    "X-Provider-Signature": sign(SECRET, ts, raw)})
-                return r.status_code
+                async with http.post(url, data=raw, headers={
+                        "Content-Type": "application/json", "X-Provider-Timestamp": ts,
+                        "X-Provider-Signature": sign(SECRET, ts, raw)}) as r:
+                    return r.status
         return await asyncio.gather(*(one(b) for b in bodies))
 
 

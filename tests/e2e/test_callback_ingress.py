@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import harness
-import httpx
 import pytest
 from google.protobuf import timestamp_pb2
+from harness import httpcall
 from serverproc import TEST_ADMIN_KEY, free_port, online_account, run_admin, settings_yaml, start_server
 from wework.client import ClientOptions, WeworkClient
 from wework.domain.callbacks import sign
@@ -118,13 +118,13 @@ def body(guid: str, notify_type: int, data: dict | None = None, *, event_id: str
 
 
 def post(cp: CallbackPlatform, raw: bytes, *, ts: int | None = None, secret: str = SECRET,
-         signature: str | None = None, headers: dict | None = None) -> httpx.Response:
+         signature: str | None = None, headers: dict | None = None) -> httpcall.Answer:
     ts = int(time.time()) if ts is None else ts
     h = {"Content-Type": "application/json", "User-Agent": "provider-test/1.0",
          "X-Provider-Timestamp": str(ts), "X-Provider-Signature": signature or sign(secret, ts, raw)}
     if headers is not None:
         h = headers
-    return httpx.post(cp.url, content=raw, headers=h, timeout=10)
+    return httpcall.post(cp.url, content=raw, headers=h, timeout=10)
 
 
 def wait_done(callbacks: Callbacks, callback_id: str, *, tenant_id: str = "", timeout: float = 20.0,
@@ -146,7 +146,7 @@ def unread(client: WeworkClient, account_id: str, conversation_id: str) -> int |
 
 
 def metric(cp: CallbackPlatform, series: str) -> float:
-    for line in httpx.get(cp.server.metrics_url, timeout=5).text.splitlines():
+    for line in httpcall.get(cp.server.metrics_url, timeout=5).text.splitlines():
         if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 import grpc
 import harness
-import httpx
 import pytest
 import redis as redis_lib
 from google.protobuf import json_format, struct_pb2
+from harness import httpcall
 from serverproc import TEST_ADMIN_KEY, TEST_SECURITY, free_port, run_admin, settings_yaml, start_server
 from test_observability import OtlpReceiver
 from test_webhooks import Receiver, receiver  # noqa: F401 - the receiver fixture
@@ -82,7 +82,7 @@ def test_planted_credentials_are_never_stored_or_shown_in_clear(mariadb_server, 
 
     def post(raw: bytes) -> str:
         ts = int(time.time())
-        answer = httpx.post(url, content=raw, timeout=10, headers={
+        answer = httpcall.post(url, content=raw, timeout=10, headers={
             "Content-Type": "application/json", "X-Provider-Timestamp": str(ts),
             "X-Provider-Signature": sign(SECRET, ts, raw)})
         assert answer.status_code == 200, answer.text

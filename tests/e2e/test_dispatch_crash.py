@@ -22,9 +22,9 @@ import time
 import uuid
 
 import harness
-import httpx
 import pytest
 import sqlalchemy as sa
+from harness import httpcall
 from serverproc import (
     BIN,
     TEST_ADMIN_KEY,
@@ -125,7 +125,7 @@ def test_kill_9_mid_batch_sends_every_message_exactly_once(crash_platform):
     p = crash_platform
     tenant_id, account_id = online_tenant_account(p)
     with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY, tenant_id=tenant_id)) as client:
-        httpx.delete(p["sim_url"] + "/_requests")
+        httpcall.delete(p["sim_url"] + "/_requests")
         task = client.messages.create_batch_task(pb.BatchSendTask(
             task_name="crash", account_id=account_id,
             message_content=pb.MessageContent(text=pb.TextContent(text="survive")),
@@ -136,7 +136,7 @@ def test_kill_9_mid_batch_sends_every_message_exactly_once(crash_platform):
         p["workers"].append(first)
         deadline = time.monotonic() + 30
         while True:
-            sends = [r for r in httpx.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
+            sends = [r for r in httpcall.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
             if len(sends) >= N // 3:
                 break
             assert time.monotonic() < deadline and first.poll() is None, (p["tmp"] / "worker1.log").read_text()
@@ -159,7 +159,7 @@ def test_kill_9_mid_batch_sends_every_message_exactly_once(crash_platform):
     assert {r.status for r in rows} <= {"sent", "delivered"}
     ids = [r.wework_msg_id for r in rows]
     assert all(ids) and len(set(ids)) == N
-    sends = [r for r in httpx.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
+    sends = [r for r in httpcall.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
     resent = len(sends) - N  # HTTP requests answered from the provider's idempotency record
     print(f"send requests: {len(sends)} for {N} messages ({resent} idempotent re-sends after the kill)")
     assert 0 <= resent <= 20 * 2  # at most what the dead worker held (claim_batch_size per shard)
@@ -181,7 +181,7 @@ def test_sigterm_mid_batch_hands_the_claim_back_for_another_worker_at_once(long_
     p = long_lease_platform
     tenant_id, account_id = online_tenant_account(p)
     with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY, tenant_id=tenant_id)) as client:
-        httpx.delete(p["sim_url"] + "/_requests")
+        httpcall.delete(p["sim_url"] + "/_requests")
         task = client.messages.create_batch_task(pb.BatchSendTask(
             task_name="rolling", account_id=account_id,
             message_content=pb.MessageContent(text=pb.TextContent(text="hand over")),
@@ -191,7 +191,7 @@ def test_sigterm_mid_batch_hands_the_claim_back_for_another_worker_at_once(long_
         first = _worker(p["settings"], p["tmp"] / "worker1.log")
         p["workers"].append(first)
         deadline = time.monotonic() + 30
-        while len([r for r in httpx.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]) < N // 4:
+        while len([r for r in httpcall.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]) < N // 4:
             assert time.monotonic() < deadline and first.poll() is None, (p["tmp"] / "worker1.log").read_text()
             time.sleep(0.05)
         first.send_signal(signal.SIGTERM)
@@ -210,5 +210,5 @@ def test_sigterm_mid_batch_hands_the_claim_back_for_another_worker_at_once(long_
 
     rows = _message_rows(p["config"], tenant_id, task.id)
     assert len(rows) == N and {r.status for r in rows} <= {"sent", "delivered"}
-    sends = [r for r in httpx.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
+    sends = [r for r in httpcall.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
     assert len(sends) == N, f"{len(sends)} send requests for {N} messages: something was sent twice"

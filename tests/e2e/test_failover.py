@@ -22,9 +22,9 @@ import uuid
 
 import grpc
 import harness
-import httpx
 import pytest
 import sqlalchemy as sa
+from harness import httpcall
 from harness.admin_cli import admin_document
 from harness.replication import start_replicated_pair
 from serverproc import (
@@ -148,13 +148,13 @@ def test_kill_9_the_primary_fail_over_and_lose_no_acknowledged_message(failover_
     with client:
         account = online_account(client, "sender")
         # The server measures the replica's lag and exports it, and listings read the replica.
-        metrics = httpx.get(p["server"].metrics_url).text
+        metrics = httpcall.get(p["server"].metrics_url).text
         assert 'wework_db_replica_lag_seconds{db="message",replica=' in metrics
         deadline = time.monotonic() + 10
         while 'wework_db_reads_total{reason="usable",shard="s0",target="replica"}' not in metrics:
             assert time.monotonic() < deadline, "no read went to the replica"
             client.messages.list_messages(pb.ListMessagesRequest(account_id=account.id))
-            metrics = httpx.get(p["server"].metrics_url).text
+            metrics = httpcall.get(p["server"].metrics_url).text
 
         sender = Sender(client, account.id)
         sender.start()
@@ -198,7 +198,7 @@ def test_kill_9_the_primary_fail_over_and_lose_no_acknowledged_message(failover_
     assert not not_final, f"not sent: {list(not_final.items())[:5]}"
     provider_ids = [rows[i].wework_msg_id for i in acked]
     assert all(provider_ids) and len(set(provider_ids)) == len(acked)  # one provider message each
-    sends = [r for r in httpx.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
+    sends = [r for r in httpcall.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
     keys = [r["idempotency_key"] for r in sends]
     assert set(acked) <= set(keys)
     # Nothing the provider sent is missing from the new primary: the dispatcher only ever saw

@@ -10,9 +10,9 @@ import threading
 import uuid
 
 import grpc
-import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import httpcall
 from serverproc import settings_yaml, start_server
 from tenant_rpc import TenantApi, login, refused
 from wework.v1 import tenant_pb2 as pb
@@ -26,7 +26,7 @@ UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 def _metric(server, name: str, **labels: str) -> float:
     """Sum of the samples of `name` whose labels include `labels`."""
     total = 0.0
-    for line in httpx.get(server.metrics_url, timeout=5).text.splitlines():
+    for line in httpcall.get(server.metrics_url, timeout=5).text.splitlines():
         match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
         if not match or match.group(1) != name:
             continue

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import grpc
 import harness
-import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import Platform
 from google.protobuf.json_format import MessageToDict
+from harness import httpcall
 from harness.object_store import start_s3_server
 from serverproc import free_port, online_account, run_admin, settings_yaml, start_server
 from simproc import start_sim_server
@@ -185,13 +185,13 @@ def test_small_upload_get_list_download_and_presigned_link(tenant, s3_server):
     assert streamed[0].media.id == media.id and b"".join(r.chunk for r in streamed) == PNG
     link = tenant.media.GetMediaDownloadUrl(pb.GetMediaDownloadUrlRequest(id=media.id, ttl_seconds=2),
                                             metadata=tenant.md)
-    got = httpx.get(link.url)
+    got = httpcall.get(link.url)
     assert got.status_code == 200 and got.content == PNG
     # Keys name the tenant and the server's id, never the caller's file name.
     keys, _ = s3_state(s3_server, f"e2e/tenants/{tenant.id}/")
     assert keys == [f"e2e/tenants/{tenant.id}/media/{media.id}"]
     time.sleep(3)
-    assert httpx.get(link.url).status_code == 403  # the link expired
+    assert httpcall.get(link.url).status_code == 403  # the link expired
 
 
 def test_large_upload_goes_multipart_with_bounded_server_memory(tenant, s3_server, s3_platform):
@@ -358,12 +358,12 @@ def test_local_backend_link_is_served_signed_and_expires(local_platform):
         media = t.upload(PNG)
         link = t.media.GetMediaDownloadUrl(pb.GetMediaDownloadUrlRequest(id=media.id, ttl_seconds=1),
                                            metadata=t.md)
-        got = httpx.get(link.url)
+        got = httpcall.get(link.url)
         assert got.status_code == 200 and got.content == PNG
         assert got.headers["content-type"] == "image/png"
-        assert httpx.get(link.url[:-3] + "abc").status_code == 403  # tampered
+        assert httpcall.get(link.url[:-3] + "abc").status_code == 403  # tampered
         time.sleep(2.1)
-        assert httpx.get(link.url).status_code == 403  # expired
+        assert httpcall.get(link.url).status_code == 403  # expired
         path = local_platform.workdir / "media" / "tenants" / t.id / "media" / media.id
         assert path.read_bytes() == PNG
         t.media.DeleteMedia(pb.DeleteMediaRequest(id=media.id), metadata=t.md)
@@ -445,11 +445,11 @@ def test_an_image_sent_through_the_http_provider_reaches_it_as_a_link(local_plat
             account_id=account.id, conversation_id="wx_peer",
             content=mpb.MessageContent(image=mpb.ImageContent(media_id=media.id))), metadata=t.md)
         _wait_sent(t, sent.id)
-        (got,) = [m for m in httpx.get(local_platform.sim.url + "/_sent").json() if m["idempotency_key"] == sent.id]
+        (got,) = [m for m in httpcall.get(local_platform.sim.url + "/_sent").json() if m["idempotency_key"] == sent.id]
         content = got["content"]
         assert content["media_id"] == media.id and content["file_name"] == "chart.png"
         assert content["content_type"] == "image/png" and content["sha256"] == media.sha256
-        fetched = httpx.get(content["url"])  # what the provider downloads
+        fetched = httpcall.get(content["url"])  # what the provider downloads
         assert fetched.status_code == 200 and fetched.content == PNG
     finally:
         t.close()
@@ -490,7 +490,7 @@ def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_p
             url=hooks_url + "/hooks", event_types=["message.received"]), metadata=t.md)
         account = online_account(t.facade)
         url = f"http://127.0.0.1:{files.server_address[1]}/scan.pdf"
-        hooked = httpx.post(f"{local_platform.sim.url}/_sim/instances/{account.guid}/incoming_message", json={
+        hooked = httpcall.post(f"{local_platform.sim.url}/_sim/instances/{account.guid}/incoming_message", json={
             "conversation_id": "wx_customer", "message_type": "file",
             "content": {"url": url, "file_name": "scan.pdf"}})
         assert hooked.status_code == 204, hooked.text

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import harness
-import httpx
 import pytest
+from harness import httpcall
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import TracerProvider
@@ -53,7 +53,7 @@ class Observed:
         return tenant, key, roles
 
     def scrape(self) -> Samples:
-        text = httpx.get(self.server.metrics_url, timeout=10).text
+        text = httpcall.get(self.server.metrics_url, timeout=10).text
         return {(s.name, tuple(sorted(s.labels.items()))): s.value
                 for family in text_string_to_metric_families(text) for s in family.samples}
 

@@ -9,8 +9,8 @@ import time
 from collections import defaultdict
 from itertools import pairwise
 
-import httpx
 import pytest
+from harness import httpcall
 from serverproc import TEST_ADMIN_KEY
 from test_dispatch_crash import _worker, online_tenant_account, split_platform
 from wework.client import ClientOptions, WeworkClient
@@ -37,7 +37,7 @@ def assert_paced(sends: list[float], interval: float) -> None:
 
 
 def _sends(p) -> list[dict]:
-    return [r for r in httpx.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
+    return [r for r in httpcall.get(p["sim_url"] + "/_requests").json() if r["path"].endswith("/messages")]
 
 
 def _start_workers(p) -> None:
@@ -62,7 +62,7 @@ def test_three_workers_keep_one_accounts_interval_ceiling_and_recipient_limit(ma
                 apb.Account(id=account_id, config={"pacing": {"min_interval_seconds": INTERVAL}}),
                 update_mask=["config"])
             _start_workers(p)
-            httpx.delete(p["sim_url"] + "/_requests")
+            httpcall.delete(p["sim_url"] + "/_requests")
             # 2 to one member who may get 2 a minute (a 3rd waits for its minute), 8 to others.
             targets = ([pb.BatchTarget(conversation_id="busy-member") for _ in range(3)]
                        + [pb.BatchTarget(conversation_id=f"member-{i}") for i in range(8)])
@@ -99,7 +99,7 @@ def test_many_accounts_progress_concurrently_across_workers(mariadb_server, redi
                         claim_lease_seconds=30) as p:
         senders = [online_tenant_account(p) for _ in range(accounts)]
         _start_workers(p)
-        httpx.delete(p["sim_url"] + "/_requests")
+        httpcall.delete(p["sim_url"] + "/_requests")
         for tenant_id, account_id in senders:
             with WeworkClient(ClientOptions(target=p["server"].target, api_key=TEST_ADMIN_KEY,
                                             tenant_id=tenant_id)) as client:

@@ -17,9 +17,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import harness
-import httpx
 import pytest
 from google.protobuf import timestamp_pb2
+from harness import httpcall
 from serverproc import (
     TEST_ADMIN_KEY,
     free_port,
@@ -92,7 +92,7 @@ def test_messages_due_together_are_sent_by_priority_then_age(http_provider_platf
             assert time.monotonic() < deadline, statuses
             time.sleep(0.2)
 
-    sends = [r["idempotency_key"] for r in httpx.get(sim_url + "/_requests").json()
+    sends = [r["idempotency_key"] for r in httpcall.get(sim_url + "/_requests").json()
              if r["path"].endswith("/messages") and r["idempotency_key"] in ids]
     assert len(sends) == len(accepted), "each message sent exactly once"
     # Expected: priority descending; equal priorities in acceptance order.

@@ -16,8 +16,8 @@ import time
 import uuid
 
 import harness
-import httpx
 import pytest
+from harness import httpcall
 from harness.redis_cluster import start_redis_cluster
 from serverproc import TEST_ADMIN_KEY, free_port, online_account, run_admin, settings_yaml, start_server
 from simproc import start_sim_server
@@ -66,7 +66,7 @@ def failover_platform(mariadb_server, tmp_path):
 
 
 def _send_times(sim) -> list[dict]:
-    return [r for r in httpx.get(sim.url + "/_requests").json() if r["path"].endswith("/messages")]
+    return [r for r in httpcall.get(sim.url + "/_requests").json() if r["path"].endswith("/messages")]
 
 
 def test_a_killed_cluster_master_loses_and_duplicates_nothing(failover_platform):

@@ -18,8 +18,8 @@ import time
 import uuid
 
 import harness
-import httpx
 import pytest
+from harness import httpcall
 from harness.redis_cluster import start_restartable_redis
 from serverproc import TEST_ADMIN_KEY, free_port, online_account, run_admin, settings_yaml, start_server
 from simproc import start_sim_server
@@ -147,5 +147,5 @@ def test_redis_stopped_mid_batch_loses_nothing_and_sends_nothing_twice(outage_pl
     assert len({m.wework_msg_id for m in everything}) == BATCH + EXTRA
     assert sim.send_requests() == BATCH + EXTRA
     # Never faster than the account's interval, across the outage too.
-    assert_paced([r["at"] for r in httpx.get(sim.url + "/_requests").json() if r["path"].endswith("/messages")],
+    assert_paced([r["at"] for r in httpcall.get(sim.url + "/_requests").json() if r["path"].endswith("/messages")],
                  INTERVAL)

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import aiohttp
 import pytest
 from aiohttp import web
 from wework.server.providers.base import (
@@ -80,23 +80,23 @@ def guid() -> str:
 
 async def add_fault(server: SimServer, **fault) -> None:
     """Arms a fault and starts a fresh request log."""
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
-        response = await client.post("/_faults", json=fault)
-        assert response.status_code == 201, response.text
+    async with aiohttp.ClientSession() as client, client.post(server.base_url + "/_faults", json=fault) as answer:
+        assert answer.status == 201, await answer.text()
     await reset_requests(server)
 
 
 async def reset_requests(server: SimServer) -> None:
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
-        response = await client.delete("/_requests")
-        assert response.status_code == 204
-        assert (await client.get("/_requests")).json() == []
+    async with aiohttp.ClientSession() as client:
+        async with client.delete(server.base_url + "/_requests") as answer:
+            assert answer.status == 204
+        async with client.get(server.base_url + "/_requests") as answer:
+            assert await answer.json() == []
 
 
 async def hook(server: SimServer, guid: str, name: str, **kwargs) -> None:
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
-        response = await client.post(f"/_sim/instances/{guid}/{name}", json=kwargs)
-        assert response.status_code == 204, response.text
+    async with aiohttp.ClientSession() as client, \
+            client.post(f"{server.base_url}/_sim/instances/{guid}/{name}", json=kwargs) as answer:
+        assert answer.status == 204, await answer.text()
 
 
 def free_port() -> int:
@@ -253,6 +253,36 @@ async def test_missing_or_wrong_key_is_unauthorized_without_retry(server, provid
     assert (err.value.code, err.value.status, err.value.retryable) == ("UNAUTHORIZED", 401, False)
     assert len(server.requests) == 1
     assert guid not in server.simulator.instances
+
+
+async def test_an_oversized_answer_or_a_redirect_is_a_bad_response_without_retry(providers):
+    """A provider that is not one: an answer over 4 MiB is refused without being held, and a
+    redirect is not followed (its target is never asked)."""
+    hits: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        hits.append(request.path)
+        if request.path.endswith("/g-big/liveness"):
+            return web.Response(body=b"x" * (5 * 1024 * 1024), content_type="application/json")
+        if request.path.endswith("/g-moved/liveness"):
+            raise web.HTTPFound("/instances/g-target/liveness")
+        return web.json_response({"alive": True, "online": True})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        provider = providers(f"http://127.0.0.1:{port}")
+        for guid, why in (("g-big", "more than 4194304"), ("g-moved", "answered HTTP 302, a redirect")):
+            with pytest.raises(ProviderError) as err:
+                await provider.check_liveness(guid)
+            assert err.value.code == "BAD_RESPONSE" and not err.value.retryable and why in str(err.value)
+        assert hits == ["/instances/g-big/liveness", "/instances/g-moved/liveness"]
+    finally:
+        await runner.cleanup()
 
 
 # ---- callbacks over HTTP, and the command-line server -------------------------------------------

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import uuid
 
 import pytest
+from aiohttp import web
 from harness.puppet_service import ReferenceServer, reference_ca
-from wework.server.providers.base import NotifyType, ProviderError
+from wework.server.providers.base import NotifyType, ProviderError, ProviderUnavailable
 from wework.server.providers.puppet_service.adapter import BUNDLED_CA, PuppetServiceProvider
 from wework.server.providers.puppet_service.config import PuppetServiceConfig
 from wework.server.providers.sinks import CollectingSink
@@ -21,7 +23,7 @@ NT = NotifyType
 GUID = "wg_puppet_test"
 
 
-def fast(endpoint: str, **overrides) -> PuppetServiceConfig:
+def fast(endpoint: str | None, **overrides) -> PuppetServiceConfig:
     values = {"endpoint": endpoint, "server_name": "insecure", "connect_timeout_seconds": 10,
               "qr_wait_seconds": 10, "login_wait_seconds": 5, "reconnect_backoff_initial_seconds": 0.2,
               "reconnect_backoff_max_seconds": 1, "ding_interval_seconds": 0.5}
@@ -34,7 +36,7 @@ async def provider_for(server: ReferenceServer, sink: CollectingSink, token: str
         await asyncio.sleep(0.01)  # the platform reads it from the database
         return token or server.token
 
-    return PuppetServiceProvider(fast(server.endpoint, **overrides), sink, tokens)
+    return PuppetServiceProvider(fast(overrides.pop("endpoint", server.endpoint), **overrides), sink, tokens)
 
 
 async def log_in(provider: PuppetServiceProvider, server: ReferenceServer, sink: CollectingSink) -> str:
@@ -275,5 +277,67 @@ async def test_concurrent_attaches_open_one_stream(tls_server):
         assert provider.attached() == [GUID]
         qr = await provider.get_login_qr(GUID)
         assert qr.qr_payload
+    finally:
+        await provider.close()
+
+
+# ---- token discovery (no endpoint configured) -------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def discovery_service(known: dict[str, dict]):
+    """A Wechaty discovery service on loopback: GET /v0/hosties/<token> answers known[token] or 404."""
+    asked: list[str] = []
+
+    async def hostie(request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        asked.append(token)
+        return web.json_response(known[token]) if token in known else web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/v0/hosties/{token}", hostie)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v0/hosties/{{token}}", asked
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_endpoint_is_discovered_from_the_token_once(tls_server):
+    host, port = tls_server.endpoint.rsplit(":", 1)
+    async with discovery_service({tls_server.token: {"host": host, "port": int(port)}}) as (url, asked):
+        sink = CollectingSink()
+        provider = await provider_for(tls_server, sink, endpoint=None, discovery_url=url)
+        try:
+            await log_in(provider, tls_server, sink)
+            assert (await provider.check_liveness(GUID)).online
+        finally:
+            await provider.close()
+    assert asked == [tls_server.token]  # remembered per token
+
+
+async def test_discovery_failures_say_why_without_the_token(tls_server):
+    async with discovery_service({}) as (url, asked):
+        sink = CollectingSink()
+        provider = await provider_for(tls_server, sink, endpoint=None, discovery_url=url)
+        try:
+            with pytest.raises(ProviderError) as unknown:
+                await provider.get_login_qr(GUID)
+            assert (unknown.value.code, unknown.value.status, unknown.value.retryable) == \
+                ("TOKEN_NOT_DISCOVERED", 404, False)
+            assert asked == [tls_server.token]
+        finally:
+            await provider.close()
+    # The service is gone now: connection refused is worth retrying later.
+    provider = await provider_for(tls_server, sink, endpoint=None, discovery_url=url)
+    try:
+        with pytest.raises(ProviderUnavailable) as down:
+            await provider.get_login_qr(GUID)
+        assert down.value.retryable and "discovery failed: cannot connect" in str(down.value)
+        assert tls_server.token not in str(down.value)
     finally:
         await provider.close()

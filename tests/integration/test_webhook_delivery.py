@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,13 @@ from wework.persistence.config import RedisConfig
 from wework.persistence.ids import new_id
 from wework.persistence.redis.client import create_redis
 from wework.server.application.context import AppContext
-from wework.server.application.webhooks import TargetGuard, WebhookOutbox, WebhookPolicy, WebhookUseCases
+from wework.server.application.webhooks import (
+    TargetGuard,
+    WebhookOutbox,
+    WebhookPolicy,
+    WebhookUseCases,
+    resolve_host,
+)
 from wework.server.security.field_crypto import FieldCipher
 from wework.server.workers.webhooks import WebhookDeliveryWorker, WebhookWaker, WorkerSettings
 
@@ -44,8 +51,9 @@ class Received:
 
 @dataclass
 class Receiver:
-    """aiohttp on loopback. Each path answers per `behaviour[path]`: an int status, or
-    ("sleep", seconds) to time out. Requests are recorded on arrival (before answering)."""
+    """aiohttp on loopback. Each path answers per `behaviour[path]`: an int status,
+    ("sleep", seconds) to time out, or ("redirect", path) for a 307 there. Requests are recorded on
+    arrival (before answering)."""
 
     base_url: str = ""
     received: list[Received] = field(default_factory=list)
@@ -62,6 +70,8 @@ class Receiver:
         self.in_flight += 1
         try:
             how = self.behaviour.get(request.path, 200)
+            if isinstance(how, tuple) and how[0] == "redirect":
+                return web.Response(status=307, headers={"Location": str(how[1])})
             if isinstance(how, tuple):
                 await asyncio.sleep(how[1])
                 how = 200
@@ -119,7 +129,7 @@ async def node_maker(db, redis_url: str):
     prefix = f"wwtest:{new_id()}:"
 
     async def make(*, worker_policy: dict | None = None, retention: timedelta = timedelta(days=30),
-                   **policy_fields) -> Node:
+                   resolver=resolve_host, **policy_fields) -> Node:
         fields = {"schedule": (0, 0.2, 0.2), "timeout_seconds": 1.0, "allowed_networks": LOOPBACK,
                   "disable_after": timedelta(hours=1), **policy_fields}
         policy = WebhookPolicy(**fields)
@@ -127,9 +137,9 @@ async def node_maker(db, redis_url: str):
                          tenant_cache=None, credential_cache=None, admin_api_key="")  # type: ignore[arg-type]
         redis = create_redis(RedisConfig(url=redis_url))
         waker = WebhookWaker(redis, prefix)
-        use_cases = WebhookUseCases(ctx, policy, TargetGuard(policy), wake=waker.wake)
+        use_cases = WebhookUseCases(ctx, policy, TargetGuard(policy, resolver), wake=waker.wake)
         wpolicy = WebhookPolicy(**{**fields, **(worker_policy or {})})
-        worker = WebhookDeliveryWorker(db, wpolicy, TargetGuard(wpolicy), use_cases.reveal,
+        worker = WebhookDeliveryWorker(db, wpolicy, TargetGuard(wpolicy, resolver), use_cases.reveal,
                                        WorkerSettings(claim_batch_size=50, max_in_flight=32, claim_lease_seconds=5,
                                                       idle_poll_seconds=0.2, retention=retention),
                                        waker=WebhookWaker(redis, prefix))
@@ -425,6 +435,82 @@ async def test_a_host_name_is_resolved_checked_and_posted_to_with_its_host_heade
     [r] = await eventually(lambda: receiver.on("/named"))
     assert r.headers["host"] == url.split("/")[2]
     assert verify(ep.secret, r)["type"] == "conversation.changed"
+
+
+async def test_the_post_goes_to_the_address_the_guard_checked(node_factory, receiver):
+    """The worker's connection takes its address from the guard: a name only the guard can resolve
+    (.test never resolves in DNS) is delivered to, with its own Host header."""
+    asked: list[str] = []
+
+    async def guard_dns(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"] if host == "hooks.rebind.test" else await resolve_host(host, port)
+
+    node = await node_factory(resolver=guard_dns)
+    tenant = new_id()
+    url = receiver.base_url.replace("127.0.0.1", "hooks.rebind.test") + "/pinned"
+    ep = await create(node, tenant, url)
+    await node.outbox.publish(None, tenant, "message.sent", {"id": "m"}, "cb-p")
+    [r] = await eventually(lambda: receiver.on("/pinned"))
+    assert r.headers["host"] == url.split("/")[2] and verify(ep.secret, r)["data"] == {"id": "m"}
+    assert asked == ["hooks.rebind.test", "hooks.rebind.test"]  # at create, at the delivery's connect
+
+
+async def test_a_name_rebound_to_a_refused_address_after_the_check_is_not_posted_to(node_factory, receiver):
+    """DNS answers an allowed address when the endpoint is checked, then a private one (rebinding):
+    the delivery's connection asks the guard, which refuses; nothing is posted anywhere."""
+    answers = iter([["127.0.0.1"]] + [["10.1.2.3"]] * 10)
+
+    async def rebinding_dns(host: str, port: int) -> list[str]:
+        return next(answers)
+
+    node = await node_factory(schedule=(0, 0.1), resolver=rebinding_dns)
+    tenant = new_id()
+    ep = await create(node, tenant, receiver.base_url.replace("127.0.0.1", "hooks.rebind.test") + "/rebound")
+    await node.outbox.publish(None, tenant, "message.sent", {"id": "m"}, "cb-r")
+    [d] = await eventually(lambda: _final(node, tenant, ep.id))
+    assert d.status is DeliveryStatus.FAILED and len(d.attempts) == 2
+    assert all(a.response_status == 0 and "'hooks.rebind.test' resolves to a private address" in a.error
+               and "10.1.2.3" not in a.error for a in d.attempts)
+    assert receiver.received == []
+
+
+async def test_a_literal_address_refused_at_delivery_is_not_posted_to(node_factory, receiver):
+    """IP literals skip DNS: the guard checks them before the request."""
+    node = await node_factory(schedule=(0,), worker_policy={"allowed_networks": ()})
+    tenant = new_id()
+    ep = await create(node, tenant, receiver.base_url + "/literal")
+    await node.outbox.publish(None, tenant, "message.sent", {"id": "m"}, "cb-l")
+    [d] = await eventually(lambda: _final(node, tenant, ep.id))
+    [a] = d.attempts
+    assert d.status is DeliveryStatus.FAILED and "'127.0.0.1' is a loopback address" in a.error
+    assert receiver.received == []
+
+
+async def test_a_redirect_is_not_followed_and_is_a_failure(node_factory, receiver):
+    node = await node_factory(schedule=(0,))
+    tenant = new_id()
+    receiver.behaviour["/moved"] = ("redirect", "/elsewhere")
+    ep = await create(node, tenant, receiver.base_url + "/moved")
+    await node.outbox.publish(None, tenant, "message.sent", {"id": "m"}, "cb-m")
+    [d] = await eventually(lambda: _final(node, tenant, ep.id))
+    [a] = d.attempts
+    assert d.status is DeliveryStatus.FAILED and (a.response_status, a.error) == (307, "HTTP 307")
+    assert len(receiver.on("/moved")) == 1 and receiver.on("/elsewhere") == []
+
+
+async def test_a_refused_connection_is_recorded_without_the_address(node_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node = await node_factory(schedule=(0,), allowed_networks=tuple(parse_networks(["127.0.0.0/8", "::1/128"])))
+    tenant = new_id()
+    ep = await create(node, tenant, f"http://localhost:{port}/nobody")
+    await node.outbox.publish(None, tenant, "message.sent", {"id": "m"}, "cb-c")
+    [d] = await eventually(lambda: _final(node, tenant, ep.id))
+    [a] = d.attempts
+    assert d.status is DeliveryStatus.FAILED and a.response_status == 0
+    assert a.error == "cannot connect: Connection refused"
 
 
 async def test_finished_deliveries_past_the_retention_are_purged_with_their_attempts(

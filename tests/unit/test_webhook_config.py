@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from pydantic import ValidationError
+from wework.server.application.webhooks import TargetGuard, TargetRefused, WebhookPolicy
+from wework.server.http_client import GuardedResolver
 from wework.server.settings import WebhookConfig
-from wework.server.workers.webhooks import _pinned
 
 
 def test_defaults_follow_the_svix_schedule():
@@ -26,12 +29,20 @@ def test_bad_settings_are_refused(fields, where):
     assert where in str(caught.value)
 
 
-def test_http_posts_are_pinned_to_the_checked_address_https_are_not():
-    headers: dict[str, str] = {}
-    url, _ = _pinned("http://hooks.example.com:8080/in?x=1", "93.184.216.34", headers)
-    assert url == "http://93.184.216.34:8080/in?x=1" and headers["host"] == "hooks.example.com:8080"
-    url, _ = _pinned("http://hooks.example.com/", "2606:4700::1111", {})
-    assert url == "http://[2606:4700::1111]/"
-    headers = {}
-    assert _pinned("https://hooks.example.com/in", "93.184.216.34", headers) == ("https://hooks.example.com/in", {})
-    assert headers == {}
+async def test_connections_resolve_through_the_guard_for_http_and_https_alike():
+    """The webhook worker's session asks the guard for addresses (http_client.GuardedResolver):
+    what it connects to is what the guard checked; a refused answer stops the connection."""
+    answers = {"hooks.example.com": ["93.184.216.34", "2606:4700::1111"], "internal.example.com": ["10.0.0.7"]}
+
+    async def dns(host: str, port: int) -> list[str]:
+        return answers[host]
+
+    policy = WebhookPolicy.from_config(WebhookConfig())
+    resolver = GuardedResolver(TargetGuard(policy, dns).host_addresses)
+    got = await resolver.resolve("hooks.example.com", 443)
+    assert [(r["host"], r["port"], r["family"], r["hostname"]) for r in got] == [
+        ("93.184.216.34", 443, socket.AF_INET, "hooks.example.com"),
+        ("2606:4700::1111", 443, socket.AF_INET6, "hooks.example.com")]
+    with pytest.raises(TargetRefused) as refused:
+        await resolver.resolve("internal.example.com", 80)
+    assert "resolves to a private address" in str(refused.value) and "10.0.0.7" not in str(refused.value)

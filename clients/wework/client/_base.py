@@ -9,6 +9,9 @@ a new RPC needs no hand-written entry here (docs/decisions/0029-client-from-one-
   List, BatchGet) or its request has a `request_id` (AIP-155), filled once before the first
   attempt so every retry carries the same id;
 - resumable stream: request and response both have a string `cursor`;
+- batch (AIP-233): the request has a repeated message field `requests` and the response a
+  repeated `results`; the facade splits a long `requests` into calls the server takes
+  (wework.client.batching) and joins their `results`;
 - positional shortcuts: a str fills the request's field 1 when it is a string named `id` or
   `*_id`; a message of this package fills the one request field of its type.
 """
@@ -39,6 +42,10 @@ Metadata = Sequence[tuple[str, str]]
 
 # Channel-level settings cannot change on a client that shares its channel.
 PER_CALL_OPTIONS = frozenset({"api_key", "access_token", "token_provider", "tenant_id", "timeout"})
+
+# The server's bound on the items of one batch call (BatchSendMessages, docs/messages.md): the
+# facade sends longer lists in calls of at most this many (wework.client.batching).
+MAX_BATCH_ITEMS: Final = 1000
 
 _IDEMPOTENT_LEVELS = frozenset({MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT})
 _READ_PREFIXES = ("Get", "List", "BatchGet")
@@ -97,6 +104,7 @@ class MethodInfo:
     has_request_id: bool
     idempotent: bool
     resumable: bool  # a server stream resumed from its last `cursor`
+    batched: bool  # `requests` in, `results` out: a long list is sent in several calls
 
     @property
     def paged(self) -> bool:
@@ -154,7 +162,14 @@ def describe(method: MethodDescriptor) -> MethodInfo:
         idempotent=idempotent,
         resumable=bool(method.server_streaming and not method.client_streaming
                        and _field(request, "cursor", string) and _field(response, "cursor", string)),
+        batched=bool(not (method.client_streaming or method.server_streaming)
+                     and _repeated_message(request, "requests") and _repeated_message(response, "results")),
     )
+
+
+def _repeated_message(descriptor: Descriptor, name: str) -> bool:
+    fd = descriptor.fields_by_name.get(name)
+    return fd is not None and fd.is_repeated and fd.message_type is not None
 
 
 @functools.cache

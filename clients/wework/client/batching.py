@@ -1,4 +1,7 @@
-"""BatchSendMessages for lists of any length: split into calls of at most 1,000 items.
+"""Batch calls (AIP-233) for lists of any length: split into calls of at most 1,000 items.
+
+The client facade does this by itself: `client.messages.batch_send_messages(requests=[...])`
+(and the asyncio client's) takes a list of any length (docs/client.md). For a generated stub:
 
     from wework.client.batching import batch_send_messages
 
@@ -22,9 +25,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from google.protobuf.message import Message
 from wework.v1 import message_pb2 as pb
 
-MAX_BATCH_ITEMS = 1000  # the server's bound per call (docs/messages.md)
+from ._base import MAX_BATCH_ITEMS  # the server's bound per call (docs/messages.md)
 
 
 class BatchSendInterrupted(Exception):
@@ -32,32 +36,51 @@ class BatchSendInterrupted(Exception):
     request_ids filled in) are what to send again (all of them: answered ones return their
     first results)."""
 
-    def __init__(self, results: list[pb.BatchSendMessagesResult], requests: list[pb.SendMessageRequest],
-                 error: BaseException) -> None:
+    def __init__(self, results: list[Message], requests: list[Message], error: BaseException) -> None:
         super().__init__(f"batch send interrupted after {len(results)} of {len(requests)} items: {error}")
         self.results = results
         self.requests = requests
         self.error = error
 
 
-def prepare(requests: Sequence[pb.SendMessageRequest], atomic: bool,
-            chunk_size: int = MAX_BATCH_ITEMS) -> tuple[list[pb.SendMessageRequest], list[pb.BatchSendMessagesRequest]]:
-    """(the requests with request_ids filled in, the calls to make in order)."""
+def split(batch: Message, chunk_size: int = MAX_BATCH_ITEMS) -> tuple[list[Message], list[Message]]:
+    """A batch request (its repeated `requests`, and `atomic` if it has one) as (its items with
+    request_ids filled in, the calls to make in order). A list that fits one call (or is empty:
+    the server says why) is one call."""
     if not 1 <= chunk_size <= MAX_BATCH_ITEMS:
         raise ValueError(f"chunk_size must be 1 to {MAX_BATCH_ITEMS}")
-    if atomic and len(requests) > chunk_size:
-        raise ValueError(f"atomic mode covers one call: at most {chunk_size} items, got {len(requests)}")
-    filled = []
-    for request in requests:
-        if not request.request_id:
-            copy = pb.SendMessageRequest()
-            copy.CopyFrom(request)
-            copy.request_id = str(uuid.uuid4())
-            request = copy
-        filled.append(request)
-    calls = [pb.BatchSendMessagesRequest(requests=filled[i:i + chunk_size], atomic=atomic)
-             for i in range(0, len(filled), chunk_size)]
+    items = list(batch.requests)  # type: ignore[attr-defined]
+    atomic = bool(getattr(batch, "atomic", False))
+    if atomic and len(items) > chunk_size:
+        raise ValueError(f"atomic=True covers one call, at most {chunk_size} items; got {len(items)}. A longer "
+                         f"list cannot be all or nothing: send it without atomic, or in atomic calls of at most "
+                         f"{chunk_size}")
+    filled = [_with_request_id(item) for item in items]
+    rest = type(batch)()  # the batch's other fields (atomic), copied into every call
+    rest.CopyFrom(batch)
+    del rest.requests[:]  # type: ignore[attr-defined]
+    calls = []
+    for i in range(0, max(len(filled), 1), chunk_size):
+        call = type(batch)()
+        call.CopyFrom(rest)
+        call.requests.extend(filled[i:i + chunk_size])  # type: ignore[attr-defined]
+        calls.append(call)
     return filled, calls
+
+
+def _with_request_id(item: Message) -> Message:
+    if "request_id" not in item.DESCRIPTOR.fields_by_name or item.request_id:  # type: ignore[attr-defined]
+        return item
+    copy = type(item)()
+    copy.CopyFrom(item)
+    copy.request_id = str(uuid.uuid4())  # type: ignore[attr-defined]
+    return copy
+
+
+def prepare(requests: Sequence[pb.SendMessageRequest], atomic: bool,
+            chunk_size: int = MAX_BATCH_ITEMS) -> tuple[list[pb.SendMessageRequest], list[pb.BatchSendMessagesRequest]]:
+    """(the requests with request_ids filled in, the BatchSendMessages calls to make in order)."""
+    return split(pb.BatchSendMessagesRequest(requests=requests, atomic=atomic), chunk_size)  # type: ignore[return-value]
 
 
 def batch_send_messages(call: Callable[..., pb.BatchSendMessagesResponse],

@@ -348,6 +348,7 @@ async def _account_service(settings: Settings, ctx: AppContext, redis, tenants: 
     incoming = IncomingMedia(required(wiring.media, "the media use cases"),
                              TargetGuard(WebhookPolicy.from_config(settings.webhooks)),
                              settings.media.fetch_timeout_seconds)
+    closers.append(incoming.close)
     router = ProviderEventRouter(AccountEvents(store, login, conversations, incoming), MessageEvents(ctx.db))
     wiring.callback_sink = router
     # The simulator delivers into the durable inbox (store, then process) like a real provider.

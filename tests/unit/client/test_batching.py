@@ -85,3 +85,9 @@ def test_the_async_variant_chunks_the_same_way():
     assert texts(response) == [str(i) for i in range(1001)]
     with pytest.raises(ValueError):
         asyncio.run(batch_send_messages_async(endpoint.aio, items(3), chunk_size=1001))
+
+
+def test_an_empty_list_is_one_call_for_the_server_to_refuse():
+    endpoint = Endpoint()
+    assert texts(batch_send_messages(endpoint, [])) == []
+    assert [len(c.requests) for c in endpoint.calls] == [0]

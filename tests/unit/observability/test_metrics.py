@@ -7,9 +7,9 @@ import asyncio
 import uuid
 
 import harness
-import httpx
 import pytest
 import sqlalchemy as sa
+from harness import httpcall
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from wework.persistence.config import RedisConfig
@@ -25,7 +25,7 @@ def value(name: str, **labels: str) -> float:
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    text = httpcall.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -56,8 +56,8 @@ def test_metrics_endpoint_serves_the_registry_and_closes():
         assert any(name == "process_cpu_seconds_total" for name, _ in samples)  # process collector
     finally:
         server.close()
-    with pytest.raises(httpx.TransportError):
-        httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=2)
+    with pytest.raises(httpcall.TRANSPORT_ERRORS):
+        httpcall.get(f"http://127.0.0.1:{server.port}/metrics", timeout=2)
 
 
 def test_a_taken_port_raises():

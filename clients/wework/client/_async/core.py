@@ -1,4 +1,4 @@
-"""How every RPC is called: credentials, one deadline, retries, pages and streams.
+"""How every RPC is called: credentials, one deadline, retries, pages, batches and streams.
 
 Written once, for asyncio; the blocking client's copy (_sync/core.py) is derived from this
 file by scripts/generate_client.py (unasync: async/await removed, Async* names shortened),
@@ -13,10 +13,10 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from .. import _base
+from .. import _base, batching
 from .._base import DEFAULT, CallSettings, Deadline, Metadata, MethodInfo, Retry, StreamResume
 from ..config import ClientOptions
-from ..errors import from_rpc_error
+from ..errors import WeworkError, from_rpc_error
 from ._flavor import Channel, RequestStream, create_channel, request_stream, resolve, sleep
 
 R = TypeVar("R", bound=Message)  # a List response
@@ -223,6 +223,30 @@ class AsyncServiceClient:
         policy = _base.retry_for(info, retry)
         response = await self._transport.unary(info, message, policy, deadline, metadata)
         return AsyncPager(self._transport, info, message, response, policy, deadline, metadata)
+
+    async def _batch(
+        self, name: str, request: Any, fields: dict[str, Any], retry: RetryArg, timeout: TimeoutArg,
+        metadata: Metadata
+    ) -> Any:
+        """A batch method (AIP-233) with a list of any length: its `requests` go in calls of at
+        most batching.MAX_BATCH_ITEMS, one after another, in order, under one deadline, and the
+        answer joins their `results` in request order. Items get a request_id first, so a call
+        retried or resent does not send twice. A list that fits one call fails as that call
+        does; a longer one raises batching.BatchSendInterrupted (the results answered so far,
+        every request to send again, the error). `atomic` cannot span calls: ValueError first."""
+        info = self._methods[name]
+        items, calls = batching.split(_base.build_request(info, request, fields))
+        policy, deadline = _base.retry_for(info, retry), self._deadline(timeout)
+        if len(calls) == 1:
+            return await self._transport.unary(info, calls[0], policy, deadline, metadata)
+        results: list[Any] = []
+        for call in calls:
+            try:
+                response = await self._transport.unary(info, call, policy, deadline, metadata)
+            except WeworkError as exc:
+                raise batching.BatchSendInterrupted(results, items, exc) from exc
+            results.extend(response.results)
+        return info.response_class(results=results)
 
     def _iter_items(self, name: str, request: Any, fields: dict[str, Any], retry: RetryArg,
                     timeout: TimeoutArg, metadata: Metadata) -> AsyncIterator[Any]:

@@ -676,9 +676,11 @@ class AsyncMessageServiceClient(AsyncServiceClient):
         checked and made idempotent exactly as SendMessage does. The quota is taken for the whole
         call at once (units of failed items are given back). Each item answers its message or its
         own google.rpc.Status, in request order; with `atomic` every item is accepted or none is
-        (the first failure is the call's error, its fields named requests[i].field).
+        (the first failure is the call's error, its fields named requests[i].field). A list of any
+        length: sent in calls of at most 1,000 items, in order, under one deadline, results in
+        request order; each item's empty `request_id` is filled (docs/client.md).
         """
-        return await self._unary("BatchSendMessages", request, fields, retry, timeout, metadata)
+        return await self._batch("BatchSendMessages", request, fields, retry, timeout, metadata)
 
     async def get_message(
         self,

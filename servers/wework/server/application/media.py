@@ -42,6 +42,7 @@ from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import require_id
+from wework.server.http_client import TRANSPORT_ERRORS, GuardedHttp, describe
 from wework.server.media.sniff import SNIFF_BYTES, sniff_content_type
 from wework.server.media.store import MultipartUpload, ObjectStore
 
@@ -392,6 +393,11 @@ MESSAGE_TYPE_KINDS = {"image": MediaKind.IMAGE, "file": MediaKind.FILE, "voice":
                       "video": MediaKind.VIDEO}
 
 
+class MediaFetchFailed(Exception):
+    """Fetching incoming media failed in a way that may pass (timeout, connection): the callback's
+    processing is retried on its schedule."""
+
+
 class IncomingMedia:
     """Media of messages received from a provider (MESSAGE_RECEIVED with a `url`): fetched through
     the webhook SSRF guard (the same `webhooks.allow_private_targets` / `allowed_target_cidrs`
@@ -399,7 +405,11 @@ class IncomingMedia:
     content that the conversation, the callback's effect and the message.received webhook get."""
 
     def __init__(self, media: MediaUseCases, guard: Any, timeout_seconds: float) -> None:
-        self._media, self._guard, self._timeout = media, guard, timeout_seconds
+        self._media = media
+        self._http = GuardedHttp(guard, timeout_seconds=timeout_seconds)
+
+    async def close(self) -> None:
+        await self._http.close()
 
     async def store_received(self, tenant_id: str, message_type: str, content: Any) -> Any:
         kind = MESSAGE_TYPE_KINDS.get(message_type)
@@ -421,24 +431,22 @@ class IncomingMedia:
     async def _fetch(self, tenant_id: str, kind: MediaKind, url: str, file_name: str) -> Media:
         from urllib.parse import urlsplit
 
-        import httpx
-        from wework.server.workers.webhooks import _pinned
-
         if urlsplit(url).scheme not in ("http", "https"):
             raise InvalidArgument(FieldViolation("content.url", "the media URL is not http(s)"))
-        addresses = await self._guard.addresses(url)
-        headers: dict[str, str] = {}
-        target, extensions = _pinned(url, addresses[0], headers)
         limit = KIND_LIMITS[kind]
-        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as http, \
-                http.stream("GET", target, headers=headers, extensions=extensions) as answer:
-            if answer.status_code != 200:
-                raise InvalidArgument(FieldViolation("content.url", f"the media URL answered HTTP {answer.status_code}"))
-            size = int(answer.headers.get("content-length") or 0)
-            if not 0 < size <= limit:
-                raise InvalidArgument(FieldViolation(
-                    "content.url", f"the media's Content-Length must be 1-{limit} bytes for {kind.value} media"))
-            name = file_name or urlsplit(url).path.rsplit("/", 1)[-1]
-            declaration = UploadDeclaration(kind=kind, file_name=name, declared_content_type="", size_bytes=size,
-                                            sha256="", request_id="")
-            return await self._media.store_for_tenant(tenant_id, declaration, answer.aiter_bytes(), source="received")
+        try:
+            async with self._http.request("GET", url) as answer:
+                if answer.status != 200:
+                    raise InvalidArgument(FieldViolation("content.url", f"the media URL answered HTTP {answer.status}"))
+                size = int(answer.headers.get("content-length") or 0)
+                if not 0 < size <= limit:
+                    raise InvalidArgument(FieldViolation(
+                        "content.url", f"the media's Content-Length must be 1-{limit} bytes for {kind.value} media"))
+                name = file_name or urlsplit(url).path.rsplit("/", 1)[-1]
+                declaration = UploadDeclaration(kind=kind, file_name=name, declared_content_type="", size_bytes=size,
+                                                sha256="", request_id="")
+                return await self._media.store_for_tenant(tenant_id, declaration, answer.content.iter_chunked(1 << 16),
+                                                          source="received")
+        except TRANSPORT_ERRORS as exc:
+            # Never the URL in the error: the provider's link may carry a token.
+            raise MediaFetchFailed(f"fetching the media failed: {describe(exc)}") from None

@@ -120,8 +120,11 @@ class TargetGuard:
         """The addresses `url` may be posted to (all of its host's, all allowed); TargetRefused
         when any is refused or none resolves."""
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return await self.host_addresses(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+
+    async def host_addresses(self, host: str, port: int) -> list[str]:
+        """The addresses `host` may be connected to on `port` (the webhook worker's and the media
+        fetcher's HTTP sessions resolve through this: http_client.GuardedResolver)."""
         literal = literal_ip(host)
         if literal is not None:
             found = [literal]

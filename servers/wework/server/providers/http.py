@@ -5,16 +5,16 @@ backoff and jitter, up to `max_retries` retries; once they are spent the call ra
 `ProviderUnavailable`. A 4xx is the provider's answer and is never retried: it becomes a
 `ProviderError` carrying the provider's code (404 on an instance: `InstanceNotFound`).
 Retrying is safe because every call is idempotent on the provider's side: instances by guid,
-sends by the Idempotency-Key header.
+sends by the Idempotency-Key header. An answer over 4 MiB is refused (BAD_RESPONSE), not held.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, Field, SecretStr
 from tenacity import (
     AsyncRetrying,
@@ -23,6 +23,7 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from wework.server.http_client import TRANSPORT_ERRORS, AnswerTooLarge, SharedSession, describe, read_body
 from wework.server.providers.base import (
     InstanceNotFound,
     Liveness,
@@ -54,24 +55,30 @@ class _Retryable(Exception):
         self.status = status
 
 
-def _error_body(response: httpx.Response) -> tuple[str | None, str]:
+# An answer larger than this is not a provider's JSON: refused instead of held in memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+
+
+def _error_body(status: int, reason: str, body: bytes) -> tuple[str | None, str]:
     try:
-        err = response.json().get("error") or {}
-        return err.get("code"), err.get("message") or response.reason_phrase
+        err = jsonlib.loads(body).get("error") or {}
+        return err.get("code"), err.get("message") or reason
     except (ValueError, AttributeError):
-        return None, response.text[:200] or response.reason_phrase
+        return None, body[:200].decode(errors="replace") or reason
 
 
 class HttpProvider:
     """Implements `wework.server.providers.base.Provider` over HTTP."""
 
-    def __init__(self, config: HttpProviderConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, config: HttpProviderConfig) -> None:
         self.config = config
+        self._base_url = config.base_url.rstrip("/")  # + "/instances/...": a path prefix stays
         headers = {"Accept": "application/json"}
         if config.api_key is not None:
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
-        self._client = httpx.AsyncClient(base_url=config.base_url, headers=headers,
-                                         timeout=config.timeout_seconds, transport=transport)
+        # Proxies from HTTP(S)_PROXY / NO_PROXY apply, as to any outgoing client of the platform
+        # that is not SSRF-guarded.
+        self._session = SharedSession(timeout_seconds=config.timeout_seconds, headers=headers, trust_env=True)
         self.attempts = 0  # HTTP requests made, retries included
 
     # ---- Provider ------------------------------------------------------------------------
@@ -105,7 +112,7 @@ class HttpProvider:
         return self._parse(liveness_from_json, await self._call("GET", self._path(guid, "liveness"), guid=guid))
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._session.close()
 
     # ---- plumbing --------------------------------------------------------------------------
 
@@ -144,29 +151,34 @@ class HttpProvider:
                     headers: dict[str, str] | None) -> Any:
         self.attempts += 1
         try:
-            response = await self._client.request(method, path, json=json, headers=headers)
-        except httpx.TimeoutException as exc:
+            async with self._session().request(method, self._base_url + path, json=json, headers=headers,
+                                               allow_redirects=False) as response:
+                status, reason = response.status, response.reason or ""
+                body = await read_body(response, MAX_ANSWER_BYTES)
+        except AnswerTooLarge as exc:
+            raise ProviderError(f"provider answered HTTP {status}: {exc}", code="BAD_RESPONSE", status=status) from None
+        except TimeoutError as exc:
             raise _Retryable(f"timed out after {self.config.timeout_seconds}s ({type(exc).__name__})") from exc
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}") from exc
-        status = response.status_code
+        except TRANSPORT_ERRORS as exc:
+            raise _Retryable(f"connection failed: {describe(exc)}") from exc
         if status >= 500:
-            code, message = _error_body(response)
+            code, message = _error_body(status, reason, body)
             raise _Retryable(f"HTTP {status} {code or ''} {message}".replace("  ", " "), status=status)
         if status >= 400:
-            raise self._map_error(response, guid)
-        if status == 204 or not response.content:
+            raise self._map_error(status, reason, body, guid)
+        if status >= 300:  # redirects are not followed: the provider's API does not use them
+            raise ProviderError(f"provider answered HTTP {status}, a redirect", code="BAD_RESPONSE", status=status)
+        if status == 204 or not body:
             return None
         try:
-            return response.json()
+            return jsonlib.loads(body)
         except ValueError:
             raise ProviderError(f"provider answered {status} with a non-JSON body",
                                 code="BAD_RESPONSE", status=status) from None
 
     @staticmethod
-    def _map_error(response: httpx.Response, guid: str) -> ProviderError:
-        status = response.status_code
-        code, message = _error_body(response)
+    def _map_error(status: int, reason: str, body: bytes, guid: str) -> ProviderError:
+        code, message = _error_body(status, reason, body)
         if status in (401, 403):
             return ProviderError(f"provider rejected our credentials: {message}", code="UNAUTHORIZED",
                                  status=status)

@@ -11,7 +11,8 @@ import json
 import time
 from collections.abc import Callable
 
-import httpx
+import aiohttp
+from wework.server.http_client import SharedSession
 from wework.server.providers.base import ProviderCallback
 from wework.server.providers.wire import callback_to_json
 
@@ -26,12 +27,13 @@ def sign_callback(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class HttpCallbackSink:
-    """Posts each callback as JSON to `url`; a non-2xx answer raises so that the sender retries."""
+    """Posts each callback as JSON to `url`; a non-2xx answer raises (aiohttp.ClientResponseError)
+    so that the sender retries."""
 
     def __init__(self, url: str, *, secret: str | None = None, timeout_seconds: float = 5.0) -> None:
         self.url = url
         self.secret = secret
-        self._client = httpx.AsyncClient(timeout=timeout_seconds)
+        self._session = SharedSession(timeout_seconds=timeout_seconds)
 
     async def deliver(self, callback: ProviderCallback) -> None:
         body = json.dumps(callback_to_json(callback), separators=(",", ":")).encode()
@@ -40,11 +42,13 @@ class HttpCallbackSink:
             ts = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = ts
             headers[SIGNATURE_HEADER] = sign_callback(self.secret, ts, body)
-        response = await self._client.post(self.url, content=body, headers=headers)
-        response.raise_for_status()
+        async with self._session().post(self.url, data=body, headers=headers, allow_redirects=False) as response:
+            if not 200 <= response.status < 300:  # a redirect is not an acceptance either
+                raise aiohttp.ClientResponseError(response.request_info, response.history, status=response.status,
+                                                  message=response.reason or "")
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._session.close()
 
 
 class CollectingSink:

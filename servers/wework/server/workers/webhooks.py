@@ -7,8 +7,9 @@ Safe in any number of processes (wework-server with webhooks.run_worker_in_serve
    worker's id and a lease (repositories/webhooks.py). A killed worker's claims expire and are
    claimed again: at least once, with the same webhook-id, which receivers dedupe on.
 2. Outside any transaction each delivery is checked (endpoint still enabled; its host resolved
-   and every address allowed by the SSRF guard) and posted to the checked address, with the
-   Standard Webhooks headers and one signature per valid secret.
+   and every address allowed by the SSRF guard) and posted to the checked address (the session
+   resolves through the guard: http_client.GuardedHttp), with the Standard Webhooks headers and
+   one signature per valid secret.
 3. A short transaction records the attempt and the outcome: succeeded (a 2xx within the
    timeout), pending again at the next time of the retry schedule, or failed when the schedule
    is used up. An endpoint whose failures have lasted webhooks.disable_after_seconds is
@@ -28,9 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from wework.domain.webhooks import (
     DeliveryStatus,
     WebhookAttempt,
@@ -42,6 +41,7 @@ from wework.domain.webhooks import (
 from wework.persistence.database import Database
 from wework.server.application.context import utcnow
 from wework.server.application.webhooks import TargetGuard, TargetRefused, WebhookPolicy
+from wework.server.http_client import TRANSPORT_ERRORS, GuardedHttp, describe
 from wework.server.observability import metrics
 from wework.server.security.field_crypto import FieldCryptoError
 from wework.server.workers.dispatch import DispatchWaker
@@ -95,12 +95,15 @@ class WebhookDeliveryWorker:
                  reveal: Callable[[WebhookEndpoint], WebhookEndpoint], settings: WorkerSettings, *,
                  waker: WebhookWaker | None = None, worker_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        self._db, self._policy, self._guard, self._reveal, self._cfg = db, policy, guard, reveal, settings
+        self._db, self._policy, self._reveal, self._cfg = db, policy, reveal, settings
         self._waker, self._clock = waker, clock
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._sem = asyncio.Semaphore(settings.max_in_flight)
         self._loops = ShardLoops(db, "webhooks", self._shard_loop)
-        self._http: httpx.AsyncClient | None = None
+        # Connects only where the guard allows; no redirects (a 3xx is not a 2xx, and following
+        # one would skip the guard); no proxies from the environment.
+        self._http = GuardedHttp(guard, timeout_seconds=policy.timeout_seconds,
+                                 max_connections=settings.max_in_flight)
         self._stopping = False
         self._events: list[asyncio.Event] = []
         self.stats = WebhookStats()
@@ -108,10 +111,6 @@ class WebhookDeliveryWorker:
     # -- lifecycle --
 
     async def start(self) -> None:
-        # No redirects (a 3xx is not a 2xx, and following one would skip the SSRF guard); no
-        # proxies from the environment (the guard checks the address actually connected to).
-        self._http = httpx.AsyncClient(timeout=self._policy.timeout_seconds, follow_redirects=False,
-                                       trust_env=False, limits=httpx.Limits(max_connections=self._cfg.max_in_flight))
         if self._waker is not None:
             await self._waker.start()
         self._loops.start()
@@ -129,9 +128,7 @@ class WebhookDeliveryWorker:
         await self._loops.close(grace_seconds)
         if self._waker is not None:
             await self._waker.close()
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._http.close()
 
     async def _shard_loop(self, shard: str) -> None:
         event = self._waker.event() if self._waker is not None else asyncio.Event()
@@ -244,27 +241,26 @@ class WebhookDeliveryWorker:
         started_at, t0 = self._clock(), time.monotonic()
         status, error, result = 0, "", "connection_error"
         try:
-            addresses = await self._guard.addresses(ep.url)
             body = _body(d)
             ts = int(time.time())
             headers = {"content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": d.event_id,
                        "webhook-timestamp": str(ts),
                        "webhook-signature": signature_header(ep.signing_secrets(self._clock()), d.event_id, ts, body)}
-            url, extensions = _pinned(ep.url, addresses[0], headers)
-            assert self._http is not None
-            async with asyncio.timeout(self._policy.timeout_seconds):
-                response = await self._http.post(url, content=body, headers=headers, extensions=extensions)
-            status = response.status_code
+            # The answer's body is not read: only its status counts, and an endpoint cannot make
+            # the worker hold a large body in memory.
+            async with asyncio.timeout(self._policy.timeout_seconds), \
+                    self._http.request("POST", ep.url, data=body, headers=headers) as response:
+                status = response.status
             if 200 <= status < 300:
                 result = "success"
             else:
                 result, error = "http_error", f"HTTP {status}"
         except TargetRefused as exc:
             result, error = "refused", str(exc)
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             result, error = "timeout", f"no answer within {self._policy.timeout_seconds:g} s"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except TRANSPORT_ERRORS as exc:
+            error = describe(exc)
         elapsed = time.monotonic() - t0
         metrics.WEBHOOK_ATTEMPT_DURATION.labels(result=result).observe(elapsed)
         return WebhookAttempt(attempt_number=d.attempt_count + 1, attempt_time=started_at, response_status=status,
@@ -306,19 +302,3 @@ class WebhookDeliveryWorker:
 def _body(d: WebhookDelivery) -> bytes:
     return d.body.encode()  # the stored JSON text, byte for byte
 
-
-def _pinned(url: str, address: str, headers: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    """An http:// `url` aimed at the checked `address` with the original Host header, so that DNS
-    cannot answer differently between the guard's check and the connection (rebinding).
-
-    https:// URLs are left as they are: the certificate must match the URL's host name, so a
-    name re-pointed at an internal address fails the TLS handshake before anything is sent; and
-    pinning would let pooled connections (keyed by address) carry another host's requests over a
-    certificate checked for the first one."""
-    parts = urlsplit(url)
-    if parts.scheme != "http":
-        return url, {}
-    headers["host"] = parts.netloc.rsplit("@", 1)[-1]
-    ip_host = f"[{address}]" if ":" in address else address
-    netloc = f"{ip_host}:{parts.port}" if parts.port else ip_host
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), {}

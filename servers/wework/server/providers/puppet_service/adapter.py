@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import uuid
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
-import httpx
+from wework.server.http_client import TRANSPORT_ERRORS, AnswerTooLarge, SharedSession, describe, read_body
 from wework.server.providers.base import (
     CallbackSink,
     Liveness,
@@ -144,6 +145,8 @@ class PuppetServiceProvider:
         self.board: SessionBoard | None = None
         self._closed = False
         self._root_ca = Path(config.ca_file).read_bytes() if config.ca_file else BUNDLED_CA.read_bytes()
+        # Token discovery (a small JSON answer); proxies from HTTP(S)_PROXY / NO_PROXY apply.
+        self._discovery = SharedSession(timeout_seconds=config.connect_timeout_seconds, trust_env=True)
 
     # ---- Provider ------------------------------------------------------------------------------
 
@@ -306,6 +309,7 @@ class PuppetServiceProvider:
                 await task
         for guid in list(self._sessions):
             await self.detach(guid, close=True)
+        await self._discovery.close()
 
     # ---- the event stream (one consumer per account) --------------------------------------------
 
@@ -621,18 +625,22 @@ class PuppetServiceProvider:
             return self._endpoints[token]
         url = self.config.discovery_url.replace("{token}", token)
         try:
-            async with httpx.AsyncClient(timeout=self.config.connect_timeout_seconds) as client:
-                answer = await client.get(url)
-        except httpx.HTTPError as exc:
-            raise ProviderUnavailable(f"puppet-service discovery failed: {type(exc).__name__}") from None
-        if 400 <= answer.status_code < 500:
+            async with self._discovery().get(url, allow_redirects=False) as answer:
+                status = answer.status
+                text = await read_body(answer, 64 * 1024) if status < 300 else b""
+        except AnswerTooLarge:
+            raise ProviderError("puppet-service discovery answered more than 64 KiB",
+                                code="BAD_RESPONSE") from None
+        except TRANSPORT_ERRORS as exc:
+            # Never the URL: it carries the token.
+            raise ProviderUnavailable(f"puppet-service discovery failed: {describe(exc)}") from None
+        if 400 <= status < 500:
             raise ProviderError("puppet-service discovery does not know the account's token",
-                                code="TOKEN_NOT_DISCOVERED", status=answer.status_code)
-        if answer.status_code >= 300:
-            raise ProviderUnavailable(f"puppet-service discovery answered HTTP {answer.status_code}",
-                                      status=answer.status_code)
+                                code="TOKEN_NOT_DISCOVERED", status=status)
+        if status >= 300:
+            raise ProviderUnavailable(f"puppet-service discovery answered HTTP {status}", status=status)
         try:
-            body = answer.json()
+            body = json.loads(text)
             endpoint = f"{body['host']}:{int(body['port'])}"
         except (ValueError, KeyError, TypeError):
             raise ProviderError("puppet-service discovery answered without host and port",
