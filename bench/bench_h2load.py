@@ -171,6 +171,19 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds of a process and its children (the worker processes of --workers N)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
 def mariadb_pid() -> int | None:
     """The local mariadbd's pid (its CPU is counted per message beside the server's)."""
     found = subprocess.run(["pgrep", "-o", "-x", "mariadbd"], check=False, capture_output=True, text=True).stdout.split()
@@ -210,6 +223,8 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
     parser.add_argument("--profile", action="store_true", help="py-spy the server in each SendMessage phase")
     parser.add_argument("--profile-rpc", default=SEND, help="the RPC --profile records (default SendMessage)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes on the port (server.workers; docs/multiprocess.md)")
     parser.add_argument("--profile-native", action="store_true", help="--profile with C frames (py-spy --native)")
     parser.add_argument("--only", default="", help="comma-separated phases to run (default all), e.g. "
                         "'SendMessage,BatchSend x1000'; the no-op always runs (the ratios need it)")
@@ -220,7 +235,10 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wwbench-h2load-"))
     admin_key = "wwadmin_" + secrets.token_urlsafe(24)
     # The accept path alone: no dispatcher in the server (the messages are scheduled anyway).
-    proc, port, info = start_server(workdir, args, admin_key, {"message": {"run_dispatcher_in_server": False}})
+    extra: dict = {"message": {"run_dispatcher_in_server": False}}
+    if args.workers > 1:
+        extra["server"] = {"workers": args.workers}
+    proc, port, info = start_server(workdir, args, admin_key, extra)
     results: dict[str, dict[str, dict]] = {}
     profiles: dict[str, list[tuple[str, float]]] = {}
     try:
@@ -241,10 +259,10 @@ def main() -> int:
                 spy = None
                 if args.profile and name == args.profile_rpc:
                     spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt", args.profile_native)
-                cpu_before = cpu_seconds(proc.pid), cpu_seconds(db_pid)
+                cpu_before = tree_cpu_seconds(proc.pid), cpu_seconds(db_pid)
                 r = run_h2load(h2load, target, path, data, key, c, m, args.seconds,
                                workdir / f"log-{shape}-{per_call}.tsv")
-                server_cpu, db_cpu = (cpu_seconds(proc.pid) - cpu_before[0], cpu_seconds(db_pid) - cpu_before[1])
+                server_cpu, db_cpu = (tree_cpu_seconds(proc.pid) - cpu_before[0], cpu_seconds(db_pid) - cpu_before[1])
                 if spy is not None:
                     spy.wait()
                     profiles[shape] = top_functions(workdir / f"profile-{shape}.txt")
@@ -263,7 +281,8 @@ def main() -> int:
         stop_server(proc)
         clean_up(args.mariadb, info, *([] if args.profile else [workdir]))
 
-    print(f"h2load benchmark: wework-server on MariaDB + Redis, no dispatcher; h2load -t 1, "
+    print(f"h2load benchmark: wework-server ({args.workers} worker process(es)) on MariaDB + Redis, "
+          f"no dispatcher; h2load -t 1, "
           f"{args.seconds:g} s per RPC and shape; {os.cpu_count()} CPU(s), "
           f"{platform.python_version()}, server, MariaDB, Redis and h2load on this machine")
     print("calls/s: h2load's (HTTP answers, gRPC errors included); rows: messages written in MariaDB "

@@ -87,8 +87,9 @@ def _is_new(m: Message) -> bool:
 
 
 def _new_message_values(m: Message) -> tuple[Any, ...]:
-    return (m.id, m.created_at, m.updated_at, m.tenant_id, m.account_id, m.conversation_id, m.message_type.value,
-            m.content, m.template_id, m.status.value, m.batch_id, m.priority, m.scheduled_time)
+    # _value_, not .value: the enum property costs ~0.4 us on 3.11, twice per row of the group commit.
+    return (m.id, m.created_at, m.updated_at, m.tenant_id, m.account_id, m.conversation_id, m.message_type._value_,
+            m.content, m.template_id, m.status._value_, m.batch_id, m.priority, m.scheduled_time)
 
 
 @dataclass(frozen=True)

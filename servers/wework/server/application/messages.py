@@ -50,7 +50,7 @@ from wework.persistence.redis.client import tenant_key
 from wework.persistence.repositories.messages import MessageFilter
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
-from wework.server.application.media import media_references
+from wework.server.application.media import MESSAGE_MEDIA_KINDS, media_references
 from wework.server.application.message_ports import AccountGateway
 from wework.server.application.tenants import TenantUseCases
 from wework.server.observability import metrics
@@ -666,7 +666,8 @@ class MessageUseCases:
         if req.template_id:
             message_type, content = await self._render_template(principal, tenant_id, req, templates)
         assert message_type is not None
-        if self._media is not None:
+        # Only types that can name media are looked at (a text costs no coroutine here).
+        if self._media is not None and message_type in MESSAGE_MEDIA_KINDS:
             await self._media.check_references(tenant_id, media_references(message_type.value, content))
         return Message(
             id=new_id(), tenant_id=tenant_id, account_id=req.account_id, conversation_id=req.conversation_id,
@@ -844,19 +845,19 @@ class MessageUseCases:
                 await self._writer.withdraw_charged(list(pending.values()))
                 raise
         retry: dict[str, str | None] = {}
-        accepted: Counter[str] = Counter()
+        accepted: Counter[MessageType] = Counter()
         for i, item in pending.items():
             error = item.future.exception() if item.future.done() and not item.future.cancelled() else None
             if error is None:
                 outcomes[i] = messages[i]
-                accepted[messages[i].message_type.value] += 1
+                accepted[messages[i].message_type] += 1
             elif isinstance(error, AlreadyExists) and reqs[i].request_id:
                 retry[reqs[i].request_id] = fingerprints[i]  # taken since the lookup: a concurrent call
                 outcomes[i] = error  # type: ignore[assignment]
             else:
                 outcomes[i] = error
         for message_type, n in accepted.items():  # one increment per type, not per message
-            metrics.MESSAGES_ACCEPTED.labels(message_type).inc(n)
+            metrics.MESSAGES_ACCEPTED.labels(message_type.value).inc(n)
         if retry:
             found = await self._idempotent_many(tenant_id, retry)
             for i in pending:
