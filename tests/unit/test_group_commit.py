@@ -251,6 +251,24 @@ async def test_followers_of_a_leader_withdrawn_before_it_was_taken_go_on_their_o
     assert ledger.rows == ["busy", "r1-b"]
 
 
+async def test_a_follower_that_went_on_alone_can_still_be_withdrawn_by_its_caller():
+    ledger = Ledger(delay=0.02)
+    gc = batcher(ledger)
+    busy = submit_all(gc, ["busy"])
+    await asyncio.sleep(0.005)
+    leader, follower = Item("r1"), Item("r1-b")
+    gc.submit(KEY, leader, dedupe="r1")
+    gc.submit(KEY, follower, dedupe="r1")
+    gc.withdraw(KEY, [leader])
+    leader.future.cancel()
+    await asyncio.sleep(0)  # the follower now leads, queued under its own item
+    assert gc.withdraw(KEY, [follower]) == [follower]  # so its caller's withdrawal finds it
+    follower.future.cancel()
+    await outcomes(busy)
+    await asyncio.sleep(0.01)
+    assert ledger.rows == ["busy"]
+
+
 async def test_a_cancelled_follower_is_neither_committed_nor_answered():
     ledger = Ledger()
     gc = batcher(ledger)
