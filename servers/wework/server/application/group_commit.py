@@ -16,20 +16,21 @@ writes, what an item costs (the message quota) and what a duplicate means are th
 - Followers: an item submitted with a `dedupe` key that an item in flight (queued or being
   committed) already holds is not queued; it learns that leader's outcome: the leader's error,
   or `on_duplicate(follower)` (default: the leader's result) once the leader is committed. A
-  leader withdrawn before it was taken leaves its followers to go on their own (the first of
-  them leads).
+  leader whose caller went away (its future cancelled) leaves its followers to go on their own
+  (the first of them leads; the commit settles a duplicate of a leader that is written anyway).
 - Hooks: `prepare(batch)` before the commit returns the items to commit and answers the others
   itself (the quota charge; items may also come charged by their caller). `refund(items)` gets
   the items whose commit failed, before their callers hear of it; the hook knows what each
   holds. If `prepare` itself raises, every item of the batch fails with its error, unrefunded.
 - Failure: a failed commit of several items is retried one item per commit when
   `split_on_failure` (one bad item fails alone); otherwise, or for a batch of one, every item
-  of the batch fails with the commit's error. A failure of `prepare` is its own to answer.
+  of the batch fails with the commit's error.
 - Cancellation: the batch decides an item's fate, the caller only stops waiting. A caller that
   goes away calls `withdraw`: an item still queued is removed and handed back (never prepared
-  nor committed; what its caller charged is the caller's to give back); one already taken is committed or failed with its batch as if its caller were
-  there (a retry finds it by its idempotency key), and only a failed commit refunds it. The
-  batcher sets a future only while it is pending, so a cancelled future is never touched.
+  nor committed; what its caller charged is the caller's to give back); one already taken is
+  committed or failed with its batch as if its caller were there (a retry finds it by its
+  idempotency key), and only a failed commit refunds it. The batcher sets a future only while
+  it is pending, so a cancelled future is never touched.
 
 Per item the batcher costs one list append and a dict look-up on submit and one set_result after
 the commit; no task and no await per item.
