@@ -110,11 +110,12 @@ class GroupCommit(Generic[T]):
         queue = self._queues.get(key)
         if not queue:
             return []
-        if len(items) == 1:
-            if items[0] not in queue:
-                return []
-            queue.remove(items[0])
-            return [items[0]]
+        if len(items) == 1:  # a SendMessage caller: by identity, as items may compare equal
+            for i, queued in enumerate(queue):
+                if queued is items[0]:
+                    del queue[i]
+                    return [queued]
+            return []
         mine = set(map(id, items))
         withdrawn = [item for item in queue if id(item) in mine]
         if withdrawn:
