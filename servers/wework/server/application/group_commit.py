@@ -59,6 +59,9 @@ Commit = Callable[[str, list[T]], Awaitable[Sequence[Any] | None]]
 
 
 class GroupCommit(Generic[T]):
+    """The batcher (see the module docstring). `commit(key, items)` writes one batch in one
+    transaction; the hooks are optional, and `linger_seconds=None` forms each batch at once."""
+
     def __init__(self, commit: Commit[T], *, name: str, max_batch: int = 500,
                  linger_seconds: float | None = None, split_on_failure: bool = True,
                  prepare: Callable[[list[T]], Awaitable[list[T]]] | None = None,
