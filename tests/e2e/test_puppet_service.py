@@ -20,8 +20,8 @@ from typing import Any
 
 import grpc
 import harness
-import httpx
 import pytest
+from harness import httpcall
 from harness.puppet_service import ReferenceServer
 from puppetproc import Api, Receiver, eventually, settings, tenant_api
 from serverproc import run_admin, settings_yaml, start_server
@@ -119,7 +119,7 @@ async def test_qr_scan_login_reaches_online_with_user_info(world):
 def callbacks_received(w: World) -> dict[tuple[str, str], float]:
     """wework_callbacks_received_total on the server's /metrics: {(source, outcome): count}."""
     counts: dict[tuple[str, str], float] = {}
-    for line in httpx.get(w.server.metrics_url, timeout=5).text.splitlines():
+    for line in httpcall.get(w.server.metrics_url, timeout=5).text.splitlines():
         if line.startswith("wework_callbacks_received_total{"):
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
             counts[(labels["source"], labels["outcome"])] = float(line.split()[-1])

@@ -54,13 +54,13 @@ async def test_withdrawn_charged_items_give_their_units_back_at_once(redis_serve
         items = [writer.pending(Message(id=f"m{i}", tenant_id=tenant, account_id="a", conversation_id="c",
                                         message_type=MessageType.TEXT, content={"text": "x"}, created_at=now,
                                         updated_at=now), "", 1000, day, None) for i in range(1000)]
-        # Queued, and the shard's writer busy elsewhere (this test holds its slot): none taken yet.
-        writer._tasks["s0"] = asyncio.current_task()  # type: ignore[assignment]
+        # Queued, and withdrawn before the shard's writer runs (it starts at the next await).
         writer.submit_charged(items)
         await writer.withdraw_charged(items)
-        assert writer._queues["s0"] == []
+        assert writer._batcher._queues["s0"] == []
         assert quota.releases == [1000]  # one DECRBY, not 1,000
         assert int(await client.get(quota.key(tenant, day))) == 0  # every unit back
-        writer._tasks.clear()
+        await asyncio.sleep(0.01)
+        assert not any(item.future.done() for item in items)  # nothing written, nobody answered
     finally:
         await client.aclose()

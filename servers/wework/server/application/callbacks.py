@@ -79,6 +79,7 @@ from wework.persistence.pagination import PageTokens, normalize_page_size
 from wework.persistence.repositories.callbacks import CallbackFilter, StoredCallback
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import utcnow
+from wework.server.application.group_commit import GroupCommit
 from wework.server.application.ports import UnitsOfWork
 from wework.server.observability import metrics
 from wework.server.providers.base import ProviderCallback
@@ -302,62 +303,33 @@ class CallbackInbox:
         await self.store(body, source=self._provider)
 
 
+@dataclass(eq=False, slots=True)
+class _StoreRow:
+    values: dict[str, Any]  # a callback_events row
+    future: asyncio.Future[tuple[str, bool]]  # (its id, whether it was a duplicate)
+
+
 class _StoreWriter:
-    """Group commit of stored callbacks, one writer task per shard (as MessageWriter does for
-    SendMessage): concurrent ingests queue their rows, the writer stores whatever has queued in
-    one transaction and answers each after the commit. Idle, a batch is one callback and nothing
-    waits; under load one commit serves many. A failed batch is retried one callback at a time."""
+    """Group commit of stored callbacks, one writer task per shard (GroupCommit, decision 0039,
+    as MessageWriter does for SendMessage): concurrent ingests queue their rows, the writer stores
+    whatever has queued in one transaction and answers each after the commit. Idle, a batch is
+    one callback and nothing waits (no linger); under load one commit serves many. A failed batch
+    is retried one callback at a time. The table's dedupe key settles duplicates, not the writer."""
 
     def __init__(self, db: Database, clock: Callable[[], datetime], max_batch: int = 500) -> None:
-        self._db, self._clock, self._max = db, clock, max_batch
-        self._queues: dict[str, list[tuple[dict[str, Any], asyncio.Future]]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._db, self._clock = db, clock
+        self._batcher: GroupCommit[_StoreRow] = GroupCommit(self._write, name="callback-store", max_batch=max_batch)
 
-    def submit(self, shard: str, values: dict[str, Any]) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(shard, []).append((values, future))
-        if shard not in self._tasks:
-            self._tasks[shard] = asyncio.create_task(self._drain(shard), name=f"callback-store-{shard}")
-        return future
+    def submit(self, shard: str, values: dict[str, Any]) -> asyncio.Future[tuple[str, bool]]:
+        row = _StoreRow(values, asyncio.get_running_loop().create_future())
+        self._batcher.submit(shard, row)
+        return row.future
 
-    async def _drain(self, shard: str) -> None:
-        try:
-            queue = self._queues[shard]
-            while queue:
-                batch = queue[:self._max]
-                del queue[:len(batch)]
-                try:
-                    results = await self._write(shard, [v for v, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - handed to the waiting callers
-                    if len(batch) == 1:
-                        _settle(batch[0][1], exc=exc)
-                        continue
-                    for values, future in batch:
-                        try:
-                            [one] = await self._write(shard, [values])
-                        except Exception as single:  # noqa: BLE001 - handed to its caller
-                            _settle(future, exc=single)
-                        else:
-                            _settle(future, one)
-                else:
-                    for (_, future), result in zip(batch, results, strict=True):
-                        _settle(future, result)
-        finally:
-            self._tasks.pop(shard, None)  # no await since the last `while queue` check
-
-    async def _write(self, shard: str, items: list[dict[str, Any]]) -> list[tuple[str, bool]]:
+    async def _write(self, shard: str, rows: list[_StoreRow]) -> list[tuple[str, bool]]:
+        items = [row.values for row in rows]
         tenants = {v["tenant_id"] for v in items if v["tenant_id"] is not None}
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard, tenants=tenants) as uow:
             return await uow.callbacks.store_many(items, self._clock())
-
-
-def _settle(future: asyncio.Future, result: Any = None, *, exc: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 # ---- processing ---------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from wework.persistence.redis.client import tenant_key
 from wework.persistence.repositories.messages import MessageFilter
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import AppContext, require_id
+from wework.server.application.group_commit import GroupCommit
 from wework.server.application.media import MESSAGE_MEDIA_KINDS, media_references
 from wework.server.application.message_ports import AccountGateway
 from wework.server.application.tenants import TenantUseCases
@@ -202,10 +203,8 @@ class DailyQuota:
 
 
 # How long a forming batch may wait for more sends when the previous one had company
-# (MessageWriter._gather): at most this much latency for fewer transactions.
+# (GroupCommit._gather): at most this much latency for fewer transactions.
 LINGER_SECONDS = 0.002
-# How long the size of a shard's last batch still counts as the load when its writer starts again.
-LOAD_MEMORY_SECONDS = 0.05
 
 
 @dataclass(eq=False)
@@ -220,7 +219,8 @@ class _Pending:
 
 
 class MessageWriter:
-    """Group commit of accepted messages, quota included, one writer task per shard.
+    """Group commit of accepted messages, quota included, one writer task per shard (the
+    mechanism is GroupCommit's, decision 0039; this class is what a batch means for messages).
 
     Concurrent SendMessage calls hand their messages here; the writer takes whatever has queued
     up, takes the batch's quota units with one INCRBY per tenant and day (refused messages fail
@@ -238,61 +238,23 @@ class MessageWriter:
         self._ctx = ctx
         self._quota = quota
         self._on_accepted = on_accepted
-        self._max_batch = max_batch
-        self._linger = linger_seconds
-        self._queues: dict[str, list[_Pending]] = {}
-        self._tasks: dict[str, asyncio.Task] = {}
-        # shard -> (size, loop time) of its last committed batch
-        self._last_batch: dict[str, tuple[int, float]] = {}
-        # shard -> (the writer's wake-up, the queue length that ends its linger)
-        self._lingering: dict[str, tuple[asyncio.Future, int]] = {}
-        # (tenant, request_id) of the sends queued or being written by this process.
-        self._by_request: dict[tuple[str, str], _Pending] = {}
+        self._batcher: GroupCommit[_Pending] = GroupCommit(
+            self._write, name="message-writer", max_batch=max_batch, linger_seconds=linger_seconds,
+            prepare=self._charge, refund=self._refund,
+            # The same request committed first: AlreadyExists, so the caller answers with its message.
+            on_duplicate=lambda follower: AlreadyExists("request", "request_id", follower.request_id))
 
     def submit(self, message: Message, request_id: str, limit: int, day: date,
                request_hash: str | None = None) -> _Pending:
         """Queues `message`; its future completes once it is committed, or fails with the error
-        (QuotaExceeded, AlreadyExists for a taken request_id, Unavailable...)."""
-        loop = asyncio.get_running_loop()
-        key = (message.tenant_id, request_id)
-        first = self._by_request.get(key) if request_id else None
-        if first is not None:
-            # The same request is already queued or being written here: this one neither takes
-            # a unit nor writes; it learns the first one's outcome (AlreadyExists once that is
-            # committed, so the caller answers with the first message).
-            follower = _Pending(message, request_id, limit, day, loop.create_future(), request_hash=request_hash)
-            first.future.add_done_callback(lambda done: self._follow(done, follower))
-            return follower
-        shard = self._ctx.db.shard_for(message.tenant_id)
-        item = _Pending(message, request_id, limit, day, loop.create_future(), request_hash=request_hash)
-        if request_id:
-            self._by_request[key] = item
-            item.future.add_done_callback(lambda _done: self._by_request.pop(key, None)
-                                          if self._by_request.get(key) is item else None)
-        self._enqueue(shard, item)
+        (QuotaExceeded, AlreadyExists for a taken request_id, Unavailable...). A send whose
+        request_id is already queued or being written here neither takes a unit nor writes: it
+        follows the first one's outcome (AlreadyExists once that is committed)."""
+        item = _Pending(message, request_id, limit, day, asyncio.get_running_loop().create_future(),
+                        request_hash=request_hash)
+        self._batcher.submit(self._ctx.db.shard_for(message.tenant_id), item,
+                             (message.tenant_id, request_id) if request_id else None)
         return item
-
-    def _enqueue(self, shard: str, item: _Pending) -> None:
-        """Queues `item` for the shard's writer, starting the writer or ending its linger."""
-        queue = self._queues.setdefault(shard, [])
-        queue.append(item)
-        lingering = self._lingering.get(shard)
-        if lingering is not None and len(queue) >= lingering[1]:
-            _wake(lingering[0])
-        if shard not in self._tasks:
-            self._tasks[shard] = asyncio.create_task(self._drain(shard), name=f"message-writer-{shard}")
-
-    def _follow(self, first: asyncio.Future, follower: _Pending) -> None:
-        if follower.future.done():  # its caller went away
-            return
-        if first.cancelled():  # the first caller went away before its message was taken: go alone
-            again = self.submit(follower.message, follower.request_id, follower.limit, follower.day,
-                                follower.request_hash)
-            again.future.add_done_callback(lambda done: _copy_outcome(done, follower.future))
-            follower.future.add_done_callback(lambda mine: again.future.cancel() if mine.cancelled() else None)
-            return
-        error = first.exception()
-        fail(follower.future, error if error is not None else AlreadyExists("request", "request_id", follower.request_id))
 
     def pending(self, message: Message, request_id: str, limit: int, day: date,
                 request_hash: str | None) -> _Pending:
@@ -302,98 +264,27 @@ class MessageWriter:
                         charged=True, request_hash=request_hash)
 
     def submit_charged(self, items: list[_Pending]) -> None:
-        """Queues charged messages for the group commit (their units are given back if they are
-        not written). A concurrent send of the same request_id is not followed here: the key's
-        uniqueness settles it at the write (AlreadyExists for the second)."""
-        shards: dict[str, str] = {}  # routed once per tenant: a call's items are one tenant's
-        for item in items:
-            tenant_id = item.message.tenant_id
-            shard = shards.get(tenant_id)
-            if shard is None:
-                shard = shards[tenant_id] = self._ctx.db.shard_for(tenant_id)
-            self._enqueue(shard, item)
+        """Queues charged messages of one tenant for the group commit (their units are given back
+        if they are not written). A concurrent send of the same request_id is not followed here:
+        the key's uniqueness settles it at the write (AlreadyExists for the second)."""
+        self._batcher.submit_many(self._ctx.db.shard_for(items[0].message.tenant_id), items)
 
     async def withdraw_charged(self, items: list[_Pending]) -> None:
-        """withdraw() for charged messages: those still queued are dropped and their units given back."""
-        mine = set(items)
-        withdrawn: list[_Pending] = []
-        for queue in self._queues.values():
-            kept = [item for item in queue if item not in mine]
-            if len(kept) != len(queue):
-                withdrawn += [item for item in queue if item in mine]
-                queue[:] = kept  # in place: the shard's writer holds this list
-        await self._refund(withdrawn)
+        """withdraw() for charged messages of one tenant: those still queued are dropped and
+        their units given back (one DECRBY)."""
+        await self._refund(self._batcher.withdraw(self._ctx.db.shard_for(items[0].message.tenant_id), items))
 
     async def write_together(self, items: list[_Pending]) -> None:
         """Writes charged messages of one tenant in one transaction, all or none (an atomic
         BatchSendMessages); raises the write's error after giving their units back. A caller
         that goes away does not stop the write (a retry finds it by request_id)."""
-        shard = self._ctx.db.shard_for(items[0].message.tenant_id)
-
-        async def write_or_refund() -> None:
-            try:
-                await self._write(shard, items)
-            except BaseException:
-                await self._refund(items)
-                raise
-
-        await asyncio.shield(asyncio.ensure_future(write_or_refund()))
-        for item in items:
-            resolve(item.future)
+        await self._batcher.commit_together(self._ctx.db.shard_for(items[0].message.tenant_id), items)
 
     def withdraw(self, item: _Pending) -> bool:
         """Takes back a message the writer has not started on (its caller went away): True if
-        it will be neither charged nor written."""
-        queue = self._queues.get(self._ctx.db.shard_for(item.message.tenant_id))
-        if queue is not None and item in queue:
-            queue.remove(item)
-            return True
-        return False
-
-    async def _drain(self, shard: str) -> None:
-        try:
-            queue = self._queues[shard]
-            loop = asyncio.get_running_loop()
-            size, ended = self._last_batch.get(shard, (0, 0.0))
-            # A writer that ran out of sends a moment ago still knows the load: without this, each
-            # gap in the queue would start the batches over at one message and double up from there.
-            last_batch = size if loop.time() - ended < LOAD_MEMORY_SECONDS else 0
-            while queue:
-                await self._gather(shard, queue, last_batch)
-                batch = queue[:self._max_batch]
-                last_batch = len(batch)
-                del queue[:len(batch)]
-                charged = await self._charge(batch)
-                if charged:
-                    await self._commit(shard, charged)
-                self._last_batch[shard] = (last_batch, loop.time())
-        finally:
-            # No await between the last `while queue` check and here: nothing can be left behind.
-            self._tasks.pop(shard, None)
-
-    async def _gather(self, shard: str, queue: list[_Pending], last_batch: int) -> None:
-        """Lets more sends join the next batch: each one that joins saves a share of a round
-        trip to Redis and of a transaction, the largest costs of a send in this process."""
-        # The calls that are ready to run go first: under load the event loop holds several
-        # that are about to submit.
-        await asyncio.sleep(0)
-        enough = min(2 * last_batch, self._max_batch)
-        if last_batch <= 1 or self._linger <= 0 or len(queue) >= enough:
-            return
-        # The previous batch had company, so more sends are on their way (its callers come back
-        # once answered): wait a little for them, as MySQL's group commit delay does
-        # (binlog_group_commit_sync_delay and _no_delay_count, the count taken from the load
-        # here). A lone send, or the first after a pause, never waits. `submit` wakes the
-        # writer as soon as enough have queued: one timer per batch, no polling.
-        loop = asyncio.get_running_loop()
-        wake_up = loop.create_future()
-        timer = loop.call_later(self._linger, _wake, wake_up)
-        self._lingering[shard] = (wake_up, enough)
-        try:
-            await wake_up
-        finally:
-            timer.cancel()
-            del self._lingering[shard]
+        it will be neither charged nor written. One already taken is written (or its unit given
+        back if that fails); nobody waits for it."""
+        return bool(self._batcher.withdraw(self._ctx.db.shard_for(item.message.tenant_id), [item]))
 
     async def _charge(self, batch: list[_Pending]) -> list[_Pending]:
         """The messages of `batch` that got their quota unit; the others' callers are answered."""
@@ -420,26 +311,6 @@ class MessageWriter:
                 else:
                     fail(item.future, refusal)
         return charged
-
-    async def _commit(self, shard: str, batch: list[_Pending]) -> None:
-        try:
-            await self._write(shard, batch)
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting callers
-            if len(batch) == 1:
-                await self._refund(batch)
-                fail(batch[0].future, exc)
-                return
-            for item in batch:
-                try:
-                    await self._write(shard, [item])
-                except Exception as one:  # noqa: BLE001 - handed to its caller
-                    await self._refund([item])
-                    fail(item.future, one)
-                else:
-                    resolve(item.future)
-        else:
-            for item in batch:
-                resolve(item.future)
 
     async def _refund(self, items: list[_Pending]) -> None:
         """Gives back the quota units of messages that were not written: one DECRBY per tenant
@@ -516,22 +387,6 @@ def unavailable_quota(exc: BaseException) -> BaseException:
                         metadata={"dependency": "redis"})
     error.__cause__ = exc
     return error
-
-
-def _wake(waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def _copy_outcome(source: asyncio.Future, target: asyncio.Future) -> None:
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif source.exception() is not None:
-        target.set_exception(source.exception())
-    else:
-        target.set_result(source.result())
 
 
 def resolve(future: asyncio.Future) -> None:
