@@ -102,8 +102,7 @@ class GroupCommit(Generic[T]):
 
     def submit_many(self, key: str, items: Iterable[T]) -> None:
         """Queues several items for `key`'s writer, in order, without dedupe."""
-        for item in items:
-            self._enqueue(key, item)
+        self._enqueue(key, *items)
 
     def withdraw(self, key: str, items: Sequence[T]) -> list[T]:
         """Takes back the items of `items` still queued for `key` (their callers went away) and
@@ -145,11 +144,11 @@ class GroupCommit(Generic[T]):
 
     # -- the writer ----------------------------------------------------------------------------
 
-    def _enqueue(self, key: str, item: T) -> None:
+    def _enqueue(self, key: str, *items: T) -> None:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = []
-        queue.append(item)
+        queue.extend(items)
         if self._lingering:
             lingering = self._lingering.get(key)
             if lingering is not None and len(queue) >= lingering[1]:

@@ -389,6 +389,16 @@ def unavailable_quota(exc: BaseException) -> BaseException:
     return error
 
 
+async def _all_done(futures: list[asyncio.Future]) -> None:
+    """Returns once every future is done, without cancelling any if the caller is cancelled
+    (asyncio.wait's contract). A call's items are settled together, batch by batch: waiting on
+    the first one still pending at a time costs one wait per batch, where one asyncio.wait over
+    all of them cost ~1 us per item in callbacks."""
+    for future in futures:
+        if not future.done():
+            await asyncio.wait((future,))
+
+
 def resolve(future: asyncio.Future) -> None:
     if not future.done():
         future.set_result(None)
@@ -695,7 +705,7 @@ class MessageUseCases:
         else:
             self._writer.submit_charged(list(pending.values()))
             try:
-                await asyncio.wait([p.future for p in pending.values()])
+                await _all_done([p.future for p in pending.values()])
             except asyncio.CancelledError:
                 await self._writer.withdraw_charged(list(pending.values()))
                 raise
