@@ -9,7 +9,7 @@ import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 from wework.domain.access import Permissions as P
 from wework.domain.accounts import ConversationType
 from wework.domain.batches import BatchStatus, BatchTarget, BatchTask, SendStrategy, TargetFilter, TargetType
@@ -108,12 +108,6 @@ def content_to_pb(message_type: MessageType | str | None, content: dict[str, Any
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _set_time(out: timestamp_pb2.Timestamp, value: datetime) -> None:
-    """Timestamp.FromDatetime into the field itself (a Timestamp passed to a constructor is
-    copied)."""
-    out.seconds, out.nanos = _time_parts(value)
-
-
 @functools.lru_cache(maxsize=4096)
 def _time_parts(value: datetime) -> tuple[int, int]:
     """(seconds, nanos) since the epoch, by arithmetic: FromDatetime goes through utctimetuple
@@ -133,31 +127,33 @@ def message_to_pb(m: Message, content: pb.MessageContent | None = None) -> pb.Me
 def fill_message_pb(out: pb.Message, m: Message, content: pb.MessageContent | None = None) -> None:
     """Sets the fields of `out` (a new message, e.g. a field of the response) from `m`.
     Field by field, and only those that are set: a constructor with every field as a keyword
-    cost 5-10x as much, paid per message answered (1,000 per BatchSendMessages)."""
+    cost 5-10x as much, paid per message answered (1,000 per BatchSendMessages). Written out
+    rather than looped over field names: getattr/setattr by name cost a third more."""
     out.id, out.tenant_id, out.account_id, out.conversation_id = m.id, m.tenant_id, m.account_id, m.conversation_id
     out.message_type, out.status, out.priority = _TYPE[m.message_type], _STATUS[m.status], m.priority
-    if content is not None:
-        out.content.CopyFrom(content)
-    else:
-        out.content.CopyFrom(content_to_pb(m.message_type, m.content))
-    for name in _OPTIONAL_TEXT:
-        value = getattr(m, name)
-        if value:
-            setattr(out, name, value)
+    out.content.CopyFrom(content if content is not None else content_to_pb(m.message_type, m.content))
+    if m.template_id:
+        out.template_id = m.template_id
+    if m.wework_msg_id:
+        out.wework_msg_id = m.wework_msg_id
+    if m.error_code:
+        out.error_code = m.error_code
+    if m.error_message:
+        out.error_message = m.error_message
+    if m.batch_id:
+        out.batch_id = m.batch_id
+    if m.hold_reason:
+        out.hold_reason = m.hold_reason
     if m.retry_count:
         out.retry_count = m.retry_count
-    for name, field in _OPTIONAL_TIMES:
-        value = getattr(m, name)
-        if value is not None:
-            _set_time(getattr(out, field), value)
-    _set_time(out.create_time, m.created_at)
-    _set_time(out.update_time, m.updated_at)
-
-
-# Message fields written only when set ("" / None stay unset, as the proto3 defaults).
-_OPTIONAL_TEXT = ("template_id", "wework_msg_id", "error_code", "error_message", "batch_id", "hold_reason")
-_OPTIONAL_TIMES = (("send_time", "send_time"), ("callback_time", "callback_time"),
-                   ("scheduled_time", "scheduled_time"))
+    if m.send_time is not None:
+        out.send_time.seconds, out.send_time.nanos = _time_parts(m.send_time)
+    if m.callback_time is not None:
+        out.callback_time.seconds, out.callback_time.nanos = _time_parts(m.callback_time)
+    if m.scheduled_time is not None:
+        out.scheduled_time.seconds, out.scheduled_time.nanos = _time_parts(m.scheduled_time)
+    out.create_time.seconds, out.create_time.nanos = _time_parts(m.created_at)
+    out.update_time.seconds, out.update_time.nanos = _time_parts(m.updated_at)
 
 
 def send_request_from_pb(request: pb.SendMessageRequest,
