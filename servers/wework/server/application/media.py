@@ -1,9 +1,10 @@
 """Media use cases: upload (streamed, sniffed, deduplicated, within the tenant's quota), get,
 list, delete, download links and streams; media references of messages; the retention sweep.
 
-An upload holds at most one part (media.part_size_bytes) in memory. The object is written first
-and the row second: until the row commits nobody can name the object, and a failure after the
-write deletes it again. A cut stream aborts the multipart upload (or never writes), so nothing is
+An upload holds at most one part (media.part_size_bytes) in memory. It first reserves its
+declared size against the tenant's quota (a media_uploads row, under the tenant's quota lock),
+then writes the object, then commits the media row in place of the reservation: until the row
+commits nobody can name the object, and a failure after the write deletes it again. A cut stream aborts the multipart upload (or never writes), so nothing is
 left behind; `wework-admin maintain` aborts uploads of processes that died mid-way.
 """
 
@@ -40,6 +41,8 @@ from wework.domain.media import (
 )
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
+from wework.persistence.repositories.media import PendingUpload
+from wework.persistence.resilience import retrying
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import require_id
 from wework.server.http_client import TRANSPORT_ERRORS, GuardedHttp, describe
@@ -108,18 +111,41 @@ class MediaUseCases:
                 found = await uow.media.get(tenant_id, done) if done else None
             if found is not None:
                 return found
-        async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            self._check_quota(tenant_id, await uow.media.used_bytes(tenant_id),
-                              declaration.size_bytes)
         media_id = new_id()
         key = storage_key(self._policy.key_prefix, tenant_id, media_id)
-        sniffed, sha256, multipart, rest = await self._store_stream(key, declaration, chunks)
+        await self._reserve(PendingUpload(media_id, tenant_id, key, declaration.size_bytes, self._clock()))
         try:
-            return await self._commit(tenant_id, media_id, key, declaration, sniffed, sha256, multipart, rest, source)
+            sniffed, sha256, multipart, rest = await self._store_stream(key, declaration, chunks)
+            try:
+                return await self._commit(tenant_id, media_id, key, declaration, sniffed, sha256, multipart, rest,
+                                          source)
+            except BaseException:
+                if multipart is not None:
+                    await _shielded(multipart.abort())
+                raise
         except BaseException:
-            if multipart is not None:
-                await _shielded(multipart.abort())
+            await _shielded(self._release(tenant_id, media_id))
             raise
+
+    async def _reserve(self, upload: PendingUpload) -> None:
+        """Reserves the upload's declared size against the tenant's quota, before anything is
+        written: under the tenant's quota lock, stored plus reserved bytes are counted and the
+        reservation added in one transaction, so concurrent uploads cannot together pass the
+        quota. QuotaExceeded when it does not fit."""
+        async def run() -> None:
+            async with self._db.unit_of_work(MESSAGE_DB, upload.tenant_id) as uow:
+                repo = uow.media
+                if self._policy.tenant_quota_bytes:
+                    await repo.lock_quota(upload.tenant_id, upload.started_at)
+                    self._check_quota(upload.tenant_id, await repo.used_bytes(upload.tenant_id), upload.size_bytes)
+                await repo.add_upload(upload)
+
+        await retrying(run)
+
+    async def _release(self, tenant_id: str, media_id: str) -> None:
+        """Gives a reservation back (the upload failed, or its bytes were stored already)."""
+        async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
+            await uow.media.remove_upload(media_id)
 
     def _check_quota(self, tenant_id: str, used: int, adding: int) -> None:
         quota = self._policy.tenant_quota_bytes
@@ -201,6 +227,7 @@ class MediaUseCases:
         if same is not None:  # dedupe: the tenant already has these bytes as this kind
             if multipart is not None:
                 await multipart.abort()
+            await self._release(tenant_id, media_id)
             return same
         if multipart is not None:
             await multipart.put_part(rest)
@@ -214,18 +241,18 @@ class MediaUseCases:
         try:
             async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
                 repo = uow.media
-                # Checked again where the row is written: concurrent uploads may overshoot the
-                # quota by at most what is in flight, never by a committed upload.
-                self._check_quota(tenant_id, await repo.used_bytes(tenant_id), d.size_bytes)
                 if d.request_id:
                     await uow.messages.put_idempotent(tenant_id, UPLOAD_OPERATION,
                                                                         d.request_id, media_id, now)
                 await repo.add(media)
+                # The reservation becomes the row, in one transaction: the quota counts the bytes once.
+                await repo.remove_upload(media_id)
         except BaseException as exc:
             await _shielded(self.store.delete(key))
             if isinstance(exc, AlreadyExists) or _is_duplicate(exc):
                 winner = await self._winner(tenant_id, sha256, d)
                 if winner is not None:
+                    await self._release(tenant_id, media_id)
                     return winner
             raise
         return media
