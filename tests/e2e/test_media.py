@@ -425,6 +425,76 @@ def test_maintain_removes_unused_media_and_media_of_deleted_tenants(local_platfo
             t.close()
 
 
+def test_an_upload_killed_before_its_row_commits_leaves_an_object_the_sweep_removes(
+        mariadb_server, redis_server, s3_server, tmp_path):
+    """kill -9 of the server between the upload's object write and its media row's commit (held
+    there by a table lock on media): the object stays with no row; `maintain` removes it once the
+    upload is older than media.incomplete_upload_hours, and nothing else."""
+    media = {"backend": "s3", "part_size_bytes": PART, "tenant_quota_bytes": QUOTA, "key_prefix": "crash/",
+             "s3": {"endpoint_url": s3_server.endpoint_url, "bucket": BUCKET, "create_bucket": True,
+                    "access_key_id": s3_server.access_key, "secret_access_key": s3_server.secret_key}}
+    p = _platform(mariadb_server, redis_server, tmp_path, media)
+    t = Tenant(p)
+    try:
+        kept = t.upload(PNG)
+        prefix = f"crash/tenants/{t.id}/"
+        failed: list[grpc.RpcError] = []
+
+        def doomed_upload() -> None:
+            try:
+                t.upload(_random_file(PART + 1024), kind=pb.MEDIA_KIND_FILE)  # a multipart upload
+            except grpc.RpcError as exc:
+                failed.append(exc)
+
+        async def crash() -> None:
+            db = Database(p.config, databases=("message",))
+            try:
+                async with db.unit_of_work("message", t.id) as lock:
+                    await lock.session.execute(sa.text("LOCK TABLES media READ"))
+                    try:
+                        uploading = threading.Thread(target=doomed_upload)
+                        uploading.start()
+                        deadline = time.monotonic() + 30
+                        while not (await lock.session.execute(sa.text(
+                                "SELECT COUNT(*) FROM information_schema.processlist WHERE state LIKE "
+                                "'Waiting for table%' AND info LIKE 'INSERT INTO media %'"))).scalar():
+                            assert time.monotonic() < deadline, "the upload did not reach its commit"
+                            await asyncio.sleep(0.05)
+                        p.server.stop(signal.SIGKILL)
+                        await asyncio.to_thread(uploading.join, 30)
+                    finally:
+                        await lock.session.execute(sa.text("UNLOCK TABLES"))
+            finally:
+                await db.dispose()
+
+        asyncio.run(crash())
+        assert failed and failed[0].code() == grpc.StatusCode.UNAVAILABLE
+        keys, _ = s3_state(s3_server, prefix)
+        assert len(keys) == 2  # the kept media's and the orphan's: no row names the second
+        (orphan,) = [k for k in keys if not k.endswith(kept.id)]
+
+        def maintain() -> str:
+            result = run_admin(p.config_path, "maintain")
+            assert result.returncode == 0, result.stdout + result.stderr
+            return " ".join(result.stderr.split())
+
+        assert "0 abandoned uploads removed" in maintain()  # younger than incomplete_upload_hours
+        assert orphan in s3_state(s3_server, prefix)[0]
+
+        async def age() -> None:
+            db = Database(p.config, databases=("message",))
+            async with db.unit_of_work("message", t.id) as uow:
+                await uow.session.execute(sa.text("UPDATE media_uploads SET started_at = '2020-01-01 00:00:00'"))
+            await db.dispose()
+        asyncio.run(age())
+        assert "1 abandoned uploads removed" in maintain()
+        assert s3_state(s3_server, prefix) == ([f"{prefix}media/{kept.id}"], 0)
+    finally:
+        t.close()
+        p.server.stop(signal.SIGKILL)
+        mariadb_server.drop_databases(p.prefix + "_")
+
+
 def _wait_sent(t: Tenant, message_id: str) -> mpb.Message:
     deadline = time.monotonic() + 20
     while True:

@@ -91,6 +91,8 @@ async def test_concurrent_uploads_never_pass_the_quota_together(mariadb_database
     assert sum(m.size_bytes for m in rows) <= quota and object_bytes <= quota
     assert len(stored) == quota // size
     assert sorted(m.id for m in rows) == sorted(m.id for m in stored)
+    async with mariadb_database.unit_of_work("message", tenant, read_only=True) as uow:
+        assert await uow.media.used_bytes(tenant) == len(stored) * size  # no reservation left over
     (violation,) = refused[0].violations
     assert violation.subject == f"tenants/{tenant}/media_storage_bytes"
     # A refused upload holds nothing back: once a stored one is deleted, another fits.

@@ -79,6 +79,19 @@ class MediaRepository:
                       size_bytes=upload.size_bytes, started_at=upload.started_at))
         await self._s.flush()
 
+    async def abandoned_uploads(self, started_before: datetime, limit: int) -> list[PendingUpload]:
+        """Reservations of uploads started before `started_before`, oldest first, at most
+        `limit`, locked until the transaction ends (the sweep; a late commit of one of them waits
+        and then finds it gone)."""
+        rows = (await self._s.execute(sa.select(U).where(U.started_at < started_before)
+                                      .order_by(U.started_at).limit(limit).with_for_update())).scalars()
+        return [PendingUpload(r.id, r.tenant_id, r.storage_key, r.size_bytes, r.started_at) for r in rows]
+
+    async def remove_uploads(self, upload_ids: list[str]) -> int:
+        if not upload_ids:
+            return 0
+        return (await self._s.execute(sa.delete(U).where(U.id.in_(upload_ids)))).rowcount
+
     async def remove_upload(self, upload_id: str) -> bool:
         """Ends the reservation; False if it was gone (the sweep took it as abandoned)."""
         return (await self._s.execute(sa.delete(U).where(U.id == upload_id))).rowcount > 0

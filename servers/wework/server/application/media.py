@@ -22,6 +22,7 @@ from typing import Any
 from wework.domain.access import Principal
 from wework.domain.errors import (
     AlreadyExists,
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -245,8 +246,12 @@ class MediaUseCases:
                     await uow.messages.put_idempotent(tenant_id, UPLOAD_OPERATION,
                                                                         d.request_id, media_id, now)
                 await repo.add(media)
-                # The reservation becomes the row, in one transaction: the quota counts the bytes once.
-                await repo.remove_upload(media_id)
+                # The reservation becomes the row, in one transaction: the quota counts the bytes
+                # once, and the sweep never takes the object of a media row for an abandoned one.
+                if not await repo.remove_upload(media_id):
+                    raise FailedPrecondition(
+                        f"the upload took longer than media.incomplete_upload_hours "
+                        f"({self._policy.incomplete_upload_hours}) and was removed as abandoned; upload again")
         except BaseException as exc:
             await _shielded(self.store.delete(key))
             if isinstance(exc, AlreadyExists) or _is_duplicate(exc):
@@ -355,11 +360,13 @@ class MediaUseCases:
 
     async def sweep(self, deleted_tenant_ids: list[str]) -> dict[str, int]:
         """Removes media unused past the retention period and media of deleted tenants, in
-        batches of sweep_batch_size per shard (rows first, then objects), and aborts uploads
-        left incomplete. Returns counts for the operator."""
+        batches of sweep_batch_size per shard (rows first, then objects); removes the objects and
+        reservations of uploads that died before their row committed, and aborts multipart
+        uploads left incomplete (both after incomplete_upload_hours). Returns counts for the
+        operator."""
         p, now = self._policy, self._clock()
         cutoff = now - timedelta(days=p.retention_days)
-        removed = {"expired": 0, "deleted_tenants": 0, "incomplete_uploads": 0}
+        removed = {"expired": 0, "deleted_tenants": 0, "abandoned_uploads": 0, "incomplete_uploads": 0}
 
         async def batch(uow: UnitOfWork, which: str) -> list[Media]:
             repo = uow.media
@@ -378,8 +385,26 @@ class MediaUseCases:
                 removed[which] += len(rows)
                 if all(len(r) < p.sweep_batch_size for r in per_shard):
                     break
-        removed["incomplete_uploads"] = await self.store.abort_incomplete(
-            f"{p.key_prefix}tenants/", now - timedelta(hours=p.incomplete_upload_hours))
+        started_before = now - timedelta(hours=p.incomplete_upload_hours)
+
+        async def abandoned(uow: UnitOfWork) -> int:
+            # An upload that died (killed, or its cleanup failed) after reserving its bytes: its
+            # object may be in the store with no media row naming it. The object goes first,
+            # then the reservation, in the transaction that holds it: a crash here leaves the
+            # reservation for the next sweep, never an object nobody names.
+            repo = uow.media
+            uploads = await repo.abandoned_uploads(started_before, p.sweep_batch_size)
+            for u in uploads:
+                await self.store.delete(u.storage_key)
+            await repo.remove_uploads([u.id for u in uploads])
+            return len(uploads)
+
+        while True:
+            per_shard = await self._db.for_each_shard(MESSAGE_DB, abandoned, read_only=False)
+            removed["abandoned_uploads"] += sum(per_shard)
+            if all(n < p.sweep_batch_size for n in per_shard):
+                break
+        removed["incomplete_uploads"] = await self.store.abort_incomplete(f"{p.key_prefix}tenants/", started_before)
         return removed
 
 
