@@ -1,13 +1,17 @@
 """Media uploads under concurrency and crashes: MediaUseCases over real MariaDB and a real store
 (the local directory backend; tests/e2e/test_media.py drives the S3 one through gRPC).
 
-- the tenant quota holds when many uploads of one tenant run at once (docs/media.md).
+- the tenant quota holds when many uploads of one tenant run at once (docs/media.md);
+- a provider callback's media is fetched once: a replay of the callback (the process died
+  before marking it processed) finds the stored media and never fetches the provider's URL again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +21,8 @@ from wework.domain.access import Principal, PrincipalKind
 from wework.domain.errors import QuotaExceeded
 from wework.domain.media import Media, MediaKind, UploadDeclaration
 from wework.persistence.ids import new_id
-from wework.server.application.media import MediaPolicy, MediaUseCases
+from wework.server.application.media import IncomingMedia, MediaPolicy, MediaUseCases
+from wework.server.application.webhooks import TargetGuard, WebhookPolicy
 from wework.server.media.store import LinkSigner, LocalStore
 
 pytestmark = pytest.mark.mariadb
@@ -99,3 +104,54 @@ async def test_concurrent_uploads_never_pass_the_quota_together(mariadb_database
     await media.delete(Principal(PrincipalKind.API_KEY, "key", tenant, frozenset({"media.*"})), stored[0].id)
     data = _pdf(size)
     await media.store_for_tenant(tenant, _declaration(data), _stream(data), source="upload")
+
+
+class _ProviderFiles(http.server.BaseHTTPRequestHandler):
+    """The provider's media links: answers GET /<name> with the file and counts the requests."""
+
+    def do_GET(self) -> None:
+        self.server.gets.append(self.path)  # type: ignore[attr-defined]
+        data = self.server.files[self.path.split("?")[0]]  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def provider_files():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProviderFiles)
+    server.gets, server.files = [], {}  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+async def test_a_replayed_callback_finds_its_media_and_fetches_nothing(mariadb_database, store, provider_files):
+    media = _use_cases(mariadb_database, store)
+    incoming = IncomingMedia(media, TargetGuard(WebhookPolicy(allow_private_targets=True)), 10)
+    tenant, data = new_id(), _pdf(50_000)
+    provider_files.files["/scan.pdf"] = data
+    url = f"http://127.0.0.1:{provider_files.server_address[1]}/scan.pdf?token=provider-secret"
+    content = {"url": url, "file_name": "scan.pdf"}
+    try:
+        first = await incoming.store_received(tenant, "file", content, "ev:callback-1")
+        # The process dies here (before the callback is marked processed); the callback is
+        # processed again with the same effect key.
+        replayed = await incoming.store_received(tenant, "file", content, "ev:callback-1")
+        assert replayed == first and first["media_id"] and "url" not in first
+        assert len(provider_files.gets) == 1  # the provider's link was fetched once
+        # Another callback with the same bytes: fetched, deduplicated to the same media, and its
+        # replay fetches nothing either.
+        other = await incoming.store_received(tenant, "file", content, "ev:callback-2")
+        assert other["media_id"] == first["media_id"] and len(provider_files.gets) == 2
+        assert await incoming.store_received(tenant, "file", content, "ev:callback-2") == other
+        assert len(provider_files.gets) == 2
+        rows, object_bytes = await _stored(mariadb_database, store, tenant)
+        assert [m.id for m in rows] == [first["media_id"]] and object_bytes == len(data)
+        assert all("provider-secret" not in str(v) for v in (*first.values(), *other.values()))
+    finally:
+        await incoming.close()

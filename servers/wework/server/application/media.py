@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from wework.domain.access import Principal
 from wework.domain.errors import (
@@ -53,6 +53,9 @@ from wework.server.media.store import MultipartUpload, ObjectStore
 log = logging.getLogger(__name__)
 MESSAGE_DB = "message"
 UPLOAD_OPERATION = "UploadMedia"
+# Media fetched for a provider callback: keyed by the callback's effect key and the attachment's
+# index, so a replay of the callback finds the media instead of fetching the provider's URL again.
+RECEIVE_OPERATION = "ReceiveMedia"
 # Message kinds whose content may name a media_id, and the media kinds each accepts.
 MESSAGE_MEDIA_KINDS: dict[str, frozenset[MediaKind]] = {
     "image": frozenset({MediaKind.IMAGE}),
@@ -60,6 +63,13 @@ MESSAGE_MEDIA_KINDS: dict[str, frozenset[MediaKind]] = {
     "voice": frozenset({MediaKind.VOICE}),
     "video": frozenset({MediaKind.VIDEO}),
 }
+
+
+class Idempotency(NamedTuple):
+    """An idempotency-ledger key of an upload: (operation, key)."""
+
+    operation: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -98,18 +108,19 @@ class MediaUseCases:
         return await self.store_for_tenant(principal.require_tenant(), declaration, chunks, source="upload")
 
     async def store_for_tenant(self, tenant_id: str, declaration: UploadDeclaration, chunks: AsyncIterator[bytes],
-                               *, source: str) -> Media:
-        """An upload into `tenant_id` (UploadMedia, and media received from a provider)."""
+                               *, source: str, once: Idempotency | None = None) -> Media:
+        """An upload into `tenant_id` (UploadMedia, and media received from a provider). `once`
+        (or the declaration's request_id): the media stored under that key before is returned,
+        and the key is recorded with the media row (or pointing at the media it deduplicates to)."""
         validate_request_id(declaration.request_id, "metadata.request_id")
         violations = check_declaration(declaration)
         if violations:
             raise InvalidArgument(violations)
         assert declaration.kind is not None
         if declaration.request_id:
-            async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-                done = await uow.messages.get_idempotent(tenant_id, UPLOAD_OPERATION,
-                                                                           declaration.request_id)
-                found = await uow.media.get(tenant_id, done) if done else None
+            once = Idempotency(UPLOAD_OPERATION, declaration.request_id)
+        if once is not None:
+            found = await self.stored_once(tenant_id, once)
             if found is not None:
                 return found
         media_id = new_id()
@@ -119,7 +130,7 @@ class MediaUseCases:
             sniffed, sha256, multipart, rest = await self._store_stream(key, declaration, chunks)
             try:
                 return await self._commit(tenant_id, media_id, key, declaration, sniffed, sha256, multipart, rest,
-                                          source)
+                                          source, once)
             except BaseException:
                 if multipart is not None:
                     await _shielded(multipart.abort())
@@ -143,10 +154,18 @@ class MediaUseCases:
 
         await retrying(run)
 
-    async def _release(self, tenant_id: str, media_id: str) -> None:
-        """Gives a reservation back (the upload failed, or its bytes were stored already)."""
+    async def _release(self, tenant_id: str, media_id: str,
+                       remember: tuple[Idempotency, str] | None = None) -> None:
+        """Gives a reservation back (the upload failed, or its bytes were stored already: then
+        `remember` records its idempotency key for the media it deduplicated to)."""
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
             await uow.media.remove_upload(media_id)
+        if remember is not None:
+            once, existing_id = remember
+            with contextlib.suppress(AlreadyExists):  # a concurrent call recorded it first
+                async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
+                    await uow.messages.put_idempotent(tenant_id, once.operation, once.key, existing_id,
+                                                      self._clock())
 
     def _check_quota(self, tenant_id: str, used: int, adding: int) -> None:
         quota = self._policy.tenant_quota_bytes
@@ -220,15 +239,22 @@ class MediaUseCases:
             raise InvalidArgument(violation)
         return sniffed
 
+    async def stored_once(self, tenant_id: str, once: Idempotency) -> Media | None:
+        """The media stored under the idempotency key `once`, None if none was (or it was deleted)."""
+        async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
+            done = await uow.messages.get_idempotent(tenant_id, once.operation, once.key)
+            return await uow.media.get(tenant_id, done) if done else None
+
     async def _commit(self, tenant_id: str, media_id: str, key: str, d: UploadDeclaration, sniffed: str,
-                      sha256: str, multipart: MultipartUpload | None, rest: bytes, source: str) -> Media:
+                      sha256: str, multipart: MultipartUpload | None, rest: bytes, source: str,
+                      once: Idempotency | None) -> Media:
         assert d.kind is not None
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             same = await uow.media.find_by_hash(tenant_id, sha256, d.kind)
         if same is not None:  # dedupe: the tenant already has these bytes as this kind
             if multipart is not None:
                 await multipart.abort()
-            await self._release(tenant_id, media_id)
+            await self._release(tenant_id, media_id, remember=(once, same.id) if once else None)
             return same
         if multipart is not None:
             await multipart.put_part(rest)
@@ -242,9 +268,8 @@ class MediaUseCases:
         try:
             async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
                 repo = uow.media
-                if d.request_id:
-                    await uow.messages.put_idempotent(tenant_id, UPLOAD_OPERATION,
-                                                                        d.request_id, media_id, now)
+                if once is not None:
+                    await uow.messages.put_idempotent(tenant_id, once.operation, once.key, media_id, now)
                 await repo.add(media)
                 # The reservation becomes the row, in one transaction: the quota counts the bytes
                 # once, and the sweep never takes the object of a media row for an abandoned one.
@@ -255,20 +280,21 @@ class MediaUseCases:
         except BaseException as exc:
             await _shielded(self.store.delete(key))
             if isinstance(exc, AlreadyExists) or _is_duplicate(exc):
-                winner = await self._winner(tenant_id, sha256, d)
+                winner = await self._winner(tenant_id, sha256, d, once)
                 if winner is not None:
                     await self._release(tenant_id, media_id)
                     return winner
             raise
         return media
 
-    async def _winner(self, tenant_id: str, sha256: str, d: UploadDeclaration) -> Media | None:
-        """After a lost race (same bytes or same request_id at once): the media that won."""
+    async def _winner(self, tenant_id: str, sha256: str, d: UploadDeclaration,
+                      once: Idempotency | None) -> Media | None:
+        """After a lost race (same bytes or same idempotency key at once): the media that won."""
         assert d.kind is not None
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             repo = uow.media
-            if d.request_id:
-                done = await uow.messages.get_idempotent(tenant_id, UPLOAD_OPERATION, d.request_id)
+            if once is not None:
+                done = await uow.messages.get_idempotent(tenant_id, once.operation, once.key)
                 if done:
                     return await repo.get(tenant_id, done)
             return await repo.find_by_hash(tenant_id, sha256, d.kind)
@@ -445,6 +471,12 @@ MESSAGE_TYPE_KINDS = {"image": MediaKind.IMAGE, "file": MediaKind.FILE, "voice":
                       "video": MediaKind.VIDEO}
 
 
+def received_media_key(effect_key: str, index: int) -> str:
+    """The idempotency key of a callback's `index`-th attachment (at most 128 characters)."""
+    key = f"{effect_key}#{index}"
+    return key if len(key) <= 128 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 class MediaFetchFailed(Exception):
     """Fetching incoming media failed in a way that may pass (timeout, connection): the callback's
     processing is retried on its schedule."""
@@ -463,7 +495,11 @@ class IncomingMedia:
     async def close(self) -> None:
         await self._http.close()
 
-    async def store_received(self, tenant_id: str, message_type: str, content: Any) -> Any:
+    async def store_received(self, tenant_id: str, message_type: str, content: Any,
+                             effect_key: str | None = None) -> Any:
+        """The content with the provider's `url` replaced by the stored media (or `media_error`).
+        With the callback's `effect_key`, the media is stored once per callback: a replay (the
+        process died before the callback was marked processed) finds it and fetches nothing."""
         kind = MESSAGE_TYPE_KINDS.get(message_type)
         url = content.get("url") if isinstance(content, dict) else None
         if kind is None or not isinstance(url, str) or not url or content.get("media_id"):
@@ -471,16 +507,20 @@ class IncomingMedia:
         from wework.server.application.webhooks import TargetRefused
 
         kept = {k: v for k, v in content.items() if k != "url"}  # the provider's link expires
-        try:
-            media = await self._fetch(tenant_id, kind, url, str(content.get("file_name") or ""))
-        except (TargetRefused, InvalidArgument, QuotaExceeded) as exc:
-            # Final for this media: the message still arrives, without it, and says why.
-            log.warning("incoming %s media of tenant %s not stored: %s", message_type, tenant_id, exc)
-            return {**kept, "media_error": str(exc)[:300]}
+        once = Idempotency(RECEIVE_OPERATION, received_media_key(effect_key, 0)) if effect_key else None
+        media = await self._media.stored_once(tenant_id, once) if once is not None else None
+        if media is None:
+            try:
+                media = await self._fetch(tenant_id, kind, url, str(content.get("file_name") or ""), once)
+            except (TargetRefused, InvalidArgument, QuotaExceeded) as exc:
+                # Final for this media: the message still arrives, without it, and says why.
+                log.warning("incoming %s media of tenant %s not stored: %s", message_type, tenant_id, exc)
+                return {**kept, "media_error": str(exc)[:300]}
         return {**kept, "media_id": media.id, "file_name": media.file_name, "content_type": media.content_type,
                 "size_bytes": media.size_bytes, "sha256": media.sha256}
 
-    async def _fetch(self, tenant_id: str, kind: MediaKind, url: str, file_name: str) -> Media:
+    async def _fetch(self, tenant_id: str, kind: MediaKind, url: str, file_name: str,
+                     once: Idempotency | None) -> Media:
         from urllib.parse import urlsplit
 
         if urlsplit(url).scheme not in ("http", "https"):
@@ -498,7 +538,7 @@ class IncomingMedia:
                 declaration = UploadDeclaration(kind=kind, file_name=name, declared_content_type="", size_bytes=size,
                                                 sha256="", request_id="")
                 return await self._media.store_for_tenant(tenant_id, declaration, answer.content.iter_chunked(1 << 16),
-                                                          source="received")
+                                                          source="received", once=once)
         except TRANSPORT_ERRORS as exc:
             # Never the URL in the error: the provider's link may carry a token.
             raise MediaFetchFailed(f"fetching the media failed: {describe(exc)}") from None
