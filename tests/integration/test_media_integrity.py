@@ -2,6 +2,7 @@
 (the local directory backend; tests/e2e/test_media.py drives the S3 one through gRPC).
 
 - the tenant quota holds when many uploads of one tenant run at once (docs/media.md);
+- the media sweep removes the object and reservation an upload killed before its row left;
 - a provider callback's media is fetched once: a replay of the callback (the process died
   before marking it processed) finds the stored media and never fetches the provider's URL again.
 """
@@ -13,6 +14,7 @@ import http.server
 import os
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from wework.domain.access import Principal, PrincipalKind
 from wework.domain.errors import QuotaExceeded
 from wework.domain.media import Media, MediaKind, UploadDeclaration
 from wework.persistence.ids import new_id
+from wework.persistence.repositories.media import PendingUpload
 from wework.server.application.media import IncomingMedia, MediaPolicy, MediaUseCases
 from wework.server.application.webhooks import TargetGuard, WebhookPolicy
 from wework.server.media.store import LinkSigner, LocalStore
@@ -155,3 +158,34 @@ async def test_a_replayed_callback_finds_its_media_and_fetches_nothing(mariadb_d
         assert all("provider-secret" not in str(v) for v in (*first.values(), *other.values()))
     finally:
         await incoming.close()
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+def database(request):
+    return request.getfixturevalue(f"{request.param}_database")
+
+
+async def test_the_sweep_removes_what_a_dead_upload_left_and_nothing_else(database, store):
+    """The state a process killed between an upload's object and its media row leaves (the
+    reservation and the object), beside a stored media and an upload still running."""
+    tenant = new_id()
+    media = _use_cases(database, store, tenant_quota_bytes=10_000_000)
+    kept_bytes = _pdf(1000)
+    kept = await media.store_for_tenant(tenant, _declaration(kept_bytes), _stream(kept_bytes), source="upload")
+    now = datetime.now(UTC)
+    dead = PendingUpload(new_id(), tenant, f"tenants/{tenant}/media/dead", 2000, now - timedelta(hours=25))
+    running = PendingUpload(new_id(), tenant, f"tenants/{tenant}/media/running", 3000, now - timedelta(hours=1))
+    async with database.unit_of_work("message", tenant) as uow:
+        await uow.media.add_upload(dead)
+        await uow.media.add_upload(running)
+    await store.put(dead.storage_key, _pdf(2000), "application/pdf")
+    async with database.unit_of_work("message", tenant, read_only=True) as uow:
+        assert await uow.media.used_bytes(tenant) == 6000  # reservations count against the quota
+
+    removed = await media.sweep([])
+
+    assert removed["abandoned_uploads"] == 1 and removed["expired"] == removed["deleted_tenants"] == 0
+    assert sorted(await store.keys(f"tenants/{tenant}/")) == [kept.storage_key]
+    async with database.unit_of_work("message", tenant, read_only=True) as uow:
+        assert await uow.media.used_bytes(tenant) == 4000  # the dead upload's bytes are given back
+        assert await uow.media.get(tenant, kept.id) == kept

@@ -2,10 +2,12 @@
 list, delete, download links and streams; media references of messages; the retention sweep.
 
 An upload holds at most one part (media.part_size_bytes) in memory. It first reserves its
-declared size against the tenant's quota (a media_uploads row, under the tenant's quota lock),
-then writes the object, then commits the media row in place of the reservation: until the row
-commits nobody can name the object, and a failure after the write deletes it again. A cut stream aborts the multipart upload (or never writes), so nothing is
-left behind; `wework-admin maintain` aborts uploads of processes that died mid-way.
+declared size against the tenant's quota (a media_uploads row naming the object's key, under the
+tenant's quota lock), then writes the object, then commits the media row in place of the
+reservation: until the row commits nobody can name the object, and a failure after the write
+deletes it again. A cut stream aborts the multipart upload (or never writes), so nothing is left
+behind; `wework-admin maintain` removes what uploads of processes that died mid-way left (their
+objects, reservations and multipart uploads).
 """
 
 from __future__ import annotations
