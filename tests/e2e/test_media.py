@@ -11,6 +11,7 @@ import http.server
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -24,7 +25,7 @@ from conftest import Platform
 from google.protobuf.json_format import MessageToDict
 from harness import httpcall
 from harness.object_store import start_s3_server
-from serverproc import free_port, online_account, run_admin, settings_yaml, start_server
+from serverproc import BIN, free_port, online_account, run_admin, settings_yaml, start_server
 from simproc import start_sim_server
 from wework.persistence.database import Database
 from wework.server.media.store import S3Store
@@ -425,6 +426,76 @@ def test_maintain_removes_unused_media_and_media_of_deleted_tenants(local_platfo
             t.close()
 
 
+def test_an_upload_killed_before_its_row_commits_leaves_an_object_the_sweep_removes(
+        mariadb_server, redis_server, s3_server, tmp_path):
+    """kill -9 of the server between the upload's object write and its media row's commit (held
+    there by a table lock on media): the object stays with no row; `maintain` removes it once the
+    upload is older than media.incomplete_upload_hours, and nothing else."""
+    media = {"backend": "s3", "part_size_bytes": PART, "tenant_quota_bytes": QUOTA, "key_prefix": "crash/",
+             "s3": {"endpoint_url": s3_server.endpoint_url, "bucket": BUCKET, "create_bucket": True,
+                    "access_key_id": s3_server.access_key, "secret_access_key": s3_server.secret_key}}
+    p = _platform(mariadb_server, redis_server, tmp_path, media)
+    t = Tenant(p)
+    try:
+        kept = t.upload(PNG)
+        prefix = f"crash/tenants/{t.id}/"
+        failed: list[grpc.RpcError] = []
+
+        def doomed_upload() -> None:
+            try:
+                t.upload(_random_file(PART + 1024), kind=pb.MEDIA_KIND_FILE)  # a multipart upload
+            except grpc.RpcError as exc:
+                failed.append(exc)
+
+        async def crash() -> None:
+            db = Database(p.config, databases=("message",))
+            try:
+                async with db.unit_of_work("message", t.id) as lock:
+                    await lock.session.execute(sa.text("LOCK TABLES media READ"))
+                    try:
+                        uploading = threading.Thread(target=doomed_upload)
+                        uploading.start()
+                        deadline = time.monotonic() + 30
+                        while not (await lock.session.execute(sa.text(
+                                "SELECT COUNT(*) FROM information_schema.processlist WHERE state LIKE "
+                                "'Waiting for table%' AND info LIKE 'INSERT INTO media %'"))).scalar():
+                            assert time.monotonic() < deadline, "the upload did not reach its commit"
+                            await asyncio.sleep(0.05)
+                        p.server.stop(signal.SIGKILL)
+                        await asyncio.to_thread(uploading.join, 30)
+                    finally:
+                        await lock.session.execute(sa.text("UNLOCK TABLES"))
+            finally:
+                await db.dispose()
+
+        asyncio.run(crash())
+        assert failed and failed[0].code() == grpc.StatusCode.UNAVAILABLE
+        keys, _ = s3_state(s3_server, prefix)
+        assert len(keys) == 2  # the kept media's and the orphan's: no row names the second
+        (orphan,) = [k for k in keys if not k.endswith(kept.id)]
+
+        def maintain() -> str:
+            result = run_admin(p.config_path, "maintain")
+            assert result.returncode == 0, result.stdout + result.stderr
+            return " ".join(result.stderr.split())
+
+        assert "0 abandoned uploads removed" in maintain()  # younger than incomplete_upload_hours
+        assert orphan in s3_state(s3_server, prefix)[0]
+
+        async def age() -> None:
+            db = Database(p.config, databases=("message",))
+            async with db.unit_of_work("message", t.id) as uow:
+                await uow.session.execute(sa.text("UPDATE media_uploads SET started_at = '2020-01-01 00:00:00'"))
+            await db.dispose()
+        asyncio.run(age())
+        assert "1 abandoned uploads removed" in maintain()
+        assert s3_state(s3_server, prefix) == ([f"{prefix}media/{kept.id}"], 0)
+    finally:
+        t.close()
+        p.server.stop(signal.SIGKILL)
+        mariadb_server.drop_databases(p.prefix + "_")
+
+
 def _wait_sent(t: Tenant, message_id: str) -> mpb.Message:
     deadline = time.monotonic() + 20
     while True:
@@ -517,7 +588,9 @@ def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_p
         assert callback.status == cpb.CALLBACK_EVENT_STATUS_PROCESSED
         got = callbacks.GetCallbackEvent(cpb.GetCallbackEventRequest(id=callback.id), metadata=t.md)
         assert MessageToDict(got.parsed_data)["data"]["content"] == stored
-        assert url in got.raw_data  # the body exactly as received
+        # The body as received, but for the provider's link (it may carry a token): sealed like a
+        # credential for the processor, never stored in clear.
+        assert url not in got.raw_data and json.loads(got.raw_data)["data"]["content"]["url"] == "[REDACTED]"
         # The conversation shows the file's name as its last message (it has no media field).
         (conversation,) = accounts.ListConversations(apb.ListConversationsRequest(account_id=account.id),
                                                      metadata=t.md).conversations
@@ -526,3 +599,121 @@ def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_p
         t.close()
         files.shutdown()
         hooks.shutdown()
+
+
+class _HeldFile(http.server.BaseHTTPRequestHandler):
+    """The provider's media link: counts the GETs; the first waits for the server's `release`."""
+
+    def do_GET(self) -> None:
+        self.server.gets.append(self.path)  # type: ignore[attr-defined]
+        if len(self.server.gets) == 1:  # type: ignore[attr-defined]
+            self.server.release.wait(30)  # type: ignore[attr-defined]
+        data = self.server.data  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _callback_worker(config_path: Path, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen([str(BIN / "wework-worker"), "callbacks"],
+                            env={**os.environ, "WEWORK_CONFIG_FILE": str(config_path)}, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def test_an_incoming_file_replayed_after_a_crash_is_not_fetched_again(mariadb_server, redis_server, tmp_path):
+    """kill -9 of the callback worker after it stored the incoming file and recorded the message,
+    before it marked the callback processed (held there by a table lock on callback_events): the
+    next worker replays the callback, finds the stored media, fetches nothing, and its webhook and
+    parsed_data name the media, never the provider's link."""
+    data = _random_file(200 * 1024)
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeldFile)
+    files.gets, files.data, files.release = [], data, threading.Event()  # type: ignore[attr-defined]
+    _serve(files)
+    hooks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebhookReceiver)
+    hooks.bodies = []  # type: ignore[attr-defined]
+    hooks_url = _serve(hooks)
+    sim_port, ingress_port = free_port(), free_port()
+    sim = start_sim_server(tmp_path, sim_port, f"http://127.0.0.1:{ingress_port}/provider/callbacks", SECRET)
+    media = {"backend": "local", "local_dir": str(tmp_path / "media"), "part_size_bytes": PART}
+    p = _platform(mariadb_server, redis_server, tmp_path, media,
+                  callback={"http_host": "127.0.0.1", "http_port": ingress_port, "secret": SECRET,
+                            "run_processor_in_server": False, "lease_seconds": 2, "idle_poll_seconds": 0.2},
+                  webhooks={"allow_private_targets": True}, provider_override={"kind": "http", "base_url": sim.url})
+    workers = [_callback_worker(p.config_path, tmp_path / "worker-1.log")]
+    t = Tenant(p)
+    callbacks = cpb_grpc.CallbackServiceStub(t.channel)
+    accounts = apb_grpc.AccountServiceStub(t.channel)
+    try:
+        callbacks.CreateWebhookEndpoint(cpb.CreateWebhookEndpointRequest(
+            url=hooks_url + "/hooks", event_types=["message.received"]), metadata=t.md)
+        account = online_account(t.facade)
+        url = f"http://127.0.0.1:{files.server_address[1]}/scan.pdf?token=provider-secret"
+        hooked = httpcall.post(f"{sim.url}/_sim/instances/{account.guid}/incoming_message", json={
+            "conversation_id": "wx_customer", "message_type": "file",
+            "content": {"url": url, "file_name": "scan.pdf"}})
+        assert hooked.status_code == 204, hooked.text
+
+        def conversations() -> list:
+            return list(accounts.ListConversations(apb.ListConversationsRequest(account_id=account.id),
+                                                   metadata=t.md).conversations)
+
+        async def crash() -> None:
+            deadline = time.monotonic() + 20
+            while not files.gets:  # type: ignore[attr-defined]
+                assert time.monotonic() < deadline, "the worker did not fetch the incoming file"
+                await asyncio.sleep(0.05)
+            db = Database(p.config, databases=("callback",))
+            try:
+                async with db.unit_of_work("callback", t.id) as lock:
+                    # The worker holds the callback (claimed) and is fetching: from now on it
+                    # cannot mark it processed.
+                    await lock.session.execute(sa.text("LOCK TABLES callback_events READ"))
+                    try:
+                        files.release.set()  # type: ignore[attr-defined]
+                        deadline = time.monotonic() + 20
+                        while not await asyncio.to_thread(conversations):
+                            assert time.monotonic() < deadline, "the message was not recorded"
+                            await asyncio.sleep(0.05)
+                        workers[0].send_signal(signal.SIGKILL)
+                        await asyncio.to_thread(workers[0].wait, 10)
+                    finally:
+                        await lock.session.execute(sa.text("UNLOCK TABLES"))
+            finally:
+                await db.dispose()
+
+        asyncio.run(crash())
+        (media_row,) = t.media.ListMedia(pb.ListMediaRequest(), metadata=t.md).media
+        workers.append(_callback_worker(p.config_path, tmp_path / "worker-2.log"))
+        deadline = time.monotonic() + 30
+        while not (received := [b for b in hooks.bodies if b["type"] == "message.received"]):  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "no message.received webhook after the replay"
+            time.sleep(0.2)
+        stored = {"media_id": media_row.id, "file_name": "scan.pdf", "content_type": "application/pdf",
+                  "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        (event,) = received
+        assert event["data"]["content"] == stored
+        assert len(files.gets) == 1  # type: ignore[attr-defined]  # the provider's link: fetched once
+        (callback,) = callbacks.ListCallbackEvents(cpb.ListCallbackEventsRequest(
+            filter=cpb.CallbackEventFilter(event_type="message.received")), metadata=t.md).callback_events
+        got = callbacks.GetCallbackEvent(cpb.GetCallbackEventRequest(id=callback.id), metadata=t.md)
+        assert got.status == cpb.CALLBACK_EVENT_STATUS_PROCESSED
+        assert MessageToDict(got.parsed_data)["data"]["content"] == stored
+        assert "provider-secret" not in got.raw_data
+        assert [m.id for m in t.media.ListMedia(pb.ListMediaRequest(), metadata=t.md).media] == [media_row.id]
+        (conversation,) = conversations()
+        assert conversation.unread_count == 1
+    finally:
+        t.close()
+        for w in workers:
+            w.kill()
+            w.wait()
+        p.server.stop(signal.SIGKILL)
+        sim.stop()
+        files.shutdown()
+        hooks.shutdown()
+        mariadb_server.drop_databases(p.prefix + "_")

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from itertools import accumulate
 from typing import Any
 
+from wework.domain.redaction import REDACTED, split_secrets
+
 # notify_type -> event_type (the stored, listable name of what the callback means).
 EVENT_TYPES: dict[int, str] = {
     11001: "account.login_qr",
@@ -35,10 +37,17 @@ EVENT_TYPES: dict[int, str] = {
     12005: "conversation.changed",
 }
 UNKNOWN_EVENT_TYPE = "unknown"
+MESSAGE_RECEIVED = 12004
+# The provider's link to a received image, file, voice or video (docs/media.md, "Incoming
+# media"): it may carry the provider's token, so it is sealed like a credential at ingress.
+RECEIVED_MEDIA_LINK = ("data", "content", "url")
+RECEIVED_MEDIA_TYPES = frozenset({"image", "file", "voice", "video"})
 # The credentials a callback's effect needs (by notify_type, their paths in the body): the
-# ONLINE callback's session token, which the account keeps (encrypted) to reconnect. Every
-# other credential in a body (wework.domain.redaction) is dropped at ingress.
-CREDENTIALS_USED: dict[int, frozenset[tuple[str, ...]]] = {11005: frozenset({("data", "login_token")})}
+# ONLINE callback's session token, which the account keeps (encrypted) to reconnect, and the
+# link of a received media file, which the processor fetches. Every other credential in a body
+# (wework.domain.redaction) is dropped at ingress.
+CREDENTIALS_USED: dict[int, frozenset[tuple[str, ...]]] = {
+    11005: frozenset({("data", "login_token")}), MESSAGE_RECEIVED: frozenset({RECEIVED_MEDIA_LINK})}
 HEARTBEAT = 11010
 MESSAGE_RECEIPTS = (12001, 12002, 12003)
 
@@ -275,3 +284,16 @@ def receipt_event_key(message_id: str) -> str:
     """The TenantEvent.key of message.sent and message.delivered: one of each per message, in
     whatever order, and however often, the provider's receipts arrive."""
     return f"message:{message_id}"
+
+
+def split_callback_secrets(notify_type: int, body: Any) -> tuple[Any, list[tuple[tuple[str | int, ...], Any]]]:
+    """split_secrets (wework.domain.redaction) plus, in a received media message, the provider's
+    link: (the body to store, [(path, value)] taken out)."""
+    redacted, found = split_secrets(body)
+    data = redacted.get("data") if isinstance(redacted, dict) else None
+    content = data.get("content") if isinstance(data, dict) else None
+    if (notify_type == MESSAGE_RECEIVED and isinstance(content, dict) and data.get("message_type") in RECEIVED_MEDIA_TYPES
+            and content.get("url") not in (None, "", REDACTED)):
+        found.append((RECEIVED_MEDIA_LINK, content["url"]))
+        redacted = {**redacted, "data": {**data, "content": {**content, "url": REDACTED}}}
+    return redacted, found

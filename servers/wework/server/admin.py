@@ -466,8 +466,8 @@ async def _maintain(settings: Settings, args: argparse.Namespace, out: Output) -
 
 
 async def _sweep_media(settings: Settings, out: Output) -> dict[str, int] | None:
-    """Media unused past media.retention_days, media of deleted tenants, incomplete uploads
-    (docs/media.md), in batches of media.sweep_batch_size. None when the sweep failed."""
+    """Media unused past media.retention_days, media of deleted tenants, abandoned and incomplete
+    uploads (docs/media.md), in batches of media.sweep_batch_size. None when the sweep failed."""
     from wework.persistence.database import Database
     from wework.persistence.repositories.media import deleted_tenant_ids
     from wework.server.application.media import MediaUseCases, media_policy
@@ -490,6 +490,7 @@ async def _sweep_media(settings: Settings, out: Output) -> dict[str, int] | None
         await db.dispose()
     out.say(f"media: {removed['expired']} unused past {settings.media.retention_days} days removed, "
             f"{removed['deleted_tenants']} of deleted tenants removed, "
+            f"{removed['abandoned_uploads']} abandoned uploads removed, "
             f"{removed['incomplete_uploads']} incomplete uploads aborted")
     return dict(removed)
 

@@ -170,7 +170,7 @@ class MediaConfig(BaseModel):
     key_prefix: str = Field(default="", max_length=200, pattern=r"^([A-Za-z0-9._-]+/)*$")
     # Upload part size: bytes held in memory per upload; larger files go up as multipart uploads.
     part_size_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024)
-    # Per-tenant storage quota in bytes (0: unlimited).
+    # Per-tenant storage quota in bytes (0: unlimited); uploads in progress count with their declared size.
     tenant_quota_bytes: int = Field(default=10 * 1024**3, ge=0)
     link_ttl_seconds: int = Field(default=900, ge=1)
     max_link_ttl_seconds: int = Field(default=7 * 86400, ge=1, le=7 * 86400)
@@ -179,7 +179,7 @@ class MediaConfig(BaseModel):
     public_base_url: str | None = None
     # wework-admin maintain: media no message used for this long is removed.
     retention_days: int = Field(default=90, ge=1)
-    # Uploads started this long ago and never finished are aborted by the sweep.
+    # Uploads started this long ago and never finished are removed by the sweep (object, reservation, multipart upload).
     incomplete_upload_hours: int = Field(default=24, ge=1)
     sweep_batch_size: int = Field(default=500, ge=1, le=10000)
     # Incoming media fetched from providers' URLs (SSRF-guarded like webhooks).

@@ -26,3 +26,20 @@ def test_sensitive_keys_are_found_at_any_depth_and_in_any_spelling():
     assert restore_secrets(copy.deepcopy(redacted), found) == original
     assert redact({"a": [1, 2]}) == {"a": [1, 2]}
     assert is_sensitive("Verification_Code") and is_sensitive("access-token") and not is_sensitive("qr_payload")
+
+
+def test_the_link_of_a_received_media_file_is_taken_out_like_a_credential():
+    from wework.domain.callbacks import MESSAGE_RECEIVED, split_callback_secrets
+
+    link = "https://cdn.provider.example/f/1?sig=abc"
+    body = {"guid": "g", "notify_type": MESSAGE_RECEIVED,
+            "data": {"message_type": "file", "content": {"url": link, "file_name": "a.pdf"}}}
+    redacted, found = split_callback_secrets(MESSAGE_RECEIVED, body)
+    assert redacted["data"]["content"] == {"url": REDACTED, "file_name": "a.pdf"}
+    assert found == [(("data", "content", "url"), link)]
+    assert body["data"]["content"]["url"] == link  # the input is not changed
+    assert restore_secrets(redacted, found)["data"]["content"]["url"] == link
+    # A shared link (a link message) or another callback's url is content, not the provider's file.
+    shared = {**body, "data": {"message_type": "link", "content": {"url": link}}}
+    assert split_callback_secrets(MESSAGE_RECEIVED, shared) == (shared, [])
+    assert split_callback_secrets(12005, body) == (body, [])

@@ -259,3 +259,38 @@ class MediaObject(MessageBase):
         index("media", "idx_last_used", "last_used_at"),
         dict(MYSQL_TABLE_ARGS),
     )
+
+
+class MediaUpload(MessageBase):
+    """An upload in progress: its bytes reserved against the tenant's quota and its object's key
+    recorded, committed before the object is written. The upload's last transaction adds the
+    media row and deletes this one; a row left behind belongs to an upload that died, and the
+    media sweep deletes its object and the row (docs/media.md, "Lifecycle")."""
+
+    __tablename__ = "media_uploads"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)  # the media id it becomes
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), nullable=False)
+    storage_key: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
+
+    __table_args__ = (
+        # The quota: the tenant's reserved bytes.
+        index("media_uploads", "idx_tenant", "tenant_id"),
+        # The sweep of abandoned uploads.
+        index("media_uploads", "idx_started", "started_at"),
+        dict(MYSQL_TABLE_ARGS),
+    )
+
+
+class MediaQuotaLock(MessageBase):
+    """One row per tenant with media, locked (upsert) by each quota reservation: the tenant's
+    reservations run one at a time, so two uploads cannot both find room for themselves."""
+
+    __tablename__ = "media_quota_locks"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    reserved_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
+
+    __table_args__ = (dict(MYSQL_TABLE_ARGS),)

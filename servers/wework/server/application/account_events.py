@@ -145,13 +145,18 @@ class AccountEvents:
             stored_content = None
             if kind is NotifyType.MESSAGE_RECEIVED and self._incoming_media is not None and cb.data:
                 content = await self._incoming_media.store_received(
-                    tenant_id, str(cb.data.get("message_type") or ""), cb.data.get("content"))
+                    tenant_id, str(cb.data.get("message_type") or ""), cb.data.get("content"), effect_key)
                 if content is not cb.data.get("content"):
                     cb = replace(cb, data={**cb.data, "content": content})
                     stored_content = content
             record = (self._conversations.record_message if kind is NotifyType.MESSAGE_RECEIVED
                       else self._conversations.record_conversation)
-            conversation = await record(tenant_id, account_id, cb.data, now, effect_key=effect_key)
+            try:
+                conversation = await record(tenant_id, account_id, cb.data, now, effect_key=effect_key)
+            except AlreadyApplied:
+                # A replay: its event and parsed_data name the stored media, never the provider's link.
+                return Effect(ALREADY_APPLIED, "applied before", *_event(kind, cb, account_id, None),
+                              stored_content=stored_content)
             if conversation is None:
                 return Effect(NO_EFFECT, "data.conversation_id is missing or too long")
             event, data = _event(kind, cb, account_id, None)

@@ -29,7 +29,7 @@ processed callback:
 Credentials (wework.domain.redaction.SENSITIVE_KEYS: login tokens, provider tokens, verification
 codes...) never reach the table in clear: `store` replaces their values with "[REDACTED]" in
 the body it stores; the few an effect needs (CREDENTIALS_USED: the ONLINE callback's login
-token) are sealed (field cipher, bound to the dedupe key) in sealed_secrets, the others dropped.
+token, a received media file's provider link) are sealed (field cipher, bound to the dedupe key) in sealed_secrets, the others dropped.
 `process` opens them only to apply the effect. raw_data, parsed_data, listings, logs and tenant
 events all see the redacted body.
 - `source_event_id`: the callback_events id, or the event's own key (TenantEvent.key:
@@ -70,10 +70,11 @@ from wework.domain.callbacks import (
     json_nesting_exceeds,
     parse,
     retry_delay,
+    split_callback_secrets,
     verify_signature,
 )
 from wework.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from wework.domain.redaction import restore_secrets, split_secrets
+from wework.domain.redaction import restore_secrets
 from wework.persistence.database import Database
 from wework.persistence.pagination import PageTokens, normalize_page_size
 from wework.persistence.repositories.callbacks import CallbackFilter, StoredCallback
@@ -270,7 +271,7 @@ class CallbackInbox:
         raw = body.decode("utf-8", errors="replace")
         if env.body is None:
             return raw, None
-        redacted, found = split_secrets(env.body)
+        redacted, found = split_callback_secrets(env.notify_type, env.body)
         if not found:
             return raw, None
         used = CREDENTIALS_USED.get(env.notify_type, frozenset())

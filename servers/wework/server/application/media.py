@@ -1,10 +1,13 @@
 """Media use cases: upload (streamed, sniffed, deduplicated, within the tenant's quota), get,
 list, delete, download links and streams; media references of messages; the retention sweep.
 
-An upload holds at most one part (media.part_size_bytes) in memory. The object is written first
-and the row second: until the row commits nobody can name the object, and a failure after the
-write deletes it again. A cut stream aborts the multipart upload (or never writes), so nothing is
-left behind; `wework-admin maintain` aborts uploads of processes that died mid-way.
+An upload holds at most one part (media.part_size_bytes) in memory. It first reserves its
+declared size against the tenant's quota (a media_uploads row naming the object's key, under the
+tenant's quota lock), then writes the object, then commits the media row in place of the
+reservation: until the row commits nobody can name the object, and a failure after the write
+deletes it again. A cut stream aborts the multipart upload (or never writes), so nothing is left
+behind; `wework-admin maintain` removes what uploads of processes that died mid-way left (their
+objects, reservations and multipart uploads).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from wework.domain.access import Principal
 from wework.domain.errors import (
     AlreadyExists,
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -40,6 +44,8 @@ from wework.domain.media import (
 )
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
+from wework.persistence.repositories.media import PendingUpload
+from wework.persistence.resilience import retrying
 from wework.persistence.uow import UnitOfWork
 from wework.server.application.context import require_id
 from wework.server.http_client import TRANSPORT_ERRORS, GuardedHttp, describe
@@ -49,6 +55,9 @@ from wework.server.media.store import MultipartUpload, ObjectStore
 log = logging.getLogger(__name__)
 MESSAGE_DB = "message"
 UPLOAD_OPERATION = "UploadMedia"
+# Media fetched for a provider callback: keyed by the callback's effect key and the attachment's
+# index, so a replay of the callback finds the media instead of fetching the provider's URL again.
+RECEIVE_OPERATION = "ReceiveMedia"
 # Message kinds whose content may name a media_id, and the media kinds each accepts.
 MESSAGE_MEDIA_KINDS: dict[str, frozenset[MediaKind]] = {
     "image": frozenset({MediaKind.IMAGE}),
@@ -56,6 +65,13 @@ MESSAGE_MEDIA_KINDS: dict[str, frozenset[MediaKind]] = {
     "voice": frozenset({MediaKind.VOICE}),
     "video": frozenset({MediaKind.VIDEO}),
 }
+
+
+class Idempotency(NamedTuple):
+    """An idempotency-ledger key of an upload: (operation, key)."""
+
+    operation: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -94,32 +110,64 @@ class MediaUseCases:
         return await self.store_for_tenant(principal.require_tenant(), declaration, chunks, source="upload")
 
     async def store_for_tenant(self, tenant_id: str, declaration: UploadDeclaration, chunks: AsyncIterator[bytes],
-                               *, source: str) -> Media:
-        """An upload into `tenant_id` (UploadMedia, and media received from a provider)."""
+                               *, source: str, once: Idempotency | None = None) -> Media:
+        """An upload into `tenant_id` (UploadMedia, and media received from a provider). `once`
+        (or the declaration's request_id): the media stored under that key before is returned,
+        and the key is recorded with the media row (or pointing at the media it deduplicates to)."""
         validate_request_id(declaration.request_id, "metadata.request_id")
         violations = check_declaration(declaration)
         if violations:
             raise InvalidArgument(violations)
         assert declaration.kind is not None
         if declaration.request_id:
-            async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-                done = await uow.messages.get_idempotent(tenant_id, UPLOAD_OPERATION,
-                                                                           declaration.request_id)
-                found = await uow.media.get(tenant_id, done) if done else None
+            once = Idempotency(UPLOAD_OPERATION, declaration.request_id)
+        if once is not None:
+            found = await self.stored_once(tenant_id, once)
             if found is not None:
                 return found
-        async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            self._check_quota(tenant_id, await uow.media.used_bytes(tenant_id),
-                              declaration.size_bytes)
         media_id = new_id()
         key = storage_key(self._policy.key_prefix, tenant_id, media_id)
-        sniffed, sha256, multipart, rest = await self._store_stream(key, declaration, chunks)
+        await self._reserve(PendingUpload(media_id, tenant_id, key, declaration.size_bytes, self._clock()))
         try:
-            return await self._commit(tenant_id, media_id, key, declaration, sniffed, sha256, multipart, rest, source)
+            sniffed, sha256, multipart, rest = await self._store_stream(key, declaration, chunks)
+            try:
+                return await self._commit(tenant_id, media_id, key, declaration, sniffed, sha256, multipart, rest,
+                                          source, once)
+            except BaseException:
+                if multipart is not None:
+                    await _shielded(multipart.abort())
+                raise
         except BaseException:
-            if multipart is not None:
-                await _shielded(multipart.abort())
+            await _shielded(self._release(tenant_id, media_id))
             raise
+
+    async def _reserve(self, upload: PendingUpload) -> None:
+        """Reserves the upload's declared size against the tenant's quota, before anything is
+        written: under the tenant's quota lock, stored plus reserved bytes are counted and the
+        reservation added in one transaction, so concurrent uploads cannot together pass the
+        quota. QuotaExceeded when it does not fit."""
+        async def run() -> None:
+            async with self._db.unit_of_work(MESSAGE_DB, upload.tenant_id) as uow:
+                repo = uow.media
+                if self._policy.tenant_quota_bytes:
+                    await repo.lock_quota(upload.tenant_id, upload.started_at)
+                    self._check_quota(upload.tenant_id, await repo.used_bytes(upload.tenant_id), upload.size_bytes)
+                await repo.add_upload(upload)
+
+        await retrying(run)
+
+    async def _release(self, tenant_id: str, media_id: str,
+                       remember: tuple[Idempotency, str] | None = None) -> None:
+        """Gives a reservation back (the upload failed, or its bytes were stored already: then
+        `remember` records its idempotency key for the media it deduplicated to)."""
+        async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
+            await uow.media.remove_upload(media_id)
+        if remember is not None:
+            once, existing_id = remember
+            with contextlib.suppress(AlreadyExists):  # a concurrent call recorded it first
+                async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
+                    await uow.messages.put_idempotent(tenant_id, once.operation, once.key, existing_id,
+                                                      self._clock())
 
     def _check_quota(self, tenant_id: str, used: int, adding: int) -> None:
         quota = self._policy.tenant_quota_bytes
@@ -193,14 +241,22 @@ class MediaUseCases:
             raise InvalidArgument(violation)
         return sniffed
 
+    async def stored_once(self, tenant_id: str, once: Idempotency) -> Media | None:
+        """The media stored under the idempotency key `once`, None if none was (or it was deleted)."""
+        async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
+            done = await uow.messages.get_idempotent(tenant_id, once.operation, once.key)
+            return await uow.media.get(tenant_id, done) if done else None
+
     async def _commit(self, tenant_id: str, media_id: str, key: str, d: UploadDeclaration, sniffed: str,
-                      sha256: str, multipart: MultipartUpload | None, rest: bytes, source: str) -> Media:
+                      sha256: str, multipart: MultipartUpload | None, rest: bytes, source: str,
+                      once: Idempotency | None) -> Media:
         assert d.kind is not None
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             same = await uow.media.find_by_hash(tenant_id, sha256, d.kind)
         if same is not None:  # dedupe: the tenant already has these bytes as this kind
             if multipart is not None:
                 await multipart.abort()
+            await self._release(tenant_id, media_id, remember=(once, same.id) if once else None)
             return same
         if multipart is not None:
             await multipart.put_part(rest)
@@ -214,29 +270,33 @@ class MediaUseCases:
         try:
             async with self._db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
                 repo = uow.media
-                # Checked again where the row is written: concurrent uploads may overshoot the
-                # quota by at most what is in flight, never by a committed upload.
-                self._check_quota(tenant_id, await repo.used_bytes(tenant_id), d.size_bytes)
-                if d.request_id:
-                    await uow.messages.put_idempotent(tenant_id, UPLOAD_OPERATION,
-                                                                        d.request_id, media_id, now)
+                if once is not None:
+                    await uow.messages.put_idempotent(tenant_id, once.operation, once.key, media_id, now)
                 await repo.add(media)
+                # The reservation becomes the row, in one transaction: the quota counts the bytes
+                # once, and the sweep never takes the object of a media row for an abandoned one.
+                if not await repo.remove_upload(media_id):
+                    raise FailedPrecondition(
+                        f"the upload took longer than media.incomplete_upload_hours "
+                        f"({self._policy.incomplete_upload_hours}) and was removed as abandoned; upload again")
         except BaseException as exc:
             await _shielded(self.store.delete(key))
             if isinstance(exc, AlreadyExists) or _is_duplicate(exc):
-                winner = await self._winner(tenant_id, sha256, d)
+                winner = await self._winner(tenant_id, sha256, d, once)
                 if winner is not None:
+                    await self._release(tenant_id, media_id)
                     return winner
             raise
         return media
 
-    async def _winner(self, tenant_id: str, sha256: str, d: UploadDeclaration) -> Media | None:
-        """After a lost race (same bytes or same request_id at once): the media that won."""
+    async def _winner(self, tenant_id: str, sha256: str, d: UploadDeclaration,
+                      once: Idempotency | None) -> Media | None:
+        """After a lost race (same bytes or same idempotency key at once): the media that won."""
         assert d.kind is not None
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             repo = uow.media
-            if d.request_id:
-                done = await uow.messages.get_idempotent(tenant_id, UPLOAD_OPERATION, d.request_id)
+            if once is not None:
+                done = await uow.messages.get_idempotent(tenant_id, once.operation, once.key)
                 if done:
                     return await repo.get(tenant_id, done)
             return await repo.find_by_hash(tenant_id, sha256, d.kind)
@@ -328,11 +388,13 @@ class MediaUseCases:
 
     async def sweep(self, deleted_tenant_ids: list[str]) -> dict[str, int]:
         """Removes media unused past the retention period and media of deleted tenants, in
-        batches of sweep_batch_size per shard (rows first, then objects), and aborts uploads
-        left incomplete. Returns counts for the operator."""
+        batches of sweep_batch_size per shard (rows first, then objects); removes the objects and
+        reservations of uploads that died before their row committed, and aborts multipart
+        uploads left incomplete (both after incomplete_upload_hours). Returns counts for the
+        operator."""
         p, now = self._policy, self._clock()
         cutoff = now - timedelta(days=p.retention_days)
-        removed = {"expired": 0, "deleted_tenants": 0, "incomplete_uploads": 0}
+        removed = {"expired": 0, "deleted_tenants": 0, "abandoned_uploads": 0, "incomplete_uploads": 0}
 
         async def batch(uow: UnitOfWork, which: str) -> list[Media]:
             repo = uow.media
@@ -351,8 +413,26 @@ class MediaUseCases:
                 removed[which] += len(rows)
                 if all(len(r) < p.sweep_batch_size for r in per_shard):
                     break
-        removed["incomplete_uploads"] = await self.store.abort_incomplete(
-            f"{p.key_prefix}tenants/", now - timedelta(hours=p.incomplete_upload_hours))
+        started_before = now - timedelta(hours=p.incomplete_upload_hours)
+
+        async def abandoned(uow: UnitOfWork) -> int:
+            # An upload that died (killed, or its cleanup failed) after reserving its bytes: its
+            # object may be in the store with no media row naming it. The object goes first,
+            # then the reservation, in the transaction that holds it: a crash here leaves the
+            # reservation for the next sweep, never an object nobody names.
+            repo = uow.media
+            uploads = await repo.abandoned_uploads(started_before, p.sweep_batch_size)
+            for u in uploads:
+                await self.store.delete(u.storage_key)
+            await repo.remove_uploads([u.id for u in uploads])
+            return len(uploads)
+
+        while True:
+            per_shard = await self._db.for_each_shard(MESSAGE_DB, abandoned, read_only=False)
+            removed["abandoned_uploads"] += sum(per_shard)
+            if all(n < p.sweep_batch_size for n in per_shard):
+                break
+        removed["incomplete_uploads"] = await self.store.abort_incomplete(f"{p.key_prefix}tenants/", started_before)
         return removed
 
 
@@ -393,6 +473,12 @@ MESSAGE_TYPE_KINDS = {"image": MediaKind.IMAGE, "file": MediaKind.FILE, "voice":
                       "video": MediaKind.VIDEO}
 
 
+def received_media_key(effect_key: str, index: int) -> str:
+    """The idempotency key of a callback's `index`-th attachment (at most 128 characters)."""
+    key = f"{effect_key}#{index}"
+    return key if len(key) <= 128 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 class MediaFetchFailed(Exception):
     """Fetching incoming media failed in a way that may pass (timeout, connection): the callback's
     processing is retried on its schedule."""
@@ -411,7 +497,11 @@ class IncomingMedia:
     async def close(self) -> None:
         await self._http.close()
 
-    async def store_received(self, tenant_id: str, message_type: str, content: Any) -> Any:
+    async def store_received(self, tenant_id: str, message_type: str, content: Any,
+                             effect_key: str | None = None) -> Any:
+        """The content with the provider's `url` replaced by the stored media (or `media_error`).
+        With the callback's `effect_key`, the media is stored once per callback: a replay (the
+        process died before the callback was marked processed) finds it and fetches nothing."""
         kind = MESSAGE_TYPE_KINDS.get(message_type)
         url = content.get("url") if isinstance(content, dict) else None
         if kind is None or not isinstance(url, str) or not url or content.get("media_id"):
@@ -419,16 +509,20 @@ class IncomingMedia:
         from wework.server.application.webhooks import TargetRefused
 
         kept = {k: v for k, v in content.items() if k != "url"}  # the provider's link expires
-        try:
-            media = await self._fetch(tenant_id, kind, url, str(content.get("file_name") or ""))
-        except (TargetRefused, InvalidArgument, QuotaExceeded) as exc:
-            # Final for this media: the message still arrives, without it, and says why.
-            log.warning("incoming %s media of tenant %s not stored: %s", message_type, tenant_id, exc)
-            return {**kept, "media_error": str(exc)[:300]}
+        once = Idempotency(RECEIVE_OPERATION, received_media_key(effect_key, 0)) if effect_key else None
+        media = await self._media.stored_once(tenant_id, once) if once is not None else None
+        if media is None:
+            try:
+                media = await self._fetch(tenant_id, kind, url, str(content.get("file_name") or ""), once)
+            except (TargetRefused, InvalidArgument, QuotaExceeded) as exc:
+                # Final for this media: the message still arrives, without it, and says why.
+                log.warning("incoming %s media of tenant %s not stored: %s", message_type, tenant_id, exc)
+                return {**kept, "media_error": str(exc)[:300]}
         return {**kept, "media_id": media.id, "file_name": media.file_name, "content_type": media.content_type,
                 "size_bytes": media.size_bytes, "sha256": media.sha256}
 
-    async def _fetch(self, tenant_id: str, kind: MediaKind, url: str, file_name: str) -> Media:
+    async def _fetch(self, tenant_id: str, kind: MediaKind, url: str, file_name: str,
+                     once: Idempotency | None) -> Media:
         from urllib.parse import urlsplit
 
         if urlsplit(url).scheme not in ("http", "https"):
@@ -446,7 +540,7 @@ class IncomingMedia:
                 declaration = UploadDeclaration(kind=kind, file_name=name, declared_content_type="", size_bytes=size,
                                                 sha256="", request_id="")
                 return await self._media.store_for_tenant(tenant_id, declaration, answer.content.iter_chunked(1 << 16),
-                                                          source="received")
+                                                          source="received", once=once)
         except TRANSPORT_ERRORS as exc:
             # Never the URL in the error: the provider's link may carry a token.
             raise MediaFetchFailed(f"fetching the media failed: {describe(exc)}") from None
