@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from wework.domain.access import Principal
-from wework.domain.errors import FailedPrecondition, NotFound, PreconditionViolation
+from wework.domain.errors import FailedPrecondition, PreconditionViolation, must_exist
 from wework.domain.identity import ApiKey, validate_api_key_fields, validate_request_id
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
@@ -31,9 +31,7 @@ class ApiKeyUseCases:
                 done = await idem.get(tenant_id, "CreateApiKey", request_id)
                 if done is not None and (existing := await keys.get(tenant_id, done)) is not None:
                     return existing, ""
-            role = await uow.roles.get(tenant_id, role_id)
-            if role is None:
-                raise NotFound("role", role_id)
+            role = must_exist(await uow.roles.get(tenant_id, role_id), "role", role_id)
             # The delegation rule: a key can do nothing its creator cannot.
             principal.require_delegable(role.permissions, f"roles/{role_id}")
             if not role.is_active:
@@ -55,9 +53,7 @@ class ApiKeyUseCases:
         require_id(key_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             key = await uow.api_keys.get(tenant_id, key_id)
-        if key is None:
-            raise NotFound("api_key", key_id)
-        return key
+        return must_exist(key, "api_key", key_id)
 
     async def list_api_keys(self, principal: Principal, show_revoked: bool, page_size: int,
                             page_token: str) -> tuple[list[ApiKey], str]:
@@ -74,9 +70,7 @@ class ApiKeyUseCases:
         require_id(key_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             keys = uow.api_keys
-            key = await keys.get(tenant_id, key_id, for_update=True)
-            if key is None:
-                raise NotFound("api_key", key_id)
+            key = must_exist(await keys.get(tenant_id, key_id, for_update=True), "api_key", key_id)
             if key.revoked_at is None:  # revoking twice is harmless and keeps the first time
                 key = replace(key, revoked_at=self._ctx.clock())
                 await keys.save(key)

@@ -26,6 +26,7 @@ from wework.domain.errors import (
     NotFound,
     QuotaExceeded,
     QuotaViolation,
+    must_exist,
 )
 from wework.domain.identity import validate_request_id
 from wework.domain.media import (
@@ -248,9 +249,7 @@ class MediaUseCases:
         require_id(media_id, "id")
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             found = await uow.media.get(tenant_id, media_id)
-        if found is None:
-            raise NotFound("media", media_id)
-        return found
+        return must_exist(found, "media", media_id)
 
     async def list(self, principal: Principal, kind: MediaKind | None, page_size: int,
                    page_token: str) -> tuple[list[Media], str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from wework.domain.access import SYSTEM_ROLES, Principal
-from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound, must_exist
 from wework.domain.identity import (
     TENANT_MUTABLE_FIELDS,
     Role,
@@ -222,16 +222,12 @@ class TenantUseCases:
             return await uow.tenants.get(tenant_id)
 
     async def _get(self, tenant_id: str) -> Tenant:
-        tenant = await self._find(tenant_id)
-        if tenant is None:
-            raise NotFound("tenant", tenant_id)
+        tenant = must_exist(await self._find(tenant_id), "tenant", tenant_id)
         return tenant
 
     @staticmethod
     async def _get_for_update(tenants: TenantRepository, tenant_id: str) -> Tenant:
-        tenant = await tenants.get(tenant_id, for_update=True)
-        if tenant is None:
-            raise NotFound("tenant", tenant_id)
+        tenant = must_exist(await tenants.get(tenant_id, for_update=True), "tenant", tenant_id)
         return tenant
 
     async def _invalidate(self, tenant_id: str) -> None:

@@ -13,6 +13,7 @@ from wework.domain.errors import (
     InvalidArgument,
     NotFound,
     Unauthenticated,
+    must_exist,
 )
 from wework.domain.identity import (
     MAX_ROLES_ON_CREATE,
@@ -231,10 +232,7 @@ class UserUseCases:
 
     @staticmethod
     async def _require(users: UserRepository, tenant_id: str, user_id: str, *, for_update: bool = False) -> User:
-        user = await users.get(tenant_id, user_id, for_update=for_update)
-        if user is None:
-            raise NotFound("user", user_id)
-        return user
+        return must_exist(await users.get(tenant_id, user_id, for_update=for_update), "user", user_id)
 
     async def _invalidate(self, tenant_id: str, user_id: str) -> None:
         await self._ctx.credential_cache.invalidate(user_credential_key(tenant_id, user_id))
