@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +32,7 @@ from wework.server.application.callbacks import CALLBACK_DB, CallbackProcessing
 from wework.server.application.context import utcnow
 from wework.server.observability import metrics
 from wework.server.workers.dispatch import DispatchWaker
-from wework.server.workers.shard_loops import ShardWorker, wait_for_wake
+from wework.server.workers.shard_loops import Chore, ShardWorker
 
 log = logging.getLogger(__name__)
 
@@ -90,26 +89,10 @@ class CallbackProcessor(ShardWorker):
         await self._stop_loops()
 
     async def _shard_loop(self, shard: str) -> None:
-        event = self._wake_event()
-        last_sweep = 0.0
-        last_purge = time.monotonic() - self._cfg.purge_interval_seconds + 30.0  # first purge after 30 s
-        while True:
-            try:
-                if time.monotonic() - last_sweep > min(self._cfg.lease_seconds / 4, 5.0):
-                    last_sweep = time.monotonic()
-                    await self.requeue_expired(shard)
-                if time.monotonic() - last_purge > self._cfg.purge_interval_seconds:
-                    last_purge = time.monotonic()
-                    await self.purge(shard)
-                event.clear()
-                n = await self.run_once(shard)
-                if n == 0:
-                    await wait_for_wake(event, self._cfg.idle_poll_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("callback processing on shard %s failed; retrying", shard)
-                await asyncio.sleep(1.0)
+        chores = [Chore(min(self._cfg.lease_seconds / 4, 5.0), lambda: self.requeue_expired(shard)),
+                  Chore(self._cfg.purge_interval_seconds, lambda: self.purge(shard), first_after_seconds=30.0)]
+        await self._claim_rounds(shard, chores, idle_poll_seconds=self._cfg.idle_poll_seconds,
+                                 what="callback processing", failures_wait_for_wake=False)
 
     async def requeue_expired(self, shard: str) -> int:
         now = self._clock()

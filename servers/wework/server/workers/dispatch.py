@@ -52,7 +52,7 @@ from wework.server.application.context import utcnow
 from wework.server.observability import metrics
 from wework.server.providers.base import Provider, ProviderError
 from wework.server.workers.pacing import LocalPacing, Pacing, PacingUnavailable
-from wework.server.workers.shard_loops import ShardWorker, wait_for_wake
+from wework.server.workers.shard_loops import Chore, ShardWorker, wait_for_wake
 
 log = logging.getLogger(__name__)
 MESSAGE_DB = "message"
@@ -242,8 +242,6 @@ class Dispatcher(ShardWorker):
         self._pacing_overrides = pacing_overrides
         self._batches = BatchInfoCache(db)
         self._sem = asyncio.Semaphore(settings.max_in_flight)
-        self._stopping = asyncio.Event()
-        self._loop_events: set[asyncio.Event] = set()  # set on close: idle loops end at once
         self._lanes: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.stats = DispatchStats()
         self._pacing_warned_at = float("-inf")
@@ -257,15 +255,19 @@ class Dispatcher(ShardWorker):
     async def close(self) -> None:
         """Stops sending: the sends in flight finish (up to stop_grace_seconds), what was sent
         is recorded, and every claimed message not sent goes back to pending."""
-        self._stopping.set()
-        for event in self._loop_events:
-            event.set()
         await self._stop_loops(grace_seconds=self._cfg.stop_grace_seconds)
 
     async def _shard_loop(self, shard: str) -> None:
         event = self._wake_event()
-        self._loop_events.add(event)
-        last_sweep = last_batches = last_depth = 0.0
+
+        async def sweep() -> None:
+            self.stats.requeued += await self.requeue_expired(shard)
+            self.stats.resolved_branches += await self.resolve_prepared_batches(shard)
+
+        chores = [Chore(min(self._cfg.claim_lease_seconds / 4, 5.0), sweep),
+                  Chore(self._cfg.depth_sample_seconds, lambda: self.sample_depth(shard))]
+        if self._finish_batch is not None:
+            chores.append(Chore(1.0, lambda: self.finish_batches(shard)))
         ahead: asyncio.Task[list[Message]] | None = None  # the next claim, taken while a batch is sent
         recording: asyncio.Task[None] | None = None  # the previous batch's results being written
         claimed: list[Message] = []  # the claim being sent
@@ -273,16 +275,8 @@ class Dispatcher(ShardWorker):
         try:
             while not self._stopping.is_set():
                 try:
-                    if time.monotonic() - last_sweep > min(self._cfg.claim_lease_seconds / 4, 5.0):
-                        last_sweep = time.monotonic()
-                        self.stats.requeued += await self.requeue_expired(shard)
-                        self.stats.resolved_branches += await self.resolve_prepared_batches(shard)
-                    if time.monotonic() - last_depth > self._cfg.depth_sample_seconds:
-                        last_depth = time.monotonic()
-                        await self.sample_depth(shard)
-                    if self._finish_batch is not None and time.monotonic() - last_batches > 1.0:
-                        last_batches = time.monotonic()
-                        await self.finish_batches(shard)
+                    for chore in chores:
+                        await chore.run_if_due()
                     event.clear()
                     if ahead is not None:
                         # Shielded: a loop stopped meanwhile releases this claim (finally below).

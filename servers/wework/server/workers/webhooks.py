@@ -41,7 +41,7 @@ from wework.server.http_client import TRANSPORT_ERRORS, GuardedHttp, describe
 from wework.server.observability import metrics
 from wework.server.security.field_crypto import FieldCryptoError
 from wework.server.workers.dispatch import DispatchWaker
-from wework.server.workers.shard_loops import ShardWorker, wait_for_wake
+from wework.server.workers.shard_loops import Chore, ShardWorker
 
 log = logging.getLogger(__name__)
 CALLBACK_DB = "callback"
@@ -99,8 +99,6 @@ class WebhookDeliveryWorker(ShardWorker):
         # one would skip the guard); no proxies from the environment.
         self._http = GuardedHttp(guard, timeout_seconds=policy.timeout_seconds,
                                  max_connections=settings.max_in_flight)
-        self._stopping = False
-        self._events: list[asyncio.Event] = []
         self.stats = WebhookStats()
 
     # -- lifecycle --
@@ -108,33 +106,14 @@ class WebhookDeliveryWorker(ShardWorker):
     async def close(self, grace_seconds: float = 10.0) -> None:
         """Lets each loop finish its round (posts in flight get recorded, no needless redelivery,
         no connection cancelled mid-query), then cancels what is still running."""
-        self._stopping = True
-        for e in self._events:
-            e.set()
         await self._stop_loops(grace_seconds)
         await self._http.close()
 
     async def _shard_loop(self, shard: str) -> None:
-        event = self._wake_event()
-        self._events.append(event)
-        last_depth = last_purge = 0.0
-        while not self._stopping:
-            try:
-                if time.monotonic() - last_depth > 5.0:
-                    last_depth = time.monotonic()
-                    await self._measure_depth(shard)
-                if time.monotonic() - last_purge > self._cfg.purge_every_seconds:
-                    last_purge = time.monotonic()
-                    await self.purge(shard)
-                event.clear()
-                n = await self.run_once(shard)
-                if n == 0:
-                    await wait_for_wake(event, self._cfg.idle_poll_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook delivery loop on shard %s failed; retrying", shard)
-                await wait_for_wake(event, 1.0)
+        chores = [Chore(5.0, lambda: self._measure_depth(shard)),
+                  Chore(self._cfg.purge_every_seconds, lambda: self.purge(shard))]
+        await self._claim_rounds(shard, chores, idle_poll_seconds=self._cfg.idle_poll_seconds,
+                                 what="webhook delivery loop", failures_wait_for_wake=True)
 
     async def _measure_depth(self, shard: str) -> None:
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
@@ -144,7 +123,7 @@ class WebhookDeliveryWorker(ShardWorker):
     async def purge(self, shard: str) -> int:
         """Deletes finished deliveries past the retention, in bounded batches; the number deleted."""
         total = 0
-        while not self._stopping:
+        while not self._stopping.is_set():
             async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
                 n = await uow.webhook_deliveries.purge(self._clock() - self._cfg.retention,
                                                                        self._cfg.purge_batch)
