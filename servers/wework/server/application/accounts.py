@@ -534,12 +534,10 @@ class AccountUseCases:
                             page_size: int, page_token: str) -> tuple[list[Account], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "accounts", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "accounts", tenant_id)
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
             rows = await self._store.accounts(uow).list_page(tenant_id, status, user_id or None, after, limit + 1)
-        page = rows[:limit]
-        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "accounts", tenant_id) if len(rows) > limit else ""
-        return page, token
+        return self._ctx.page_tokens.id_page(rows, limit, "accounts", tenant_id)
 
     # -- update / delete --------------------------------------------------------------------------------
 

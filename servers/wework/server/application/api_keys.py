@@ -59,11 +59,10 @@ class ApiKeyUseCases:
                             page_token: str) -> tuple[list[ApiKey], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "api_keys", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "api_keys", tenant_id)
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await uow.api_keys.list_page(tenant_id, show_revoked, after, limit + 1)
-        page = rows[:limit]
-        return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "api_keys", tenant_id) if len(rows) > limit else "")
+        return self._ctx.page_tokens.id_page(rows, limit, "api_keys", tenant_id)
 
     async def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKey:
         tenant_id = principal.require_tenant()

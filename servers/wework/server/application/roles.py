@@ -64,11 +64,10 @@ class RoleUseCases:
     async def list_roles(self, principal: Principal, page_size: int, page_token: str) -> tuple[list[Role], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "roles", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "roles", tenant_id)
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await uow.roles.list_page(tenant_id, after, limit + 1)
-        page = rows[:limit]
-        return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "roles", tenant_id) if len(rows) > limit else "")
+        return self._ctx.page_tokens.id_page(rows, limit, "roles", tenant_id)
 
     async def update_role(self, principal: Principal, changes: Role, paths: list[str], etag: str) -> Role:
         tenant_id = principal.require_tenant()

@@ -103,13 +103,10 @@ class UserUseCases:
                          page_token: str) -> tuple[list[User], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "users", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "users", tenant_id)
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            rows = await uow.users.list_page(tenant_id, status, after,
-                                                                                 limit + 1)
-        page = rows[:limit]
-        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "users", tenant_id) if len(rows) > limit else ""
-        return page, token
+            rows = await uow.users.list_page(tenant_id, status, after, limit + 1)
+        return self._ctx.page_tokens.id_page(rows, limit, "users", tenant_id)
 
     async def update_user(self, principal: Principal, user_id: str, values: dict, paths: list[str],
                           etag: str) -> User:

@@ -226,12 +226,11 @@ class WebhookUseCases:
                              page_token: str) -> tuple[list[WebhookEndpoint], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "webhook_endpoints", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "webhook_endpoints", tenant_id)
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
             rows = await uow.webhook_endpoints.list_page(tenant_id, after, limit + 1)
-        page = [self._public(e) for e in rows[:limit]]
-        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "webhook_endpoints", tenant_id) if len(rows) > limit else ""
-        return page, token
+        page, token = self._ctx.page_tokens.id_page(rows, limit, "webhook_endpoints", tenant_id)
+        return [self._public(e) for e in page], token
 
     async def update_endpoint(self, principal: Principal, changes: WebhookEndpoint, enabled: bool,
                               paths: Sequence[str], given_etag: str) -> WebhookEndpoint:
