@@ -42,7 +42,7 @@ from wework.domain.callbacks import (
     AlreadyApplied,
     Effect,
 )
-from wework.domain.errors import DomainError, FailedPrecondition, NotFound, Unavailable, must_exist
+from wework.domain.errors import DomainError, FailedPrecondition, NotFound, Unavailable
 from wework.persistence.resilience import retrying
 from wework.server.application.accounts import ACCOUNT_DB, AccountStore, LoginFlow
 from wework.server.application.conversations import ConversationUseCases
@@ -234,8 +234,7 @@ class AccountEvents:
             async with store.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
                 if not await uow.effects.record(effect_key, now):
                     raise AlreadyApplied(effect_key)
-                current = must_exist(await store.accounts(uow).get(tenant_id, account_id, for_update=True),
-                                     "account", account_id)
+                current = await store.lock(uow, tenant_id, account_id)
                 planned = plan(current)
                 account, change = ((planned.account, planned.change) if hasattr(planned, "account")
                                    else planned)

@@ -252,6 +252,14 @@ class AccountStore:
     async def require(self, tenant_id: str, account_id: str) -> Account:
         return must_exist(await self.load(tenant_id, account_id), "account", account_id)
 
+    async def lock(self, uow: UnitOfWork, tenant_id: str, account_id: str, etag: str = "") -> Account:
+        """The account, its row locked (FOR UPDATE) until `uow` ends: NotFound when there is
+        none, EtagMismatch when an `etag` is given and stale."""
+        current = must_exist(await self.accounts(uow).get(tenant_id, account_id, for_update=True),
+                             "account", account_id)
+        check_etag(etag, current.version, current.subject)
+        return current
+
     async def provider_token(self, guid: str) -> str | None:
         """The puppet-service token of the account whose instance is `guid` (decrypted; the
         puppet_service provider's TokenSource). Never cached: the cache holds no secrets."""
@@ -354,8 +362,7 @@ class AccountStore:
 
         async def run() -> tuple[Account, StatusChange | None]:
             async with self.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
-                current = must_exist(await self.accounts(uow).get(tenant_id, account_id, for_update=True),
-                                     "account", account_id)
+                current = await self.lock(uow, tenant_id, account_id)
                 if expected_version is not None and current.version != expected_version:
                     return current, None
                 planned = plan(current)
@@ -559,10 +566,7 @@ class AccountUseCases:
 
         async def run() -> Account:
             async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
-                repo = self._store.accounts(uow)
-                current = must_exist(await repo.get(tenant_id, account_id, for_update=True),
-                                     "account", account_id)
-                check_etag(etag, current.version, current.subject)
+                current = await self._store.lock(uow, tenant_id, account_id, etag)
                 updated = replace(current, **changed, updated_at=self._ctx.clock(), version=current.version + 1)
                 await self._store.write(uow, [(updated, current.version)], [])
                 return updated
@@ -579,14 +583,11 @@ class AccountUseCases:
 
         async def run() -> Account:
             async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
-                repo = self._store.accounts(uow)
-                account = must_exist(await repo.get(tenant_id, account_id, for_update=True),
-                                     "account", account_id)
-                check_etag(etag, account.version, account.subject)
+                account = await self._store.lock(uow, tenant_id, account_id, etag)
                 await uow.status_history.append(
                     [deletion_change(account, operator_of(principal), self._ctx.clock())])
                 await uow.conversations.delete_for_account(tenant_id, account_id)
-                await repo.delete(tenant_id, account_id)
+                await self._store.accounts(uow).delete(tenant_id, account_id)
                 self._store.on_commit(uow, [(tenant_id, account_id)], publish=True)
                 return account
 
