@@ -275,9 +275,7 @@ class Dispatcher(ShardWorker):
         try:
             while not self._stopping.is_set():
                 try:
-                    for chore in chores:
-                        await chore.run_if_due()
-                    event.clear()
+                    await self._round_start(chores, event)
                     if ahead is not None:
                         # Shielded: a loop stopped meanwhile releases this claim (finally below).
                         claimed = await asyncio.shield(ahead)

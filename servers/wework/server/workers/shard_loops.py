@@ -128,6 +128,14 @@ class ShardWorker:
         self._loop_events.add(event)
         return event
 
+    @staticmethod
+    async def _round_start(chores: Sequence[Chore], event: asyncio.Event) -> None:
+        """What comes before each claim: the due chores, then the wake-up cleared, so that one
+        arriving during the claim is kept for the idle wait after it."""
+        for chore in chores:
+            await chore.run_if_due()
+        event.clear()
+
     async def _claim_rounds(self, shard: str, chores: Sequence[Chore], *, idle_poll_seconds: float, what: str,
                             failures_wait_for_wake: bool) -> None:
         """Round after round until the stop: the due chores, then one claim handled by
@@ -138,9 +146,7 @@ class ShardWorker:
         try:
             while not self._stopping.is_set():
                 try:
-                    for chore in chores:
-                        await chore.run_if_due()
-                    event.clear()
+                    await self._round_start(chores, event)
                     if await self.run_once(shard) == 0:
                         await wait_for_wake(event, idle_poll_seconds)
                 except asyncio.CancelledError:
