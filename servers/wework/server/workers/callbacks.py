@@ -24,7 +24,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from wework.persistence.database import Database
 from wework.persistence.repositories.callbacks import EffectLedger, StoredCallback
@@ -56,9 +55,7 @@ def lane_key(c: StoredCallback) -> str:
 class CallbackWaker(DispatchWaker):
     """Redis pub/sub on `<prefix>callback-wake` (same mechanics as the dispatch wake-ups)."""
 
-    def __init__(self, redis: Any, key_prefix: str) -> None:
-        super().__init__(redis, key_prefix)
-        self.channel = f"{key_prefix}callback-wake"
+    CHANNEL = "callback-wake"
 
 
 @dataclass(frozen=True)

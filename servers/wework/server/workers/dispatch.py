@@ -123,10 +123,12 @@ class DispatchWaker:
     # After a failed PUBLISH, skip publishing this long: the wake-up runs after every accepting
     # commit, and a Redis that times out must not add its timeout to each of them.
     PUBLISH_PAUSE_SECONDS = 1.0
+    # The channel after the key prefix; the other queues' wakers (callbacks, webhooks) name theirs.
+    CHANNEL = "dispatch-wake"
 
     def __init__(self, redis: Any, key_prefix: str) -> None:
         self._redis = redis
-        self.channel = f"{key_prefix}dispatch-wake"
+        self.channel = f"{key_prefix}{self.CHANNEL}"
         self._events: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
         self._publish_breaker = RedisBreaker("dispatch wake-ups", fallback="dispatchers poll",

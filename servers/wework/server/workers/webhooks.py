@@ -55,9 +55,7 @@ class WebhookWaker(DispatchWaker):
     """Redis pub/sub on `<prefix>webhook-wake`: a commit that enqueues deliveries wakes idle
     workers at once (they also poll every idle_poll_seconds)."""
 
-    def __init__(self, redis: Any, key_prefix: str) -> None:
-        super().__init__(redis, key_prefix)
-        self.channel = f"{key_prefix}webhook-wake"
+    CHANNEL = "webhook-wake"
 
 
 @dataclass(frozen=True)
