@@ -81,3 +81,18 @@ def test_a_signed_token_without_the_expected_fields_or_types_is_refused():
 def test_a_short_secret_is_refused():
     with pytest.raises(ValueError):
         PageTokens(b"short")
+
+
+def test_an_id_ordered_listing_pages_by_the_last_id_and_ends_without_a_token():
+    class Row:
+        def __init__(self, id: str) -> None:
+            self.id = id
+
+    rows = [Row(f"id-{i}") for i in range(3)]  # read with limit + 1: there is more
+    page, token = TOKENS.id_page(rows, 2, "users", "tenant-a")
+    assert [r.id for r in page] == ["id-0", "id-1"]
+    assert TOKENS.after_id(token, "users", "tenant-a") == "id-1"
+    assert TOKENS.after_id("", "users", "tenant-a") is None  # the first page
+    assert "different listing" in refused(token, kind="roles")
+    last, end = TOKENS.id_page(rows[2:], 2, "users", "tenant-a")
+    assert [r.id for r in last] == ["id-2"] and end == ""

@@ -11,6 +11,9 @@ import pymysql
 import sqlalchemy as sa
 from redis import exceptions as redis_exc
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+from wework.domain.errors import AlreadyExists, EtagMismatch
 
 # MySQL/MariaDB client and server codes that mean "cannot talk to the database right now".
 _MYSQL_UNAVAILABLE = {
@@ -133,3 +136,19 @@ def duplicate_key_name(exc: BaseException, metadata: sa.MetaData | None = None) 
             if idx.unique and [c.name for c in idx.columns] == names:
                 return idx.name
     return f"{table_name}({', '.join(names)})"
+
+
+async def checked_flush(session: AsyncSession, subject: str, duplicates: dict[str, tuple[str, str, str]],
+                        metadata: sa.MetaData) -> None:
+    """Flushes, turning a lost optimistic-lock race into EtagMismatch(subject) and a duplicate
+    key into AlreadyExists (duplicates: key name -> (resource type, field, value); `metadata`
+    of the session's database names SQLite's keys). Other integrity errors stay as they are."""
+    try:
+        await session.flush()
+    except StaleDataError as exc:
+        raise EtagMismatch(subject) from exc
+    except sa.exc.IntegrityError as exc:
+        key = duplicate_key_name(exc, metadata)
+        if key in duplicates:
+            raise AlreadyExists(*duplicates[key]) from exc
+        raise

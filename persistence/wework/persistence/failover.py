@@ -78,6 +78,11 @@ async def _slave_status(conn: AsyncConnection) -> dict[str, Any]:
     return dict(row) if row else {}
 
 
+async def _gtid_reached(replica: AsyncConnection, position: str, timeout: float) -> bool:
+    """Whether the replica has applied up to the GTID `position` within `timeout` seconds."""
+    return await replica.scalar(sa.text("SELECT MASTER_GTID_WAIT(:p, :t)"), {"p": position, "t": timeout}) == 0
+
+
 def pick_replica(spec: ShardSpec, choice: str | None) -> str | None:
     """The replica DSN named by `choice`: its index, its DSN template, or its host:port."""
     return _pick(spec.replicas, choice, f"shard {spec.name}")
@@ -193,12 +198,9 @@ async def _promote(config: DatabaseConfig, old_dsn: str, replicas: list[str], re
                 await old.execute(sa.text("SET GLOBAL read_only = 1"))
                 position = await old.scalar(sa.text("SELECT @@gtid_binlog_pos"))
                 progress(f"old primary set read-only at {position}; waiting for the replica to receive it")
-                if position:
-                    waited = await replica_conn.scalar(sa.text("SELECT MASTER_GTID_WAIT(:p, :t)"),
-                                                       {"p": position, "t": apply_timeout})
-                    if waited != 0:
-                        raise FailoverError(f"the replica did not reach {position} in {apply_timeout} s; "
-                                            "the old primary stays read-only, nothing else changed")
+                if position and not await _gtid_reached(replica_conn, position, apply_timeout):
+                    raise FailoverError(f"the replica did not reach {position} in {apply_timeout} s; "
+                                        "the old primary stays read-only, nothing else changed")
             finally:
                 await _close(old)
 
@@ -210,12 +212,9 @@ async def _promote(config: DatabaseConfig, old_dsn: str, replicas: list[str], re
             status = await _slave_status(replica_conn)
             received_pos = str(status.get("Gtid_IO_Pos") or "")
             progress(f"received up to {received_pos or '(nothing)'}; applying the relay log")
-            if received_pos:
-                waited = await replica_conn.scalar(sa.text("SELECT MASTER_GTID_WAIT(:p, :t)"),
-                                                   {"p": received_pos, "t": apply_timeout})
-                if waited != 0:
-                    raise FailoverError(f"the replica did not apply its relay log up to {received_pos} in "
-                                        f"{apply_timeout} s (its IO thread is stopped; START SLAVE to undo)")
+            if received_pos and not await _gtid_reached(replica_conn, received_pos, apply_timeout):
+                raise FailoverError(f"the replica did not apply its relay log up to {received_pos} in "
+                                    f"{apply_timeout} s (its IO thread is stopped; START SLAVE to undo)")
             await replica_conn.execute(sa.text("STOP SLAVE"))
             await replica_conn.execute(sa.text("RESET SLAVE ALL"))
         applied = await replica_conn.scalar(sa.text("SELECT @@gtid_current_pos")) or ""

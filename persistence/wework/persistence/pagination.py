@@ -20,13 +20,21 @@ import secrets
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 from wework.domain.errors import FieldViolation, InvalidArgument
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_Row = TypeVar("_Row", bound=_HasId)
 
 TOKEN_VERSION = 2  # 2: signed and scoped; version 1 tokens (unsigned) are refused
 DEFAULT_PAGE_SIZE = 50
@@ -131,6 +139,18 @@ class PageTokens:
             if not _has_type(payload.get(name), expected):
                 raise _invalid("the page token comes from another version; start the listing again")
         return {name: payload[name] for name in fields}
+
+    # Listings ordered by id (UUIDv7): the token holds the last id answered.
+
+    def after_id(self, token: str, kind: str, scope: str) -> str | None:
+        """The id the page of `token` continues after; None for the first page (no token)."""
+        return self.decode(token, kind, scope, {"after": str})["after"] if token else None
+
+    def id_page(self, rows: Sequence[_Row], limit: int, kind: str, scope: str) -> tuple[list[_Row], str]:
+        """The first `limit` of `rows` (read with limit + 1) and the token of the page after
+        them, "" when there is none."""
+        page = list(rows[:limit])
+        return page, (self.encode({"after": page[-1].id}, kind, scope) if len(rows) > limit else "")
 
 
 def normalize_page_size(page_size: int | None) -> int:

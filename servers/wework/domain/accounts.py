@@ -17,7 +17,7 @@ from typing import Any
 
 from wework.domain.dispatch import pacing_violations
 from wework.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, PreconditionViolation
-from wework.domain.identity import EMAIL_RE, PHONE_RE, etag_of
+from wework.domain.identity import check_email, check_phone, etag_of
 from wework.domain.names import name_violations
 from wework.domain.update_mask import update_mask_violations
 
@@ -416,12 +416,8 @@ def validate_account(values: dict[str, Any], prefix: str = "account", *, creatin
             v.append(FieldViolation(f"{prefix}.account_name",
                                     "account_name is required: 1-100 characters without surrounding spaces"))
         v.extend(name_violations(f"{prefix}.account_name", name))
-    phone = values.get("phone")
-    if phone and not PHONE_RE.match(phone):
-        v.append(FieldViolation(f"{prefix}.phone", "must be 5-20 digits with an optional leading +"))
-    email = values.get("email")
-    if email and (len(email) > 100 or not EMAIL_RE.match(email)):
-        v.append(FieldViolation(f"{prefix}.email", "must be an email address of at most 100 characters"))
+    check_phone(v, f"{prefix}.phone", values.get("phone"))
+    check_email(v, f"{prefix}.email", values.get("email"), required=False)
     user_id = values.get("user_id")
     if user_id and len(user_id) > 36:
         v.append(FieldViolation(f"{prefix}.user_id", "must be a user id (at most 36 characters)"))

@@ -8,6 +8,9 @@ worker or from a test.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,13 @@ class NotFound(DomainError):
         super().__init__(f"{resource_type} {resource_id!r} not found")
         self.resource_type = resource_type
         self.resource_id = resource_id
+
+
+def must_exist(value: T | None, resource_type: str, resource_id: str) -> T:
+    """`value`, which a lookup returned; NotFound when the lookup found nothing."""
+    if value is None:
+        raise NotFound(resource_type, resource_id)
+    return value
 
 
 class AlreadyExists(DomainError):

@@ -60,7 +60,7 @@ def check_etag(given: str | None, version: int, subject: str) -> None:
         raise EtagMismatch(subject)
 
 
-# ---- field checks shared by the entities --------------------------------------------
+# ---- field checks shared by the entities (accounts too) -----------------------------------------
 
 
 def _check_len(violations: list[FieldViolation], path: str, value: str | None, lo: int, hi: int) -> None:
@@ -83,7 +83,7 @@ def _check_url(violations: list[FieldViolation], path: str, value: str | None) -
         violations.append(FieldViolation(path, "must be an absolute http(s) URL of at most 500 characters"))
 
 
-def _check_email(violations: list[FieldViolation], path: str, value: str | None, *, required: bool) -> None:
+def check_email(violations: list[FieldViolation], path: str, value: str | None, *, required: bool) -> None:
     if not value:
         if required:
             violations.append(FieldViolation(path, "email is required"))
@@ -92,7 +92,7 @@ def _check_email(violations: list[FieldViolation], path: str, value: str | None,
         violations.append(FieldViolation(path, "must be an email address of at most 100 characters"))
 
 
-def _check_phone(violations: list[FieldViolation], path: str, value: str | None) -> None:
+def check_phone(violations: list[FieldViolation], path: str, value: str | None) -> None:
     if value and not PHONE_RE.match(value):
         violations.append(FieldViolation(path, "must be 5-20 digits with an optional leading +"))
 
@@ -145,9 +145,9 @@ class Tenant:
         if want("contact_person"):
             _check_name(v, f"{prefix}.contact_person", self.contact_person, 0, 50)
         if want("contact_phone"):
-            _check_phone(v, f"{prefix}.contact_phone", self.contact_phone)
+            check_phone(v, f"{prefix}.contact_phone", self.contact_phone)
         if want("contact_email"):
-            _check_email(v, f"{prefix}.contact_email", self.contact_email, required=False)
+            check_email(v, f"{prefix}.contact_email", self.contact_email, required=False)
         for name in ("max_accounts", "max_daily_messages"):
             value = getattr(self, name)
             if want(name) and not (0 <= value <= MAX_QUOTA):
@@ -221,9 +221,9 @@ def validate_user_fields(values: dict[str, Any], prefix: str = "user", *, creati
     if (creating or "username" in values) and not USERNAME_RE.match(values.get("username") or ""):
         v.append(FieldViolation(f"{prefix}.username", "must be 3-50 of A-Z, a-z, 0-9, '.', '_' and '-'"))
     if creating or "email" in values:
-        _check_email(v, f"{prefix}.email", values.get("email"), required=True)
+        check_email(v, f"{prefix}.email", values.get("email"), required=True)
     if "phone" in values:
-        _check_phone(v, f"{prefix}.phone", values.get("phone"))
+        check_phone(v, f"{prefix}.phone", values.get("phone"))
     if "real_name" in values:
         _check_name(v, f"{prefix}.real_name", values.get("real_name"), 0, 50)
     if "avatar_url" in values:

@@ -138,10 +138,8 @@ class TwoLevelCache:
             self.l1_hits += 1
             return value
         with self._track(key) as (pending, generation):
-            l2 = await self._l2_read(key)
+            l2 = await self._l2_read_through(key, pending, generation)
             if l2 is not None and l2.hit:
-                self.l2_hits += 1
-                self._l1_put(key, l2.value, pending, generation)
                 return l2.value
         self.misses += 1
         return None
@@ -259,10 +257,8 @@ class TwoLevelCache:
     async def _fill(self, key: str, loader: Loader, negative_ttl: float | None) -> bytes | None:
         neg_ttl = self.negative_ttl if negative_ttl is None else negative_ttl
         with self._track(key) as (pending, generation):
-            l2 = await self._l2_read(key)
+            l2 = await self._l2_read_through(key, pending, generation)
             if l2 is not None and l2.hit:
-                self.l2_hits += 1
-                self._l1_put(key, l2.value, pending, generation)
                 return l2.value
             self.misses += 1
             self.loads += 1
@@ -345,6 +341,14 @@ class TwoLevelCache:
 
     def _rkey(self, key: str) -> str:
         return f"{self.namespace}:{key}"
+
+    async def _l2_read_through(self, key: str, pending: _Pending, generation: int) -> _L2 | None:
+        """_l2_read; a hit is counted and kept in L1 too (unless invalidated meanwhile)."""
+        l2 = await self._l2_read(key)
+        if l2 is not None and l2.hit:
+            self.l2_hits += 1
+            self._l1_put(key, l2.value, pending, generation)
+        return l2
 
     async def _l2_read(self, key: str) -> _L2 | None:
         """None when Redis is unavailable (or recently failed: don't pay a timeout per read)."""

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 from wework.domain.accounts import (
     Account,
     AccountStatus,
@@ -29,7 +28,7 @@ from wework.domain.accounts import (
     StatusChange,
 )
 from wework.domain.errors import AlreadyExists, EtagMismatch
-from wework.persistence.errors import duplicate_key_name
+from wework.persistence.errors import checked_flush, duplicate_key_name
 from wework.persistence.ids import new_id
 from wework.persistence.models import account as am
 from wework.persistence.models import directory as dm
@@ -42,15 +41,7 @@ _PROVIDER_TOKEN = "wework_accounts.provider_token"
 
 
 async def _flush(session: AsyncSession, subject: str, duplicates: dict[str, tuple[str, str, str]]) -> None:
-    try:
-        await session.flush()
-    except StaleDataError as exc:
-        raise EtagMismatch(subject) from exc
-    except sa.exc.IntegrityError as exc:
-        key = duplicate_key_name(exc, am.metadata)
-        if key in duplicates:
-            raise AlreadyExists(*duplicates[key]) from exc
-        raise
+    await checked_flush(session, subject, duplicates, am.metadata)
 
 
 def _dialect(session: AsyncSession) -> str:

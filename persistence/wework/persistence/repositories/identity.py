@@ -13,10 +13,9 @@ from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
-from wework.domain.errors import AlreadyExists, EtagMismatch
+from wework.domain.errors import EtagMismatch
 from wework.domain.identity import ApiKey, Role, Tenant, TenantStatus, User, UserStatus, normalize_email
-from wework.persistence.errors import duplicate_key_name
+from wework.persistence.errors import checked_flush
 from wework.persistence.models import directory as dm
 from wework.persistence.models import user as um
 
@@ -31,17 +30,7 @@ class Cipher(Protocol):
 
 async def _flush(session: AsyncSession, subject: str, duplicates: dict[str, tuple[str, str, str]],
                  metadata: sa.MetaData = um.metadata) -> None:
-    """Flushes, turning a lost optimistic-lock race into EtagMismatch and a duplicate key
-    into AlreadyExists (duplicates: key name -> (resource type, field, value))."""
-    try:
-        await session.flush()
-    except StaleDataError as exc:
-        raise EtagMismatch(subject) from exc
-    except sa.exc.IntegrityError as exc:
-        key = duplicate_key_name(exc, metadata)
-        if key in duplicates:
-            raise AlreadyExists(*duplicates[key]) from exc
-        raise
+    await checked_flush(session, subject, duplicates, metadata)
 
 
 # ---- directory ------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 from wework.domain.errors import AlreadyExists, EtagMismatch
 from wework.domain.messages import (
     Message,
@@ -27,7 +26,7 @@ from wework.domain.messages import (
     terminal_statistics_delta,
 )
 from wework.persistence.bulk import MultiRowInsert
-from wework.persistence.errors import duplicate_key_name
+from wework.persistence.errors import checked_flush
 from wework.persistence.models import message as mm
 
 # Columns a status change may write (never the content or the routing fields).
@@ -386,14 +385,8 @@ class TemplateRepository:
         self._s = session
 
     async def _flush(self, t: Template) -> None:
-        try:
-            await self._s.flush()
-        except StaleDataError as exc:
-            raise EtagMismatch(f"templates/{t.id}") from exc
-        except sa.exc.IntegrityError as exc:
-            if duplicate_key_name(exc, mm.metadata) == _TEMPLATE_DUPLICATES:
-                raise AlreadyExists("template", "template_name", t.template_name) from exc
-            raise
+        await checked_flush(self._s, f"templates/{t.id}",
+                            {_TEMPLATE_DUPLICATES: ("template", "template_name", t.template_name)}, mm.metadata)
 
     async def add(self, t: Template) -> None:
         self._s.add(mm.MessageTemplate(

@@ -239,9 +239,7 @@ class AccountEvents:
             async with store.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
                 if not await uow.effects.record(effect_key, now):
                     raise AlreadyApplied(effect_key)
-                current = await store.accounts(uow).get(tenant_id, account_id, for_update=True)
-                if current is None:
-                    raise NotFound("account", account_id)
+                current = await store.lock(uow, tenant_id, account_id)
                 planned = plan(current)
                 account, change = ((planned.account, planned.change) if hasattr(planned, "account")
                                    else planned)

@@ -50,6 +50,7 @@ from wework.domain.errors import (
     QuotaExceeded,
     QuotaViolation,
     Unavailable,
+    must_exist,
 )
 from wework.domain.identity import TenantStatus, check_etag, validate_request_id
 from wework.domain.update_mask import check_update_mask
@@ -249,10 +250,15 @@ class AccountStore:
             return await self.accounts(uow).get(tenant_id, account_id)
 
     async def require(self, tenant_id: str, account_id: str) -> Account:
-        account = await self.load(tenant_id, account_id)
-        if account is None:
-            raise NotFound("account", account_id)
-        return account
+        return must_exist(await self.load(tenant_id, account_id), "account", account_id)
+
+    async def lock(self, uow: UnitOfWork, tenant_id: str, account_id: str, etag: str = "") -> Account:
+        """The account, its row locked (FOR UPDATE) until `uow` ends: NotFound when there is
+        none, EtagMismatch when an `etag` is given and stale."""
+        current = must_exist(await self.accounts(uow).get(tenant_id, account_id, for_update=True),
+                             "account", account_id)
+        check_etag(etag, current.version, current.subject)
+        return current
 
     async def provider_token(self, guid: str) -> str | None:
         """The puppet-service token of the account whose instance is `guid` (decrypted; the
@@ -283,9 +289,7 @@ class AccountStore:
             return None if account is None else self._to_cache(account)
 
         key = self.cache_key(tenant_id, account_id)
-        raw = await self.cache.get_or_load(key, loader)
-        if raw is None:
-            raise NotFound("account", account_id)
+        raw = must_exist(await self.cache.get_or_load(key, loader), "account", account_id)
         # Every send reads its account here: JSON, decryption and datetimes once per version of
         # the entry. A copy per caller, which may change its fields (config and user_info are
         # shared).
@@ -358,9 +362,7 @@ class AccountStore:
 
         async def run() -> tuple[Account, StatusChange | None]:
             async with self.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
-                current = await self.accounts(uow).get(tenant_id, account_id, for_update=True)
-                if current is None:
-                    raise NotFound("account", account_id)
+                current = await self.lock(uow, tenant_id, account_id)
                 if expected_version is not None and current.version != expected_version:
                     return current, None
                 planned = plan(current)
@@ -440,9 +442,7 @@ class AccountUseCases:
         tenant_id = principal.require_tenant()
         validate_request_id(request_id)
         validate_account(values, creating=True)
-        limits = await self._tenants.tenant_limits(tenant_id)
-        if limits is None:
-            raise NotFound("tenant", tenant_id)
+        limits = must_exist(await self._tenants.tenant_limits(tenant_id), "tenant", tenant_id)
         if limits.status is not TenantStatus.ACTIVE:
             raise FailedPrecondition("the tenant is not active", reason="TENANT_SUSPENDED")
         now = self._ctx.clock()
@@ -541,12 +541,10 @@ class AccountUseCases:
                             page_size: int, page_token: str) -> tuple[list[Account], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "accounts", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "accounts", tenant_id)
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
             rows = await self._store.accounts(uow).list_page(tenant_id, status, user_id or None, after, limit + 1)
-        page = rows[:limit]
-        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "accounts", tenant_id) if len(rows) > limit else ""
-        return page, token
+        return self._ctx.page_tokens.id_page(rows, limit, "accounts", tenant_id)
 
     # -- update / delete --------------------------------------------------------------------------------
 
@@ -568,11 +566,7 @@ class AccountUseCases:
 
         async def run() -> Account:
             async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
-                repo = self._store.accounts(uow)
-                current = await repo.get(tenant_id, account_id, for_update=True)
-                if current is None:
-                    raise NotFound("account", account_id)
-                check_etag(etag, current.version, current.subject)
+                current = await self._store.lock(uow, tenant_id, account_id, etag)
                 updated = replace(current, **changed, updated_at=self._ctx.clock(), version=current.version + 1)
                 await self._store.write(uow, [(updated, current.version)], [])
                 return updated
@@ -589,15 +583,11 @@ class AccountUseCases:
 
         async def run() -> Account:
             async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
-                repo = self._store.accounts(uow)
-                account = await repo.get(tenant_id, account_id, for_update=True)
-                if account is None:
-                    raise NotFound("account", account_id)
-                check_etag(etag, account.version, account.subject)
+                account = await self._store.lock(uow, tenant_id, account_id, etag)
                 await uow.status_history.append(
                     [deletion_change(account, operator_of(principal), self._ctx.clock())])
                 await uow.conversations.delete_for_account(tenant_id, account_id)
-                await repo.delete(tenant_id, account_id)
+                await self._store.accounts(uow).delete(tenant_id, account_id)
                 self._store.on_commit(uow, [(tenant_id, account_id)], publish=True)
                 return account
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from wework.domain.access import Principal
-from wework.domain.errors import FailedPrecondition, NotFound, PreconditionViolation
+from wework.domain.errors import FailedPrecondition, PreconditionViolation, must_exist
 from wework.domain.identity import ApiKey, validate_api_key_fields, validate_request_id
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
@@ -31,9 +31,7 @@ class ApiKeyUseCases:
                 done = await idem.get(tenant_id, "CreateApiKey", request_id)
                 if done is not None and (existing := await keys.get(tenant_id, done)) is not None:
                     return existing, ""
-            role = await uow.roles.get(tenant_id, role_id)
-            if role is None:
-                raise NotFound("role", role_id)
+            role = must_exist(await uow.roles.get(tenant_id, role_id), "role", role_id)
             # The delegation rule: a key can do nothing its creator cannot.
             principal.require_delegable(role.permissions, f"roles/{role_id}")
             if not role.is_active:
@@ -55,28 +53,23 @@ class ApiKeyUseCases:
         require_id(key_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             key = await uow.api_keys.get(tenant_id, key_id)
-        if key is None:
-            raise NotFound("api_key", key_id)
-        return key
+        return must_exist(key, "api_key", key_id)
 
     async def list_api_keys(self, principal: Principal, show_revoked: bool, page_size: int,
                             page_token: str) -> tuple[list[ApiKey], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "api_keys", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "api_keys", tenant_id)
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await uow.api_keys.list_page(tenant_id, show_revoked, after, limit + 1)
-        page = rows[:limit]
-        return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "api_keys", tenant_id) if len(rows) > limit else "")
+        return self._ctx.page_tokens.id_page(rows, limit, "api_keys", tenant_id)
 
     async def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKey:
         tenant_id = principal.require_tenant()
         require_id(key_id, "id")
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             keys = uow.api_keys
-            key = await keys.get(tenant_id, key_id, for_update=True)
-            if key is None:
-                raise NotFound("api_key", key_id)
+            key = must_exist(await keys.get(tenant_id, key_id, for_update=True), "api_key", key_id)
             if key.revoked_at is None:  # revoking twice is harmless and keeps the first time
                 key = replace(key, revoked_at=self._ctx.clock())
                 await keys.save(key)

@@ -55,6 +55,7 @@ from wework.domain.errors import (
     InvalidArgument,
     NotFound,
     PreconditionViolation,
+    must_exist,
 )
 from wework.domain.identity import validate_request_id
 from wework.domain.messages import MessageType, render, validate_content
@@ -163,9 +164,8 @@ class BatchUseCases:
                     raise InvalidArgument(FieldViolation(f"targets[{i}].conversation_id", "must be 1-100 characters"))
             async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
                 repo = uow.batches
-                task = await repo.get(tenant_id, task_id, for_update=True)  # serializes with Start
-                if task is None:
-                    raise NotFound("batch task", task_id)
+                task = must_exist(await repo.get(tenant_id, task_id, for_update=True),
+                                  "batch task", task_id)  # the row lock serializes with Start
                 if task.status is not BatchStatus.CREATED:
                     raise FailedPrecondition("targets can only be imported before the task starts", [
                         PreconditionViolation("STATUS", f"batchTasks/{task_id}", f"task is {task.status.value}")])
@@ -204,9 +204,8 @@ class BatchUseCases:
         try:
             async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
                 repo = uow.batches
-                locked = await repo.get(tenant_id, task_id, for_update=True)
-                if locked is None:
-                    raise NotFound("batch task", task_id)
+                locked = must_exist(await repo.get(tenant_id, task_id, for_update=True),
+                                    "batch task", task_id)
                 locked.status = transition(locked.status, "start")  # a concurrent Start lost
                 # A large batch is written by several connections, prepared beside this
                 # transaction and committed right after it (BatchRepository.materialize_task).
@@ -304,9 +303,7 @@ class BatchUseCases:
         cancelled = 0
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id) as uow:
             repo = uow.batches
-            task = await repo.get(tenant_id, task_id, for_update=True)
-            if task is None:
-                raise NotFound("batch task", task_id)
+            task = must_exist(await repo.get(tenant_id, task_id, for_update=True), "batch task", task_id)
             task.status = transition(task.status, action)
             # Pending messages change in the same transaction: the claim query skips paused
             # ones from the commit on; in-flight sends see the task status within 0.5 s.
@@ -337,9 +334,7 @@ class BatchUseCases:
     async def _load(self, tenant_id: str, task_id: str) -> BatchTask:
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             task = await uow.batches.get(tenant_id, task_id)
-        if task is None:
-            raise NotFound("batch task", task_id)
-        return task
+        return must_exist(task, "batch task", task_id)
 
     async def refresh(self, tenant_id: str, task_id: str) -> BatchTask:
         """The task with counters read from its messages; a running task whose messages are all

@@ -17,7 +17,7 @@ from wework.domain.accounts import (
     validate_conversation_update,
 )
 from wework.domain.callbacks import AlreadyApplied
-from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, must_exist
 from wework.domain.identity import check_etag
 from wework.persistence.ids import new_id
 from wework.persistence.pagination import normalize_page_size
@@ -65,9 +65,7 @@ class ConversationUseCases:
         require_id(conversation_id, "id")
         async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id, read_only=True) as uow:
             found = await uow.conversations.get(tenant_id, conversation_id)
-        if found is None:
-            raise NotFound("conversation", conversation_id)
-        return found
+        return must_exist(found, "conversation", conversation_id)
 
     async def update_conversation(self, principal: Principal, conversation_id: str, values: dict[str, Any],
                                   paths: list[str], etag: str) -> Conversation:
@@ -78,9 +76,8 @@ class ConversationUseCases:
         async def run() -> Conversation:
             async with self._ctx.db.unit_of_work(ACCOUNT_DB, tenant_id) as uow:
                 repo = uow.conversations
-                current = await repo.get(tenant_id, conversation_id, for_update=True)
-                if current is None:
-                    raise NotFound("conversation", conversation_id)
+                current = must_exist(await repo.get(tenant_id, conversation_id, for_update=True),
+                                     "conversation", conversation_id)
                 check_etag(etag, current.version, f"conversations/{conversation_id}")
                 changes = {p: values[p] for p in paths}
                 if "tags" in changes:

@@ -30,6 +30,7 @@ from wework.domain.errors import (
     NotFound,
     QuotaExceeded,
     QuotaViolation,
+    must_exist,
 )
 from wework.domain.identity import validate_request_id
 from wework.domain.media import (
@@ -308,20 +309,16 @@ class MediaUseCases:
         require_id(media_id, "id")
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             found = await uow.media.get(tenant_id, media_id)
-        if found is None:
-            raise NotFound("media", media_id)
-        return found
+        return must_exist(found, "media", media_id)
 
     async def list(self, principal: Principal, kind: MediaKind | None, page_size: int,
                    page_token: str) -> tuple[list[Media], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._page_tokens.decode(page_token, "media", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._page_tokens.after_id(page_token, "media", tenant_id)
         async with self._db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             rows = await uow.media.list_page(tenant_id, kind, after, limit + 1)
-        page = rows[:limit]
-        token = self._page_tokens.encode({"after": page[-1].id}, "media", tenant_id) if len(rows) > limit else ""
-        return page, token
+        return self._page_tokens.id_page(rows, limit, "media", tenant_id)
 
     async def delete(self, principal: Principal, media_id: str) -> None:
         tenant_id = principal.require_tenant()

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from wework.domain.access import Principal
-from wework.domain.errors import FieldViolation, InvalidArgument, NotFound
+from wework.domain.errors import FieldViolation, InvalidArgument, NotFound, must_exist
 from wework.domain.reports import (
     AccountTimeline,
     Counts,
@@ -315,9 +315,7 @@ class ReportUseCases(Generic[T]):
     async def _compute_batch(self, tenant_id: str, task_id: str) -> BatchTaskReport:
         async with self.ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             repo = uow.reports
-            task = await repo.batch_task(tenant_id, task_id)
-            if task is None:
-                raise NotFound("batch task", task_id)
+            task = must_exist(await repo.batch_task(tenant_id, task_id), "batch task", task_id)
             counts = await repo.batch_status_counts(tenant_id, task_id)
             reasons = await repo.batch_failure_reasons(tenant_id, task_id)
         duration = 0.0

@@ -14,8 +14,8 @@ from wework.domain.access import Principal
 from wework.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
-    NotFound,
     PreconditionViolation,
+    must_exist,
 )
 from wework.domain.identity import ROLE_MUTABLE_FIELDS, Role, User, check_etag, validate_request_id
 from wework.domain.update_mask import check_update_mask
@@ -64,11 +64,10 @@ class RoleUseCases:
     async def list_roles(self, principal: Principal, page_size: int, page_token: str) -> tuple[list[Role], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "roles", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "roles", tenant_id)
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
             rows = await uow.roles.list_page(tenant_id, after, limit + 1)
-        page = rows[:limit]
-        return page, (self._ctx.page_tokens.encode({"after": page[-1].id}, "roles", tenant_id) if len(rows) > limit else "")
+        return self._ctx.page_tokens.id_page(rows, limit, "roles", tenant_id)
 
     async def update_role(self, principal: Principal, changes: Role, paths: list[str], etag: str) -> Role:
         tenant_id = principal.require_tenant()
@@ -122,9 +121,7 @@ class RoleUseCases:
         async with nullcontext(within) if within is not None \
                 else self._ctx.db.unit_of_work("user", tenant_id) as uow:
             users, roles = uow.users, uow.roles
-            user = await users.get(tenant_id, user_id, for_update=True)
-            if user is None:
-                raise NotFound("user", user_id)
+            user = must_exist(await users.get(tenant_id, user_id, for_update=True), "user", user_id)
             role = await self._require(roles, tenant_id, role_id)
             principal.require_delegable(role.permissions, f"roles/{role_id}")
             await require_may_act_on_user(principal, roles, tenant_id, user_id)
@@ -142,7 +139,4 @@ class RoleUseCases:
 
     @staticmethod
     async def _require(roles: RoleRepository, tenant_id: str, role_id: str, *, for_update: bool = False) -> Role:
-        role = await roles.get(tenant_id, role_id, for_update=for_update)
-        if role is None:
-            raise NotFound("role", role_id)
-        return role
+        return must_exist(await roles.get(tenant_id, role_id, for_update=for_update), "role", role_id)

@@ -93,14 +93,12 @@ class TemplateUseCases:
                              page_token: str) -> tuple[list[Template], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "templates", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "templates", tenant_id)
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
             rows = await uow.templates.list_page(
                 tenant_id, principal.subject_id, category=category or None, tag=tag or None,
                 template_type=template_type, is_active=is_active, after=after, limit=limit + 1)
-        page = rows[:limit]
-        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "templates", tenant_id) if len(rows) > limit else ""
-        return page, token
+        return self._ctx.page_tokens.id_page(rows, limit, "templates", tenant_id)
 
     async def update_template(self, principal: Principal, changes: Template, paths: list[str],
                               given_etag: str) -> Template:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from wework.domain.access import SYSTEM_ROLES, Principal
-from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from wework.domain.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound, must_exist
 from wework.domain.identity import (
     TENANT_MUTABLE_FIELDS,
     Role,
@@ -118,7 +118,7 @@ class TenantUseCases:
                            page_token: str) -> tuple[list[Tenant], str]:
         limit = normalize_page_size(page_size)
         scope = principal.tenant_id or ""  # a tenant principal sees its own tenant only
-        after = self._ctx.page_tokens.decode(page_token, "tenants", scope, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "tenants", scope)
         db = self._ctx.db
 
         async def one_shard(uow: UnitOfWork) -> list[Tenant]:
@@ -127,9 +127,7 @@ class TenantUseCases:
         # Ids are UUIDv7, so merging the shards' pages by id gives one global order.
         per_shard = await db.for_each_shard("user", one_shard)
         merged = sorted((t for page in per_shard for t in page), key=lambda t: t.id)
-        page = merged[:limit]
-        next_token = self._ctx.page_tokens.encode({"after": page[-1].id}, "tenants", scope) if len(merged) > limit else ""
-        return page, next_token
+        return self._ctx.page_tokens.id_page(merged, limit, "tenants", scope)
 
     # -- update ------------------------------------------------------------------------
 
@@ -222,16 +220,12 @@ class TenantUseCases:
             return await uow.tenants.get(tenant_id)
 
     async def _get(self, tenant_id: str) -> Tenant:
-        tenant = await self._find(tenant_id)
-        if tenant is None:
-            raise NotFound("tenant", tenant_id)
+        tenant = must_exist(await self._find(tenant_id), "tenant", tenant_id)
         return tenant
 
     @staticmethod
     async def _get_for_update(tenants: TenantRepository, tenant_id: str) -> Tenant:
-        tenant = await tenants.get(tenant_id, for_update=True)
-        if tenant is None:
-            raise NotFound("tenant", tenant_id)
+        tenant = must_exist(await tenants.get(tenant_id, for_update=True), "tenant", tenant_id)
         return tenant
 
     async def _invalidate(self, tenant_id: str) -> None:

@@ -13,6 +13,7 @@ from wework.domain.errors import (
     InvalidArgument,
     NotFound,
     Unauthenticated,
+    must_exist,
 )
 from wework.domain.identity import (
     MAX_ROLES_ON_CREATE,
@@ -102,13 +103,10 @@ class UserUseCases:
                          page_token: str) -> tuple[list[User], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "users", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "users", tenant_id)
         async with self._ctx.db.unit_of_work("user", tenant_id) as uow:
-            rows = await uow.users.list_page(tenant_id, status, after,
-                                                                                 limit + 1)
-        page = rows[:limit]
-        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "users", tenant_id) if len(rows) > limit else ""
-        return page, token
+            rows = await uow.users.list_page(tenant_id, status, after, limit + 1)
+        return self._ctx.page_tokens.id_page(rows, limit, "users", tenant_id)
 
     async def update_user(self, principal: Principal, user_id: str, values: dict, paths: list[str],
                           etag: str) -> User:
@@ -231,10 +229,7 @@ class UserUseCases:
 
     @staticmethod
     async def _require(users: UserRepository, tenant_id: str, user_id: str, *, for_update: bool = False) -> User:
-        user = await users.get(tenant_id, user_id, for_update=for_update)
-        if user is None:
-            raise NotFound("user", user_id)
-        return user
+        return must_exist(await users.get(tenant_id, user_id, for_update=for_update), "user", user_id)
 
     async def _invalidate(self, tenant_id: str, user_id: str) -> None:
         await self._ctx.credential_cache.invalidate(user_credential_key(tenant_id, user_id))

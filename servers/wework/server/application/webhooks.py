@@ -34,6 +34,7 @@ from wework.domain.errors import (
     NotFound,
     QuotaExceeded,
     RequestIdReused,
+    must_exist,
 )
 from wework.domain.errors import QuotaViolation as QV
 from wework.domain.identity import check_etag, validate_request_id
@@ -216,9 +217,7 @@ class WebhookUseCases:
         require_id(endpoint_id, path)
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
             found = await uow.webhook_endpoints.get(tenant_id, endpoint_id)
-        if found is None:
-            raise NotFound("webhook endpoint", endpoint_id)
-        return found
+        return must_exist(found, "webhook endpoint", endpoint_id)
 
     async def get_endpoint(self, principal: Principal, endpoint_id: str) -> WebhookEndpoint:
         return self._public(await self._get(principal, endpoint_id))
@@ -227,12 +226,11 @@ class WebhookUseCases:
                              page_token: str) -> tuple[list[WebhookEndpoint], str]:
         tenant_id = principal.require_tenant()
         limit = normalize_page_size(page_size)
-        after = self._ctx.page_tokens.decode(page_token, "webhook_endpoints", tenant_id, {"after": str})["after"] if page_token else None
+        after = self._ctx.page_tokens.after_id(page_token, "webhook_endpoints", tenant_id)
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id, read_only=True) as uow:
             rows = await uow.webhook_endpoints.list_page(tenant_id, after, limit + 1)
-        page = [self._public(e) for e in rows[:limit]]
-        token = self._ctx.page_tokens.encode({"after": page[-1].id}, "webhook_endpoints", tenant_id) if len(rows) > limit else ""
-        return page, token
+        page, token = self._ctx.page_tokens.id_page(rows, limit, "webhook_endpoints", tenant_id)
+        return [self._public(e) for e in page], token
 
     async def update_endpoint(self, principal: Principal, changes: WebhookEndpoint, enabled: bool,
                               paths: Sequence[str], given_etag: str) -> WebhookEndpoint:
@@ -253,9 +251,8 @@ class WebhookUseCases:
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id) as uow:
             repo = uow.webhook_endpoints
-            current = await repo.get(tenant_id, changes.id, for_update=True)
-            if current is None:
-                raise NotFound("webhook endpoint", changes.id)
+            current = must_exist(await repo.get(tenant_id, changes.id, for_update=True),
+                                 "webhook endpoint", changes.id)
             check_etag(given_etag, current.version, f"webhookEndpoints/{current.id}")
             updated = replace(current, updated_at=now)
             if "url" in paths:
@@ -293,9 +290,8 @@ class WebhookUseCases:
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id) as uow:
             repo = uow.webhook_endpoints
-            current = await repo.get(tenant_id, endpoint_id, for_update=True)
-            if current is None:
-                raise NotFound("webhook endpoint", endpoint_id)
+            current = must_exist(await repo.get(tenant_id, endpoint_id, for_update=True),
+                                 "webhook endpoint", endpoint_id)
             plain = self.reveal(current)
             rotated = replace(plain, previous_secret=plain.secret, previous_secret_expires=now + timedelta(seconds=ttl),
                               secret=new_secret(), updated_at=now)
@@ -323,9 +319,8 @@ class WebhookUseCases:
         now = self._ctx.clock()
         async with self._ctx.db.unit_of_work(CALLBACK_DB, tenant_id) as uow:
             deliveries = uow.webhook_deliveries
-            d = await deliveries.get(tenant_id, delivery_id, for_update=True)
-            if d is None:
-                raise NotFound("webhook delivery", delivery_id)
+            d = must_exist(await deliveries.get(tenant_id, delivery_id, for_update=True),
+                           "webhook delivery", delivery_id)
             ep = await uow.webhook_endpoints.get(tenant_id, d.endpoint_id)
             if ep is None or not ep.enabled:
                 raise FailedPrecondition(

@@ -16,7 +16,8 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import grpc
 from grpc.aio import AbortError
@@ -116,6 +117,32 @@ class _Call:
 
     def __init__(self, started: float, span: RpcSpan, request: RequestContext, token: Any) -> None:
         self.started, self.span, self.request, self.token = started, span, request, token
+
+
+class _Guard:
+    """The frame every wrapped behaviour runs in, unary or streaming (async with): on the way out
+    an Exception other than an abort is mapped to its status (map_error aborts), and the call
+    is ended with the error it ended on, the abort's when there was one."""
+
+    __slots__ = ("_context", "_end", "_map_error", "_method", "call")
+
+    def __init__(self, method: str, context: Any, call: _Call, map_error: Callable, end: Callable) -> None:
+        self._method, self._context, self.call, self._map_error, self._end = method, context, call, map_error, end
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        error = exc
+        try:
+            if isinstance(exc, Exception) and not isinstance(exc, AbortError):  # every error becomes a status
+                await self._map_error(self._context, exc, self.call.request)
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            self._end(self._method, self._context, error, self.call)
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
@@ -261,26 +288,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def wrapped(request_or_iterator: Any, context: Any) -> Any:
             metadata = metadata_dict(context)
-            call = begin(method, context, metadata)
-            error: BaseException | None = None
-            try:
-                try:
-                    if needs_admission:
-                        await admit(method, rule, metadata, call.request)
-                    result = behaviour(checked(request_or_iterator, streaming_request), context)
-                    if inspect.isawaitable(result):
-                        result = await result
-                    return result
-                except AbortError:
-                    raise
-                except Exception as exc:  # every error becomes a status
-                    await map_error(context, exc, call.request)
-                    raise
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                end(method, context, error, call)
+            async with _Guard(method, context, begin(method, context, metadata), map_error, end) as guard:
+                if needs_admission:
+                    await admit(method, rule, metadata, guard.call.request)
+                result = behaviour(checked(request_or_iterator, streaming_request), context)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
 
         return wrapped
 
@@ -295,26 +309,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def wrapped_generator(request_or_iterator: Any, context: Any) -> AsyncIterator[Any]:
             metadata = metadata_dict(context)
-            call = begin(method, context, metadata)
-            error: BaseException | None = None
-            try:
-                try:
-                    if needs_admission:
-                        await admit(method, rule, metadata, call.request)
-                    responses = _iterate(behaviour(checked(request_or_iterator, streaming_request), context))
-                    _close_when_call_ends(context, responses)
-                    async for response in responses:
-                        yield response
-                except AbortError:
-                    raise
-                except Exception as exc:  # every error becomes a status
-                    await map_error(context, exc, call.request)
-                    raise
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                end(method, context, error, call)
+            async with _Guard(method, context, begin(method, context, metadata), map_error, end) as guard:
+                if needs_admission:
+                    await admit(method, rule, metadata, guard.call.request)
+                responses = _iterate(behaviour(checked(request_or_iterator, streaming_request), context))
+                _close_when_call_ends(context, responses)
+                async for response in responses:
+                    yield response
 
         return wrapped_generator
 

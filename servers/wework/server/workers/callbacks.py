@@ -19,17 +19,11 @@ Old rows of callback_dedupe and of the effect ledgers are purged here in small b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import random
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from wework.persistence.database import Database
 from wework.persistence.repositories.callbacks import EffectLedger, StoredCallback
@@ -37,7 +31,7 @@ from wework.server.application.callbacks import CALLBACK_DB, CallbackProcessing
 from wework.server.application.context import utcnow
 from wework.server.observability import metrics
 from wework.server.workers.dispatch import DispatchWaker
-from wework.server.workers.shard_loops import ShardLoops
+from wework.server.workers.shard_loops import Chore, ShardWorker
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +55,7 @@ def lane_key(c: StoredCallback) -> str:
 class CallbackWaker(DispatchWaker):
     """Redis pub/sub on `<prefix>callback-wake` (same mechanics as the dispatch wake-ups)."""
 
-    def __init__(self, redis: Any, key_prefix: str) -> None:
-        super().__init__(redis, key_prefix)
-        self.channel = f"{key_prefix}callback-wake"
+    CHANNEL = "callback-wake"
 
 
 @dataclass(frozen=True)
@@ -78,55 +70,26 @@ class ProcessorSettings:
     purge_batch: int = 1000
 
 
-class CallbackProcessor:
+class CallbackProcessor(ShardWorker):
     def __init__(self, db: Database, processing: CallbackProcessing, settings: ProcessorSettings, *,
                  waker: CallbackWaker | None = None, worker_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow, ledger_dbs: tuple[str, ...] = ("account", "message")) -> None:
-        self._db, self._processing, self._cfg, self._waker = db, processing, settings, waker
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        super().__init__(db, "callbacks", waker, worker_id)
+        self._db, self._processing, self._cfg = db, processing, settings
         self._clock = clock
         self._ledger_dbs = tuple(d for d in ledger_dbs if d in db.databases)
         self._sem = asyncio.Semaphore(settings.max_in_flight)
         self._batching = processing.batching()
-        self._loops = ShardLoops(db, "callbacks", self._shard_loop)
         self.processed = 0
 
-    async def start(self) -> None:
-        if self._waker is not None:
-            await self._waker.start()
-        self._loops.start()
-
-    def ensure_shard_loops(self) -> None:
-        """Starts a loop for each shard added since start (runtime shard map)."""
-        self._loops.ensure()
-
     async def close(self) -> None:
-        await self._loops.close()
-        if self._waker is not None:
-            await self._waker.close()
+        await self._stop_loops()
 
     async def _shard_loop(self, shard: str) -> None:
-        event = self._waker.event() if self._waker is not None else asyncio.Event()
-        last_sweep = 0.0
-        last_purge = time.monotonic() - self._cfg.purge_interval_seconds + 30.0  # first purge after 30 s
-        while True:
-            try:
-                if time.monotonic() - last_sweep > min(self._cfg.lease_seconds / 4, 5.0):
-                    last_sweep = time.monotonic()
-                    await self.requeue_expired(shard)
-                if time.monotonic() - last_purge > self._cfg.purge_interval_seconds:
-                    last_purge = time.monotonic()
-                    await self.purge(shard)
-                event.clear()
-                n = await self.run_once(shard)
-                if n == 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), self._cfg.idle_poll_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("callback processing on shard %s failed; retrying", shard)
-                await asyncio.sleep(1.0)
+        chores = [Chore(min(self._cfg.lease_seconds / 4, 5.0), lambda: self.requeue_expired(shard)),
+                  Chore(self._cfg.purge_interval_seconds, lambda: self.purge(shard), first_after_seconds=30.0)]
+        await self._claim_rounds(shard, chores, idle_poll_seconds=self._cfg.idle_poll_seconds,
+                                 what="callback processing", failures_wait_for_wake=False)
 
     async def requeue_expired(self, shard: str) -> int:
         now = self._clock()

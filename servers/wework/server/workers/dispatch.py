@@ -30,11 +30,8 @@ decide, sends are held, never sent unpaced (docs/pacing.md).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,7 +52,7 @@ from wework.server.application.context import utcnow
 from wework.server.observability import metrics
 from wework.server.providers.base import Provider, ProviderError
 from wework.server.workers.pacing import LocalPacing, Pacing, PacingUnavailable
-from wework.server.workers.shard_loops import ShardLoops
+from wework.server.workers.shard_loops import Chore, ShardWorker, wait_for_wake
 
 log = logging.getLogger(__name__)
 MESSAGE_DB = "message"
@@ -126,10 +123,12 @@ class DispatchWaker:
     # After a failed PUBLISH, skip publishing this long: the wake-up runs after every accepting
     # commit, and a Redis that times out must not add its timeout to each of them.
     PUBLISH_PAUSE_SECONDS = 1.0
+    # The channel after the key prefix; the other queues' wakers (callbacks, webhooks) name theirs.
+    CHANNEL = "dispatch-wake"
 
     def __init__(self, redis: Any, key_prefix: str) -> None:
         self._redis = redis
-        self.channel = f"{key_prefix}dispatch-wake"
+        self.channel = f"{key_prefix}{self.CHANNEL}"
         self._events: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
         self._publish_breaker = RedisBreaker("dispatch wake-ups", fallback="dispatchers poll",
@@ -227,7 +226,7 @@ class DispatchStats:
     resolved_branches: int = 0  # batch-write XA branches a crash left prepared, committed or rolled back
 
 
-class Dispatcher:
+class Dispatcher(ShardWorker):
     def __init__(self, db: Database, provider: Provider, accounts: AccountLookup, settings: DispatchSettings,
                  *, waker: DispatchWaker | None = None, worker_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow, rnd: random.Random | None = None,
@@ -236,9 +235,8 @@ class Dispatcher:
                  pacing_overrides: Callable[[str, str], Awaitable[list[Mapping[str, Any] | None]]] | None = None,
                  resolve_content: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
                  ) -> None:
+        super().__init__(db, "dispatch", waker, worker_id)
         self._db, self._provider, self._accounts, self._cfg = db, provider, accounts, settings
-        self._waker = waker
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._clock, self._rnd = clock, rnd or random.Random()
         # Shared through Redis by the composition root (pacing.RedisPacing); this process alone otherwise.
         self._pacing: Pacing = pacing or LocalPacing(self._rnd)
@@ -246,9 +244,6 @@ class Dispatcher:
         self._pacing_overrides = pacing_overrides
         self._batches = BatchInfoCache(db)
         self._sem = asyncio.Semaphore(settings.max_in_flight)
-        self._loops = ShardLoops(db, "dispatch", self._shard_loop)
-        self._stopping = asyncio.Event()
-        self._loop_events: set[asyncio.Event] = set()  # set on close: idle loops end at once
         self._lanes: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.stats = DispatchStats()
         self._pacing_warned_at = float("-inf")
@@ -259,29 +254,22 @@ class Dispatcher:
 
     # -- lifecycle --
 
-    async def start(self) -> None:
-        if self._waker is not None:
-            await self._waker.start()
-        self._loops.start()
-
-    def ensure_shard_loops(self) -> None:
-        """Starts a loop for each shard added since start (runtime shard map, shardmap.py)."""
-        self._loops.ensure()
-
     async def close(self) -> None:
         """Stops sending: the sends in flight finish (up to stop_grace_seconds), what was sent
         is recorded, and every claimed message not sent goes back to pending."""
-        self._stopping.set()
-        for event in self._loop_events:
-            event.set()
-        await self._loops.close(grace_seconds=self._cfg.stop_grace_seconds)
-        if self._waker is not None:
-            await self._waker.close()
+        await self._stop_loops(grace_seconds=self._cfg.stop_grace_seconds)
 
     async def _shard_loop(self, shard: str) -> None:
-        event = self._waker.event() if self._waker is not None else asyncio.Event()
-        self._loop_events.add(event)
-        last_sweep = last_batches = last_depth = 0.0
+        event = self._wake_event()
+
+        async def sweep() -> None:
+            self.stats.requeued += await self.requeue_expired(shard)
+            self.stats.resolved_branches += await self.resolve_prepared_batches(shard)
+
+        chores = [Chore(min(self._cfg.claim_lease_seconds / 4, 5.0), sweep),
+                  Chore(self._cfg.depth_sample_seconds, lambda: self.sample_depth(shard))]
+        if self._finish_batch is not None:
+            chores.append(Chore(1.0, lambda: self.finish_batches(shard)))
         ahead: asyncio.Task[list[Message]] | None = None  # the next claim, taken while a batch is sent
         recording: asyncio.Task[None] | None = None  # the previous batch's results being written
         claimed: list[Message] = []  # the claim being sent
@@ -289,17 +277,7 @@ class Dispatcher:
         try:
             while not self._stopping.is_set():
                 try:
-                    if time.monotonic() - last_sweep > min(self._cfg.claim_lease_seconds / 4, 5.0):
-                        last_sweep = time.monotonic()
-                        self.stats.requeued += await self.requeue_expired(shard)
-                        self.stats.resolved_branches += await self.resolve_prepared_batches(shard)
-                    if time.monotonic() - last_depth > self._cfg.depth_sample_seconds:
-                        last_depth = time.monotonic()
-                        await self.sample_depth(shard)
-                    if self._finish_batch is not None and time.monotonic() - last_batches > 1.0:
-                        last_batches = time.monotonic()
-                        await self.finish_batches(shard)
-                    event.clear()
+                    await self._round_start(chores, event)
                     if ahead is not None:
                         # Shielded: a loop stopped meanwhile releases this claim (finally below).
                         claimed = await asyncio.shield(ahead)
@@ -310,8 +288,7 @@ class Dispatcher:
                         claimed = await self._claim(shard)
                     sent = []
                     if not claimed:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(event.wait(), self._cfg.idle_poll_seconds)
+                        await wait_for_wake(event, self._cfg.idle_poll_seconds)
                         continue
                     if len(claimed) >= self._cfg.claim_batch_size and not self._stopping.is_set():
                         ahead = asyncio.create_task(self._claim(shard), name=f"dispatch-claim-{shard}")

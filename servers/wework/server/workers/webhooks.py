@@ -19,11 +19,7 @@ Safe in any number of processes (wework-server with webhooks.run_worker_in_serve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +41,7 @@ from wework.server.http_client import TRANSPORT_ERRORS, GuardedHttp, describe
 from wework.server.observability import metrics
 from wework.server.security.field_crypto import FieldCryptoError
 from wework.server.workers.dispatch import DispatchWaker
-from wework.server.workers.shard_loops import ShardLoops
+from wework.server.workers.shard_loops import Chore, ShardWorker
 
 log = logging.getLogger(__name__)
 CALLBACK_DB = "callback"
@@ -59,9 +55,7 @@ class WebhookWaker(DispatchWaker):
     """Redis pub/sub on `<prefix>webhook-wake`: a commit that enqueues deliveries wakes idle
     workers at once (they also poll every idle_poll_seconds)."""
 
-    def __init__(self, redis: Any, key_prefix: str) -> None:
-        super().__init__(redis, key_prefix)
-        self.channel = f"{key_prefix}webhook-wake"
+    CHANNEL = "webhook-wake"
 
 
 @dataclass(frozen=True)
@@ -90,69 +84,34 @@ class WebhookStats:
     skipped: int = 0
 
 
-class WebhookDeliveryWorker:
+class WebhookDeliveryWorker(ShardWorker):
     def __init__(self, db: Database, policy: WebhookPolicy, guard: TargetGuard,
                  reveal: Callable[[WebhookEndpoint], WebhookEndpoint], settings: WorkerSettings, *,
                  waker: WebhookWaker | None = None, worker_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
+        super().__init__(db, "webhooks", waker, worker_id)
         self._db, self._policy, self._reveal, self._cfg = db, policy, reveal, settings
-        self._waker, self._clock = waker, clock
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        self._clock = clock
         self._sem = asyncio.Semaphore(settings.max_in_flight)
-        self._loops = ShardLoops(db, "webhooks", self._shard_loop)
         # Connects only where the guard allows; no redirects (a 3xx is not a 2xx, and following
         # one would skip the guard); no proxies from the environment.
         self._http = GuardedHttp(guard, timeout_seconds=policy.timeout_seconds,
                                  max_connections=settings.max_in_flight)
-        self._stopping = False
-        self._events: list[asyncio.Event] = []
         self.stats = WebhookStats()
 
     # -- lifecycle --
 
-    async def start(self) -> None:
-        if self._waker is not None:
-            await self._waker.start()
-        self._loops.start()
-
-    def ensure_shard_loops(self) -> None:
-        """Starts a loop for each shard added since start (runtime shard map)."""
-        self._loops.ensure()
-
     async def close(self, grace_seconds: float = 10.0) -> None:
         """Lets each loop finish its round (posts in flight get recorded, no needless redelivery,
         no connection cancelled mid-query), then cancels what is still running."""
-        self._stopping = True
-        for e in self._events:
-            e.set()
-        await self._loops.close(grace_seconds)
-        if self._waker is not None:
-            await self._waker.close()
+        await self._stop_loops(grace_seconds)
         await self._http.close()
 
     async def _shard_loop(self, shard: str) -> None:
-        event = self._waker.event() if self._waker is not None else asyncio.Event()
-        self._events.append(event)
-        last_depth = last_purge = 0.0
-        while not self._stopping:
-            try:
-                if time.monotonic() - last_depth > 5.0:
-                    last_depth = time.monotonic()
-                    await self._measure_depth(shard)
-                if time.monotonic() - last_purge > self._cfg.purge_every_seconds:
-                    last_purge = time.monotonic()
-                    await self.purge(shard)
-                event.clear()
-                n = await self.run_once(shard)
-                if n == 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), self._cfg.idle_poll_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook delivery loop on shard %s failed; retrying", shard)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), 1.0)
+        chores = [Chore(5.0, lambda: self._measure_depth(shard)),
+                  Chore(self._cfg.purge_every_seconds, lambda: self.purge(shard))]
+        await self._claim_rounds(shard, chores, idle_poll_seconds=self._cfg.idle_poll_seconds,
+                                 what="webhook delivery loop", failures_wait_for_wake=True)
 
     async def _measure_depth(self, shard: str) -> None:
         async with self._db.shard_unit_of_work(CALLBACK_DB, shard, read_only=True) as uow:
@@ -162,7 +121,7 @@ class WebhookDeliveryWorker:
     async def purge(self, shard: str) -> int:
         """Deletes finished deliveries past the retention, in bounded batches; the number deleted."""
         total = 0
-        while not self._stopping:
+        while not self._stopping.is_set():
             async with self._db.shard_unit_of_work(CALLBACK_DB, shard) as uow:
                 n = await uow.webhook_deliveries.purge(self._clock() - self._cfg.retention,
                                                                        self._cfg.purge_batch)

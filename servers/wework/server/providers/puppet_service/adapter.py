@@ -270,14 +270,7 @@ class PuppetServiceProvider:
             await self._call(s, "Start", base_pb2.StartRequest())
             await s.wait_for(lambda: s.user_id is not None or (s.scan_seq > seen and self._waiting_qr(s)),
                              self.config.login_wait_seconds)
-        now = self._clock()
-        if s.user_id is not None:
-            return Liveness(alive=True, online=True, last_seen=now, details={"reconnected": True})
-        if self._waiting_qr(s):
-            return Liveness(alive=True, online=False, last_seen=now,
-                            details={"reason": "SESSION_LOST", "recoverable": False})
-        return Liveness(alive=True, online=False, last_seen=now,
-                        details={"reason": "RECONNECT_FAILED", "recoverable": True})
+        return self._reconnected(online=s.user_id is not None, waiting_qr=self._waiting_qr(s))
 
     async def _remote_reconnect(self, s: _Session) -> Liveness:
         state = await self._board_state(s.guid)
@@ -285,10 +278,15 @@ class PuppetServiceProvider:
             await self._call(s, "Start", base_pb2.StartRequest())
             state = await self._wait_board(s.guid, lambda st: bool(st.get("user_id")) or self._board_waiting(st),
                                            self.config.login_wait_seconds)
+        return self._reconnected(online=bool(state.get("user_id")), waiting_qr=self._board_waiting(state))
+
+    def _reconnected(self, *, online: bool, waiting_qr: bool) -> Liveness:
+        """A reconnect's outcome: back online; the session is gone (the puppet shows a new QR
+        code: a new login is needed); or not back yet (worth trying again)."""
         now = self._clock()
-        if state.get("user_id"):
+        if online:
             return Liveness(alive=True, online=True, last_seen=now, details={"reconnected": True})
-        if self._board_waiting(state):
+        if waiting_qr:
             return Liveness(alive=True, online=False, last_seen=now,
                             details={"reason": "SESSION_LOST", "recoverable": False})
         return Liveness(alive=True, online=False, last_seen=now,
