@@ -29,6 +29,7 @@ from wework.domain.errors import (
     QuotaViolation,
     RequestIdReused,
     Unavailable,
+    must_exist,
 )
 from wework.domain.identity import TenantStatus, validate_request_id
 from wework.domain.messages import (
@@ -735,10 +736,7 @@ class MessageUseCases:
         tenant_id = principal.require_tenant()
         require_id(message_id, "id")
         async with self._ctx.db.unit_of_work(MESSAGE_DB, tenant_id, read_only=True) as uow:
-            found = await uow.messages.get(tenant_id, message_id)
-        if found is None:
-            raise NotFound("message", message_id)
-        return found
+            return must_exist(await uow.messages.get(tenant_id, message_id), "message", message_id)
 
     async def list_messages(self, principal: Principal, f: MessageFilter, page_size: int,
                             page_token: str) -> tuple[list[Message], str]:
