@@ -138,6 +138,21 @@ def wait_done(callbacks: Callbacks, callback_id: str, *, tenant_id: str = "", ti
         time.sleep(0.1)
 
 
+def wait_settled(callbacks: Callbacks, guid: str, event_types: tuple[str, ...], *,
+                 timeout: float = 20.0) -> dict[str, cpb.CallbackEvent]:
+    """The account's callbacks by event type once one of each of `event_types` is stored and out
+    of RECEIVED / PROCESSING (or as they are at the timeout, for the caller's assertions)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {e.event_type: e for e in callbacks.ListCallbackEvents(cpb.ListCallbackEventsRequest(
+            page_size=1000, filter=cpb.CallbackEventFilter(guid=guid))).callback_events}
+        settled = all(t in seen and seen[t].status not in (S.CALLBACK_EVENT_STATUS_RECEIVED,
+                                                          S.CALLBACK_EVENT_STATUS_PROCESSING) for t in event_types)
+        if settled or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.1)
+
+
 def unread(client: WeworkClient, account_id: str, conversation_id: str) -> int | None:
     for c in client.accounts.iter_conversations(apb.ListConversationsRequest(account_id=account_id)):
         if c.conversation_id == conversation_id:
@@ -431,9 +446,11 @@ def test_full_loop_through_the_simulator(cp):
         while client.messages.get_message(m.id).status != mpb.MESSAGE_STATUS_DELIVERED:
             assert time.monotonic() < deadline, "the message was not delivered"
             time.sleep(0.1)
-        # The simulator's callbacks went through the inbox: stored and processed.
-        seen = {e.event_type: e for e in callbacks.ListCallbackEvents(cpb.ListCallbackEventsRequest(
-            page_size=1000, filter=cpb.CallbackEventFilter(guid=account.guid))).callback_events}
+        # The simulator's callbacks went through the inbox: stored and processed. Processing
+        # applies a callback's effect (DELIVERED) before it marks the callback, in another
+        # transaction, so the callbacks are read once each has settled.
+        seen = wait_settled(callbacks, account.guid, ("account.login_qr", "account.qr_scanned", "account.online",
+                                                     "message.sent", "message.delivered"))
         for event_type in ("account.qr_scanned", "account.online", "message.delivered"):
             assert seen[event_type].status == S.CALLBACK_EVENT_STATUS_PROCESSED, event_type
         # The dispatcher usually records SENT from the send's answer before the receipt is processed.

@@ -67,6 +67,14 @@ def _served_by(server: ServerProcess, method: str) -> list[int]:
     return [rec["pid"] for rec in _json_lines(server) if rec.get("message") == "rpc" and rec.get("method") == method]
 
 
+def _wait_served(server: ServerProcess, method: str, n: int, timeout: float = 10.0) -> list[int]:
+    """The pids in the access log lines of `method` once there are `n` of them (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while len(served := _served_by(server, method)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return served
+
+
 def _fresh_channel(target: str) -> grpc.Channel:
     # A private subchannel pool: a new TCP connection per channel, so the kernel picks a
     # listener anew (channels of one process otherwise share one connection).
@@ -80,8 +88,8 @@ def test_calls_over_fresh_connections_are_spread_over_both_workers(workers):
         with _fresh_channel(workers.target) as channel:
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
             assert status == health_pb2.HealthCheckResponse.SERVING
-    time.sleep(0.3)  # the access log line is written after the response
-    served = _served_by(workers, "/grpc.health.v1.Health/Check")
+    # The access log line is written after the response: wait for the 40 lines, not a fixed time.
+    served = _wait_served(workers, "/grpc.health.v1.Health/Check", 40)
     assert len(served) >= 40 and set(served) == pids
     ingress = [rec for rec in _json_lines(workers) if "callback ingress listening" in rec.get("message", "")]
     assert len(ingress) == 1
@@ -91,13 +99,12 @@ def test_a_tenant_created_through_one_worker_is_visible_through_the_other(worker
     code = f"mp{os.urandom(5).hex()}"
     with WeworkClient(ClientOptions(target=workers.target, api_key=TEST_ADMIN_KEY)) as admin:
         tenant = admin.tenants.create_tenant(pb.Tenant(tenant_code=code, tenant_name="Multi"))
-    created_by = _served_by(workers, "/wework.v1.TenantService/CreateTenant")
+    created_by = _wait_served(workers, "/wework.v1.TenantService/CreateTenant", 1)
     for _ in range(30):
         with WeworkClient(ClientOptions(target=workers.target, api_key=TEST_ADMIN_KEY,
                                         channel_options=(("grpc.use_local_subchannel_pool", 1),))) as admin:
             assert admin.tenants.get_tenant(tenant.id).tenant_code == code
-    time.sleep(0.3)
-    readers = set(_served_by(workers, "/wework.v1.TenantService/GetTenant"))
+    readers = set(_wait_served(workers, "/wework.v1.TenantService/GetTenant", 30))
     # The reads hit both workers, so at least one is not the process that created it.
     assert readers == worker_pids(workers) and created_by
 

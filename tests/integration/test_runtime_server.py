@@ -24,6 +24,7 @@ from wework.domain.errors import FieldViolation, InvalidArgument, NotFound, Unau
 from wework.server.runtime import (
     GrpcServer,
     ServiceRegistration,
+    StopSignals,
     configure_logging,
     current_principal,
     current_trace_id,
@@ -440,6 +441,25 @@ async def test_run_until_signal_stops_gracefully_on_sigterm(log_buffer):
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(runner, 10)
     assert probe.events == [("on_shutdown", NOT_SERVING)]
+
+
+async def test_a_sigterm_during_start_up_stops_the_server_once_it_has_started(log_buffer):
+    """A SIGTERM between the process's first step and run_until_signal (was the default action:
+    the process died with -15 right after "gRPC server listening", a `--workers` parent then
+    failed) is kept and stops the server gracefully as soon as it has started."""
+    probe = Probe()
+    server = make_server(probe)
+    stop = StopSignals()  # what serve() and wework-worker do first
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.05)  # the loop reads the signal while start-up goes on
+        assert stop.requested.is_set()
+        await server.start()
+        await asyncio.wait_for(run_until_signal(server, stop=stop), 10)
+    finally:
+        stop.remove()
+    assert probe.events == [("on_shutdown", NOT_SERVING)]
+    assert "received SIGTERM" in log_buffer.getvalue()
 
 
 @pytest.mark.parametrize(("event_loop", "loop_class"), [("uvloop", "Loop"), ("asyncio", "_UnixSelectorEventLoop")])

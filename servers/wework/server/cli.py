@@ -12,8 +12,12 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wework.server.settings import ALL_SERVICES, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from wework.server.runtime.server import GrpcServer
 
 log = logging.getLogger("wework.server")
 
@@ -93,13 +97,27 @@ def run_single(settings: Settings) -> int:
 
 
 async def serve(settings: Settings) -> None:
+    from wework.server.runtime.server import StopSignals, check_can_listen, run_until_signal
+
+    check_can_listen(settings.server)  # before any worker starts, so that a taken port ends the process
+    # The handlers first: a SIGTERM during start-up (a rolling update, `--workers` stopping its
+    # children) then stops this process cleanly once started instead of killing it (exit -15).
+    stop = StopSignals()
+    try:
+        server = await _start(settings)
+        await run_until_signal(server, stop=stop)
+    finally:
+        stop.remove()
+
+
+async def _start(settings: Settings) -> GrpcServer:
+    """Builds the application and starts serving; the started server."""
     from wework.persistence.migrate import migrate_all
     from wework.server.app import build_application
     from wework.server.observability import Observability
     from wework.server.runtime.gc_tuning import settle_after_startup
-    from wework.server.runtime.server import GrpcServer, check_can_listen, run_until_signal
+    from wework.server.runtime.server import GrpcServer
 
-    check_can_listen(settings.server)  # before any worker starts, so that a taken port ends the process
     # Tracing before the first engine exists (engines are hooked as they are made); /metrics
     # early, so a slow start (migrations, a database not up yet) is visible too.
     obs = Observability(settings.observability)
@@ -119,7 +137,7 @@ async def serve(settings: Settings) -> None:
     port = await server.start()
     settle_after_startup()
     _print_banner(settings, port)
-    await run_until_signal(server)
+    return server
 
 
 # ---- several processes on one port (--workers N; docs/multiprocess.md) ------------------------

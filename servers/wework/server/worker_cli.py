@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 from wework.server.settings import ServerConfig, SettingsError, load_settings
@@ -75,9 +74,29 @@ def _configure_for(settings, command: str) -> None:
 async def run_worker(settings, command: str) -> None:
     """Builds the composition root of wework-server (so the account gateway, provider, caches and
     wake-ups are wired identically) without serving gRPC, and runs until SIGTERM/SIGINT."""
+    from wework.server.runtime.gc_tuning import settle_after_startup
+    from wework.server.runtime.server import StopSignals
+
+    # The handlers first: the dispatcher starts sending inside build_application, and a SIGTERM
+    # then (a rolling update) must stop the worker cleanly - sends in flight recorded, claims
+    # handed back - not kill it (exit -15) with its claims left to their lease.
+    stop = StopSignals()
+    app = None
+    try:
+        app = await _build(settings, command)
+        settle_after_startup()
+        print(f"wework-worker {command} running (pid {os.getpid()})", flush=True)
+        await stop.requested.wait()
+    finally:
+        stop.remove()
+        if app is not None:
+            await app.close()
+
+
+async def _build(settings, command: str):
+    """The application of a worker running `command`."""
     from wework.persistence.migrate import migrate_all
     from wework.server.app import build_application, start_webhook_worker
-    from wework.server.runtime.gc_tuning import settle_after_startup
 
     if settings.embedded:
         await migrate_all(settings.database_config)
@@ -85,18 +104,7 @@ async def run_worker(settings, command: str) -> None:
     if command == "webhooks":
         worker = await start_webhook_worker(settings, app.ctx, app.redis)
         app.closers.insert(0, worker.close)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    settle_after_startup()
-    print(f"wework-worker {command} running (pid {os.getpid()})", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await app.close()
+    return app
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,7 @@ from wework.server.runtime.health import HealthReporter, ReadinessCheck
 from wework.server.runtime.interceptors import Authenticator, build_interceptors
 from wework.server.runtime.logging import configure_logging
 from wework.server.runtime.registry import ServiceRegistration, ServiceRegistry
-from wework.server.runtime.server import GrpcServer, loop_factory, run_on_loop, run_until_signal
+from wework.server.runtime.server import GrpcServer, StopSignals, loop_factory, run_on_loop, run_until_signal
 
 __all__ = [
     "Authenticator",
@@ -15,6 +15,7 @@ __all__ = [
     "ReadinessCheck",
     "ServiceRegistration",
     "ServiceRegistry",
+    "StopSignals",
     "build_interceptors",
     "configure_logging",
     "current_principal",

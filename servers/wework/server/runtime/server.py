@@ -237,27 +237,49 @@ class GrpcServer:
         logger.info("shutdown complete")
 
 
+class StopSignals:
+    """SIGTERM/SIGINT caught on the running loop from the moment this is made: make it before
+    start-up. Without handlers a signal that arrives while the process starts (pools, the
+    dispatcher already sending, binding the port, the start-up garbage collection after "gRPC
+    server listening") takes the default action: the process dies at once (exit -15), nothing
+    drained, claims left to their lease, and a `--workers` parent counts that worker as failed.
+    With them, the start-up completes and the process then stops as it would once running (a
+    start-up is not cut in the middle: what it started is closed in order).
+
+    `remove()` puts the default action back (a second Ctrl-C then kills at once)."""
+
+    def __init__(self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        self._loop, self._signals = asyncio.get_running_loop(), tuple(signals)
+        self.requested = asyncio.Event()
+        for sig in self._signals:
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info("received %s", sig.name)
+        self.requested.set()
+
+    def remove(self) -> None:
+        """Idempotent."""
+        signals, self._signals = self._signals, ()
+        for sig in signals:
+            self._loop.remove_signal_handler(sig)
+
+
 async def run_until_signal(
-    server: GrpcServer, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+    server: GrpcServer, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT), *,
+    stop: StopSignals | None = None,
 ) -> None:
     """Serves until SIGTERM/SIGINT (or the server terminates), then stops it gracefully.
 
-    The handlers are removed before the shutdown, so a second Ctrl-C kills the
-    process at once instead of waiting out the grace period.
+    `stop`: the handlers made before start-up (a signal already received stops at once);
+    without it they are installed here. They are removed before the shutdown, so a second
+    Ctrl-C kills the process at once instead of waiting out the grace period.
     """
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-
-    def on_signal(sig: signal.Signals) -> None:
-        logger.info("received %s", sig.name)
-        stop_requested.set()
-
-    for sig in signals:
-        loop.add_signal_handler(sig, on_signal, sig)
+    stop = stop or StopSignals(signals)
     try:
         if not server.started:
             await server.start()
-        signalled = asyncio.ensure_future(stop_requested.wait())
+        signalled = asyncio.ensure_future(stop.requested.wait())
         terminated = asyncio.ensure_future(server.wait_for_termination())
         try:
             await asyncio.wait([signalled, terminated], return_when=asyncio.FIRST_COMPLETED)
@@ -265,6 +287,5 @@ async def run_until_signal(
             signalled.cancel()
             terminated.cancel()
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+        stop.remove()
     await server.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,13 +47,14 @@ class Pacing(Protocol):
 class LocalPacing:
     """One process's view (domain PacingState on the monotonic clock): the embedded mode."""
 
-    def __init__(self, rnd: random.Random | None = None) -> None:
+    def __init__(self, rnd: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._state = PacingState()
         self._rnd = rnd or random.Random()
+        self._clock = clock  # seconds; a test may read slots on the wall clock
 
     async def reserve(self, account_id: str, conversation_id: str, token: str, *, horizon: float,
                       limits: PacingLimits) -> Reservation:
-        now = time.monotonic()
+        now = self._clock()
         ready, bound = self._state.ready_at(account_id, conversation_id, now, limits)
         if ready - now > horizon:
             return Reservation(ready - now, False, bound)
