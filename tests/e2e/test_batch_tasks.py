@@ -159,8 +159,7 @@ def test_pause_resume_cancel(bp):
         time.sleep(1.0)
         paused = client.messages.pause_batch_task(task.id)
         assert paused.status == pb.BATCH_TASK_STATUS_PAUSED
-        time.sleep(1.0)  # in-flight sends end within 1 s
-        before = client.messages.get_batch_task(task.id).success_count
+        before = _settled_success_count(client, task.id)  # sends already in flight end first
         time.sleep(1.5)
         after = client.messages.get_batch_task(task.id)
         assert after.success_count == before < 40, "sends went on while paused"
@@ -184,6 +183,21 @@ def test_pause_resume_cancel(bp):
         counts = _assert_counters(bp, tenant.id, final)
         assert counts.get("cancelled", 0) > 0 and counts.get("pending", 0) == 0
         assert _watch(client, doomed.id)[-1].task.status == pb.BATCH_TASK_STATUS_CANCELLED
+
+
+def _settled_success_count(client, task_id: str, deadline_seconds: float = 20.0) -> int:
+    """The task's success_count once two reads 0.5 s apart agree: the sends a pause finds in
+    flight have ended (on a loaded machine that takes longer than any fixed sleep). A batch that
+    kept sending (10 a second here) never settles, and the deadline ends the wait."""
+    deadline = time.monotonic() + deadline_seconds
+    last = client.messages.get_batch_task(task_id).success_count
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = client.messages.get_batch_task(task_id).success_count
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"success_count still moving after the pause: {last}")
 
 
 def test_start_takes_the_whole_batch_from_the_quota_and_cancel_gives_it_back(bp):
