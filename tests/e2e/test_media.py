@@ -544,6 +544,19 @@ def _serve(server: http.server.ThreadingHTTPServer) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
+def _receive_file(t, callbacks, hooks_url: str, sim_url: str, url: str):
+    """Subscribes `hooks_url` to message.received, brings an account online and has the
+    simulator deliver an incoming file message whose attachment is at `url`; the account."""
+    callbacks.CreateWebhookEndpoint(cpb.CreateWebhookEndpointRequest(
+        url=hooks_url + "/hooks", event_types=["message.received"]), metadata=t.md)
+    account = online_account(t.facade)
+    hooked = httpcall.post(f"{sim_url}/_sim/instances/{account.guid}/incoming_message", json={
+        "conversation_id": "wx_customer", "message_type": "file",
+        "content": {"url": url, "file_name": "scan.pdf"}})
+    assert hooked.status_code == 204, hooked.text
+    return account
+
+
 def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_path):
     data = _random_file(300 * 1024)
     (tmp_path / "scan.pdf").write_bytes(data)
@@ -557,14 +570,8 @@ def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_p
     callbacks = cpb_grpc.CallbackServiceStub(t.channel)
     accounts = apb_grpc.AccountServiceStub(t.channel)
     try:
-        callbacks.CreateWebhookEndpoint(cpb.CreateWebhookEndpointRequest(
-            url=hooks_url + "/hooks", event_types=["message.received"]), metadata=t.md)
-        account = online_account(t.facade)
         url = f"http://127.0.0.1:{files.server_address[1]}/scan.pdf"
-        hooked = httpcall.post(f"{local_platform.sim.url}/_sim/instances/{account.guid}/incoming_message", json={
-            "conversation_id": "wx_customer", "message_type": "file",
-            "content": {"url": url, "file_name": "scan.pdf"}})
-        assert hooked.status_code == 204, hooked.text
+        account = _receive_file(t, callbacks, hooks_url, local_platform.sim.url, url)
         deadline = time.monotonic() + 20
         while not (listed := t.media.ListMedia(pb.ListMediaRequest(), metadata=t.md).media):
             assert time.monotonic() < deadline, "the incoming file was not stored"
@@ -649,14 +656,8 @@ def test_an_incoming_file_replayed_after_a_crash_is_not_fetched_again(mariadb_se
     callbacks = cpb_grpc.CallbackServiceStub(t.channel)
     accounts = apb_grpc.AccountServiceStub(t.channel)
     try:
-        callbacks.CreateWebhookEndpoint(cpb.CreateWebhookEndpointRequest(
-            url=hooks_url + "/hooks", event_types=["message.received"]), metadata=t.md)
-        account = online_account(t.facade)
         url = f"http://127.0.0.1:{files.server_address[1]}/scan.pdf?token=provider-secret"
-        hooked = httpcall.post(f"{sim.url}/_sim/instances/{account.guid}/incoming_message", json={
-            "conversation_id": "wx_customer", "message_type": "file",
-            "content": {"url": url, "file_name": "scan.pdf"}})
-        assert hooked.status_code == 204, hooked.text
+        account = _receive_file(t, callbacks, hooks_url, sim.url, url)
 
         def conversations() -> list:
             return list(accounts.ListConversations(apb.ListConversationsRequest(account_id=account.id),
