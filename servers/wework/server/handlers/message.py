@@ -9,7 +9,7 @@ import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 from wework.domain.access import Permissions as P
 from wework.domain.accounts import ConversationType
 from wework.domain.batches import BatchStatus, BatchTarget, BatchTask, SendStrategy, TargetFilter, TargetType
@@ -108,6 +108,12 @@ def content_to_pb(message_type: MessageType | str | None, content: dict[str, Any
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _set_time(out: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Timestamp.FromDatetime into the field itself (read once: each read of a submessage
+    field makes a wrapper)."""
+    out.seconds, out.nanos = _time_parts(value)
+
+
 @functools.lru_cache(maxsize=4096)
 def _time_parts(value: datetime) -> tuple[int, int]:
     """(seconds, nanos) since the epoch, by arithmetic: FromDatetime goes through utctimetuple
@@ -147,13 +153,13 @@ def fill_message_pb(out: pb.Message, m: Message, content: pb.MessageContent | No
     if m.retry_count:
         out.retry_count = m.retry_count
     if m.send_time is not None:
-        out.send_time.seconds, out.send_time.nanos = _time_parts(m.send_time)
+        _set_time(out.send_time, m.send_time)
     if m.callback_time is not None:
-        out.callback_time.seconds, out.callback_time.nanos = _time_parts(m.callback_time)
+        _set_time(out.callback_time, m.callback_time)
     if m.scheduled_time is not None:
-        out.scheduled_time.seconds, out.scheduled_time.nanos = _time_parts(m.scheduled_time)
-    out.create_time.seconds, out.create_time.nanos = _time_parts(m.created_at)
-    out.update_time.seconds, out.update_time.nanos = _time_parts(m.updated_at)
+        _set_time(out.scheduled_time, m.scheduled_time)
+    _set_time(out.create_time, m.created_at)
+    _set_time(out.update_time, m.updated_at)
 
 
 def send_request_from_pb(request: pb.SendMessageRequest,
