@@ -160,12 +160,14 @@ def run_h2load(h2load: str, target: str, path: str, data: Path, key: str, connec
             "p50": percentile(latencies, 50), "p99": percentile(latencies, 99)}
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU of a process (all its threads) so far; 0 when there is none."""
+def cpu_seconds(pid: int | None, thread: int | None = None) -> float:
+    """User + system CPU of a process (all its threads), or of one of its threads, so far; 0
+    when there is none."""
     if pid is None:
         return 0.0
+    stat = Path(f"/proc/{pid}/stat") if thread is None else Path(f"/proc/{pid}/task/{thread}/stat")
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        fields = stat.read_text().rpartition(")")[2].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -223,24 +225,69 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
     parser.add_argument("--profile", action="store_true", help="py-spy the server in each SendMessage phase")
     parser.add_argument("--profile-rpc", default=SEND, help="the RPC --profile records (default SendMessage)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="server processes on the port (server.workers; docs/multiprocess.md)")
+    parser.add_argument("--workers", default="1",
+                        help="server processes on the port (server.workers; docs/multiprocess.md); a "
+                        "comma-separated list (e.g. 1,2) measures each in turn, one server each, same run")
     parser.add_argument("--profile-native", action="store_true", help="--profile with C frames (py-spy --native)")
     parser.add_argument("--only", default="", help="comma-separated phases to run (default all), e.g. "
                         "'SendMessage,BatchSend x1000'; the no-op always runs (the ratios need it)")
     args = parser.parse_args()
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",") if s.strip()]
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
     h2load = find_h2load()
 
-    workdir = Path(tempfile.mkdtemp(prefix="wwbench-h2load-"))
+    # workers -> shape -> rpc -> result
+    results: dict[int, dict[str, dict[str, dict]]] = {}
+    profiles: dict[str, list[tuple[str, float]]] = {}
+    workdirs: list[Path] = []
+    for n in workers:
+        workdir = Path(tempfile.mkdtemp(prefix="wwbench-h2load-"))
+        workdirs.append(workdir)
+        results[n] = measure(args, n, shapes, h2load, workdir, profiles)
+
+    print(f"h2load benchmark: wework-server on MariaDB + Redis, no dispatcher; h2load -t 1, "
+          f"{args.seconds:g} s per RPC and shape; {os.cpu_count()} CPU(s), "
+          f"{platform.python_version()}, server, MariaDB, Redis and h2load on this machine")
+    print("calls/s: h2load's (HTTP answers, gRPC errors included); rows: messages written in MariaDB "
+          "during the phase; msgs/s: rows / phase time; x no-op: SendMessage msgs/s over the same "
+          "server's Health/Check calls/s; x best: over the best Health/Check calls/s of the run at that shape")
+    print("server/loop/MariaDB us: CPU microseconds of the server (all processes and threads), of its event "
+          "loop's thread (one worker: the bottleneck) and of mariadbd per message written (per call for the no-op)")
+    print(f"{'wk':>2} {'shape':>6} {'rpc':16} {'calls':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rows':>9} "
+          f"{'msgs/s':>9} {'x no-op':>8} {'x best':>7} {'server us':>10} {'loop us':>8} {'MariaDB us':>10}")
+    best = {shape: max(by_shape[shape][NOOP]["rps"] for by_shape in results.values()) for shape in results[workers[0]]}
+    for n, by_shape in results.items():
+        for shape, by_rpc in by_shape.items():
+            noop = by_rpc[NOOP]["rps"]
+            for name, r in by_rpc.items():
+                # SendMessage: accepted (rows) per second against the no-op's calls per second.
+                ratio = f"{r['msg_per_s'] / noop:.2f}" if name == SEND and noop else ""
+                against_best = f"{r['msg_per_s'] / best[shape]:.2f}" if name == SEND and best[shape] else ""
+                msgs = f"{r['msg_per_s']:.0f}" if r["msg_per_s"] is not None else "-"
+                flag = "  (fewer rows than calls: some refused)" if r["short"] else ""
+                cpu = "".join(f" {r[k]:>{w}.1f}" if r[k] is not None else f" {'-':>{w}}"
+                              for k, w in (("server_us", 10), ("loop_us", 8), ("mariadb_us", 10)))
+                print(f"{n:>2} {shape:>6} {name:16} {r['done']:>8} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                      f"{r['rows']:>9} {msgs:>9} {ratio:>8} {against_best:>7}{cpu}{flag}")
+    for label, top in profiles.items():
+        print(f"py-spy, {args.profile_rpc} at {label} (inclusive share of server samples; files in "
+              f"{', '.join(map(str, workdirs))}):")
+        for frame, share in top:
+            print(f"  {share:6.1%}  {frame[:150]}")
+    print(json.dumps({"results": {str(n): by_shape for n, by_shape in results.items()}}, separators=(",", ":")))
+    return 0
+
+
+def measure(args: argparse.Namespace, workers: int, shapes: list[tuple[int, ...]], h2load: str, workdir: Path,
+            profiles: dict[str, list[tuple[str, float]]]) -> dict[str, dict[str, dict]]:
+    """One server with `workers` processes: every shape and phase; shape -> rpc -> result."""
     admin_key = "wwadmin_" + secrets.token_urlsafe(24)
     # The accept path alone: no dispatcher in the server (the messages are scheduled anyway).
     extra: dict = {"message": {"run_dispatcher_in_server": False}}
-    if args.workers > 1:
-        extra["server"] = {"workers": args.workers}
+    if workers > 1:
+        extra["server"] = {"workers": workers}
     proc, port, info = start_server(workdir, args, admin_key, extra)
     results: dict[str, dict[str, dict]] = {}
-    profiles: dict[str, list[tuple[str, float]]] = {}
     try:
         target = f"127.0.0.1:{port}"
         key, account_id = prepare(target, admin_key)
@@ -259,13 +306,17 @@ def main() -> int:
                 spy = None
                 if args.profile and name == args.profile_rpc:
                     spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt", args.profile_native)
-                cpu_before = tree_cpu_seconds(proc.pid), cpu_seconds(db_pid)
+                # The event loop's thread (the process's first: its id is the pid) is the
+                # bottleneck of one worker: its CPU per call is what sets the rate.
+                cpu_before = tree_cpu_seconds(proc.pid), cpu_seconds(db_pid), cpu_seconds(proc.pid, proc.pid)
                 r = run_h2load(h2load, target, path, data, key, c, m, args.seconds,
                                workdir / f"log-{shape}-{per_call}.tsv")
-                server_cpu, db_cpu = (tree_cpu_seconds(proc.pid) - cpu_before[0], cpu_seconds(db_pid) - cpu_before[1])
+                server_cpu, db_cpu, loop_cpu = (tree_cpu_seconds(proc.pid) - cpu_before[0],
+                                                cpu_seconds(db_pid) - cpu_before[1],
+                                                cpu_seconds(proc.pid, proc.pid) - cpu_before[2])
                 if spy is not None:
                     spy.wait()
-                    profiles[shape] = top_functions(workdir / f"profile-{shape}.txt")
+                    profiles[f"{shape}, {workers} worker(s)"] = top_functions(workdir / f"profile-{shape}.txt")
                 rows = counter.count() - before  # written during the phase: accepted and durable
                 r["rows"] = rows
                 r["msg_per_s"] = rows / r["elapsed"] if per_call else None
@@ -274,39 +325,14 @@ def main() -> int:
                 # load on the machine than the rates are.
                 units = rows if per_call else r["done"]
                 r["server_us"] = 1e6 * server_cpu / units if units else None
+                r["loop_us"] = 1e6 * loop_cpu / units if units and workers == 1 else None
                 r["mariadb_us"] = 1e6 * db_cpu / units if units and per_call else None
                 results[shape][name] = r
         counter.close()
     finally:
         stop_server(proc)
         clean_up(args.mariadb, info, *([] if args.profile else [workdir]))
-
-    print(f"h2load benchmark: wework-server ({args.workers} worker process(es)) on MariaDB + Redis, "
-          f"no dispatcher; h2load -t 1, "
-          f"{args.seconds:g} s per RPC and shape; {os.cpu_count()} CPU(s), "
-          f"{platform.python_version()}, server, MariaDB, Redis and h2load on this machine")
-    print("calls/s: h2load's (HTTP answers, gRPC errors included); rows: messages written in MariaDB "
-          "during the phase; msgs/s: rows / phase time; x no-op: SendMessage msgs/s over Health/Check calls/s")
-    print("server/MariaDB us: CPU microseconds of the server process (all threads) and of mariadbd per "
-          "message written (per call for the no-op)")
-    print(f"{'shape':>6} {'rpc':16} {'calls':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rows':>9} "
-          f"{'msgs/s':>9} {'x no-op':>8} {'server us':>10} {'MariaDB us':>10}")
-    for shape, by_rpc in results.items():
-        noop = by_rpc[NOOP]["rps"]
-        for name, r in by_rpc.items():
-            # SendMessage: accepted (rows) per second against the no-op's calls per second.
-            ratio = f"{r['msg_per_s'] / noop:.2f}" if name == SEND and noop else ""
-            msgs = f"{r['msg_per_s']:.0f}" if r["msg_per_s"] is not None else "-"
-            flag = "  (fewer rows than calls: some refused)" if r["short"] else ""
-            cpu = "".join(f" {r[k]:>10.1f}" if r[k] is not None else f" {'-':>10}" for k in ("server_us", "mariadb_us"))
-            print(f"{shape:>6} {name:16} {r['done']:>8} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
-                  f"{r['rows']:>9} {msgs:>9} {ratio:>8}{cpu}{flag}")
-    for shape, top in profiles.items():
-        print(f"py-spy, {args.profile_rpc} at {shape} (inclusive share of server samples; files in {workdir}):")
-        for frame, share in top:
-            print(f"  {share:6.1%}  {frame[:150]}")
-    print(json.dumps({"results": results}, separators=(",", ":")))
-    return 0
+    return results
 
 
 def _tenant_of(target: str, key: str) -> str:
