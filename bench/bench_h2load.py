@@ -17,7 +17,14 @@ accepted rate is counted in MariaDB: rows of the bench tenant written during the
 by the phase's time. The messages are scheduled a day ahead and the dispatcher is off: the
 accept path alone. A phase whose rows fall short of its calls x items says so (refused calls).
 
-    .venv/bin/python bench/bench_h2load.py [--seconds 10] [--shapes 4x16,16x16] [--profile]
+    .venv/bin/python bench/bench_h2load.py [--seconds 10] [--shapes 4x16,16x16] [--workers 1,2] [--profile]
+
+--workers takes a list: each worker count gets its own server, one after the other in the same
+run, and SendMessage's ratio is printed against the same server's no-op ("x no-op") and against
+the best no-op of the run at that shape ("x best"). Beside the rates: the CPU per message of the
+server (all processes), of its event loop's thread (one worker: the thread that sets the rate)
+and of mariadbd, and the messages per COMMIT (the group commit's batch; mariadbd's global
+Com_commit, so other work on the same server counts too).
 
 --profile also records the server with py-spy during each SendMessage phase (a speedscope file
 and the top functions per phase, in the work directory, kept). h2load comes from the Debian
@@ -128,6 +135,12 @@ class RowCounter:
                 break
             last = now
         return last
+
+    def commits(self) -> int:
+        """COMMITs the MariaDB server has run so far (all sessions: the machine's other work too)."""
+        with self._conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS LIKE 'Com_commit'")
+            return int(cur.fetchone()[1])
 
     def close(self) -> None:
         self._conn.close()
@@ -254,7 +267,7 @@ def main() -> int:
     print("server/loop/MariaDB us: CPU microseconds of the server (all processes and threads), of its event "
           "loop's thread (one worker: the bottleneck) and of mariadbd per message written (per call for the no-op)")
     print(f"{'wk':>2} {'shape':>6} {'rpc':16} {'calls':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rows':>9} "
-          f"{'msgs/s':>9} {'x no-op':>8} {'x best':>7} {'server us':>10} {'loop us':>8} {'MariaDB us':>10}")
+          f"{'msgs/s':>9} {'x no-op':>8} {'x best':>7} {'server us':>10} {'loop us':>8} {'MariaDB us':>10} {'rows/commit':>11}")
     best = {shape: max(by_shape[shape][NOOP]["rps"] for by_shape in results.values()) for shape in results[workers[0]]}
     for n, by_shape in results.items():
         for shape, by_rpc in by_shape.items():
@@ -266,7 +279,7 @@ def main() -> int:
                 msgs = f"{r['msg_per_s']:.0f}" if r["msg_per_s"] is not None else "-"
                 flag = "  (fewer rows than calls: some refused)" if r["short"] else ""
                 cpu = "".join(f" {r[k]:>{w}.1f}" if r[k] is not None else f" {'-':>{w}}"
-                              for k, w in (("server_us", 10), ("loop_us", 8), ("mariadb_us", 10)))
+                              for k, w in (("server_us", 10), ("loop_us", 8), ("mariadb_us", 10), ("rows_per_commit", 11)))
                 print(f"{n:>2} {shape:>6} {name:16} {r['done']:>8} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
                       f"{r['rows']:>9} {msgs:>9} {ratio:>8} {against_best:>7}{cpu}{flag}")
     for label, top in profiles.items():
@@ -303,6 +316,7 @@ def measure(args: argparse.Namespace, workers: int, shapes: list[tuple[int, ...]
             results[shape] = {}
             for name, (path, data, per_call) in specs.items():
                 before = counter.settled()
+                commits_before = counter.commits()
                 spy = None
                 if args.profile and name == args.profile_rpc:
                     spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt", args.profile_native)
@@ -318,6 +332,9 @@ def measure(args: argparse.Namespace, workers: int, shapes: list[tuple[int, ...]
                     spy.wait()
                     profiles[f"{shape}, {workers} worker(s)"] = top_functions(workdir / f"profile-{shape}.txt")
                 rows = counter.count() - before  # written during the phase: accepted and durable
+                commits = counter.commits() - commits_before
+                # Messages per transaction: the group commit's batch size (per call, a batch RPC's).
+                r["rows_per_commit"] = rows / commits if per_call and commits else None
                 r["rows"] = rows
                 r["msg_per_s"] = rows / r["elapsed"] if per_call else None
                 r["short"] = bool(per_call) and rows < r["done"] * per_call

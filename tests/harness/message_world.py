@@ -33,6 +33,7 @@ from wework.server.application.context import AppContext
 from wework.server.application.media import MediaUseCases
 from wework.server.application.message_ports import ConversationFilter
 from wework.server.application.messages import (
+    LINGER_SECONDS,
     MESSAGE_DB,
     DailyQuota,
     MessageUseCases,
@@ -125,6 +126,8 @@ class MessageWorld:
     tenants: StubTenants = field(default_factory=StubTenants)
     # None: the embedded Redis (create_redis("memory://")); a test may bring a client of its own.
     redis: Any = None
+    # message.accept_linger_seconds: how long a forming batch waits for company under load
+    linger_seconds: float = LINGER_SECONDS
 
     def __post_init__(self) -> None:
         self.ctx = AppContext(db=self.db, cipher=None, passwords=None, tokens=None,  # type: ignore[arg-type]
@@ -137,7 +140,8 @@ class MessageWorld:
         self.quota = DailyQuota(self.redis, self.redis_config, 3600, database_quota_counter(self.ctx))
         self.media = MediaUseCases(self.db, store=None, policy=None, clock=self.clock)  # type: ignore[arg-type]
         self.messages = MessageUseCases(self.ctx, self.accounts, self.tenants, self.quota,  # type: ignore[arg-type]
-                                        max_schedule=timedelta(days=30), media=self.media)
+                                        max_schedule=timedelta(days=30), media=self.media,
+                                        linger_seconds=self.linger_seconds)
         self.batches = BatchUseCases(self.ctx, self.accounts, self.tenants, quota=self.quota,
                                      require_active_tenant=self.messages.require_active_tenant)
         self.batches.media = self.media

@@ -417,7 +417,7 @@ async def _message_service(settings: Settings, ctx: AppContext, redis, tenants: 
     cfg = settings.message
     quota = DailyQuota(redis, settings.redis, cfg.quota_key_ttl_seconds, database_quota_counter(ctx))
     messages = MessageUseCases(ctx, gateway, tenants, quota, max_schedule=timedelta(days=cfg.max_schedule_days),
-                               media=media)
+                               media=media, linger_seconds=cfg.accept_linger_seconds)
     wiring.messages = messages
     batches = BatchUseCases(ctx, gateway, tenants, quota=quota, require_active_tenant=messages.require_active_tenant,
                             materialize_writers=cfg.materialize_writers)

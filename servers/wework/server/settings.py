@@ -234,6 +234,11 @@ class MessageConfig(BaseModel):
 
     # How far ahead scheduled_time may be.
     max_schedule_days: int = Field(default=30, ge=1, le=365)
+    # Group commit of SendMessage: while the previous batch of accepted messages had company, the
+    # next one waits up to this long for more sends before its transaction (0: never waits). A
+    # lone send never waits. Longer: more messages per commit, less CPU per message, more latency
+    # under load (docs/decisions/0042-accept-linger-and-one-process-per-core.md).
+    accept_linger_seconds: float = Field(default=0.006, ge=0, le=0.1)
     # Redis keys of the daily quota counters live this long after their UTC day began.
     quota_key_ttl_seconds: int = Field(default=2 * 86400, ge=86400)
     # Connections that write a large batch's messages at StartBatchTask, each an XA branch of one

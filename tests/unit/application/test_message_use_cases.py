@@ -417,6 +417,27 @@ async def test_a_batch_whose_group_write_fails_is_written_one_by_one(world):
     assert await world.quota_used(principal.tenant_id) == 4
 
 
+@pytest.mark.parametrize("linger, commits", [(0.5, 1), (0.0, 3)])
+async def test_under_load_the_accept_linger_gathers_the_next_sends_into_one_commit(linger, commits):
+    # message.accept_linger_seconds: after a commit of several messages, the next batch waits
+    # for company (up to the linger) instead of committing each send that trickles in.
+    world = MessageWorld(linger_seconds=linger)
+    principal, account = world.sender()
+    await asyncio.gather(*(world.messages.send_message(principal, text(account, f"wave {i}")) for i in range(3)))
+    before = world.db.committed
+
+    async def trickle(i: int) -> Message:
+        await asyncio.sleep(0.03 * i)
+        return await world.messages.send_message(principal, text(account, f"later {i}"))
+
+    started = asyncio.get_running_loop().time()
+    sent = await asyncio.gather(*(trickle(i) for i in range(3)))
+    assert world.db.committed - before == commits
+    assert len(await stored(world, principal.tenant_id)) == 6 and all(m.status == MS.PENDING for m in sent)
+    # The wait is bounded by the linger, not by the queue filling up (it never does here).
+    assert asyncio.get_running_loop().time() - started < linger + 0.5
+
+
 # ---- Get / List ----------------------------------------------------------------------------------
 
 

@@ -204,8 +204,9 @@ class DailyQuota:
 
 
 # How long a forming batch may wait for more sends when the previous one had company
-# (GroupCommit._gather): at most this much latency for fewer transactions.
-LINGER_SECONDS = 0.002
+# (GroupCommit._gather): at most this much latency for fewer transactions. The default of
+# message.accept_linger_seconds; decision 0042 has the measurements behind it.
+LINGER_SECONDS = 0.006
 
 
 @dataclass(eq=False, slots=True)  # one per message accepted: slots make it cheaper to create
@@ -430,7 +431,8 @@ class SendRequest:
 
 class MessageUseCases:
     def __init__(self, ctx: AppContext, accounts: AccountGateway, tenants: TenantUseCases, quota: DailyQuota,
-                 *, max_schedule: timedelta = timedelta(days=30), media: Any = None) -> None:
+                 *, max_schedule: timedelta = timedelta(days=30), media: Any = None,
+                 linger_seconds: float = LINGER_SECONDS) -> None:
         self._ctx = ctx
         # MediaUseCases: a media_id in the content must name media of the tenant (docs/media.md).
         self._media = media
@@ -439,7 +441,7 @@ class MessageUseCases:
         self._quota = quota
         self._max_schedule = max_schedule
         self.on_accepted: list[OnAccepted] = []
-        self._writer = MessageWriter(ctx, quota, self.on_accepted)
+        self._writer = MessageWriter(ctx, quota, self.on_accepted, linger_seconds=linger_seconds)
 
     # -- shared checks (also used by batch tasks) ----------------------------------------------
 
