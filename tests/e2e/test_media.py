@@ -25,6 +25,7 @@ from conftest import Platform
 from google.protobuf.json_format import MessageToDict
 from harness import httpcall
 from harness.object_store import start_s3_server
+from harness.provider_files import ProviderFiles
 from serverproc import BIN, free_port, online_account, run_admin, settings_yaml, start_server
 from simproc import start_sim_server
 from wework.persistence.database import Database
@@ -608,23 +609,6 @@ def test_an_incoming_file_is_stored_as_media_of_the_tenant(local_platform, tmp_p
         hooks.shutdown()
 
 
-class _HeldFile(http.server.BaseHTTPRequestHandler):
-    """The provider's media link: counts the GETs; the first waits for the server's `release`."""
-
-    def do_GET(self) -> None:
-        self.server.gets.append(self.path)  # type: ignore[attr-defined]
-        if len(self.server.gets) == 1:  # type: ignore[attr-defined]
-            self.server.release.wait(30)  # type: ignore[attr-defined]
-        data = self.server.data  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def _callback_worker(config_path: Path, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
     return subprocess.Popen([str(BIN / "wework-worker"), "callbacks"],
@@ -638,9 +622,8 @@ def test_an_incoming_file_replayed_after_a_crash_is_not_fetched_again(mariadb_se
     next worker replays the callback, finds the stored media, fetches nothing, and its webhook and
     parsed_data name the media, never the provider's link."""
     data = _random_file(200 * 1024)
-    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeldFile)
-    files.gets, files.data, files.release = [], data, threading.Event()  # type: ignore[attr-defined]
-    _serve(files)
+    files = ProviderFiles(hold_first=True)
+    files.files["/scan.pdf"] = data
     hooks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebhookReceiver)
     hooks.bodies = []  # type: ignore[attr-defined]
     hooks_url = _serve(hooks)
@@ -656,8 +639,7 @@ def test_an_incoming_file_replayed_after_a_crash_is_not_fetched_again(mariadb_se
     callbacks = cpb_grpc.CallbackServiceStub(t.channel)
     accounts = apb_grpc.AccountServiceStub(t.channel)
     try:
-        url = f"http://127.0.0.1:{files.server_address[1]}/scan.pdf?token=provider-secret"
-        account = _receive_file(t, callbacks, hooks_url, sim.url, url)
+        account = _receive_file(t, callbacks, hooks_url, sim.url, files.url("/scan.pdf", "token=provider-secret"))
 
         def conversations() -> list:
             return list(accounts.ListConversations(apb.ListConversationsRequest(account_id=account.id),
@@ -665,7 +647,7 @@ def test_an_incoming_file_replayed_after_a_crash_is_not_fetched_again(mariadb_se
 
         async def crash() -> None:
             deadline = time.monotonic() + 20
-            while not files.gets:  # type: ignore[attr-defined]
+            while not files.gets:
                 assert time.monotonic() < deadline, "the worker did not fetch the incoming file"
                 await asyncio.sleep(0.05)
             db = Database(p.config, databases=("callback",))
@@ -675,7 +657,7 @@ def test_an_incoming_file_replayed_after_a_crash_is_not_fetched_again(mariadb_se
                     # cannot mark it processed.
                     await lock.session.execute(sa.text("LOCK TABLES callback_events READ"))
                     try:
-                        files.release.set()  # type: ignore[attr-defined]
+                        files.release.set()
                         deadline = time.monotonic() + 20
                         while not await asyncio.to_thread(conversations):
                             assert time.monotonic() < deadline, "the message was not recorded"
@@ -698,7 +680,7 @@ def test_an_incoming_file_replayed_after_a_crash_is_not_fetched_again(mariadb_se
                   "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         (event,) = received
         assert event["data"]["content"] == stored
-        assert len(files.gets) == 1  # type: ignore[attr-defined]  # the provider's link: fetched once
+        assert len(files.gets) == 1  # the provider's link: fetched once
         (callback,) = callbacks.ListCallbackEvents(cpb.ListCallbackEventsRequest(
             filter=cpb.CallbackEventFilter(event_type="message.received")), metadata=t.md).callback_events
         got = callbacks.GetCallbackEvent(cpb.GetCallbackEventRequest(id=callback.id), metadata=t.md)
@@ -715,6 +697,6 @@ def test_an_incoming_file_replayed_after_a_crash_is_not_fetched_again(mariadb_se
             w.wait()
         p.server.stop(signal.SIGKILL)
         sim.stop()
-        files.shutdown()
+        files.stop()
         hooks.shutdown()
         mariadb_server.drop_databases(p.prefix + "_")

@@ -10,15 +10,14 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import os
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from harness.provider_files import ProviderFiles
 from wework.domain.access import Principal, PrincipalKind
 from wework.domain.errors import QuotaExceeded
 from wework.domain.media import Media, MediaKind, UploadDeclaration
@@ -109,28 +108,11 @@ async def test_concurrent_uploads_never_pass_the_quota_together(mariadb_database
     await media.store_for_tenant(tenant, _declaration(data), _stream(data), source="upload")
 
 
-class _ProviderFiles(http.server.BaseHTTPRequestHandler):
-    """The provider's media links: answers GET /<name> with the file and counts the requests."""
-
-    def do_GET(self) -> None:
-        self.server.gets.append(self.path)  # type: ignore[attr-defined]
-        data = self.server.files[self.path.split("?")[0]]  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def provider_files():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProviderFiles)
-    server.gets, server.files = [], {}  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+    files = ProviderFiles()
+    yield files
+    files.stop()
 
 
 async def test_a_replayed_callback_finds_its_media_and_fetches_nothing(mariadb_database, store, provider_files):
@@ -138,7 +120,7 @@ async def test_a_replayed_callback_finds_its_media_and_fetches_nothing(mariadb_d
     incoming = IncomingMedia(media, TargetGuard(WebhookPolicy(allow_private_targets=True)), 10)
     tenant, data = new_id(), _pdf(50_000)
     provider_files.files["/scan.pdf"] = data
-    url = f"http://127.0.0.1:{provider_files.server_address[1]}/scan.pdf?token=provider-secret"
+    url = provider_files.url("/scan.pdf", "token=provider-secret")
     content = {"url": url, "file_name": "scan.pdf"}
     try:
         first = await incoming.store_received(tenant, "file", content, "ev:callback-1")
