@@ -18,7 +18,7 @@ def _naive(head, processors, escape, rows):
 
 
 def test_memoized_rendering_is_the_plain_rendering():
-    processors, head, _row, _max = rm._NEW_MESSAGE_INSERT._plan(mysql.dialect())
+    processors, head, _row, _max, groups = rm._NEW_MESSAGE_INSERT._plan(mysql.dialect())
     escape = pymysql.converters.escape_string
     t = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
     # Equal instants as distinct objects and in another zone; equal strings as distinct objects;
@@ -29,6 +29,8 @@ def test_memoized_rendering_is_the_plain_rendering():
         rows.append((f"id-{i}", same_instant, t, f"tenant{i - i}"[:6], "acc'ount",
                      f"conv\\{i % 2}", "text", {"text": f"hi {i % 3}"}, None if i % 3 else "tpl",
                      "pending", None, 5 + i % 2, None if i == 0 else t + timedelta(days=i % 2)))
-    (statement,) = bulk._literal_statements(head, processors, escape, rows, 100)
+    # The plan's memo groups: created_at, updated_at and scheduled_time share one memo.
+    assert groups[1] == groups[2] == groups[12] and groups[0] is None
+    (statement,) = bulk._literal_statements(head, processors, escape, rows, 100, groups)
     assert statement == _naive(head, processors, escape, rows)
     assert statement.count("'2026-12-07 08:00:00.000000'") >= 12  # both zones render as UTC

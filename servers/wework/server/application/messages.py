@@ -495,7 +495,7 @@ class MessageUseCases:
             # is written (a retry finds it by request_id), its unit given back if that fails.
             self._writer.withdraw(pending)
             raise
-        metrics.MESSAGES_ACCEPTED.labels(message.message_type.value).inc()
+        metrics.messages_accepted(message.message_type.value).inc()
         return message
 
     def _check_send(self, req: SendRequest, now: datetime) -> int:
@@ -725,7 +725,7 @@ class MessageUseCases:
             else:
                 outcomes[i] = error
         for message_type, n in accepted.items():  # one increment per type, not per message
-            metrics.MESSAGES_ACCEPTED.labels(message_type.value).inc(n)
+            metrics.messages_accepted(message_type.value).inc(n)
         if retry:
             found = await self._idempotent_many(tenant_id, retry)
             for i in pending:
