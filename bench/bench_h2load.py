@@ -17,7 +17,7 @@ accepted rate is counted in MariaDB: rows of the bench tenant written during the
 by the phase's time. The messages are scheduled a day ahead and the dispatcher is off: the
 accept path alone. A phase whose rows fall short of its calls x items says so (refused calls).
 
-    .venv/bin/python bench/bench_h2load.py [--seconds 10] [--shapes 4x16,16x16] [--workers 1,2] [--profile]
+    .venv/bin/python bench/bench_h2load.py [--seconds 10] [--shapes 4x16,16x16] [--workers 1,2] [--rounds 3] [--profile]
 
 --workers takes a list: each worker count gets its own server, one after the other in the same
 run, and SendMessage's ratio is printed against the same server's no-op ("x no-op") and against
@@ -25,6 +25,10 @@ the best no-op of the run at that shape ("x best"). Beside the rates: the CPU pe
 server (all processes), of its event loop's thread (one worker: the thread that sets the rate)
 and of mariadbd, and the messages per COMMIT (the group commit's batch; mariadbd's global
 Com_commit, so other work on the same server counts too).
+
+--rounds N runs each shape's phases in turn N times (no-op, SendMessage, ..., no-op, ...) and
+reports the round with the median ratio, each round's ratio beside it: on this shared machine
+two phases a minute apart differ by up to a tenth, and a ratio of neighbours in time moves less.
 
 --profile also records the server with py-spy during each SendMessage phase (a speedscope file
 and the top functions per phase, in the work directory, kept). h2load comes from the Debian
@@ -242,6 +246,9 @@ def main() -> int:
                         help="server processes on the port (server.workers; docs/multiprocess.md); a "
                         "comma-separated list (e.g. 1,2) measures each in turn, one server each, same run")
     parser.add_argument("--profile-native", action="store_true", help="--profile with C frames (py-spy --native)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run each shape's phases in turn this many times and report the median round "
+                        "(the ratio of each round to its own no-op is printed too)")
     parser.add_argument("--only", default="", help="comma-separated phases to run (default all), e.g. "
                         "'SendMessage,BatchSend x1000'; the no-op always runs (the ratios need it)")
     args = parser.parse_args()
@@ -271,9 +278,10 @@ def main() -> int:
     best = {shape: max(by_shape[shape][NOOP]["rps"] for by_shape in results.values()) for shape in results[workers[0]]}
     for n, by_shape in results.items():
         for shape, by_rpc in by_shape.items():
-            noop = by_rpc[NOOP]["rps"]
             for name, r in by_rpc.items():
-                # SendMessage: accepted (rows) per second against the no-op's calls per second.
+                # SendMessage: accepted (rows) per second against the calls per second of the
+                # no-op of the same round.
+                noop = r["noop_rps"]
                 ratio = f"{r['msg_per_s'] / noop:.2f}" if name == SEND and noop else ""
                 against_best = f"{r['msg_per_s'] / best[shape]:.2f}" if name == SEND and best[shape] else ""
                 msgs = f"{r['msg_per_s']:.0f}" if r["msg_per_s"] is not None else "-"
@@ -282,6 +290,8 @@ def main() -> int:
                               for k, w in (("server_us", 10), ("loop_us", 8), ("mariadb_us", 10), ("rows_per_commit", 11)))
                 print(f"{n:>2} {shape:>6} {name:16} {r['done']:>8} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
                       f"{r['rows']:>9} {msgs:>9} {ratio:>8} {against_best:>7}{cpu}{flag}")
+                if name == SEND and len(r["ratios"]) > 1:
+                    print(f"{'':>9} x no-op of each round: {', '.join(f'{x:.2f}' for x in r['ratios'])}")
     for label, top in profiles.items():
         print(f"py-spy, {args.profile_rpc} at {label} (inclusive share of server samples; files in "
               f"{', '.join(map(str, workdirs))}):")
@@ -313,43 +323,67 @@ def measure(args: argparse.Namespace, workers: int, shapes: list[tuple[int, ...]
         db_pid = mariadb_pid()
         for c, m in shapes:
             shape = f"{c}x{m}"
-            results[shape] = {}
-            for name, (path, data, per_call) in specs.items():
-                before = counter.settled()
-                commits_before = counter.commits()
-                spy = None
-                if args.profile and name == args.profile_rpc:
-                    spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt", args.profile_native)
-                # The event loop's thread (the process's first: its id is the pid) is the
-                # bottleneck of one worker: its CPU per call is what sets the rate.
-                cpu_before = tree_cpu_seconds(proc.pid), cpu_seconds(db_pid), cpu_seconds(proc.pid, proc.pid)
-                r = run_h2load(h2load, target, path, data, key, c, m, args.seconds,
-                               workdir / f"log-{shape}-{per_call}.tsv")
-                server_cpu, db_cpu, loop_cpu = (tree_cpu_seconds(proc.pid) - cpu_before[0],
-                                                cpu_seconds(db_pid) - cpu_before[1],
-                                                cpu_seconds(proc.pid, proc.pid) - cpu_before[2])
-                if spy is not None:
-                    spy.wait()
-                    profiles[f"{shape}, {workers} worker(s)"] = top_functions(workdir / f"profile-{shape}.txt")
-                rows = counter.count() - before  # written during the phase: accepted and durable
-                commits = counter.commits() - commits_before
-                # Messages per transaction: the group commit's batch size (per call, a batch RPC's).
-                r["rows_per_commit"] = rows / commits if per_call and commits else None
-                r["rows"] = rows
-                r["msg_per_s"] = rows / r["elapsed"] if per_call else None
-                r["short"] = bool(per_call) and rows < r["done"] * per_call
-                # CPU per unit of work (a message; a call for the no-op): less moved by the other
-                # load on the machine than the rates are.
-                units = rows if per_call else r["done"]
-                r["server_us"] = 1e6 * server_cpu / units if units else None
-                r["loop_us"] = 1e6 * loop_cpu / units if units and workers == 1 else None
-                r["mariadb_us"] = 1e6 * db_cpu / units if units and per_call else None
-                results[shape][name] = r
+            # The phases run in turn, `--rounds` times (no-op, SendMessage, ..., no-op, ...): each
+            # round's ratio compares neighbours in time, and the median round is reported.
+            rounds: dict[str, list[dict]] = {name: [] for name in specs}
+            for n in range(args.rounds):
+                for name, (path, data, per_call) in specs.items():
+                    spy = None
+                    if args.profile and name == args.profile_rpc and n == 0:
+                        spy = profile(proc.pid, args.seconds, workdir / f"profile-{shape}.txt", args.profile_native)
+                    rounds[name].append(run_phase(args, h2load, target, key, proc.pid, db_pid, counter, workers,
+                                                  shape, path, data, per_call, workdir))
+                    if spy is not None:
+                        spy.wait()
+                        profiles[f"{shape}, {workers} worker(s)"] = top_functions(workdir / f"profile-{shape}.txt")
+            results[shape] = {name: median_round(runs, rounds[NOOP]) for name, runs in rounds.items()}
         counter.close()
     finally:
         stop_server(proc)
         clean_up(args.mariadb, info, *([] if args.profile else [workdir]))
     return results
+
+
+def run_phase(args: argparse.Namespace, h2load: str, target: str, key: str, pid: int, db_pid: int | None,
+              counter: RowCounter, workers: int, shape: str, path: str, data: Path, per_call: int,
+              workdir: Path) -> dict:
+    """One RPC at one shape for --seconds: h2load's figures, the rows written and the CPU used."""
+    c, m = (int(x) for x in shape.split("x"))
+    before = counter.settled()
+    commits_before = counter.commits()
+    # The event loop's thread (the process's first: its id is the pid) is the bottleneck of one
+    # worker: its CPU per call is what sets the rate.
+    cpu_before = tree_cpu_seconds(pid), cpu_seconds(db_pid), cpu_seconds(pid, pid)
+    r = run_h2load(h2load, target, path, data, key, c, m, args.seconds,
+                   workdir / f"log-{shape}-{per_call}.tsv")
+    server_cpu, db_cpu, loop_cpu = (tree_cpu_seconds(pid) - cpu_before[0], cpu_seconds(db_pid) - cpu_before[1],
+                                    cpu_seconds(pid, pid) - cpu_before[2])
+    rows = counter.count() - before  # written during the phase: accepted and durable
+    commits = counter.commits() - commits_before
+    # Messages per transaction: the group commit's batch size (per call, a batch RPC's).
+    r["rows_per_commit"] = rows / commits if per_call and commits else None
+    r["rows"] = rows
+    r["msg_per_s"] = rows / r["elapsed"] if per_call else None
+    r["short"] = bool(per_call) and rows < r["done"] * per_call
+    # CPU per unit of work (a message; a call for the no-op): less moved by the other load on
+    # the machine than the rates are.
+    units = rows if per_call else r["done"]
+    r["server_us"] = 1e6 * server_cpu / units if units else None
+    r["loop_us"] = 1e6 * loop_cpu / units if units and workers == 1 else None
+    r["mariadb_us"] = 1e6 * db_cpu / units if units and per_call else None
+    return r
+
+
+def median_round(runs: list[dict], noops: list[dict]) -> dict:
+    """The round whose ratio to the same round's no-op is the median (the no-op's own: its rate
+    is the median), with every round's ratio beside it (`ratios`)."""
+    if runs is noops:
+        ratios = [r["rps"] for r in runs]
+    else:
+        ratios = [(r["msg_per_s"] or r["rps"]) / noop["rps"] if noop["rps"] else 0.0
+                  for r, noop in zip(runs, noops, strict=True)]
+    median = sorted(range(len(runs)), key=ratios.__getitem__)[(len(runs) - 1) // 2]
+    return {**runs[median], "ratios": ratios if runs is not noops else [], "noop_rps": noops[median]["rps"]}
 
 
 def _tenant_of(target: str, key: str) -> str:
