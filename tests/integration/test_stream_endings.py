@@ -17,6 +17,9 @@ from wework.v1 import account_pb2, account_pb2_grpc, message_pb2, message_pb2_gr
 STREAMS = 500
 CONCURRENT = 50
 IDLE_WINDOW_SECONDS = 3.0
+# Every stream ends within a second (0.3 s deadlines, prompt cancels); a stuck one fails here,
+# named, rather than at pytest's timeout.
+STREAM_END_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,9 @@ async def end_one_stream(channel: grpc.aio.Channel, metadata, i: int, task_id: s
             chunks(), metadata=metadata, timeout=timeout)
     try:
         if kind == 2:
-            await sent.wait()
+            # grpc's own task reads the first chunk. A call whose 0.3 s deadline passes before
+            # that (a loaded machine) never reads it: waiting for `sent` alone would hang.
+            await first_of(sent.wait(), call.code())
             await asyncio.sleep(0.05)
         else:
             await call.read()  # the first response: the server's poller is running now
@@ -81,6 +86,17 @@ async def end_one_stream(channel: grpc.aio.Channel, metadata, i: int, task_id: s
     assert code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED), code
 
 
+async def first_of(*awaitables) -> None:
+    """Returns once one of `awaitables` is done; the others are cancelled."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def running_tasks() -> Counter:
     """The loop's tasks by coroutine name. Compared by count: background loops replace their
     tasks (a new wait per cycle), so the same set of tasks is never seen twice."""
@@ -93,7 +109,12 @@ async def end_streams(stack, count: int, task_id: str) -> None:
 
         async def one(i: int) -> None:
             async with gate:
-                await end_one_stream(channel, stack.tenant_metadata(), i, task_id)
+                try:
+                    async with asyncio.timeout(STREAM_END_SECONDS):
+                        await end_one_stream(channel, stack.tenant_metadata(), i, task_id)
+                except TimeoutError:
+                    raise AssertionError(f"stream {i} (kind {i % 3}, cancelled: {(i // 3) % 2 == 1}) did not "
+                                         f"end within {STREAM_END_SECONDS} s") from None
 
         await asyncio.gather(*(one(i) for i in range(count)))
     await settle(stack)
