@@ -207,50 +207,54 @@ async def test_a_bucket_move_difference_is_named(mariadb_server, tmp_path):
     """Source and target databases of a range hold the same rows but one; rows of tenants outside
     the range exist on the source only and are not differences."""
     src_prefix, dst_prefix = harness.new_db_prefix("vs"), harness.new_db_prefix("vd")
-    source = make_database_config(src_prefix, [mariadb_server], 1, bucket_count=64)
-    target = make_database_config(dst_prefix, [mariadb_server], 1, bucket_count=64)
-    await asyncio.gather(migrate_all(source), migrate_all(target))
-    moving = range(32)
-    tenants = [new_id() for _ in range(120)]
-    inside = [t for t in tenants if bucket_of(t, 64) in moving]
-    db = Database(source)
-    await db.start()
     try:
-        await _add_tenants(db, tenants)
+        source = make_database_config(src_prefix, [mariadb_server], 1, bucket_count=64)
+        target = make_database_config(dst_prefix, [mariadb_server], 1, bucket_count=64)
+        await asyncio.gather(migrate_all(source), migrate_all(target))
+        moving = range(32)
+        tenants = [new_id() for _ in range(120)]
+        inside = [t for t in tenants if bucket_of(t, 64) in moving]
+        db = Database(source)
+        await db.start()
+        try:
+            await _add_tenants(db, tenants)
+        finally:
+            await db.dispose()
+        src_schema, dst_schema = f"{src_prefix}_user_0", f"{dst_prefix}_user_0"
+        marks = ", ".join(["%s"] * len(inside))
+        execute(mariadb_server, f"INSERT INTO `{dst_schema}`.tenants SELECT * FROM `{src_schema}`.tenants "
+                                f"WHERE id IN ({marks})", inside)
+        victim = inside[len(inside) // 2]
+        execute(mariadb_server, f"UPDATE `{dst_schema}`.tenants SET tenant_name = 'drifted' WHERE id = %s", (victim,))
+        # Clean range first: the same rows on both sides (in-range only) are no difference.
+        clean = await MoveVerifier(source, "0-31", source.shards[0].dsn, target.shards[0].dsn,
+                                   options=VerifyOptions(chunk_size=10, settle_seconds=0.1,
+                                                         tables=frozenset({"accounts"}))).run()
+        assert clean.ok, clean.to_json()
+
+        settings = tmp_path / "settings.yaml"
+        write_settings(settings, source)
+        code, out, err = await run_admin(settings, "verify", "--buckets", "0-31", "--source-dsn", source.shards[0].dsn,
+                                         "--target-dsn", target.shards[0].dsn, "--chunk-size", "10")
+        assert code == 1, err
+        lines = [x for x in out.splitlines() if x.startswith("DIFF")]
+        assert len(lines) == 1, out
+        assert lines[0].startswith("DIFF move shard=source target=target table=user.tenants")
+        assert f'"id": "{victim}"' in lines[0] and lines[0].endswith("differs")
+
+        # --move: the range and target of the unfinished move recorded in the directory; the source
+        # is the shard the map in force gives the range.
+        execute(mariadb_server, f"INSERT INTO `{src_prefix}_directory`.bucket_moves (id, buckets, source_shards, "
+                                "target_shard, target_dsn, phase, checkpoint, created_at, updated_at) VALUES "
+                                "(%s, '0-31', 's0', 's1', %s, 'frozen', '{}', UTC_TIMESTAMP(), UTC_TIMESTAMP())",
+                (new_id(), target.shards[0].dsn))
+        code, out, err = await run_admin(settings, "verify", "--move", "--table", "user.tenants")
+        assert code == 1, err
+        (line,) = [x for x in out.splitlines() if x.startswith("DIFF")]
+        assert line.startswith("DIFF move shard=s0 target=s1 table=user.tenants") and victim in line
     finally:
-        await db.dispose()
-    src_schema, dst_schema = f"{src_prefix}_user_0", f"{dst_prefix}_user_0"
-    marks = ", ".join(["%s"] * len(inside))
-    execute(mariadb_server, f"INSERT INTO `{dst_schema}`.tenants SELECT * FROM `{src_schema}`.tenants "
-                            f"WHERE id IN ({marks})", inside)
-    victim = inside[len(inside) // 2]
-    execute(mariadb_server, f"UPDATE `{dst_schema}`.tenants SET tenant_name = 'drifted' WHERE id = %s", (victim,))
-    # Clean range first: the same rows on both sides (in-range only) are no difference.
-    clean = await MoveVerifier(source, "0-31", source.shards[0].dsn, target.shards[0].dsn,
-                               options=VerifyOptions(chunk_size=10, settle_seconds=0.1,
-                                                     tables=frozenset({"accounts"}))).run()
-    assert clean.ok, clean.to_json()
-
-    settings = tmp_path / "settings.yaml"
-    write_settings(settings, source)
-    code, out, err = await run_admin(settings, "verify", "--buckets", "0-31", "--source-dsn", source.shards[0].dsn,
-                                     "--target-dsn", target.shards[0].dsn, "--chunk-size", "10")
-    assert code == 1, err
-    lines = [x for x in out.splitlines() if x.startswith("DIFF")]
-    assert len(lines) == 1, out
-    assert lines[0].startswith("DIFF move shard=source target=target table=user.tenants")
-    assert f'"id": "{victim}"' in lines[0] and lines[0].endswith("differs")
-
-    # --move: the range and target of the unfinished move recorded in the directory; the source
-    # is the shard the map in force gives the range.
-    execute(mariadb_server, f"INSERT INTO `{src_prefix}_directory`.bucket_moves (id, buckets, source_shards, "
-                            "target_shard, target_dsn, phase, checkpoint, created_at, updated_at) VALUES "
-                            "(%s, '0-31', 's0', 's1', %s, 'frozen', '{}', UTC_TIMESTAMP(), UTC_TIMESTAMP())",
-            (new_id(), target.shards[0].dsn))
-    code, out, err = await run_admin(settings, "verify", "--move", "--table", "user.tenants")
-    assert code == 1, err
-    (line,) = [x for x in out.splitlines() if x.startswith("DIFF")]
-    assert line.startswith("DIFF move shard=s0 target=s1 table=user.tenants") and victim in line
+        for prefix in (src_prefix, dst_prefix):
+            mariadb_server.drop_databases(prefix + "_")
 
 
 async def test_an_unreachable_replica_is_an_error_not_a_pass(replicated):
