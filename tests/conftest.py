@@ -20,7 +20,6 @@ from harness import servers as _servers
 
 # Every MariaDB server handed out this session: the targets of prefix cleanup.
 _MARIADB_SERVERS: list[harness.MariaDBServer] = []
-_ISSUED_PREFIXES: list[str] = []
 
 
 def _exit_unavailable(exc: Exception) -> None:
@@ -30,7 +29,7 @@ def _exit_unavailable(exc: Exception) -> None:
 def _drop_issued(server: harness.MariaDBServer) -> None:
     import pymysql
 
-    for prefix in _ISSUED_PREFIXES:
+    for prefix in harness.ISSUED_PREFIXES:
         try:
             server.drop_databases(prefix + "_")
         except (pymysql.MySQLError, OSError) as exc:  # a broken server has nothing left to clean
@@ -91,7 +90,6 @@ def redis_cluster():
 def unique_db_prefix():
     """`wwt_<8 hex>`; every database named `<prefix>_...` is dropped after the test."""
     prefix = harness.new_db_prefix()
-    _ISSUED_PREFIXES.append(prefix)
     yield prefix
     for server in _MARIADB_SERVERS:
         server.drop_databases(prefix + "_")
@@ -108,7 +106,6 @@ async def mariadb_config(mariadb_server):
     from wework.persistence.migrate import migrate_all
 
     prefix = harness.new_db_prefix("s")
-    _ISSUED_PREFIXES.append(prefix)
     config = harness.make_database_config(prefix, [mariadb_server], 2)
     await migrate_all(config)
     yield config

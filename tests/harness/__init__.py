@@ -4,6 +4,7 @@ Imported as `harness` (tests/conftest.py puts tests/ on sys.path).
 """
 
 from .databases import (
+    ISSUED_PREFIXES,
     bucket_ranges,
     create_scratch_database,
     kill_connection,
@@ -27,7 +28,7 @@ from .servers import (
 )
 
 __all__ = [
-    "INSTALL_HINT", "MariaDBServer", "RedisServer", "ServerUnavailable", "bucket_ranges",
+    "INSTALL_HINT", "ISSUED_PREFIXES", "MariaDBServer", "RedisServer", "ServerUnavailable", "bucket_ranges",
     "create_scratch_database", "find_or_start_mariadb", "find_or_start_redis", "free_port",
     "kill_connection", "make_database_config", "make_sqlite_config", "new_db_prefix",
     "physical_database_names", "private_mariadb", "single_connection_engine", "start_private_mariadb",

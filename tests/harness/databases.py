@@ -10,10 +10,17 @@ from wework.persistence.config import DatabaseConfig, ShardSpec
 
 from .servers import MariaDBServer
 
+# Every prefix issued in this process. The session's end drops their databases on the default
+# server (tests/conftest.py), whatever a test's own teardown managed: full-suite runs left a
+# two-shard stack's databases behind (a module-scoped async fixture's cleanup that did not run).
+ISSUED_PREFIXES: list[str] = []
+
 
 def new_db_prefix(kind: str = "t") -> str:
     """`wwt_<8 hex>` (or `wwt<kind>_...`): short, because MySQL names stop at 64 characters."""
-    return f"ww{kind}_{secrets.token_hex(4)}"
+    prefix = f"ww{kind}_{secrets.token_hex(4)}"
+    ISSUED_PREFIXES.append(prefix)
+    return prefix
 
 
 def bucket_ranges(bucket_count: int, parts: int) -> list[str]:
