@@ -237,7 +237,8 @@ class MessageConfig(BaseModel):
     # Group commit of SendMessage: while the previous batch of accepted messages had company, the
     # next one waits up to this long for more sends before its transaction (0: never waits). A
     # lone send never waits. Longer: more messages per commit, less CPU per message, more latency
-    # under load (docs/decisions/0042-accept-linger-and-one-process-per-core.md).
+    # under load (docs/decisions/0042-accept-linger-and-one-process-per-core.md). The same value
+    # is application.messages.LINGER_SECONDS, the default of use cases built without settings.
     accept_linger_seconds: float = Field(default=0.006, ge=0, le=0.1)
     # Redis keys of the daily quota counters live this long after their UTC day began.
     quota_key_ttl_seconds: int = Field(default=2 * 86400, ge=86400)
